@@ -1,0 +1,1 @@
+"""OnCallM: root-cause analysis for Kubernetes alerts."""

@@ -1,0 +1,257 @@
+"""The AlertAnalysis custom resource (``oncallm.io/v1alpha1``) and the diagnosis it carries.
+
+The CRD in ``crds/alertanalyses.yaml`` and these models are held together by
+``tests/unit/test_crd_models.py``: a field added to one must be added to the other.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from oncallm.models.alert import Alert, AlertStatus
+from oncallm.models.base import KubeModel
+
+GROUP = "oncallm.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "AlertAnalysis"
+PLURAL = "alertanalyses"
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    GATHERING = "Gathering"
+    ANALYZING = "Analyzing"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+
+    @property
+    def finished(self) -> bool:
+        return self in (Phase.COMPLETED, Phase.FAILED, Phase.SKIPPED)
+
+
+class Category(StrEnum):
+    """Root-cause categories: what kind of fault, in the words of the fix."""
+
+    BAD_CONFIG = "bad_config"
+    MISSING_SECRET_OR_CONFIGMAP = "missing_secret_or_configmap"
+    OOM_KILLED = "oom_killed"
+    IMAGE_PULL_ERROR = "image_pull_error"
+    FAILING_PROBE = "failing_probe"
+    APP_CRASH_EXCEPTION = "app_crash_exception"
+    DEPENDENCY_UNREACHABLE = "dependency_unreachable"
+    DNS_FAILURE = "dns_failure"
+    NODE_NOT_READY = "node_not_ready"
+    DISK_PRESSURE = "disk_pressure"
+    PVC_PENDING = "pvc_pending"
+    INSUFFICIENT_RESOURCES_UNSCHEDULABLE = "insufficient_resources_unschedulable"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    RBAC_FORBIDDEN = "rbac_forbidden"
+    CERT_EXPIRED = "cert_expired"
+    JOB_BACKOFF_LIMIT = "job_backoff_limit"
+    HPA_MAXED = "hpa_maxed"
+    CPU_THROTTLING = "cpu_throttling"
+    ROLLOUT_STUCK = "rollout_stuck"
+    NETWORK_POLICY_BLOCK = "network_policy_block"
+    UNKNOWN = "unknown"
+
+
+class EvidenceSource(StrEnum):
+    """Where a piece of evidence was read."""
+
+    ALERT = "alert"
+    EVENT = "event"
+    LOG = "log"
+    CONTAINER_STATUS = "containerStatus"
+    POD_STATUS = "podStatus"
+    WORKLOAD = "workload"
+    NODE = "node"
+    PVC = "pvc"
+    SERVICE = "service"
+    QUOTA = "quota"
+    HPA = "hpa"
+    METRIC = "metric"
+    HISTORY = "history"
+    NETWORK_POLICY = "networkPolicy"
+
+
+class AlertSpec(KubeModel):
+    """The alert as Alertmanager sent it."""
+
+    status: AlertStatus
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: str
+    ends_at: str | None = None
+    generator_url: str = Field(default="", alias="generatorURL")
+    fingerprint: str
+
+    @classmethod
+    def from_alert(cls, alert: Alert) -> AlertSpec:
+        return cls(
+            status=alert.status,
+            labels=dict(alert.labels),
+            annotations=dict(alert.annotations),
+            starts_at=_rfc3339(alert.starts_at),
+            ends_at=_rfc3339(alert.ended) if alert.ended else None,
+            generator_url=alert.generator_url,
+            fingerprint=alert.fingerprint,
+        )
+
+    def to_alert(self) -> Alert:
+        return Alert.model_validate(
+            {
+                "status": self.status,
+                "labels": self.labels,
+                "annotations": self.annotations,
+                "startsAt": self.starts_at,
+                "endsAt": self.ends_at,
+                "generatorURL": self.generator_url,
+                "fingerprint": self.fingerprint,
+            }
+        )
+
+
+class AlertAnalysisSpec(KubeModel):
+    alert: AlertSpec
+    receiver: str = ""
+    group_key: str = ""
+    external_url: str = Field(default="", alias="externalURL")
+    received_at: str | None = None
+    resolved_at: str | None = None
+
+
+class TargetRef(KubeModel):
+    """The object an alert is about, as resolved from its labels."""
+
+    kind: str
+    namespace: str | None = None
+    name: str
+    container: str | None = None
+
+    @property
+    def display(self) -> str:
+        ns = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.kind.lower()}/{ns}{self.name}"
+
+
+class EvidenceRef(KubeModel):
+    """One piece of gathered evidence, quoted where it was found."""
+
+    id: str
+    source: EvidenceSource
+    object: str
+    excerpt: str
+    time: str | None = None
+
+
+class MissingEvidence(KubeModel):
+    """A source that could not be read; the analysis goes on without it."""
+
+    source: str
+    reason: str
+
+
+class Diagnosis(KubeModel):
+    """The result of an analysis, whoever made it: the rules or a model.
+
+    ``evidence`` holds the ids of the gathered evidence items that prove the root cause.
+    """
+
+    category: Category
+    summary: str = Field(min_length=1, max_length=600)
+    root_cause: str = Field(min_length=1, max_length=1200)
+    confidence: float = Field(ge=0, le=1)
+    impact: str = Field(default="", max_length=1200)
+    immediate_actions: list[str] = Field(default_factory=list, max_length=12)
+    recommendations: list[str] = Field(default_factory=list, max_length=12)
+    evidence: list[str] = Field(default_factory=list, max_length=20)
+    commands: list[str] = Field(default_factory=list, max_length=16)
+
+
+class TokenUsage(KubeModel):
+    prompt: int = 0
+    completion: int = 0
+    total: int = 0
+
+
+class StageTimings(KubeModel):
+    """Seconds spent in each stage of the analysis."""
+
+    gathering: float | None = None
+    analyzing: float | None = None
+    reporting: float | None = None
+    total: float | None = None
+
+
+class Condition(KubeModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = None
+
+
+class AlertAnalysisStatus(KubeModel):
+    phase: Phase | None = None
+    reason: str | None = None
+    target: TargetRef | None = None
+    target_display: str | None = None
+    severity: str | None = None
+    summary: str | None = None
+    root_cause: str | None = None
+    short_root_cause: str | None = None
+    category: Category | None = None
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    impact: str | None = None
+    immediate_actions: list[str] | None = None
+    recommendations: list[str] | None = None
+    evidence: list[EvidenceRef] | None = None
+    missing_evidence: list[MissingEvidence] | None = None
+    commands: list[str] | None = None
+    analyzer: str | None = None
+    policy: str | None = None
+    token_usage: TokenUsage | None = None
+    timings: StageTimings | None = None
+    notes: list[str] | None = None
+    report_config_map: str | None = None
+    report_url: str | None = Field(default=None, alias="reportURL")
+    started_at: str | None = None
+    completed_at: str | None = None
+    attempts: int | None = None
+    conditions: list[Condition] | None = None
+    observed_generation: int | None = None
+
+
+class AlertAnalysis(KubeModel):
+    api_version: Literal["oncallm.io/v1alpha1"] = "oncallm.io/v1alpha1"
+    kind: Literal["AlertAnalysis"] = "AlertAnalysis"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: AlertAnalysisSpec
+    status: AlertAnalysisStatus = Field(default_factory=AlertAnalysisStatus)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        return str(self.metadata.get("namespace", ""))
+
+
+def _rfc3339(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def rfc3339(value: datetime) -> str:
+    """A timestamp as Kubernetes writes it: UTC, ``Z`` suffix."""
+    text = _rfc3339(value)
+    assert text is not None
+    return text
