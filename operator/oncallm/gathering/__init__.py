@@ -1,0 +1,1 @@
+"""Gathering: from an alert to the evidence an engineer would look at."""

@@ -1,0 +1,1 @@
+"""Talking to the Kubernetes API: clients, raw reads, the watch-backed analysis store."""
