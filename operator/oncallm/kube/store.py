@@ -22,7 +22,7 @@ class AnalysisStore:
     def __init__(self) -> None:
         self._items: dict[tuple[str, str], AlertAnalysis] = {}
         self._by_fingerprint: dict[str, set[tuple[str, str]]] = {}
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()
         self.version = 0
         #: True once the first full list has been loaded.
         self.synced = False
@@ -78,25 +78,16 @@ class AnalysisStore:
 
     def _bump(self) -> None:
         self.version += 1
-        loop_running = True
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            loop_running = False
-        if loop_running:
-            asyncio.ensure_future(self._notify())
+        # Wake every waiter, then give later waiters a fresh event.
+        self._changed.set()
+        self._changed = asyncio.Event()
 
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def wait_changed(self, since: int, timeout: float) -> int:
-        """Wait until the version moves past ``since`` or ``timeout`` seconds pass."""
-        async with self._changed:
+    async def wait_changed(self, since: int, wait: float) -> int:
+        """Wait until the version moves past ``since`` or ``wait`` seconds pass."""
+        event = self._changed
+        if self.version <= since:
             try:
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self.version > since), timeout
-                )
+                await asyncio.wait_for(event.wait(), wait)
             except TimeoutError:
                 pass
         return self.version

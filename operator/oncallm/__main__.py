@@ -1,0 +1,3 @@
+from oncallm.cli import main
+
+raise SystemExit(main())

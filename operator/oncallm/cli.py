@@ -1,0 +1,89 @@
+"""The ``oncallm`` command: one entry point for every process OnCallM runs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger("oncallm")
+
+
+def _controlplane(args: argparse.Namespace) -> int:
+    from oncallm.controlplane import LocalControlPlane
+
+    folder = Path(args.dir)
+    if args.action == "up":
+        try:
+            plane = LocalControlPlane.attach(folder)
+            if plane.is_running():
+                print(f"already up: {plane.server}")
+                print(f"export KUBECONFIG={plane.kubeconfig}")
+                return 0
+            plane.down()
+        except RuntimeError:
+            pass
+        plane = LocalControlPlane(folder).up()
+        print(f"local control plane up at {plane.server}")
+        print(f"export KUBECONFIG={plane.kubeconfig}")
+        print(f"kubectl: {plane.kubectl}  (or any kubectl with that KUBECONFIG)")
+        return 0
+    if args.action == "down":
+        try:
+            LocalControlPlane.attach(folder).down()
+        except RuntimeError as err:
+            print(err, file=sys.stderr)
+            return 0
+        print(f"local control plane in {folder} stopped")
+        return 0
+    if args.action == "env":
+        plane = LocalControlPlane.attach(folder)
+        print(f"export KUBECONFIG={plane.kubeconfig}")
+        print(f'export PATH="{plane.kubectl.parent}:$PATH"')
+        return 0
+    if args.action == "build":
+        from oncallm.controlplane.build import ensure_binary
+
+        print(ensure_binary())
+        return 0
+    raise AssertionError(args.action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oncallm", description="Root-cause analysis for Kubernetes alerts."
+    )
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("ONCALLM_LOG_LEVEL", "INFO"),
+        help="DEBUG, INFO, WARNING or ERROR (env ONCALLM_LOG_LEVEL; default INFO)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    cp = sub.add_parser("controlplane", help="a real local Kubernetes control plane")
+    cp.add_argument("action", choices=["up", "down", "env", "build"])
+    cp.add_argument(
+        "--dir",
+        default=os.environ.get("ONCALLM_CONTROLPLANE_DIR", "/tmp/oncallm-controlplane"),
+        help="where its data, certificates, logs and kubeconfig live",
+    )
+    cp.set_defaults(func=_controlplane)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    return func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

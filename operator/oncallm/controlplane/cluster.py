@@ -1,0 +1,434 @@
+"""Start and stop a local control plane; each part is a process of the one built binary.
+
+The parts and why each is there:
+
+- etcd: the API server's storage (``--unsafe-no-fsync``: a test cluster need not survive a
+  power cut, and fsync dominates write latency on a shared disk).
+- kube-apiserver: RBAC on, static token authentication, the kubeadm/kind service range
+  ``10.96.0.0/12``, and the ``TaintNodesByCondition`` admission plugin off so planted Nodes
+  keep exactly the taints a test gives them.
+- kube-controller-manager with only the garbage collector, namespace and service account
+  controllers: owner references, namespace deletion and ``default`` ServiceAccounts behave
+  as in a cluster, while no workload, endpoint or node controller rewrites planted state.
+- a kubelet-log server (:mod:`oncallm.controlplane.kubelet_logs`) behind planted Nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from oncallm.controlplane import certs
+from oncallm.controlplane.build import repo_root, resolve_binary
+from oncallm.controlplane.kubelet_logs import plant_log
+
+log = logging.getLogger(__name__)
+
+#: kind's and kubeadm's default service range, so planted objects quote real-looking IPs.
+SERVICE_CIDR = "10.96.0.0/12"
+#: Controllers that keep the API honest without touching planted pods, endpoints or nodes.
+CONTROLLERS = "garbage-collector-controller,namespace-controller,serviceaccount-controller"
+#: How long the API server may take to say ready; a cold start on 2 busy cores takes ~10 s.
+READY_TIMEOUT = 120.0
+#: The default folder of ``oncallm controlplane up``; tests use a temporary one each run.
+DEFAULT_FOLDER = Path(os.environ.get("ONCALLM_CONTROLPLANE_DIR", "/tmp/oncallm-controlplane"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class State:
+    """What ``up`` started, kept in ``state.json`` so ``down`` and other processes find it."""
+
+    folder: str
+    binary: str
+    apiserver_port: int
+    etcd_port: int
+    etcd_peer_port: int
+    kubelet_port: int
+    admin_token: str
+    pids: dict[str, int] = field(default_factory=dict)
+
+
+class LocalControlPlane:
+    """A real etcd + kube-apiserver + kube-controller-manager on loopback ports."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = Path(folder or DEFAULT_FOLDER).resolve()
+        self.state: State | None = None
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    # -- paths ---------------------------------------------------------------------------
+    @property
+    def kubeconfig(self) -> Path:
+        return self.folder / "kubeconfig"
+
+    @property
+    def logs_folder(self) -> Path:
+        """Planted container logs, served by the kubelet-log server."""
+        return self.folder / "kubelet-logs"
+
+    @property
+    def kubectl(self) -> Path:
+        return self.folder / "bin" / "kubectl"
+
+    @property
+    def server(self) -> str:
+        assert self.state is not None, "the control plane is not up"
+        return f"https://127.0.0.1:{self.state.apiserver_port}"
+
+    @property
+    def kubelet_port(self) -> int:
+        assert self.state is not None, "the control plane is not up"
+        return self.state.kubelet_port
+
+    # -- lifecycle -----------------------------------------------------------------------
+    @classmethod
+    def attach(cls, folder: Path | None = None) -> LocalControlPlane:
+        """The control plane another process started in ``folder`` (reads state.json)."""
+        plane = cls(folder)
+        path = plane.folder / "state.json"
+        if not path.exists():
+            raise RuntimeError(
+                f"no local control plane in {plane.folder}: start one with `oncallm controlplane up`"
+            )
+        plane.state = State(**json.loads(path.read_text()))
+        return plane
+
+    def is_running(self) -> bool:
+        if self.state is None:
+            return False
+        return all(_alive(pid) for pid in self.state.pids.values())
+
+    def up(self, crds: Path | None = None) -> LocalControlPlane:
+        """Start every part, wait for ``/readyz``, install the CRDs; returns self."""
+        started = time.monotonic()
+        binary = resolve_binary()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        pki = certs.generate(self.folder / "pki")
+        self.state = State(
+            folder=str(self.folder),
+            binary=str(binary),
+            apiserver_port=free_port(),
+            etcd_port=free_port(),
+            etcd_peer_port=free_port(),
+            kubelet_port=free_port(),
+            admin_token=secrets.token_hex(24),
+        )
+        cm_token = secrets.token_hex(24)
+        (self.folder / "tokens.csv").write_text(
+            f'{self.state.admin_token},oncallm-admin,oncallm-admin,"system:masters"\n'
+            f"{cm_token},system:kube-controller-manager,kcm,\"system:masters\"\n"
+        )
+        (self.folder / "tokens.csv").chmod(0o600)
+        (self.folder / "bin").mkdir(exist_ok=True)
+        if self.kubectl.is_symlink() or self.kubectl.exists():
+            self.kubectl.unlink()
+        self.kubectl.symlink_to(binary)
+        self._write_kubeconfig(self.kubeconfig, self.state.admin_token, "oncallm-admin")
+        self._write_kubeconfig(
+            self.folder / "controller-manager.kubeconfig", cm_token, "kube-controller-manager"
+        )
+        s = self.state
+        etcd_data = self.folder / "etcd"
+        self._spawn(
+            "etcd",
+            [
+                "etcd",
+                "--name=local",
+                f"--data-dir={etcd_data}",
+                f"--listen-client-urls=http://127.0.0.1:{s.etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{s.etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{s.etcd_peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{s.etcd_peer_port}",
+                f"--initial-cluster=local=http://127.0.0.1:{s.etcd_peer_port}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+        )
+        self._spawn(
+            "kube-apiserver",
+            [
+                "kube-apiserver",
+                f"--etcd-servers=http://127.0.0.1:{s.etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={s.apiserver_port}",
+                f"--cert-dir={self.folder / 'pki'}",
+                f"--tls-cert-file={pki.apiserver_cert}",
+                f"--tls-private-key-file={pki.apiserver_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                f"--token-auth-file={self.folder / 'tokens.csv'}",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki.sa_pub}",
+                f"--service-account-signing-key-file={pki.sa_key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-certificate-authority={pki.ca_cert}",
+                f"--kubelet-client-certificate={pki.kubelet_cert}",
+                f"--kubelet-client-key={pki.kubelet_key}",
+                "--disable-admission-plugins=TaintNodesByCondition",
+                # The API server's own Endpoints would be 127.0.0.1, which Endpoints reject.
+                "--endpoint-reconciler-type=none",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
+        self._spawn(
+            "kubelet-logs",
+            [
+                sys.executable,
+                "-m",
+                "oncallm.controlplane.kubelet_logs",
+                f"--folder={self.logs_folder}",
+                f"--port={s.kubelet_port}",
+                f"--cert={pki.kubelet_cert}",
+                f"--key={pki.kubelet_key}",
+            ],
+            own_binary=False,
+        )
+        self._wait_ready()
+        self._spawn(
+            "kube-controller-manager",
+            [
+                "kube-controller-manager",
+                f"--kubeconfig={self.folder / 'controller-manager.kubeconfig'}",
+                f"--controllers={CONTROLLERS}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                f"--root-ca-file={pki.ca_cert}",
+                "--v=1",
+            ],
+        )
+        self._save_state()
+        self.install_crds(crds or repo_root() / "crds")
+        log.info(
+            "local control plane ready at %s in %.1f s (kubeconfig %s)",
+            self.server,
+            time.monotonic() - started,
+            self.kubeconfig,
+        )
+        return self
+
+    def down(self) -> None:
+        """Stop every part and forget the state; the folder's data stays for inspection."""
+        pids = dict(self.state.pids) if self.state else {}
+        for name, proc in self._procs.items():
+            pids.setdefault(name, proc.pid)
+        for name in ("kube-controller-manager", "kube-apiserver", "kubelet-logs", "etcd"):
+            pid = pids.get(name)
+            if pid is not None:
+                _terminate(pid)
+        for proc in self._procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self._procs.clear()
+        state = self.folder / "state.json"
+        if state.exists():
+            state.unlink()
+
+    def stop_apiserver(self) -> None:
+        """Stop only the API server (fault tests); :meth:`start_apiserver` brings it back."""
+        assert self.state is not None
+        _terminate(self.state.pids["kube-apiserver"])
+        proc = self._procs.get("kube-apiserver")
+        if proc is not None:
+            proc.wait(timeout=30)
+
+    def start_apiserver(self) -> None:
+        assert self.state is not None
+        proc = self._procs.get("kube-apiserver")
+        if proc is None:
+            raise RuntimeError("only the process that started the control plane can restart it")
+        self._procs["kube-apiserver"] = subprocess.Popen(
+            proc.args, **self._popen_kwargs("kube-apiserver")
+        )
+        self.state.pids["kube-apiserver"] = self._procs["kube-apiserver"].pid
+        self._save_state()
+        self._wait_ready()
+
+    # -- helpers -------------------------------------------------------------------------
+    def _popen_kwargs(self, name: str) -> dict[str, Any]:
+        logfile = open(self.folder / f"{name}.log", "ab")
+        return {
+            "stdout": logfile,
+            "stderr": subprocess.STDOUT,
+            "stdin": subprocess.DEVNULL,
+            "start_new_session": True,
+            "cwd": self.folder,
+        }
+
+    def _spawn(self, name: str, argv: list[str], *, own_binary: bool = True) -> None:
+        assert self.state is not None
+        if own_binary:
+            argv = [self.state.binary, *argv]
+        proc = subprocess.Popen(argv, **self._popen_kwargs(name))
+        self._procs[name] = proc
+        self.state.pids[name] = proc.pid
+
+    def _save_state(self) -> None:
+        assert self.state is not None
+        path = self.folder / "state.json"
+        path.write_text(json.dumps(asdict(self.state), indent=2))
+        path.chmod(0o600)
+
+    def _write_kubeconfig(self, path: Path, token: str, user: str) -> None:
+        ca = (self.folder / "pki" / "ca.crt").read_text()
+        import base64
+
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "oncallm-local",
+                    "cluster": {
+                        "server": self.server,
+                        "certificate-authority-data": base64.b64encode(ca.encode()).decode(),
+                    },
+                }
+            ],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [
+                {
+                    "name": "oncallm-local",
+                    "context": {"cluster": "oncallm-local", "user": user, "namespace": "default"},
+                }
+            ],
+            "current-context": "oncallm-local",
+        }
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path.chmod(0o600)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.folder / "pki" / "ca.crt"))
+
+    def request(self, path: str, *, timeout: float = 5.0) -> tuple[int, str]:
+        """GET a path of the API server as admin; (status, body)."""
+        assert self.state is not None
+        req = urllib.request.Request(
+            self.server + path, headers={"Authorization": f"Bearer {self.state.admin_token}"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout, context=self.ssl_context()) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode(errors="replace")
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        last = ""
+        while time.monotonic() < deadline:
+            for name, proc in self._procs.items():
+                if proc.poll() is not None:
+                    tail = _tail(self.folder / f"{name}.log")
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+            try:
+                status, body = self.request("/readyz", timeout=2)
+                if status == 200:
+                    return
+                last = body
+            except (OSError, urllib.error.URLError) as err:
+                last = str(err)
+            time.sleep(0.2)
+        raise TimeoutError(
+            f"kube-apiserver not ready after {READY_TIMEOUT:.0f} s ({last}); "
+            f"see {self.folder / 'kube-apiserver.log'}"
+        )
+
+    def kubectl_run(self, *args: str, input_text: str | None = None) -> str:
+        """Run kubectl against this control plane as admin; raises with its stderr on failure."""
+        result = subprocess.run(
+            [str(self.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input_text,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise subprocess.CalledProcessError(
+                result.returncode, ["kubectl", *args], result.stdout, result.stderr
+            )
+        return result.stdout
+
+    def install_crds(self, folder: Path) -> None:
+        """Apply every CRD in ``folder`` and wait until each is Established."""
+        self.kubectl_run("apply", "--server-side", "--force-conflicts", "-f", str(folder))
+        names = []
+        for path in sorted(folder.glob("*.yaml")):
+            for doc in yaml.safe_load_all(path.read_text()):
+                if doc and doc.get("kind") == "CustomResourceDefinition":
+                    names.append(f"crd/{doc['metadata']['name']}")
+        if names:
+            self.kubectl_run("wait", "--for=condition=Established", "--timeout=60s", *names)
+
+    def plant_log(
+        self, namespace: str, pod: str, container: str, text: str, *, previous: bool = False
+    ) -> None:
+        """Serve ``text`` as a container's (previous) log through ``pods/log``."""
+        plant_log(self.logs_folder, namespace, pod, container, text, previous=previous)
+
+    def node_status(self) -> dict[str, Any]:
+        """The part of a Node's status that routes ``pods/log`` to the kubelet-log server."""
+        return {
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
+        }
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _terminate(pid: int, timeout: float = 10.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    if _alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

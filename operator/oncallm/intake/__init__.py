@@ -1,0 +1,1 @@
+"""Intake: Alertmanager's webhook, one AlertAnalysis per alert, nothing lost."""
