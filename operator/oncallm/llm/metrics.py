@@ -1,0 +1,24 @@
+"""Prometheus metrics of the model path (registered in the default registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+CALLS = Counter(
+    "oncallm_llm_calls_total",
+    "Analyses that tried the model, by outcome (accepted, rejected, invalid, unavailable, "
+    "breaker_open, budget_spent, error).",
+    ["outcome"],
+)
+
+TOKENS = Counter(
+    "oncallm_llm_tokens_total",
+    "Tokens spent on the model, by kind (prompt, completion).",
+    ["kind"],
+)
+
+LATENCY = Histogram(
+    "oncallm_llm_latency_seconds",
+    "Time one analysis spent waiting for the model, retries and tool rounds included.",
+    buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160),
+)
