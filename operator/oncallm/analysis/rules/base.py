@@ -1,0 +1,308 @@
+"""What every rule shares: the Finding it returns, the Rule table entry, and context helpers."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from oncallm.analysis import commands as kc
+from oncallm.analysis.evidence import (
+    NOISE_LINE,
+    EvidenceIndex,
+    container_id,
+    parse_quantity,
+    pod_id,
+)
+from oncallm.models.analysis import Category
+from oncallm.models.evidence import (
+    ContainerSnapshot,
+    Context,
+    EventSnapshot,
+    LogSnapshot,
+    PodSnapshot,
+    WorkloadSnapshot,
+)
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    """Thresholds of the rules. Read from the environment by :meth:`from_env`."""
+
+    cpu_throttling_ratio: float = 0.25
+    """Share of CFS periods throttled from which a container counts as throttled
+    (``ONCALLM_RULES_CPU_THROTTLING_RATIO``); 0.25 is kube-prometheus' CPUThrottlingHigh."""
+
+    memory_near_limit_ratio: float = 0.9
+    """Working set / memory limit from which memory counts as "at the limit"
+    (``ONCALLM_RULES_MEMORY_NEAR_LIMIT_RATIO``); below it an exit 137 is less likely an OOM."""
+
+    unknown_confidence: float = 0.2
+    """Confidence of the fallback ``unknown`` diagnosis (``ONCALLM_RULES_UNKNOWN_CONFIDENCE``):
+    low, so a language model or a human is asked to look."""
+
+    alert_hint_bonus: float = 0.04
+    """Added to a finding whose category the alert's name points at, e.g. KubeJobFailed for
+    job_backoff_limit (``ONCALLM_RULES_ALERT_HINT_BONUS``). Small: it breaks ties, it never
+    turns a symptom into a cause."""
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> RuleSettings:
+        """Settings from ``ONCALLM_RULES_*`` variables; unset ones keep their defaults.
+
+        Raises ValueError naming the variable when a value is not a number in [0, 1].
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, float] = {}
+        for name in cls.__dataclass_fields__:
+            var = f"ONCALLM_RULES_{name.upper()}"
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(f"{var}={raw!r} is not a number; set it to e.g. 0.25") from None
+            if not 0 <= value <= 1:
+                raise ValueError(f"{var}={raw!r} must be between 0 and 1")
+            values[name] = value
+        return cls(**values)
+
+
+@dataclass
+class Finding:
+    """What one rule concluded. ``score`` (0-1) ranks findings and becomes the confidence."""
+
+    category: Category
+    score: float
+    summary: str
+    root_cause: str
+    evidence: list[str] = field(default_factory=list)
+    impact: str = ""
+    immediate_actions: list[str] = field(default_factory=list)
+    recommendations: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+    #: the name of the rule that made it (set by the engine)
+    rule: str = ""
+
+
+RuleCheck = Callable[[Context, EvidenceIndex, RuleSettings], "Finding | None"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One entry of the rule table."""
+
+    name: str
+    category: Category
+    check: RuleCheck
+    #: False for rules that explain a single pod's failure; True for rules that wrap others
+    #: (a Job or a rollout that fails because its pods fail).
+    wraps: bool = False
+
+
+# --- context helpers --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A log line that matched a pattern; ``id`` is its evidence id when it was kept."""
+
+    log: LogSnapshot
+    lineno: int
+    line: str
+    match: re.Match[str]
+    id: str | None
+
+
+def grep(
+    ctx: Context,
+    ev: EvidenceIndex,
+    pattern: re.Pattern[str],
+    *,
+    pods: Iterable[str] | None = None,
+    skip_noise: bool = True,
+) -> list[Hit]:
+    """Matching log lines, previous containers first.
+
+    Lines that match :data:`~oncallm.analysis.evidence.NOISE_LINE` (deprecation warnings,
+    404 access logs) are skipped unless ``skip_noise`` is False.
+    """
+    only = set(pods) if pods is not None else None
+    hits: list[Hit] = []
+    for log in sorted(ctx.logs, key=lambda lg: not lg.previous):
+        if only is not None and log.pod not in only:
+            continue
+        for lineno, line in enumerate(log.lines, 1):
+            m = pattern.search(line)
+            if m is None:
+                continue
+            if skip_noise and NOISE_LINE.search(line):
+                continue
+            hits.append(Hit(log, lineno, line.strip(), m, ev.line(log, lineno)))
+    return hits
+
+
+def cite_hits(hits: list[Hit], limit: int = 3) -> list[str]:
+    """Evidence ids of the last ``limit`` kept hits (the latest say the most)."""
+    ids = [h.id for h in hits if h.id]
+    seen: list[str] = []
+    for eid in reversed(ids):
+        if eid not in seen:
+            seen.append(eid)
+        if len(seen) >= limit:
+            break
+    return list(reversed(seen))
+
+
+def events(
+    ctx: Context,
+    *,
+    reasons: Iterable[str] | None = None,
+    pattern: re.Pattern[str] | None = None,
+    warning: bool | None = None,
+) -> list[EventSnapshot]:
+    wanted = set(reasons) if reasons is not None else None
+    out = []
+    for e in ctx.events:
+        if wanted is not None and e.reason not in wanted:
+            continue
+        if pattern is not None and not pattern.search(e.message):
+            continue
+        if warning is not None and (e.type == "Warning") != warning:
+            continue
+        out.append(e)
+    return out
+
+
+def containers(ctx: Context) -> Iterator[tuple[PodSnapshot, ContainerSnapshot]]:
+    for pod in ctx.pods:
+        for c in pod.containers:
+            yield pod, c
+
+
+def namespace(ctx: Context) -> str:
+    if ctx.target.namespace:
+        return ctx.target.namespace
+    if ctx.pods:
+        return ctx.pods[0].namespace
+    if ctx.workload:
+        return ctx.workload.namespace
+    return "default"
+
+
+def target_pod(ctx: Context) -> PodSnapshot | None:
+    """The alerted pod when the alert names one, else the most troubled gathered pod."""
+    if ctx.target.kind == "Pod":
+        for pod in ctx.pods:
+            if pod.name == ctx.target.name:
+                return pod
+    troubled = sorted(ctx.pods, key=lambda p: -_trouble(p))
+    return troubled[0] if troubled else None
+
+
+def _trouble(pod: PodSnapshot) -> int:
+    score = sum(c.restart_count for c in pod.containers)
+    if any(c.state == "waiting" and c.reason for c in pod.containers):
+        score += 100
+    if pod.phase in ("Pending", "Failed") or pod.reason:
+        score += 50
+    return score
+
+
+def crashed_container(ctx: Context) -> tuple[PodSnapshot, ContainerSnapshot] | None:
+    """The container that failed hardest: waiting with a reason, exited non-zero, restarted."""
+    best: tuple[int, PodSnapshot, ContainerSnapshot] | None = None
+    preferred = ctx.target.container
+    for pod, c in containers(ctx):
+        score = c.restart_count
+        if c.state == "waiting" and c.reason:
+            score += 1000
+        if c.last_exit_code not in (None, 0) or c.exit_code not in (None, 0):
+            score += 500
+        if c.state == "terminated" and c.reason not in ("", "Completed"):
+            score += 400
+        if preferred and c.name == preferred:
+            score += 10
+        if ctx.target.kind == "Pod" and pod.name == ctx.target.name:
+            score += 5
+        if score > 0 and (best is None or score > best[0]):
+            best = (score, pod, c)
+    return (best[1], best[2]) if best else None
+
+
+def log_of(
+    ctx: Context, pod: str, container: str, *, previous: bool | None = None
+) -> LogSnapshot | None:
+    """The container's previous log if gathered (or the one asked for), else its current log."""
+    logs = [lg for lg in ctx.logs if lg.pod == pod and lg.container == container]
+    if previous is not None:
+        logs = [lg for lg in logs if lg.previous == previous]
+    logs.sort(key=lambda lg: not lg.previous)
+    return logs[0] if logs else None
+
+
+def controller(ctx: Context) -> WorkloadSnapshot | None:
+    """The object to roll back or scale: the Deployment/StatefulSet/DaemonSet above the pods."""
+    for w in [ctx.workload, *ctx.owners]:
+        if w is not None and w.kind in ("Deployment", "StatefulSet", "DaemonSet"):
+            return w
+    return ctx.workload
+
+
+def exit_code(c: ContainerSnapshot) -> int | None:
+    """The code of the latest termination: the current one, else the last one."""
+    if c.state == "terminated" and c.exit_code is not None:
+        return c.exit_code
+    return c.last_exit_code if c.last_exit_code is not None else c.exit_code
+
+
+def workload_state(ctx: Context) -> str:
+    """``Deployment orders/api has 1/3 ready replicas`` or the pod's phase; for impact text."""
+    w = ctx.workload
+    if w is not None and w.kind == "Job":
+        return f"Job {w.namespace}/{w.name} has failed {w.failed or 0} pods"
+    if w is not None and w.desired is not None:
+        return f"{w.kind} {w.namespace}/{w.name} has {w.ready or 0}/{w.desired} ready replicas"
+    pod = target_pod(ctx)
+    if pod is not None:
+        ready = sum(1 for c in pod.containers if c.ready and not c.init)
+        total = sum(1 for c in pod.containers if not c.init)
+        return f"pod {pod.namespace}/{pod.name} is {pod.phase or 'Unknown'} ({ready}/{total} ready)"
+    return f"{ctx.target.display} is affected"
+
+
+def pod_commands(ctx: Context, pod: PodSnapshot, c: ContainerSnapshot | None) -> list[str]:
+    """describe + logs (previous when it restarted) for one pod."""
+    cmds = [kc.describe("pod", pod.namespace, pod.name)]
+    if c is not None:
+        restarted = c.restart_count > 0 or c.last_state is not None
+        cmds.append(kc.logs(pod.namespace, pod.name, c.name, previous=restarted))
+    return cmds
+
+
+def pod_cites(ev: EvidenceIndex, pod: PodSnapshot, c: ContainerSnapshot | None) -> list[str]:
+    return ev.cite(container_id(pod.name, c.name) if c else None, pod_id(pod.name))
+
+
+def quote_line(text: str, limit: int = 220) -> str:
+    """A log line or message for a sentence: trimmed, quoted, cut when long."""
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f"'{text}'"
+
+
+def double_quantity(text: str | None) -> str | None:
+    """``512Mi`` -> ``1Gi``, ``500m`` -> ``1``: a first guess for a raised limit."""
+    value = parse_quantity(text)
+    if value is None or text is None:
+        return None
+    if text.endswith("m"):
+        milli = int(value * 2000)
+        return f"{milli // 1000}" if milli % 1000 == 0 else f"{milli}m"
+    if text.endswith(("Ki", "Mi", "Gi")):
+        mi = int(value * 2 / 1024**2)
+        return f"{mi // 1024}Gi" if mi % 1024 == 0 else f"{mi}Mi"
+    return f"{value * 2:g}"

@@ -1,0 +1,485 @@
+"""Rules about where pods run and what they may use: nodes, scheduling, volumes, quotas.
+
+When one of these fires, the cause sits outside the alerted object (its node, its claim, its
+namespace's quota), so they score above anything the pod's own status or log says.
+"""
+
+from __future__ import annotations
+
+import re
+
+from oncallm.analysis import commands as kc
+from oncallm.analysis.evidence import (
+    ALERT_ID,
+    EvidenceIndex,
+    node_condition_id,
+    node_id,
+    pod_id,
+    pvc_id,
+    quota_full_resources,
+    quota_id,
+    workload_id,
+)
+from oncallm.analysis.rules.base import (
+    Finding,
+    RuleSettings,
+    events,
+    namespace,
+    quote_line,
+    target_pod,
+    workload_state,
+)
+from oncallm.models.analysis import Category
+from oncallm.models.evidence import Context, NodeSnapshot, PodSnapshot
+
+# --- node not ready ---------------------------------------------------------------------------
+
+NODE_ALERTS = ("KubeNodeNotReady", "KubeNodeUnreachable", "KubeletDown", "NodeNotReady")
+
+
+def _node_relevant(ctx: Context, node: NodeSnapshot) -> list[PodSnapshot]:
+    """The gathered pods on the node; the node counts when it is the target or hosts them."""
+    return [p for p in ctx.pods if p.node_name == node.name]
+
+
+def node_not_ready(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """A node the pods run on is NotReady/Unknown (or under memory/PID pressure)."""
+    best: tuple[float, NodeSnapshot, str, list[PodSnapshot]] | None = None
+    for node in ctx.nodes:
+        pods = _node_relevant(ctx, node)
+        is_target = ctx.target.kind == "Node" and ctx.target.name == node.name
+        if not pods and not is_target:
+            continue
+        ready = node.conditions.get("Ready", ("Unknown", "", ""))
+        if ready[0] != "True":
+            score, cond = 0.9, "Ready"
+        else:
+            pressure = next(
+                (
+                    c
+                    for c in ("MemoryPressure", "PIDPressure", "NetworkUnavailable")
+                    if node.conditions.get(c, ("False",))[0] == "True"
+                ),
+                None,
+            )
+            if pressure is None:
+                continue
+            score, cond = 0.66, pressure
+        if best is None or score > best[0]:
+            best = (score, node, cond, pods)
+    if best is None:
+        return None
+    score, node, cond, pods = best
+    status, reason, message = node.conditions.get(cond, ("Unknown", "", ""))
+    terminating = [p.name for p in pods if p.deleting]
+    stuck = [p.name for p in pods if not p.deleting]
+    state = (
+        f"NotReady (Ready={status}{' ' + reason if reason else ''})"
+        if cond == "Ready"
+        else f"under {cond} ({reason})"
+    )
+    pods_text = ""
+    if terminating:
+        pods_text += f"; its pods {', '.join(terminating[:4])} are stuck Terminating"
+    if stuck:
+        pods_text += f"; pods {', '.join(stuck[:4])} on it are not serving"
+    node_events = [
+        e
+        for e in ctx.events
+        if e.reason in ("NodeNotReady", "TaintManagerEviction", "NodeStatusUnknown", "Rebooted")
+    ]
+    return Finding(
+        Category.NODE_NOT_READY,
+        score,
+        summary=f"Node {node.name} is {state}; the pods on it are down.",
+        root_cause=(
+            f"Node {node.name} is {state}: {quote_line(message or reason or 'no message')}"
+            f"{pods_text}. The pods are fine; their node is gone or its kubelet stopped reporting."
+        ),
+        evidence=ev.cite(
+            node_condition_id(node.name, cond),
+            *[ev.event(e) for e in node_events[:3]],
+            *[pod_id(p.name) for p in pods[:3]],
+            node_id(node.name),
+        ),
+        impact=(
+            f"{workload_state(ctx)}; pods on {node.name} are lost until the node returns or "
+            "they are rescheduled (after the 5 minute not-ready toleration)."
+        ),
+        immediate_actions=[
+            f"Check the machine behind {node.name} (cloud console: stopped, failed health "
+            "check, network) and the kubelet/container runtime on it (journalctl -u kubelet).",
+            "If it will not come back, cordon and drain it (or delete the Node) so its pods "
+            "are recreated elsewhere; force-delete StatefulSet pods stuck Terminating only "
+            "once the machine is really off.",
+        ],
+        recommendations=[
+            "Spread replicas over nodes/zones (topologySpreadConstraints, PodDisruptionBudget) "
+            "so one node cannot take a service down.",
+            "Let the cluster autoscaler or node auto-repair replace unhealthy nodes.",
+        ],
+        commands=[
+            kc.describe("node", None, node.name),
+            "kubectl get nodes -o wide",
+            kc.pods_on_node(node.name),
+            kc.drain(node.name),
+        ],
+    )
+
+
+# --- disk pressure ----------------------------------------------------------------------------
+
+_DISK_EVICTION = re.compile(
+    r"low on resource: (?:ephemeral-storage|nodefs|imagefs)|DiskPressure|disk pressure"
+    r"|ephemeral local storage usage exceeds|Usage of EmptyDir volume .* exceeds",
+    re.IGNORECASE,
+)
+_USING = re.compile(r"Container (\S+) was using (\S+?),")
+
+
+def disk_pressure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """Pods evicted because their node ran out of disk (DiskPressure, ephemeral-storage)."""
+    evicted = [p for p in ctx.pods if p.reason == "Evicted" and _DISK_EVICTION.search(p.message)]
+    evict_events = events(ctx, reasons=("Evicted",), pattern=_DISK_EVICTION)
+    node_events = events(
+        ctx, reasons=("EvictionThresholdMet", "FreeDiskSpaceFailed", "ImageGCFailed")
+    )
+    nodes_under = [
+        n for n in ctx.nodes if n.conditions.get("DiskPressure", ("False",))[0] == "True"
+    ]
+    involved = {p.node_name for p in evicted} | {p.node_name for p in ctx.pods}
+    node = next((n for n in nodes_under if n.name in involved), None)
+    if node is None and ctx.target.kind == "Node":
+        node = next((n for n in nodes_under if n.name == ctx.target.name), None)
+    if node is None and not evicted and not evict_events:
+        return None
+    score = 0.92 if node is not None else 0.84
+    if node is None:
+        name = next((p.node_name for p in evicted if p.node_name), None)
+        node = next((n for n in ctx.nodes if n.name == name), None)
+    node_name = node.name if node else "the node"
+    message = evicted[0].message if evicted else (evict_events[0].message if evict_events else "")
+    hog = _USING.search(message)
+    cond = node.conditions.get("DiskPressure", ("", "", "")) if node else ("", "", "")
+    evicted_names = [p.name for p in evicted]
+    return Finding(
+        Category.DISK_PRESSURE,
+        score,
+        summary=(
+            f"Node {node_name} is under DiskPressure and evicts pods"
+            + (f" ({len(evicted_names)} evicted)" if evicted_names else "")
+            + "."
+        ),
+        root_cause=(
+            f"Node {node_name} ran low on disk (DiskPressure{'=' + cond[0] if cond[0] else ''}"
+            + (f": {cond[2]}" if cond[2] else "")
+            + ")"
+            + (
+                f", so the kubelet evicted {', '.join(evicted_names[:4])}"
+                if evicted_names
+                else ", so the kubelet evicts pods and refuses new ones"
+            )
+            + (f" — {quote_line(message, 200)}" if message else "")
+            + (f"; container {hog.group(1)} alone used {hog.group(2)}" if hog else "")
+            + ". The pods are victims; the node's disk is the cause."
+        ),
+        evidence=ev.cite(
+            node_condition_id(node_name, "DiskPressure"),
+            *[pod_id(n) for n in evicted_names[:3]],
+            *[ev.event(e) for e in (evict_events[:2] + node_events[:2])],
+            node_id(node_name),
+        ),
+        impact=(
+            f"{workload_state(ctx)}; the node takes no new pods while under DiskPressure and "
+            "may evict more."
+        ),
+        immediate_actions=[
+            f"Free disk on {node_name}: find what fills /var/lib/kubelet and /var/lib/containerd "
+            "(container logs, emptyDir volumes, unused images: crictl rmi --prune).",
+            "Delete the Failed (evicted) pods once their replacements run.",
+            "If one container writes the data (named in the eviction message), cap it.",
+        ],
+        recommendations=[
+            "Set ephemeral-storage requests/limits and emptyDir sizeLimit on workloads that "
+            "write to local disk; rotate logs to stdout.",
+            "Alert on NodeFilesystemSpaceFillingUp before the kubelet's eviction threshold.",
+        ],
+        commands=[
+            kc.describe("node", None, node_name),
+            kc.pods_on_node(node_name),
+            f"kubectl -n {namespace(ctx)} get pods --field-selector=status.phase=Failed",
+            f"kubectl -n {namespace(ctx)} delete pods --field-selector=status.phase=Failed",
+            f"kubectl debug node/{node_name} -it --image=busybox -- df -h /host/var/lib",
+        ],
+    )
+
+
+# --- PVC pending --------------------------------------------------------------------------------
+
+_UNBOUND = re.compile(
+    r"unbound immediate PersistentVolumeClaims|persistentvolumeclaim \"[\w.-]+\" not found"
+    r"|unbound PersistentVolumeClaims",
+    re.I,
+)
+_SC_MISSING = re.compile(r'storageclass\.storage\.k8s\.io "([\w.-]+)" not found', re.I)
+_ATTACH = re.compile(
+    r"Multi-Attach error|AttachVolume\.Attach failed|Unable to attach or mount", re.I
+)
+
+
+def pvc_pending(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """A PersistentVolumeClaim the pod needs is not Bound (no StorageClass, no volume)."""
+    pending = [p for p in ctx.pvcs if p.phase != "Bound"]
+    sched = events(ctx, reasons=("FailedScheduling",), pattern=_UNBOUND)
+    prov = events(ctx, reasons=("ProvisioningFailed", "FailedBinding", "ExternalProvisioning"))
+    attach = events(ctx, reasons=("FailedAttachVolume", "FailedMount"), pattern=_ATTACH)
+    if not pending and not sched:
+        if not attach:
+            return None
+        e = attach[0]
+        return Finding(
+            Category.PVC_PENDING,
+            0.72,
+            summary=f"A volume of {e.object_name} cannot be attached.",
+            root_cause=(
+                f"The volume of pod {e.object_name} is bound but cannot be attached/mounted: "
+                f"{quote_line(e.message)}."
+            ),
+            evidence=ev.cite(ev.event(e)),
+            impact=f"{workload_state(ctx)}.",
+            immediate_actions=[
+                "Find the pod or node still holding the volume (Multi-Attach) and delete that "
+                "pod or detach the volume."
+            ],
+            recommendations=["Use ReadWriteOnce volumes with one replica or a StatefulSet."],
+            commands=[kc.describe("pod", e.object_namespace or namespace(ctx), e.object_name)],
+        )
+    pvc = pending[0] if pending else None
+    sc_name = pvc.storage_class if pvc else None
+    sc_missing = None
+    for e in prov:
+        m = _SC_MISSING.search(e.message)
+        if m:
+            sc_missing = m.group(1)
+    if pvc is not None and pvc.storage_class_exists is False:
+        sc_missing = pvc.storage_class
+    if sc_missing:
+        why = f'StorageClass "{sc_missing}" does not exist, so no volume can be provisioned'
+    elif pvc is not None and not pvc.storage_class:
+        why = "it names no StorageClass and no PersistentVolume matches it"
+    elif prov:
+        why = f"the provisioner fails: {quote_line(prov[0].message, 160)}"
+    else:
+        why = f"no PersistentVolume is bound to it yet (StorageClass {sc_name or 'default'})"
+    pod = next((p for p in ctx.pods if pvc and pvc.name in p.pvcs), None) or target_pod(ctx)
+    ns = pvc.namespace if pvc else namespace(ctx)
+    pvc_name = pvc.name if pvc else "(the claim)"
+    return Finding(
+        Category.PVC_PENDING,
+        0.93 if pvc is not None else 0.85,
+        summary=f"PVC {pvc_name} is Pending: {why}; pod {pod.name if pod else '?'} cannot start.",
+        root_cause=(
+            f"PersistentVolumeClaim {ns}/{pvc_name} is {pvc.phase if pvc else 'unbound'} because "
+            f"{why}"
+            + (
+                f"; pod {pod.name} stays Pending ({quote_line(sched[0].message, 160)})"
+                if pod and sched
+                else (f"; pod {pod.name} cannot start" if pod else "")
+            )
+            + "."
+        ),
+        evidence=ev.cite(
+            pvc_id(pvc_name),
+            *[ev.event(e) for e in (prov[:2] + sched[:2])],
+            pod_id(pod.name) if pod else None,
+        ),
+        impact=f"{workload_state(ctx)}; the pod will not be scheduled until the claim is bound.",
+        immediate_actions=[
+            (
+                f'Create StorageClass "{sc_missing}" or change the claim to an existing class '
+                "(the storageClassName of a PVC is immutable: delete and recreate the PVC, or "
+                "fix the StatefulSet's volumeClaimTemplates)."
+                if sc_missing
+                else "Check the CSI provisioner's logs and the claim's events."
+            ),
+        ],
+        recommendations=[
+            "Mark one StorageClass as default and reference only classes that exist in every "
+            "cluster the chart targets.",
+            "Alert on PVCs Pending for more than a few minutes.",
+        ],
+        commands=[
+            kc.describe("pvc", ns, pvc_name),
+            "kubectl get storageclass",
+            kc.events_for(ns, pvc_name),
+            *([kc.describe("pod", pod.namespace, pod.name)] if pod else []),
+        ],
+    )
+
+
+# --- unschedulable ------------------------------------------------------------------------------
+
+_UNSCHEDULABLE = re.compile(
+    r"Insufficient [\w./-]+|didn't match Pod's node affinity|didn't match node selector"
+    r"|had untolerated taint|had taint .* that the pod didn't tolerate|didn't have free ports"
+    r"|Too many pods|didn't match pod (?:anti-)?affinity rules|node\(s\) were unschedulable",
+    re.I,
+)
+
+
+def insufficient_resources_unschedulable(
+    ctx: Context, ev: EvidenceIndex, _: RuleSettings
+) -> Finding | None:
+    """FailedScheduling: no node has room (Insufficient cpu/memory) or fits the constraints."""
+    sched = [
+        e
+        for e in events(ctx, reasons=("FailedScheduling",), pattern=_UNSCHEDULABLE)
+        if not _UNBOUND.search(e.message)
+    ]
+    pending = [
+        p
+        for p in ctx.pods
+        if p.phase == "Pending"
+        and _UNSCHEDULABLE.search(p.conditions.get("PodScheduled", ("", "", ""))[2])
+        and not _UNBOUND.search(p.conditions.get("PodScheduled", ("", "", ""))[2])
+    ]
+    if not sched and not pending:
+        return None
+    message = sched[0].message if sched else pending[0].conditions["PodScheduled"][2]
+    insufficient = re.findall(r"Insufficient ([\w./-]+)", message)
+    pod = next((p for p in ctx.pods if sched and p.name == sched[0].object_name), None)
+    pod = pod or (pending[0] if pending else target_pod(ctx))
+    requests = ""
+    if pod is not None:
+        req: dict[str, list[str]] = {}
+        for c in pod.containers:
+            for res, qty in c.requests.items():
+                req.setdefault(res, []).append(qty)
+        requests = ", ".join(f"{r}={'+'.join(q)}" for r, q in req.items())
+    scale_up = events(ctx, reasons=("NotTriggerScaleUp", "FailedScaleUp"))
+    what = (
+        f"not enough free {' and '.join(insufficient)} on any node"
+        if insufficient
+        else "no node matches its scheduling constraints (affinity, selectors, taints)"
+    )
+    return Finding(
+        Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE,
+        0.9 if insufficient else 0.85,
+        summary=f"Pod {pod.name if pod else '?'} cannot be scheduled: {what}.",
+        root_cause=(
+            f"Pod {pod.name if pod else '?'} stays Pending because the scheduler finds {what}: "
+            f"{quote_line(message, 260)}"
+            + (f"; the pod requests {requests}" if requests else "")
+            + (
+                f"; the autoscaler does not add nodes: {quote_line(scale_up[0].message, 140)}"
+                if scale_up
+                else ""
+            )
+            + "."
+        ),
+        evidence=ev.cite(
+            *[ev.event(e) for e in sched[:2]],
+            pod_id(pod.name) if pod else None,
+            *[ev.event(e) for e in scale_up[:1]],
+            *[node_id(n.name) for n in ctx.nodes[:3]],
+        ),
+        impact=f"{workload_state(ctx)}; the missing replicas do not run until room is made.",
+        immediate_actions=[
+            "Add capacity (scale the node group) or lower the pod's requests to what it uses.",
+            "Look for pods with oversized requests hogging the nodes, or constraints "
+            "(nodeSelector, affinity, taints) that no node satisfies.",
+        ],
+        recommendations=[
+            "Right-size requests from observed usage (VPA recommendations).",
+            "Let the cluster autoscaler manage the node group with enough maximum size.",
+        ],
+        commands=[
+            *([kc.describe("pod", pod.namespace, pod.name)] if pod else []),
+            "kubectl top nodes",
+            "kubectl get nodes -o custom-columns=NAME:.metadata.name,"
+            "CPU:.status.allocatable.cpu,MEMORY:.status.allocatable.memory,"
+            "TAINTS:.spec.taints[*].key",
+            *[kc.describe("node", None, n.name) for n in ctx.nodes[:2]],
+        ],
+    )
+
+
+# --- quota --------------------------------------------------------------------------------------
+
+_QUOTA = re.compile(
+    r"exceeded quota: (?P<quota>[\w.-]+)|failed quota: (?P<quota2>[\w.-]+): must specify",
+    re.I,
+)
+QUOTA_ALERTS = ("KubeQuotaExceeded", "KubeQuotaFullyUsed")
+
+
+def quota_exceeded(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """The namespace's ResourceQuota refuses new pods (FailedCreate "exceeded quota")."""
+    failed = [e for e in ctx.events if _QUOTA.search(e.message)]
+    cond_msgs = [
+        (w, m)
+        for w in [ctx.workload, *ctx.owners]
+        if w is not None
+        for (_, (s, _r, m)) in w.conditions.items()
+        if _QUOTA.search(m)
+    ]
+    full = [(q, quota_full_resources(q)) for q in ctx.quotas]
+    full = [(q, r) for q, r in full if r]
+    if not failed and not cond_msgs:
+        if not full or ctx.alert.name not in QUOTA_ALERTS:
+            return None
+    message = failed[0].message if failed else (cond_msgs[0][1] if cond_msgs else "")
+    m = _QUOTA.search(message)
+    qname = (m.group("quota") or m.group("quota2")) if m else (full[0][0].name if full else "?")
+    quota = next((q for q in ctx.quotas if q.name == qname), full[0][0] if full else None)
+    resources = quota_full_resources(quota) if quota else []
+    usage = (
+        ", ".join(f"{r} {quota.used.get(r)}/{quota.hard.get(r)}" for r in resources)
+        if quota
+        else ""
+    )
+    ns = quota.namespace if quota else namespace(ctx)
+    creator = failed[0] if failed else None
+    who = (
+        f"{creator.object_kind} {creator.object_name}"
+        if creator
+        else (f"{cond_msgs[0][0].kind} {cond_msgs[0][0].name}" if cond_msgs else "the workload")
+    )
+    score = 0.94 if (failed or cond_msgs) and "must specify" not in message else 0.85
+    if not failed and not cond_msgs:
+        score = 0.7
+    return Finding(
+        Category.QUOTA_EXCEEDED,
+        score,
+        summary=f"ResourceQuota {qname} in {ns} is exhausted; {who} cannot create pods.",
+        root_cause=(
+            f"ResourceQuota {ns}/{qname} is used up"
+            + (f" ({usage})" if usage else "")
+            + f", so {who} cannot create pods"
+            + (f": {quote_line(message, 260)}" if message else f" (alert {ctx.alert.name})")
+            + "."
+        ),
+        evidence=ev.cite(
+            *[ev.event(e) for e in failed[:3]],
+            quota_id(qname),
+            *[workload_id(w.kind, w.name) for w, _ in cond_msgs[:1]],
+            ALERT_ID if not failed else None,
+        ),
+        impact=f"{workload_state(ctx)}; no new pod in {ns} fits until quota is freed or raised.",
+        immediate_actions=[
+            f"Raise ResourceQuota {qname} or free quota in {ns} (delete finished Jobs, scale "
+            "down idle workloads, lower oversized requests/limits).",
+        ],
+        recommendations=[
+            "Alert on KubeQuotaAlmostFull (90%) so teams can act before rollouts fail.",
+            "Set requests/limits from observed usage so quota is not reserved for nothing.",
+        ],
+        commands=[
+            kc.describe("resourcequota", ns, qname),
+            *([kc.describe(creator.object_kind, ns, creator.object_name)] if creator else []),
+            f"kubectl -n {ns} get pods -o custom-columns=NAME:.metadata.name,"
+            "CPU:.spec.containers[*].resources.requests.cpu,"
+            "MEM:.spec.containers[*].resources.requests.memory",
+            f"kubectl -n {ns} edit resourcequota {qname}",
+        ],
+    )

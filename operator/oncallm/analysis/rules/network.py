@@ -1,0 +1,493 @@
+"""Rules about what the pod talks to: Services, DNS, NetworkPolicies, TLS, the API server.
+
+These find the cause *past* the crashing pod: a pod that exits because its database Service
+has no endpoints is a dependency problem, so these rules score above the application-crash
+rule (see docs/rules.md).
+"""
+
+from __future__ import annotations
+
+import re
+
+from oncallm.analysis import commands as kc
+from oncallm.analysis.evidence import (
+    ALERT_ID,
+    EvidenceIndex,
+    is_error_line,
+    netpol_id,
+    service_id,
+)
+from oncallm.analysis.rules.base import (
+    Finding,
+    Hit,
+    RuleSettings,
+    cite_hits,
+    crashed_container,
+    grep,
+    namespace,
+    pod_cites,
+    pod_commands,
+    quote_line,
+    target_pod,
+    workload_state,
+)
+from oncallm.models.analysis import Category
+from oncallm.models.evidence import Context, NetworkPolicySnapshot, ServiceSnapshot
+
+# --- dependency without endpoints ---------------------------------------------------------------
+
+_CONN = re.compile(
+    r"connection refused|ECONNREFUSED|could not connect|couldn't connect|failed to connect"
+    r"|unable to connect|can't connect|cannot connect|no route to host|EHOSTUNREACH"
+    r"|connection reset|no healthy upstream|upstream connect error|Is the server running"
+    r"|server closed the connection|dial tcp [^\s]+: connect|Connection to \S+ failed"
+    r"|no such host|Name or service not known|unavailable",
+    re.IGNORECASE,
+)
+
+
+def _mentions(line: str, svc: ServiceSnapshot) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(svc.name)}(?![\w-])", line) is not None or bool(
+        svc.cluster_ip and svc.cluster_ip in line
+    )
+
+
+def _why_no_endpoints(svc: ServiceSnapshot) -> str:
+    selector = ",".join(f"{k}={v}" for k, v in svc.selector.items())
+    if not svc.selector:
+        return "it has no selector and no manually managed endpoints"
+    if not svc.matching_pods:
+        return f"its selector {selector} matches no pods (is the workload scaled to zero?)"
+    return f"its {len(svc.matching_pods)} pod(s) ({', '.join(svc.matching_pods[:3])}) are not ready"
+
+
+def dependency_unreachable(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """A Service the pod depends on has no ready endpoints, and the pod fails talking to it."""
+    best: tuple[float, ServiceSnapshot, list[Hit]] | None = None
+    conn_hits = [h for h in grep(ctx, ev, _CONN) if is_error_line(h.line)]
+    for svc in ctx.services:
+        if svc.relation != "dependency" or svc.ready_endpoints > 0:
+            continue
+        named = [h for h in conn_hits if _mentions(h.line, svc)]
+        named += [
+            h
+            for h in grep(ctx, ev, re.compile(re.escape(svc.name)))
+            if is_error_line(h.line) and h not in named
+        ]
+        if named:
+            score, hits = 0.91, named
+        elif conn_hits:
+            score, hits = 0.85, conn_hits
+        elif _pods_unhealthy(ctx):
+            score, hits = 0.62, []
+        else:
+            score, hits = 0.5, []
+        if best is None or score > best[0]:
+            best = (score, svc, hits)
+    if best is None:
+        return None
+    score, svc, hits = best
+    crashed = crashed_container(ctx)
+    pod, c = crashed if crashed else (target_pod(ctx), None)
+    who = f"{c.name} in pod {pod.name}" if pod and c else (pod.name if pod else "the workload")
+    effect = "crash-loops" if c and c.restart_count else "fails"
+    quote = f" ({quote_line(hits[-1].line, 160)})" if hits else ""
+    port = f" port {svc.ports[0]}" if svc.ports else ""
+    cmds = [
+        kc.endpoints(svc.namespace, svc.name),
+        kc.describe("service", svc.namespace, svc.name),
+    ]
+    if svc.selector:
+        cmds.append(kc.pods_by_selector(svc.namespace, svc.selector))
+    if pod is not None:
+        cmds += pod_commands(ctx, pod, c)
+    return Finding(
+        Category.DEPENDENCY_UNREACHABLE,
+        score,
+        summary=(f"Service {svc.name} has no endpoints, so {who} cannot reach it and {effect}."),
+        root_cause=(
+            f"Service {svc.namespace}/{svc.name}{port} that {who} depends on has no endpoints "
+            f"(0 ready, {svc.not_ready_endpoints} not ready): {_why_no_endpoints(svc)}; "
+            f"connections to it fail{quote} and {who} {effect}."
+        ),
+        evidence=ev.cite(
+            service_id(svc.name),
+            *cite_hits(hits),
+            *(pod_cites(ev, pod, c) if pod else []),
+        ),
+        impact=(
+            f"{workload_state(ctx)}; everything that needs {svc.name} fails until it has ready "
+            "endpoints again."
+        ),
+        immediate_actions=[
+            f"Bring back the pods behind Service {svc.name}: check that the workload with labels "
+            f"{','.join(f'{k}={v}' for k, v in svc.selector.items()) or '(none)'} exists, is "
+            "scaled up and ready.",
+            f"Once {svc.name} has endpoints, {who} recovers on its next restart; no change to it "
+            "is needed.",
+        ],
+        recommendations=[
+            "Let the client retry with back-off instead of exiting, and report the dependency in "
+            "readiness, not liveness, so an outage downstream does not crash-loop this service.",
+            f"Alert on the dependency directly (e.g. KubeStatefulSetReplicasMismatch or "
+            f"endpoint count of {svc.name}).",
+        ],
+        commands=cmds,
+    )
+
+
+def _pods_unhealthy(ctx: Context) -> bool:
+    return any(
+        c.restart_count or (not c.ready and not c.init) for p in ctx.pods for c in p.containers
+    )
+
+
+# --- DNS --------------------------------------------------------------------------------------
+
+_DNS = re.compile(
+    r"no such host|Temporary failure in name resolution|Name or service not known"
+    r"|getaddrinfo (?:ENOTFOUND|EAI_AGAIN)|could not resolve host|Could not resolve"
+    r"|UnknownHostException|nodename nor servname|server misbehaving"
+    r"|could not translate host name|NXDOMAIN|Name does not resolve"
+    r"|lookup \S+ on [\d.:]+: (?:read|dial) udp\S* [\d.:]+(?:->[\d.:]+)?: i/o timeout",
+    re.IGNORECASE,
+)
+_HOST = re.compile(
+    r"lookup ([\w.-]+)|ENOTFOUND ([\w.-]+)|EAI_AGAIN ([\w.-]+)|host name \"([\w.-]+)\""
+    r"|UnknownHostException: ([\w.-]+)|resolve host:? '?([\w.-]+)|translate host name \"([\w.-]+)\""
+    r"|host='([\w.-]+)'"
+)
+_DNS_SERVER = re.compile(r"server misbehaving|on [\d.]+:53: (?:read|dial) udp.*i/o timeout", re.I)
+
+
+def dns_failure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """The pod cannot resolve a host name (NXDOMAIN, or the cluster DNS does not answer)."""
+    hits = grep(ctx, ev, _DNS)
+    if not hits:
+        return None
+    hosts: list[str] = []
+    for h in hits:
+        m = _HOST.search(h.line)
+        host = next((g for g in m.groups() if g), None) if m else None
+        if host and host not in hosts:
+            hosts.append(host)
+    server_side = any(_DNS_SERVER.search(h.line) for h in hits)
+    score = 0.86
+    if server_side and _egress_blocked(ctx):
+        score = 0.7  # the NetworkPolicy rule explains why DNS does not answer
+    crashed = crashed_container(ctx)
+    pod, c = crashed if crashed else (target_pod(ctx), None)
+    who = f"{c.name} in pod {pod.name}" if pod and c else (pod.name if pod else "the workload")
+    host = hosts[0] if hosts else "a host name"
+    if server_side:
+        why = "the cluster DNS service does not answer (CoreDNS down or unreachable)"
+    elif host.endswith(".svc") or ".svc." in host or "." not in host:
+        why = (
+            f"no Service by that name exists (check the name and namespace in {host}, and "
+            "that the Service was deployed)"
+        )
+    else:
+        why = "the name does not exist in DNS or the upstream resolver fails"
+    ns = namespace(ctx)
+    cmds = []
+    if pod is not None:
+        cmds += pod_commands(ctx, pod, c)
+        cmds.append(kc.exec_in(pod.namespace, pod.name, c.name if c else None, f"nslookup {host}"))
+    cmds += [
+        "kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide",
+        "kubectl -n kube-system logs -l k8s-app=kube-dns --tail=50",
+        kc.get_kind("service", ns),
+    ]
+    return Finding(
+        Category.DNS_FAILURE,
+        score,
+        summary=f"{who} cannot resolve {host}: {why}.",
+        root_cause=(
+            f"DNS resolution fails for {host}"
+            + (f" (and {', '.join(hosts[1:3])})" if len(hosts) > 1 else "")
+            + f" from {who}: {quote_line(hits[-1].line, 200)} — {why}."
+        ),
+        evidence=ev.cite(*cite_hits(hits), *(pod_cites(ev, pod, c) if pod else [])),
+        impact=f"{workload_state(ctx)}; every call to {host} fails before it is sent.",
+        immediate_actions=[
+            f"Resolve {host} from inside the pod (nslookup) to see whether the name or the DNS "
+            "server is at fault.",
+            "If the name is wrong (typo, wrong namespace, Service not deployed), fix the "
+            "configuration; if CoreDNS is failing, look at its pods and logs.",
+        ],
+        recommendations=[
+            "Use fully qualified Service names (name.namespace.svc.cluster.local) in config.",
+            "Alert on CoreDNS errors (CoreDNSErrorsHigh) and run NodeLocal DNSCache.",
+        ],
+        commands=cmds,
+    )
+
+
+# --- NetworkPolicy ------------------------------------------------------------------------------
+
+_TIMEOUT = re.compile(
+    r"i/o timeout|timed out|timeout|deadline exceeded|ETIMEDOUT|ESOCKETTIMEDOUT", re.IGNORECASE
+)
+
+
+def _denies_egress(np: NetworkPolicySnapshot) -> bool:
+    return np.selects_target and "Egress" in np.policy_types
+
+
+def _allows(np: NetworkPolicySnapshot, svc: ServiceSnapshot) -> bool:
+    for rule in np.egress:
+        if svc.name in rule:
+            return True
+        if svc.selector and all(f"{k}={v}" in rule for k, v in svc.selector.items()):
+            return True
+    return False
+
+
+def _egress_blocked(ctx: Context) -> bool:
+    return any(_denies_egress(np) for np in ctx.network_policies)
+
+
+def network_policy_block(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """Connections time out to a Service that has ready endpoints, and a NetworkPolicy that
+    selects the pod restricts its egress without allowing that Service."""
+    policies = [np for np in ctx.network_policies if _denies_egress(np)]
+    if not policies:
+        return None
+    timeouts = [h for h in grep(ctx, ev, _TIMEOUT) if is_error_line(h.line)]
+    healthy = [s for s in ctx.services if s.relation == "dependency" and s.ready_endpoints > 0]
+    blocked = [(np, s) for s in healthy for np in policies if not _allows(np, s)]
+    named = [(np, s, [h for h in timeouts if _mentions(h.line, s)]) for np, s in blocked]
+    named = [t for t in named if t[2]]
+    if named:
+        np, svc, hits = named[0]
+        score = 0.9
+    elif blocked and timeouts:
+        (np, svc), hits = blocked[0], timeouts
+        score = 0.84
+    elif timeouts:
+        np, svc, hits = policies[0], None, timeouts
+        score = 0.78
+    else:
+        np, svc, hits = policies[0], None, []
+        score = 0.5
+    crashed = crashed_container(ctx)
+    pod, c = crashed if crashed else (target_pod(ctx), None)
+    who = f"pod {pod.name}" if pod else "the alerted pods"
+    dest = (
+        f"Service {svc.namespace}/{svc.name} ({svc.ready_endpoints} ready endpoints)"
+        if svc
+        else "its dependencies"
+    )
+    rules = "; ".join(np.egress) if np.egress else "none: all egress is denied"
+    cmds = [
+        kc.describe("networkpolicy", np.namespace, np.name),
+        kc.get_kind("networkpolicy", np.namespace),
+    ]
+    if svc is not None:
+        cmds.append(kc.endpoints(svc.namespace, svc.name))
+    if pod is not None:
+        cmds += pod_commands(ctx, pod, c)
+    return Finding(
+        Category.NETWORK_POLICY_BLOCK,
+        score,
+        summary=f"NetworkPolicy {np.name} blocks egress from {who} to {dest}.",
+        root_cause=(
+            f"NetworkPolicy {np.namespace}/{np.name} selects {who} and restricts its egress "
+            f"(allowed egress: {rules}), so connections to {dest} time out"
+            + (f" ({quote_line(hits[-1].line, 160)})" if hits else "")
+            + "; the destination itself is healthy."
+        ),
+        evidence=ev.cite(
+            netpol_id(np.name),
+            service_id(svc.name) if svc else None,
+            *cite_hits(hits),
+            *(pod_cites(ev, pod, c) if pod else []),
+        ),
+        impact=f"{workload_state(ctx)}; every request that needs {dest} times out.",
+        immediate_actions=[
+            f"Add an egress rule to NetworkPolicy {np.name} that allows {dest}"
+            + (f" on port {svc.ports[0]}" if svc and svc.ports else "")
+            + " (and DNS: UDP/TCP 53 to kube-system), or revert the policy change.",
+        ],
+        recommendations=[
+            "Test NetworkPolicies in staging with the same CNI; keep an explicit allow-list per "
+            "workload next to its manifests.",
+            "Log the destination in client timeout errors so a block is recognisable.",
+        ],
+        commands=cmds,
+    )
+
+
+# --- expired certificates -----------------------------------------------------------------------
+
+_CERT_EXPIRED = re.compile(
+    r"certificate has expired|certificate expired|CERT_HAS_EXPIRED|CertificateExpiredException"
+    r"|certificate is not yet valid|expired certificate|NotAfter: ",
+    re.IGNORECASE,
+)
+_CERT_OTHER = re.compile(
+    r"x509: certificate signed by unknown authority|x509: certificate is valid for"
+    r"|certificate verify failed|unable to get local issuer certificate|self[- ]signed certificate"
+    r"|tls: bad certificate|SSLHandshakeException|PKIX path building failed",
+    re.IGNORECASE,
+)
+_AFTER = re.compile(r"current time (\S+) is after (\S+?)[,;)\s]|NotAfter: (\S+)")
+_PEER = re.compile(
+    r"(?:Get|Post|Put|Delete|Patch|Head) \"?https://([\w.-]+(?::\d+)?)"
+    r"|dial tcp ([\w.-]+:\d+)|https://([\w.-]+(?::\d+)?)|host[=:] ?'?([\w.-]+)"
+)
+CERT_ALERTS = (
+    "CertManagerCertExpirySoon",
+    "CertManagerCertNotReady",
+    "KubeClientCertificateExpiration",
+    "X509CertificateExpiration",
+    "SSLCertExpiringSoon",
+    "ProbeSSLCertExpire",
+)
+
+
+def cert_expired(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """TLS fails with "x509: certificate has expired" (or another certificate error)."""
+    hits = grep(ctx, ev, _CERT_EXPIRED)
+    expired = bool(hits)
+    if not hits:
+        hits = grep(ctx, ev, _CERT_OTHER)
+    alert_only = not hits and ctx.alert.name in CERT_ALERTS
+    if not hits and not alert_only:
+        return None
+    score = 0.93 if expired else (0.72 if hits else 0.62)
+    peer = None
+    when = None
+    for h in hits:
+        m = _PEER.search(h.line)
+        if m and peer is None:
+            peer = next(g for g in m.groups() if g)
+        a = _AFTER.search(h.line)
+        if a and when is None:
+            when = a.group(2) or a.group(3)
+    crashed = crashed_container(ctx)
+    pod, c = crashed if crashed else (target_pod(ctx), None)
+    who = f"{c.name} in pod {pod.name}" if pod and c else (pod.name if pod else ctx.target.display)
+    tls_secrets = sorted({s for p in ctx.pods for s in p.secrets if "tls" in s or "cert" in s})
+    ns = namespace(ctx)
+    cmds = [f"kubectl -n {ns} get certificates.cert-manager.io"]
+    for secret in tls_secrets[:2]:
+        cmds.append(
+            f"kubectl -n {ns} get secret {secret} -o jsonpath='{{.data.tls\\.crt}}' "
+            "| base64 -d | openssl x509 -noout -subject -enddate"
+        )
+    if peer:
+        host = peer.split(":")[0]
+        port = peer.split(":")[1] if ":" in peer else "443"
+        cmds.append(
+            f"openssl s_client -connect {host}:{port} -servername {host} </dev/null 2>/dev/null "
+            "| openssl x509 -noout -enddate"
+        )
+    if pod is not None:
+        cmds += pod_commands(ctx, pod, c)
+    what = "has expired" if expired else "is not trusted"
+    return Finding(
+        Category.CERT_EXPIRED,
+        score,
+        summary=(
+            f"TLS certificate {('of ' + peer) if peer else 'in use'} {what}"
+            + (f" (not after {when})" if when else "")
+            + f"; {who} cannot connect."
+        ),
+        root_cause=(
+            f"The TLS certificate {('presented by ' + peer) if peer else 'used by ' + who} {what}"
+            + (f" (valid until {when})" if when else "")
+            + ", so TLS handshakes fail"
+            + (f": {quote_line(hits[-1].line, 200)}" if hits else f" (alert {ctx.alert.name})")
+            + "."
+        ),
+        evidence=ev.cite(
+            *cite_hits(hits),
+            *(pod_cites(ev, pod, c) if pod else []),
+            ALERT_ID if alert_only else None,
+        ),
+        impact=f"{workload_state(ctx)}; every TLS connection to {peer or 'the peer'} fails.",
+        immediate_actions=[
+            f"Renew the certificate{' of ' + peer if peer else ''}"
+            + (f" (Secret {', '.join(tls_secrets)})" if tls_secrets else "")
+            + "; with cert-manager, check why the Certificate did not renew "
+            "(kubectl describe certificate) and trigger renewal with `cmctl renew`.",
+            "Restart the pods that cache the old certificate after it is replaced.",
+        ],
+        recommendations=[
+            "Issue certificates with cert-manager and alert 14 days before expiry "
+            "(CertManagerCertExpirySoon / probe_ssl_earliest_cert_expiry).",
+        ],
+        commands=cmds,
+    )
+
+
+# --- RBAC ---------------------------------------------------------------------------------------
+
+_FORBIDDEN = re.compile(
+    r"forbidden: User \\?\"(?P<user>system:serviceaccount:(?P<ns>[\w.-]+):(?P<sa>[\w.-]+)|[^\"\\]+)"
+    r"\\?\" cannot (?P<verb>\w+) resource \\?\"(?P<res>[\w./-]+)\\?\""
+    r"(?: in API group \\?\"(?P<group>[\w.]*)\\?\")?"
+    r"(?: in the namespace \\?\"(?P<where>[\w.-]+)\\?\"| at the cluster scope)?",
+    re.IGNORECASE,
+)
+
+
+def rbac_forbidden(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """The API server answers 403: the pod's service account lacks a Role(Binding)."""
+    hits = grep(ctx, ev, _FORBIDDEN)
+    forbidden_events = [e for e in ctx.events if _FORBIDDEN.search(e.message)]
+    if not hits and not forbidden_events:
+        return None
+    m = hits[-1].match if hits else _FORBIDDEN.search(forbidden_events[0].message)
+    assert m is not None
+    user = m.group("user")
+    verb, res = m.group("verb"), m.group("res")
+    group = m.group("group") or ""
+    where = m.group("where")
+    sa_ns, sa = m.group("ns"), m.group("sa")
+    scope = f"in namespace {where}" if where else "at the cluster scope"
+    who = f"ServiceAccount {sa_ns}/{sa}" if sa else f"User {user}"
+    resource = f"{res}.{group}" if group else res
+    crashed = crashed_container(ctx)
+    pod, c = crashed if crashed else (target_pod(ctx), None)
+    role = f"{sa or 'app'}-{res.split('/')[0].replace('.', '-')}-{verb}"
+    cmds = [
+        kc.auth_can_i(verb, resource, where, user),
+        f"kubectl -n {where or sa_ns or namespace(ctx)} get rolebindings -o wide",
+    ]
+    if where and sa:
+        cmds.append(f"kubectl -n {where} create role {role} --verb={verb} --resource={resource}")
+        cmds.append(
+            f"kubectl -n {where} create rolebinding {role} --role={role} "
+            f"--serviceaccount={sa_ns}:{sa}"
+        )
+    if pod is not None:
+        cmds += pod_commands(ctx, pod, c)
+    return Finding(
+        Category.RBAC_FORBIDDEN,
+        0.92,
+        summary=f"{who} is not allowed to {verb} {resource} {scope}.",
+        root_cause=(
+            f"The Kubernetes API refuses requests of {who} (used by "
+            f"{pod.name if pod else ctx.target.display}): it may not {verb} {resource} {scope}, "
+            f"{quote_line(hits[-1].line if hits else forbidden_events[0].message, 220)}; no "
+            "Role/ClusterRole bound to it grants this."
+        ),
+        evidence=ev.cite(
+            *cite_hits(hits),
+            *[ev.event(e) for e in forbidden_events[:2]],
+            *(pod_cites(ev, pod, c) if pod else []),
+        ),
+        impact=f"{workload_state(ctx)}; the feature that needs {resource} does not work.",
+        immediate_actions=[
+            f"Grant {who} '{verb}' on {resource} {scope} with a Role and RoleBinding "
+            f"(ClusterRole/ClusterRoleBinding for the cluster scope), or restore the binding "
+            "that was removed.",
+        ],
+        recommendations=[
+            "Ship the Role/RoleBinding in the same chart as the workload; test with "
+            "`kubectl auth can-i --as` in CI.",
+        ],
+        commands=cmds,
+    )

@@ -1,0 +1,608 @@
+"""Rules about why a container does not start or does not stay up.
+
+Scores (see docs/rules.md): a message that names the fault outright (``secret "x" not
+found``, ``OOMKilled``, ``ErrImagePull``) scores 0.9+; an application's own words in its log
+(a config parse error, a traceback) score lower, because a deeper cause found by another rule
+(a dependency without endpoints, a DNS failure) explains the traceback better.
+"""
+
+from __future__ import annotations
+
+import re
+
+from oncallm.analysis import commands as kc
+from oncallm.analysis.evidence import (
+    EvidenceIndex,
+    container_id,
+    is_error_line,
+    metric_id,
+    missing_id,
+    revision_id,
+)
+from oncallm.analysis.rules.base import (
+    Finding,
+    Hit,
+    RuleSettings,
+    cite_hits,
+    containers,
+    controller,
+    crashed_container,
+    double_quantity,
+    events,
+    exit_code,
+    grep,
+    log_of,
+    namespace,
+    pod_cites,
+    pod_commands,
+    quote_line,
+    workload_state,
+)
+from oncallm.models.analysis import Category
+from oncallm.models.evidence import ContainerSnapshot, Context, LogSnapshot, PodSnapshot
+
+# --- missing Secret / ConfigMap ---------------------------------------------------------------
+
+_MISSING = re.compile(
+    r"(?P<kind>secret|configmap)s?\s+\\?\"(?P<name>[\w.-]+)\\?\"\s+not\s+found"
+    r"|couldn't find key (?P<key>\S+) in (?P<kind2>Secret|ConfigMap)"
+    r" (?:[\w.-]+/)?(?P<name2>[\w.-]+)",
+    re.IGNORECASE,
+)
+
+
+def missing_secret_or_configmap(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """CreateContainerConfigError or FailedMount naming a Secret/ConfigMap that is not there."""
+    found: dict[tuple[str, str], str] = {}  # (kind, name) -> key or ""
+    cites: list[str] = []
+    subject: tuple[PodSnapshot, ContainerSnapshot | None] | None = None
+    for pod, c in containers(ctx):
+        for text in (c.message, c.last_message):
+            m = _MISSING.search(text or "")
+            if m and c.state == "waiting":
+                found.setdefault(_kind_name(m), m.group("key") or "")
+                cites.append(container_id(pod.name, c.name))
+                subject = subject or (pod, c)
+    for e in events(ctx, reasons=("FailedMount", "Failed", "FailedCreate"), pattern=_MISSING):
+        m = _MISSING.search(e.message)
+        assert m is not None
+        found.setdefault(_kind_name(m), m.group("key") or "")
+        cites.append(ev.event(e) or "")
+    for name in ctx.missing_objects:
+        kind, _sep, short = name.rpartition("/")
+        if found and not any(short == n for _, n in found):
+            continue
+        found.setdefault((_title(kind or "object"), short), "")
+        cites.append(missing_id(name))
+    if not found:
+        return None
+    if subject is None:
+        mounting = next(
+            (p for p in ctx.pods if any(e.object_name == p.name for e in ctx.events)),
+            ctx.pods[0] if ctx.pods else None,
+        )
+        subject = (mounting, None) if mounting else None
+    ns = namespace(ctx)
+    (kind, name), key = next(iter(found.items()))
+    what = f'{kind} "{name}"' + (f" (key {key})" if key else "")
+    where = f"pod {subject[0].name}" if subject else ctx.target.display
+    reason = (
+        f"container {subject[1].name} is stuck in {subject[1].reason}"
+        if subject and subject[1]
+        else "its volume cannot be mounted"
+    )
+    cmds = [f"kubectl -n {ns} get {kind.lower()} {name}"]
+    if subject:
+        cmds += pod_commands(ctx, subject[0], None)
+        cmds.append(kc.events_for(ns, subject[0].name))
+    others = [f'{k} "{n}"' for k, n in list(found)[1:]]
+    return Finding(
+        Category.MISSING_SECRET_OR_CONFIGMAP,
+        0.95,
+        summary=f"{where} cannot start: {what} does not exist in namespace {ns}.",
+        root_cause=(
+            f"{what} referenced by {where} does not exist in namespace {ns}"
+            + (f" (nor {', '.join(others)})" if others else "")
+            + f", so {reason} and never runs."
+        ),
+        evidence=ev.cite(*cites, *(pod_cites(ev, subject[0], subject[1]) if subject else [])),
+        impact=f"{workload_state(ctx)}; new pods of it cannot start until {what} exists.",
+        immediate_actions=[
+            f"Create {what} in namespace {ns} (or restore it from your secret store / GitOps "
+            "repository); the kubelet retries on its own and the pod starts within a minute.",
+            f"If the name is wrong, fix the reference in the pod template of "
+            f"{_workload_name(ctx)} and roll out again.",
+        ],
+        recommendations=[
+            "Deploy Secrets and ConfigMaps with the workload (same Helm release / kustomization) "
+            "so one never ships without the other.",
+            "Use External Secrets or a pre-deploy check that every referenced Secret exists.",
+        ],
+        commands=cmds,
+    )
+
+
+def _kind_name(m: re.Match[str]) -> tuple[str, str]:
+    kind = m.group("kind") or m.group("kind2") or "object"
+    name = m.group("name") or m.group("name2") or "?"
+    return _title(kind), name
+
+
+def _title(kind: str) -> str:
+    return {"secret": "Secret", "configmap": "ConfigMap"}.get(kind.lower(), kind)
+
+
+def _workload_name(ctx: Context) -> str:
+    w = controller(ctx)
+    return f"{w.kind.lower()}/{w.name}" if w else "the workload"
+
+
+# --- image pull -------------------------------------------------------------------------------
+
+_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
+_PULL_EVENT = re.compile(r"Failed to pull image|Back-off pulling image|ErrImagePull|InvalidImage")
+_PULL_NOT_FOUND = re.compile(r"not found|manifest unknown|does not exist|no such manifest", re.I)
+_PULL_AUTH = re.compile(r"unauthori[sz]ed|authentication required|denied|403 Forbidden", re.I)
+_PULL_NET = re.compile(r"no such host|i/o timeout|connection refused|TLS handshake", re.I)
+
+
+def image_pull_error(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """ErrImagePull / ImagePullBackOff: the image cannot be fetched."""
+    stuck = [
+        (p, c) for p, c in containers(ctx) if c.state == "waiting" and c.reason in _PULL_REASONS
+    ]
+    pull_events = events(ctx, reasons=("Failed", "BackOff", "InspectFailed"), pattern=_PULL_EVENT)
+    if not stuck and not pull_events:
+        return None
+    pod, c = stuck[0] if stuck else (None, None)
+    messages = " ".join([e.message for e in pull_events] + [c.message if c else ""])
+    image = c.image if c else _image_in(messages)
+    if _PULL_NOT_FOUND.search(messages):
+        why = "the tag or repository does not exist in the registry"
+        fix = f"Point the workload at an image that exists (check the tag of {image})."
+    elif _PULL_AUTH.search(messages):
+        why = "the registry refuses the credentials (imagePullSecrets missing or expired)"
+        fix = "Add or renew the imagePullSecret the pod's service account uses for this registry."
+    elif _PULL_NET.search(messages):
+        why = "the node cannot reach the registry"
+        fix = "Check the nodes' egress/proxy/DNS to the registry, or mirror the image."
+    else:
+        why = "the kubelet cannot pull it"
+        fix = f"Read the pull error in the events and fix the reference {image}."
+    detail = next((e.message for e in pull_events if "Failed to pull" in e.message), "")
+    ns = pod.namespace if pod else namespace(ctx)
+    cmds = pod_commands(ctx, pod, None) if pod else []
+    w = controller(ctx)
+    new_rev = _newest_revision_changed_image(ctx)
+    if w is not None and w.kind != "Job":
+        cmds.append(kc.rollout_history(w.kind, w.namespace, w.name))
+        cmds.append(kc.rollout_undo(w.kind, w.namespace, w.name))
+    return Finding(
+        Category.IMAGE_PULL_ERROR,
+        0.93,
+        summary=(
+            f"Image {image} cannot be pulled"
+            + (f" for pod {pod.name}" if pod else "")
+            + f": {why}."
+        ),
+        root_cause=(
+            f"Container {c.name + ' of pod ' + pod.name if c and pod else ''} cannot start "
+            f"because image {image} cannot be pulled ({c.reason if c else 'ErrImagePull'}): {why}"
+            + (f" — {quote_line(detail)}" if detail else "")
+            + (f"; it came with revision {new_rev}" if new_rev else "")
+            + "."
+        ),
+        evidence=ev.cite(
+            *(pod_cites(ev, pod, c) if pod else []),
+            *[ev.event(e) for e in pull_events[:3]],
+            revision_id(new_rev) if new_rev else None,
+        ),
+        impact=f"{workload_state(ctx)}; pods with the new image never start.",
+        immediate_actions=[
+            fix,
+            "Roll back to the last working revision if this came with a deploy.",
+        ],
+        recommendations=[
+            "Build, push and deploy by digest from one pipeline so a deploy never names an "
+            "image that was not pushed.",
+            "Alert on KubeContainerWaiting / ImagePullBackOff before the rollout deadline.",
+        ],
+        commands=[*cmds, f"kubectl -n {ns} get events --field-selector reason=Failed"],
+    )
+
+
+def _image_in(text: str) -> str:
+    m = re.search(r'image "?([\w./:@-]+)"?', text)
+    return m.group(1) if m else "(unknown image)"
+
+
+def _newest_revision_changed_image(ctx: Context) -> str | None:
+    w = ctx.workload
+    if w is None or not w.revisions:
+        return None
+    newest = max(w.revisions, key=lambda r: r.revision or 0)
+    if any("image" in change.lower() for change in newest.changes):
+        return newest.name
+    return None
+
+
+# --- OOMKilled --------------------------------------------------------------------------------
+
+_MEMORY_METRIC = re.compile(r"memory", re.I)
+
+
+def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Finding | None:
+    """The kernel killed the container for exceeding its memory limit."""
+    best: tuple[float, PodSnapshot, ContainerSnapshot] | None = None
+    for pod, c in containers(ctx):
+        if "OOMKilled" in (c.reason, c.last_reason):
+            score = 0.93
+        elif exit_code(c) == 137 and c.limits.get("memory") and not _liveness_kills(ctx, pod):
+            score = 0.72
+        else:
+            continue
+        if best is None or (score, c.restart_count) > (best[0], best[2].restart_count):
+            best = (score, pod, c)
+    if best is None:
+        return None
+    score, pod, c = best
+    limit = c.limits.get("memory")
+    usage = _memory_usage(ctx, settings, limit)
+    if usage and score < 0.9:
+        score = 0.85
+    raised = double_quantity(limit)
+    w = controller(ctx)
+    cmds = [*pod_commands(ctx, pod, c), kc.top_pod(pod.namespace, pod.name)]
+    if w is not None and raised:
+        cmds.append(
+            kc.set_resources(w.kind, w.namespace, w.name, c.name, limits=f"memory={raised}")
+        )
+    return Finding(
+        Category.OOM_KILLED,
+        score,
+        summary=(
+            f"Container {c.name} of {pod.name} is OOMKilled: it needs more memory than its "
+            f"{limit or 'node'} limit."
+        ),
+        root_cause=(
+            f"Container {c.name} of pod {pod.name} was killed by the kernel for running out of "
+            f"memory (OOMKilled, exit code 137) {c.restart_count} times: it uses more than its "
+            f"memory limit of {limit or '(none: the node ran out)'}"
+            + (f"; {usage[0]}" if usage else "")
+            + "."
+        ),
+        evidence=ev.cite(
+            *pod_cites(ev, pod, c),
+            *(metric_id(usage[1]) for _ in [0] if usage),
+            *[ev.event(e) for e in events(ctx, reasons=("OOMKilling", "BackOff"))[:2]],
+        ),
+        impact=f"{workload_state(ctx)}; every OOM kill drops in-flight requests and restarts.",
+        immediate_actions=[
+            f"Raise the memory limit of container {c.name}"
+            + (f" (e.g. {limit} -> {raised})" if raised else "")
+            + " to stop the kills.",
+            "Check the memory graph of the last hours: a steady climb is a leak, a jump is load.",
+        ],
+        recommendations=[
+            "Set requests to the observed working set and the limit with headroom; for JVM/Node "
+            "runtimes size the heap from the limit (-XX:MaxRAMPercentage, --max-old-space-size).",
+            "Profile the heap if usage grows without bound between restarts.",
+        ],
+        commands=cmds,
+    )
+
+
+def _liveness_kills(ctx: Context, pod: PodSnapshot) -> bool:
+    return any(
+        "liveness probe" in e.message.lower()
+        for e in events(ctx, reasons=("Unhealthy", "Killing"))
+        if e.object_name == pod.name
+    )
+
+
+def _memory_usage(
+    ctx: Context, settings: RuleSettings, limit: str | None
+) -> tuple[str, str] | None:
+    from oncallm.analysis.evidence import parse_quantity
+
+    lim = parse_quantity(limit)
+    for m in ctx.metrics:
+        if not (_MEMORY_METRIC.search(m.name) or _MEMORY_METRIC.search(m.query)):
+            continue
+        if not m.values:
+            continue
+        peak = max(m.values.values())
+        if lim and peak >= settings.memory_near_limit_ratio * lim:
+            return (f"its working set reached {peak / 1024**2:.0f}Mi of the {limit} limit", m.name)
+        if not lim and 0 < peak <= 1.5:
+            return (f"memory use reached {peak:.0%} of the limit", m.name)
+    return None
+
+
+# --- failing probes ---------------------------------------------------------------------------
+
+_PROBE = re.compile(r"(Liveness|Readiness|Startup) probe failed:?\s*(.*)", re.I | re.S)
+
+
+def failing_probe(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """Unhealthy events: the kubelet's probe fails and it restarts (liveness) or unreadies."""
+    unhealthy = events(ctx, reasons=("Unhealthy",), pattern=_PROBE)
+    kills = events(
+        ctx, reasons=("Killing",), pattern=re.compile(r"failed (liveness|startup) probe")
+    )
+    if not unhealthy:
+        return None
+    first = max(unhealthy, key=lambda e: e.count)
+    m = _PROBE.search(first.message)
+    assert m is not None
+    kind = m.group(1).capitalize()
+    detail = m.group(2).strip()
+    pod = next((p for p in ctx.pods if p.name == first.object_name), None)
+    c = _probed_container(pod, kind) if pod else None
+    restarts = c.restart_count if c else 0
+    score = 0.8 if (kind != "Readiness" and (restarts or kills)) else 0.62
+    probe = ""
+    if c is not None:
+        probe = {"Liveness": c.liveness_probe, "Readiness": c.readiness_probe}.get(
+            kind, c.startup_probe
+        ) or ""
+    where = f"container {c.name} of pod {pod.name}" if c and pod else first.object_name
+    effect = (
+        f"so the kubelet kills and restarts it ({restarts} restarts)"
+        if kind != "Readiness"
+        else "so it is taken out of its Services' endpoints"
+    )
+    cmds = pod_commands(ctx, pod, c) if pod else []
+    if pod is not None and c is not None:
+        cmds.append(kc.events_for(pod.namespace, pod.name))
+    return Finding(
+        Category.FAILING_PROBE,
+        score,
+        summary=f"The {kind.lower()} probe of {where} fails ({first.count} times), {effect}.",
+        root_cause=(
+            f"The {kind.lower()} probe"
+            + (f" ({probe})" if probe else "")
+            + f" of {where} keeps failing — {quote_line(detail or first.message)} — {effect}; "
+            "the application answers the probe too slowly or with an error."
+        ),
+        evidence=ev.cite(
+            *[ev.event(e) for e in unhealthy[:3]],
+            *[ev.event(e) for e in kills[:1]],
+            *(pod_cites(ev, pod, c) if pod else []),
+        ),
+        impact=f"{workload_state(ctx)}; requests fail while pods restart or sit unready.",
+        immediate_actions=[
+            f"Call the probe endpoint yourself from inside the pod to see how long and what it "
+            f"answers; if the app is healthy but slow, raise timeoutSeconds/failureThreshold of "
+            f"the {kind.lower()} probe.",
+            "If the endpoint fails for real, read the application log around the failures.",
+        ],
+        recommendations=[
+            "Keep liveness probes cheap and free of dependency checks; use a startupProbe for "
+            "slow starts and readiness for dependencies.",
+        ],
+        commands=cmds,
+    )
+
+
+def _probed_container(pod: PodSnapshot, kind: str) -> ContainerSnapshot | None:
+    for c in pod.containers:
+        probe = {"Liveness": c.liveness_probe, "Readiness": c.readiness_probe}.get(
+            kind, c.startup_probe
+        )
+        if probe:
+            return c
+    return next((c for c in pod.containers if not c.init), None)
+
+
+# --- bad configuration ------------------------------------------------------------------------
+
+_BAD_CONFIG = re.compile(
+    r"unknown (?:flag|shorthand flag|option|field|setting|configuration key|key)"
+    r"|flag provided but not defined"
+    r"|invalid (?:value|argument|configuration|config|setting|option|duration|syntax)"
+    r"|(?:failed|unable) to (?:parse|load|read|decode|unmarshal)"
+    r" (?:the )?(?:config|configuration|settings)"
+    r"|error (?:parsing|loading|reading|decoding) (?:the )?(?:config|configuration|settings)"
+    r"|(?:config|configuration)(?: file)? (?:error|is invalid|invalid|validation failed)"
+    r"|yaml: (?:unmarshal|line \d+)|json: cannot unmarshal|toml: "
+    r"|missing required (?:config|configuration|setting|option|environment variable|env)"
+    r"|(?:environment variable|env var) \S+ (?:is )?(?:not set|required|missing)"
+    r"|must be (?:one of|a valid|set|a positive)"
+    r"|KeyError: '[A-Z][A-Z0-9_]+'"
+    r"|ValidationError: \d+ validation error",
+    re.IGNORECASE,
+)
+_EXEC_FAILED = re.compile(
+    r"executable file not found|no such file or directory|exec format error|permission denied",
+    re.I,
+)
+
+
+def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """The program rejects its own configuration at start and exits with 1/2 (or 78)."""
+    crashed = crashed_container(ctx)
+    if crashed is None:
+        return None
+    pod, c = crashed
+    if c.state == "waiting" and c.reason in (
+        "RunContainerError",
+        "StartError",
+        "ContainerCannotRun",
+    ):
+        if _EXEC_FAILED.search(c.message or c.last_message):
+            return _bad_command(ctx, ev, pod, c)
+    code = exit_code(c)
+    hits = grep(ctx, ev, _BAD_CONFIG, pods=[pod.name])
+    if not hits:
+        return None
+    score = 0.86 if code in (1, 2, 64, 78) else 0.7
+    hit = hits[0]
+    changed = _recent_change(ctx)
+    cmds = pod_commands(ctx, pod, c)
+    w = controller(ctx)
+    if w is not None and w.kind != "Job":
+        cmds += [kc.rollout_history(w.kind, w.namespace, w.name)]
+        if changed:
+            cmds.append(kc.rollout_undo(w.kind, w.namespace, w.name))
+    return Finding(
+        Category.BAD_CONFIG,
+        score,
+        summary=(
+            f"{c.name} in {pod.name} rejects its configuration at start"
+            + (f" and exits with code {code}" if code is not None else "")
+            + "."
+        ),
+        root_cause=(
+            f"Container {c.name} of pod {pod.name} exits"
+            + (f" with code {code}" if code is not None else "")
+            + f" right after start because its configuration is invalid: {quote_line(hit.line)}"
+            + (f"; the configuration changed in {changed[1]}" if changed else "")
+            + "."
+        ),
+        evidence=ev.cite(
+            *pod_cites(ev, pod, c), *cite_hits(hits), revision_id(changed[0]) if changed else None
+        ),
+        impact=f"{workload_state(ctx)}; it crash-loops until the configuration is fixed.",
+        immediate_actions=[
+            "Fix the invalid value named in the log (flag, environment variable or config file "
+            "in the ConfigMap) and roll out again.",
+            "If a deploy or ConfigMap change introduced it, roll back first.",
+        ],
+        recommendations=[
+            "Validate configuration in CI (run the binary with --check/--dry-run against the "
+            "rendered manifests).",
+            "Version ConfigMaps (name suffix hash) so a config change is a rollout that can be "
+            "undone.",
+        ],
+        commands=cmds,
+    )
+
+
+def _bad_command(
+    ctx: Context, ev: EvidenceIndex, pod: PodSnapshot, c: ContainerSnapshot
+) -> Finding:
+    msg = c.message or c.last_message
+    return Finding(
+        Category.BAD_CONFIG,
+        0.84,
+        summary=f"{c.name} in {pod.name} cannot start: its command is wrong for image {c.image}.",
+        root_cause=(
+            f"Container {c.name} of pod {pod.name} cannot run its command ({c.reason}): "
+            f"{quote_line(msg)} — the command/args of the pod spec do not fit image {c.image}."
+        ),
+        evidence=ev.cite(*pod_cites(ev, pod, c)),
+        impact=f"{workload_state(ctx)}; the container never starts.",
+        immediate_actions=["Fix command/args in the pod template or roll back the change."],
+        recommendations=["Test the container's entrypoint in CI with the manifests' command."],
+        commands=pod_commands(ctx, pod, None),
+    )
+
+
+def _recent_change(ctx: Context) -> tuple[str, str] | None:
+    """(revision name, description) of the newest revision when it changed something."""
+    w = ctx.workload
+    if w is None or not w.revisions:
+        return None
+    newest = max(w.revisions, key=lambda r: r.revision or 0)
+    if newest.changes:
+        text = f"revision {newest.revision} ({newest.name}: {'; '.join(newest.changes)})"
+        return newest.name, text
+    return None
+
+
+# --- application crash -------------------------------------------------------------------------
+
+_CRASH = re.compile(
+    r"Traceback \(most recent call last\)|^panic:|\bpanic\b|Exception in thread"
+    r"|Unhandled(?:PromiseRejection| exception)|uncaught exception|fatal error:"
+    r"|\bFATAL\b|SIGSEGV|segmentation fault|core dumped|\b\w+(?:Error|Exception)\b",
+    re.IGNORECASE,
+)
+_EXCEPTION_LINE = re.compile(
+    r"^\s*(?:panic: |Exception in thread|fatal error: |\w+(?:\.\w+)*(?:Error|Exception)\b:?)"
+)
+
+
+def app_crash_exception(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """A traceback/panic in the crashed container's log, with no deeper cause found."""
+    crashed = crashed_container(ctx)
+    if crashed is None:
+        return None
+    pod, c = crashed
+    code = exit_code(c)
+    if "OOMKilled" in (c.reason, c.last_reason) or (
+        c.state == "waiting"
+        and c.reason
+        not in (
+            "CrashLoopBackOff",
+            "",
+        )
+    ):
+        return None
+    log = log_of(ctx, pod.name, c.name)
+    hits = grep(ctx, ev, _CRASH, pods=[pod.name])
+    hits = [h for h in hits if h.log.container == c.name and is_error_line(h.line)]
+    if not hits:
+        if code in (None, 0) or not c.restart_count:
+            return None
+        return Finding(
+            Category.APP_CRASH_EXCEPTION,
+            0.45,
+            summary=f"{c.name} in {pod.name} exits with code {code} and restarts.",
+            root_cause=(
+                f"Container {c.name} of pod {pod.name} keeps exiting with code {code} "
+                f"({c.restart_count} restarts); its log shows no reason"
+                + (f", last line {quote_line(log.lines[-1])}" if log and log.lines else "")
+                + "."
+            ),
+            evidence=ev.cite(*pod_cites(ev, pod, c)),
+            impact=f"{workload_state(ctx)}.",
+            immediate_actions=["Read the previous container's full log and its exit code."],
+            recommendations=["Log the reason before exiting non-zero."],
+            commands=pod_commands(ctx, pod, c),
+        )
+    exc = _exception_line(hits, log)
+    score = 0.72 if code not in (None, 0) or c.restart_count else 0.6
+    w = controller(ctx)
+    cmds = pod_commands(ctx, pod, c)
+    changed = _recent_change(ctx)
+    if w is not None and w.kind != "Job":
+        cmds.append(kc.rollout_history(w.kind, w.namespace, w.name))
+        if changed:
+            cmds.append(kc.rollout_undo(w.kind, w.namespace, w.name))
+    return Finding(
+        Category.APP_CRASH_EXCEPTION,
+        score,
+        summary=f"{c.name} in {pod.name} crashes on an unhandled error: {quote_line(exc, 140)}.",
+        root_cause=(
+            f"Container {c.name} of pod {pod.name} crashes"
+            + (f" (exit code {code}, {c.restart_count} restarts)" if code is not None else "")
+            + f" on an unhandled error in the application: {quote_line(exc)}"
+            + (f"; it started with {changed[1]}" if changed else "")
+            + "."
+        ),
+        evidence=ev.cite(*pod_cites(ev, pod, c), *cite_hits(hits, 4)),
+        impact=f"{workload_state(ctx)}; the container crash-loops with growing back-off.",
+        immediate_actions=[
+            "Read the stack trace in the previous container's log and fix the failing code path; "
+            "roll back if a recent deploy introduced it.",
+        ],
+        recommendations=[
+            "Catch and log errors at the top of request handlers and workers so one bad input "
+            "does not kill the process.",
+            "Add a test reproducing the exception.",
+        ],
+        commands=cmds,
+    )
+
+
+def _exception_line(hits: list[Hit], log: LogSnapshot | None) -> str:
+    """The line that names the error: a panic's first line or a traceback's last line."""
+    for h in hits:
+        if h.line.startswith("panic:") or "Exception in thread" in h.line:
+            return h.line
+    named = [h for h in hits if _EXCEPTION_LINE.search(h.line)]
+    if named:
+        return named[-1].line
+    return hits[-1].line

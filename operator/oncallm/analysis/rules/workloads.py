@@ -1,0 +1,416 @@
+"""Rules about controllers and capacity: failed Jobs, stuck rollouts, maxed HPAs, throttling.
+
+The Job and rollout rules *wrap* the pod-level rules: a Job fails because its pods fail, so
+the root cause names both (the Job's backoff limit and the pods' real failure).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from oncallm.analysis import commands as kc
+from oncallm.analysis.evidence import (
+    ALERT_ID,
+    EvidenceIndex,
+    hpa_id,
+    is_error_line,
+    metric_id,
+    revision_id,
+    workload_id,
+)
+from oncallm.analysis.rules import cluster, network, pods
+from oncallm.analysis.rules.base import (
+    Finding,
+    RuleSettings,
+    controller,
+    crashed_container,
+    double_quantity,
+    events,
+    exit_code,
+    log_of,
+    pod_cites,
+    pod_commands,
+    quote_line,
+    target_pod,
+    workload_state,
+)
+from oncallm.models.analysis import Category
+from oncallm.models.evidence import Context, RevisionSnapshot, WorkloadSnapshot
+
+PodRule = Callable[[Context, EvidenceIndex, RuleSettings], Finding | None]
+
+#: The rules that explain why a pod fails; the wrapping rules ask them for the pods' cause.
+POD_CAUSES: tuple[PodRule, ...] = (
+    pods.missing_secret_or_configmap,
+    pods.image_pull_error,
+    pods.oom_killed,
+    pods.bad_config,
+    pods.failing_probe,
+    pods.app_crash_exception,
+    network.dependency_unreachable,
+    network.dns_failure,
+    network.network_policy_block,
+    network.cert_expired,
+    network.rbac_forbidden,
+    cluster.node_not_ready,
+    cluster.disk_pressure,
+    cluster.pvc_pending,
+    cluster.insufficient_resources_unschedulable,
+    cluster.quota_exceeded,
+)
+
+#: Causes outside the new revision: rolling back would not help, so they win over "stuck".
+_OUTSIDE = {
+    Category.QUOTA_EXCEEDED,
+    Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE,
+    Category.PVC_PENDING,
+    Category.NODE_NOT_READY,
+    Category.DISK_PRESSURE,
+}
+
+
+def pod_failure(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Finding | None:
+    """The best pod-level explanation of the context, or None."""
+    best: Finding | None = None
+    for check in POD_CAUSES:
+        found = check(ctx, ev, settings)
+        if found is not None and (best is None or found.score > best.score):
+            best = found
+    return best
+
+
+# --- Job backoff limit --------------------------------------------------------------------------
+
+
+def _failed_job(ctx: Context) -> tuple[WorkloadSnapshot | None, str, str]:
+    for w in [ctx.workload, *ctx.owners]:
+        if w is None or w.kind != "Job":
+            continue
+        status, reason, message = w.conditions.get("Failed", ("False", "", ""))
+        if status == "True" or reason in ("BackoffLimitExceeded", "DeadlineExceeded"):
+            return w, reason or "BackoffLimitExceeded", message
+    for e in events(ctx, reasons=("BackoffLimitExceeded", "DeadlineExceeded")):
+        return None, e.reason, e.message
+    return None, "", ""
+
+
+def job_backoff_limit(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Finding | None:
+    """The Job gave up (BackoffLimitExceeded); the root cause follows to why its pods failed."""
+    job, reason, message = _failed_job(ctx)
+    if not reason:
+        return None
+    name = job.name if job else (ctx.target.name if ctx.target.kind == "Job" else "the Job")
+    ns = job.namespace if job else (ctx.target.namespace or "default")
+    cron = next((o for o in ctx.owners if o.kind == "CronJob"), None)
+    cause = pod_failure(ctx, ev, settings)
+    crashed = crashed_container(ctx)
+    pod, c = crashed if crashed else (target_pod(ctx), None)
+    if cause is not None and cause.score >= 0.5:
+        why = _lower_first(cause.root_cause.rstrip("."))
+        evidence = cause.evidence
+        extra = cause.commands
+    elif pod is not None and c is not None:
+        log = log_of(ctx, pod.name, c.name)
+        last = (
+            next(
+                (ln for ln in reversed(log.lines) if is_error_line(ln)),
+                log.lines[-1] if log.lines else "",
+            )
+            if log
+            else ""
+        )
+        why = f"its pod {pod.name} exits with code {exit_code(c)}" + (
+            f", last error {quote_line(last)}" if last else ""
+        )
+        evidence = pod_cites(ev, pod, c)
+        extra = pod_commands(ctx, pod, c)
+    else:
+        why = "its pods failed (no pod was left to inspect)"
+        evidence, extra = [], []
+    limit = job.backoff_limit if job and job.backoff_limit is not None else 6
+    failed = job.failed if job and job.failed is not None else limit + 1
+    gave_up = (
+        f"reached its backoffLimit of {limit} after {failed} failed pods"
+        if reason == "BackoffLimitExceeded"
+        else f"ran past its activeDeadlineSeconds ({reason})"
+    )
+    cmds = [kc.describe("job", ns, name)]
+    if pod is not None:
+        cmds += pod_commands(ctx, pod, c)
+    cmds += extra
+    if cron is not None:
+        cmds.append(f"kubectl -n {ns} create job {cron.name}-manual --from=cronjob/{cron.name}")
+    return Finding(
+        Category.JOB_BACKOFF_LIMIT,
+        0.96,
+        summary=f"Job {name} failed ({reason}): {why}."[:600],
+        root_cause=(
+            f"Job {ns}/{name}"
+            + (f" (of CronJob {cron.name})" if cron else "")
+            + f" {gave_up} and was marked Failed"
+            + (f" ({quote_line(message, 120)})" if message else "")
+            + f"; each attempt failed because {why}."
+        ),
+        evidence=ev.cite(
+            workload_id("Job", name),
+            *[ev.event(e) for e in events(ctx, reasons=("BackoffLimitExceeded",))[:1]],
+            *evidence,
+        ),
+        impact=(
+            f"The work of Job {name} did not happen"
+            + (f"; CronJob {cron.name} will try again on its next schedule" if cron else "")
+            + "."
+        ),
+        immediate_actions=[
+            "Fix the failure of the pods named in the root cause, then re-run the Job"
+            + (f" (create a Job from CronJob {cron.name})" if cron else "")
+            + ".",
+            *(cause.immediate_actions[:2] if cause else []),
+        ],
+        recommendations=[
+            "Make Jobs idempotent and log the reason before exiting non-zero; alert on "
+            "KubeJobFailed with the pod's last log lines.",
+            *(cause.recommendations[:2] if cause else []),
+        ],
+        commands=cmds,
+    )
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+
+
+# --- rollout stuck ------------------------------------------------------------------------------
+
+
+def _stuck(ctx: Context) -> WorkloadSnapshot | None:
+    for w in [ctx.workload, *ctx.owners]:
+        if w is None:
+            continue
+        status, reason, _ = w.conditions.get("Progressing", ("", "", ""))
+        if status == "False" and reason == "ProgressDeadlineExceeded":
+            return w
+    return None
+
+
+def _revisions(w: WorkloadSnapshot) -> tuple[RevisionSnapshot | None, RevisionSnapshot | None]:
+    ordered = sorted(w.revisions, key=lambda r: r.revision or 0)
+    newest = ordered[-1] if ordered else None
+    before = ordered[-2] if len(ordered) > 1 else None
+    return newest, before
+
+
+def rollout_stuck(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Finding | None:
+    """Deployment Progressing=False ProgressDeadlineExceeded: the new revision does not come up."""
+    w = _stuck(ctx)
+    if w is None:
+        return None
+    _, _, message = w.conditions["Progressing"]
+    newest, before = _revisions(w)
+    new_pods = [p for p in ctx.pods if newest is not None and p.owner_name == newest.name]
+    sub_ctx = ctx.model_copy(update={"pods": new_pods}) if new_pods else ctx
+    cause = pod_failure(sub_ctx, ev, settings)
+    score = 0.96
+    if cause is not None and cause.category in _OUTSIDE:
+        score = 0.6
+    images = ", ".join(newest.images.values()) if newest else ""
+    changes = "; ".join(newest.changes) if newest and newest.changes else ""
+    rev_text = (
+        f"revision {newest.revision} (ReplicaSet {newest.name}"
+        + (f", image {images}" if images else "")
+        + (f"; changed: {changes}" if changes else "")
+        + ")"
+        if newest
+        else "the new revision"
+    )
+    why = (
+        _lower_first(cause.root_cause.rstrip("."))
+        if cause is not None and cause.score >= 0.5
+        else "the new pods never became ready"
+    )
+    cmds = [
+        kc.rollout_status(w.kind, w.namespace, w.name),
+        kc.rollout_history(w.kind, w.namespace, w.name),
+        kc.rollout_undo(
+            w.kind, w.namespace, w.name, before.revision if before is not None else None
+        ),
+    ]
+    if cause is not None:
+        cmds += cause.commands
+    return Finding(
+        Category.ROLLOUT_STUCK,
+        score,
+        summary=(
+            f"The rollout of {w.kind} {w.name} to {rev_text} is stuck (ProgressDeadlineExceeded)."
+        )[:600],
+        root_cause=(
+            f"{w.kind} {w.namespace}/{w.name} cannot finish rolling out {rev_text}: "
+            f"Progressing=False ProgressDeadlineExceeded ({quote_line(message, 120)}); "
+            f"the new pods fail because {why}."
+        ),
+        evidence=ev.cite(
+            workload_id(w.kind, w.name),
+            revision_id(newest.name) if newest else None,
+            *(cause.evidence if cause else []),
+            revision_id(before.name) if before else None,
+        ),
+        impact=(
+            f"{workload_state(ctx)}; the old revision"
+            + (f" ({before.name})" if before else "")
+            + " still serves, but at reduced capacity and no further deploys go out."
+        ),
+        immediate_actions=[
+            f"Roll back to revision {before.revision if before else 'the previous one'} "
+            f"(kubectl rollout undo) to restore full capacity.",
+            *(cause.immediate_actions[:2] if cause else []),
+        ],
+        recommendations=[
+            "Gate rollouts on readiness with a canary or progressive delivery (Argo Rollouts, "
+            "Flagger) that rolls back by itself.",
+            *(cause.recommendations[:1] if cause else []),
+        ],
+        commands=cmds,
+    )
+
+
+# --- HPA at max ---------------------------------------------------------------------------------
+
+
+def hpa_maxed(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """An HPA runs at maxReplicas and wants more (ScalingLimited TooManyReplicas)."""
+    for hpa in ctx.hpas:
+        if hpa.max_replicas <= 0 or hpa.current_replicas < hpa.max_replicas:
+            continue
+        limited = hpa.conditions.get("ScalingLimited", ("False", "", ""))
+        wants_more = limited[0] == "True" and limited[1] in ("TooManyReplicas", "")
+        wants_more = wants_more or hpa.desired_replicas > hpa.max_replicas
+        score = 0.86 if wants_more else 0.74
+        load = ", ".join(hpa.metrics)
+        ns = hpa.namespace
+        return Finding(
+            Category.HPA_MAXED,
+            score,
+            summary=(
+                f"HPA {hpa.name} is at its maximum of {hpa.max_replicas} replicas"
+                + (" and wants more" if wants_more else "")
+                + "."
+            ),
+            root_cause=(
+                f"HorizontalPodAutoscaler {ns}/{hpa.name} runs {hpa.target_kind} "
+                f"{hpa.target_name} at maxReplicas {hpa.max_replicas}"
+                + (
+                    f" (ScalingLimited {limited[1]}: {quote_line(limited[2], 120)})"
+                    if limited[0] == "True"
+                    else ""
+                )
+                + (f"; load is {load}" if load else "")
+                + ": demand exceeds what the maximum allows, so each pod stays above target."
+            ),
+            evidence=ev.cite(
+                hpa_id(hpa.name),
+                workload_id(hpa.target_kind, hpa.target_name),
+                *[metric_id(m.name) for m in ctx.metrics[:2]],
+                ALERT_ID,
+            ),
+            impact=(
+                f"{hpa.target_kind} {hpa.target_name} cannot scale further; latency rises and "
+                "requests may fail under more load."
+            ),
+            immediate_actions=[
+                f"Raise maxReplicas of HPA {hpa.name} (if the nodes and downstream services can "
+                "take it), or shed/rate-limit the extra load.",
+                "Check whether the load is real (traffic growth) or a retry storm / slow "
+                "dependency making each request cost more.",
+            ],
+            recommendations=[
+                "Size maxReplicas from load tests with headroom; alert on KubeHpaMaxedOut "
+                "together with latency.",
+            ],
+            commands=[
+                kc.describe("hpa", ns, hpa.name),
+                f"kubectl -n {ns} patch hpa {hpa.name} --type=merge "
+                f'-p \'{{"spec":{{"maxReplicas":{hpa.max_replicas * 2}}}}}\'',
+                f"kubectl -n {ns} top pods",
+                kc.get_kind("hpa", ns),
+            ],
+        )
+    return None
+
+
+# --- CPU throttling -----------------------------------------------------------------------------
+
+_THROTTLE_PCT = re.compile(r"([0-9.]+)\s*% throttling", re.I)
+
+
+def cpu_throttling(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Finding | None:
+    """The container hits its CPU limit: CFS throttling metric or the CPUThrottlingHigh alert."""
+    ratio: float | None = None
+    metric_name = None
+    for m in ctx.metrics:
+        if "throttl" not in (m.name + m.query).lower() or not m.values:
+            continue
+        value = max(m.values.values())
+        value = value / 100 if value > 1 else value
+        if value >= settings.cpu_throttling_ratio:
+            ratio, metric_name = value, m.name
+            break
+    alerted = ctx.alert.name == "CPUThrottlingHigh"
+    if ratio is None and not alerted:
+        return None
+    if ratio is None:
+        pct = _THROTTLE_PCT.search(ctx.alert.annotations.get("description", ""))
+        ratio = float(pct.group(1)) / 100 if pct else None
+    name = ctx.alert.labels.get("container") or ctx.target.container
+    pod_name = ctx.alert.labels.get("pod")
+    pod = next((p for p in ctx.pods if p.name == pod_name), None) or target_pod(ctx)
+    c = None
+    if pod is not None:
+        c = pod.container(name) if name else None
+        c = c or next((x for x in pod.containers if x.limits.get("cpu")), None)
+    limit = c.limits.get("cpu") if c else None
+    raised = double_quantity(limit)
+    w = controller(ctx)
+    where = f"container {c.name} of pod {pod.name}" if c and pod else ctx.target.display
+    pct_text = f" in {ratio:.0%} of its CFS periods" if ratio is not None else ""
+    cmds = []
+    if pod is not None:
+        cmds += [kc.top_pod(pod.namespace, pod.name), kc.describe("pod", pod.namespace, pod.name)]
+    if w is not None and c is not None and raised:
+        cmds.append(kc.set_resources(w.kind, w.namespace, w.name, c.name, limits=f"cpu={raised}"))
+    return Finding(
+        Category.CPU_THROTTLING,
+        0.8 if metric_name else 0.76,
+        summary=f"{where} is CPU-throttled{pct_text}: its CPU limit {limit or '?'} is too low.",
+        root_cause=(
+            f"{where[0].upper() + where[1:]} is throttled by the kernel{pct_text} because it "
+            f"wants more CPU than its limit of {limit or '(unknown)'}; requests slow down "
+            "(latency, timeouts) without the container crashing."
+        ),
+        evidence=ev.cite(
+            metric_id(metric_name) if metric_name else None,
+            ALERT_ID,
+            *(pod_cites(ev, pod, c) if pod else []),
+        ),
+        impact=f"{workload_state(ctx)}; latency of {where} rises while it is throttled.",
+        immediate_actions=[
+            f"Raise the CPU limit of {c.name if c else 'the container'}"
+            + (f" ({limit} -> {raised})" if raised else "")
+            + " or remove it (keep the request), then watch the throttling ratio drop.",
+        ],
+        recommendations=[
+            "Set CPU requests from observed usage and avoid tight CPU limits on latency-"
+            "sensitive services; scale out with an HPA instead.",
+        ],
+        commands=cmds,
+    )
+
+
+__all__ = [
+    "POD_CAUSES",
+    "cpu_throttling",
+    "hpa_maxed",
+    "job_backoff_limit",
+    "pod_failure",
+    "rollout_stuck",
+]
