@@ -52,6 +52,51 @@ def _controlplane(args: argparse.Namespace) -> int:
     raise AssertionError(args.action)
 
 
+def _webhook(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from oncallm.intake.server import serve
+
+    asyncio.run(serve())
+    return 0
+
+
+async def _run_operator(stop: object | None = None) -> None:
+    import kopf
+
+    import oncallm.handlers  # noqa: F401 - registers the handlers
+    from oncallm.pipeline.settings import OperatorSettings
+
+    namespace = OperatorSettings.from_env().namespace
+    port = os.environ.get("ONCALLM_OPERATOR_HEALTH_PORT", "8081")
+    await kopf.operator(
+        namespaces=[namespace],
+        standalone=True,  # one replica; no peering CRD to install
+        liveness_endpoint=f"http://0.0.0.0:{port}/healthz",
+        stop_flag=stop,  # type: ignore[arg-type]
+    )
+
+
+def _operator(args: argparse.Namespace) -> int:
+    import asyncio
+
+    asyncio.run(_run_operator())
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The operator and the sidecar in one process: for `make run` against any cluster."""
+    import asyncio
+
+    from oncallm.intake.server import serve
+
+    async def both() -> None:
+        await asyncio.gather(_run_operator(), serve())
+
+    asyncio.run(both())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oncallm", description="Root-cause analysis for Kubernetes alerts."
@@ -71,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="where its data, certificates, logs and kubeconfig live",
     )
     cp.set_defaults(func=_controlplane)
+
+    sub.add_parser(
+        "webhook", help="the sidecar: Alertmanager webhook, report web view, metrics"
+    ).set_defaults(func=_webhook)
+    sub.add_parser("operator", help="the kopf operator that analyses alerts").set_defaults(
+        func=_operator
+    )
+    sub.add_parser("run", help="operator and sidecar in one process").set_defaults(func=_run)
     return parser
 
 

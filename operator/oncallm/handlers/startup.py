@@ -1,0 +1,106 @@
+"""Build the operator's clients once at startup, keep them in ``memo``, close them at exit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import aiohttp
+import kopf
+
+from oncallm.kube.api import KubeAPI
+from oncallm.kube.reader import ApiReader
+from oncallm.llm.client import ModelClient
+from oncallm.llm.settings import LLMSettings
+from oncallm.pipeline.prometheus import PrometheusSource
+from oncallm.pipeline.run import Pipeline
+from oncallm.pipeline.service import AnalysisService
+from oncallm.pipeline.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+#: kopf's own API requests time out after this many seconds; without a client timeout a
+#: watch can hang forever on a half-open connection (nolar/kopf#585, #847).
+WATCH_CLIENT_TIMEOUT = 300
+#: Server-side watch timeout, shorter than the client's so the server ends watches cleanly.
+WATCH_SERVER_TIMEOUT = 270
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Progress and diff-base in annotations: the structural CRD schema prunes unknown status
+    # fields, so kopf's default status storage would be dropped by the API server.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="oncallm.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="oncallm.io", key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = "oncallm.io/finalizer"
+    settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT
+    settings.posting.level = logging.WARNING  # k8s Events for problems only; ours are explicit
+    # Handler retries are ours (RetryLater -> TemporaryError with a delay), not kopf's backoff.
+    settings.execution.max_workers = 4
+
+    config = OperatorSettings.from_env()
+    api = await KubeAPI.connect()
+    model = ModelClient.from_settings(LLMSettings.from_env())
+    session = aiohttp.ClientSession()
+    metrics_source = PrometheusSource(config.prometheus_url, session) if config.prometheus_url else None
+    reader = ApiReader(api)
+    pipeline = Pipeline(
+        api=api,
+        reader=reader,
+        namespace=config.namespace,
+        report_base_url=config.report_base_url,
+        model=model,
+        metrics_source=metrics_source,
+    )
+    service = AnalysisService(api, pipeline, config)
+    memo.service = service
+    memo.api = api
+    memo.session = session
+    memo.model = model
+    memo.sweeps = [
+        asyncio.create_task(_every(config.retention_sweep_seconds, service.sweep_retention)),
+        asyncio.create_task(_every(config.upgrade_sweep_seconds, service.sweep_model_pending)),
+    ]
+    log.info(
+        "OnCallM operator ready: namespace %s, %d analyses at once, model %s, Prometheus %s",
+        config.namespace,
+        config.concurrency,
+        "configured" if model else "off (set ONCALLM_LLM_BASE_URL / OPENAI_API_KEY to add one)",
+        config.prometheus_url or "off (set ONCALLM_PROMETHEUS_URL to add metrics evidence)",
+    )
+
+
+async def _every(seconds: float, job: Any) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # a sweep must never stop the operator
+            log.warning("%s failed (%s); it runs again in %.0f s", job.__name__, err, seconds)
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    for task in getattr(memo, "sweeps", []):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if getattr(memo, "model", None) is not None:
+        await memo.model.close()
+    if getattr(memo, "session", None) is not None:
+        await memo.session.close()
+    if getattr(memo, "api", None) is not None:
+        await memo.api.close()
+
+
+@kopf.on.probe(id="analyses_waiting")
+def waiting(memo: kopf.Memo, **_: Any) -> int:
+    service: AnalysisService | None = getattr(memo, "service", None)
+    return service.gate.waiting if service else 0

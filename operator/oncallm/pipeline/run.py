@@ -1,0 +1,319 @@
+"""Run one analysis: gather, diagnose with the rules, ask the model, report, record.
+
+Idempotent: running it again on the same AlertAnalysis (after a crash, a retry or a
+``oncallm.io/reanalyze`` annotation) reads the same evidence and replaces the one report.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from oncallm.analysis.evidence import build_evidence
+from oncallm.analysis.rules import diagnose
+from oncallm.gathering.gather import GatherSettings, MetricsSource, gather
+from oncallm.gathering.reader import KubeReader
+from oncallm.gathering.target import resolve_target
+from oncallm.intake.naming import LABEL_FINGERPRINT
+from oncallm.kube.api import KubeAPI
+from oncallm.llm.analyse import ModelOutcome, analyse_with_model
+from oncallm.llm.client import ModelClient
+from oncallm.models.alert import Alert, AlertStatus
+from oncallm.models.analysis import (
+    AlertAnalysis,
+    AlertAnalysisStatus,
+    Condition,
+    Diagnosis,
+    EvidenceRef,
+    Phase,
+    StageTimings,
+    TargetRef,
+    rfc3339,
+)
+from oncallm.models.evidence import Context, HistorySnapshot
+from oncallm.models.policy import AnalysisPolicy
+from oncallm.pipeline import metrics
+from oncallm.pipeline.writes import patch_status, post_event, write_report
+from oncallm.reports import render_report
+
+log = logging.getLogger(__name__)
+
+#: Root causes longer than this are cut for the ``kubectl get`` column.
+SHORT_ROOT_CAUSE = 80
+#: Condition on analyses the rules completed while the model was unavailable.
+MODEL_PENDING = "ModelUpgradePending"
+
+
+def now_text() -> str:
+    return rfc3339(datetime.now(UTC).replace(microsecond=0))
+
+
+def shorten(text: str, limit: int = SHORT_ROOT_CAUSE) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+class ApiHistory:
+    """Earlier analyses of the same alert (same fingerprint), newest first."""
+
+    def __init__(self, reader: KubeReader, namespace: str) -> None:
+        self.reader = reader
+        self.namespace = namespace
+
+    async def earlier(self, alert: Alert, exclude: str | None) -> list[HistorySnapshot]:
+        items = await self.reader.list(
+            "AlertAnalysis", self.namespace, label_selector=f"{LABEL_FINGERPRINT}={alert.fingerprint}"
+        )
+        out = []
+        for item in items:
+            meta = item.get("metadata") or {}
+            if meta.get("name") == exclude:
+                continue
+            status = item.get("status") or {}
+            out.append(
+                HistorySnapshot(
+                    analysis=str(meta.get("name")),
+                    starts_at=((item.get("spec") or {}).get("alert") or {}).get("startsAt"),
+                    phase=status.get("phase"),
+                    category=status.get("category"),
+                    root_cause=status.get("rootCause"),
+                )
+            )
+        out.sort(key=lambda h: h.starts_at or "", reverse=True)
+        return out
+
+
+@dataclass
+class Pipeline:
+    api: KubeAPI
+    reader: KubeReader
+    namespace: str
+    report_base_url: str = ""
+    model: ModelClient | None = None
+    metrics_source: MetricsSource | None = None
+    gather_settings: GatherSettings = field(default_factory=GatherSettings)
+    tools: Any = None
+
+    def report_url(self, analysis: AlertAnalysis) -> str:
+        path = f"/analyses/{analysis.namespace}/{analysis.name}"
+        return self.report_base_url.rstrip("/") + path if self.report_base_url else path
+
+    async def skip(self, analysis: AlertAnalysis, reason: str, policy: str | None) -> None:
+        alert = analysis.spec.alert.to_alert()
+        target = resolve_target(alert)
+        await patch_status(
+            self.api,
+            analysis,
+            AlertAnalysisStatus(
+                phase=Phase.SKIPPED,
+                reason=reason,
+                target=target,
+                target_display=target.display,
+                severity=alert.severity,
+                short_root_cause=shorten(f"skipped: {reason}"),
+                policy=policy,
+                completed_at=now_text(),
+                conditions=[_condition("Analyzed", "False", "Skipped", reason)],
+            ),
+        )
+        metrics.ANALYSES.labels("skipped", "none").inc()
+
+    async def run(self, analysis: AlertAnalysis, policy: AnalysisPolicy, attempt: int) -> Phase:
+        """Analyse; returns the final phase. Raises ApiError on API failures (retry later)."""
+        alert = analysis.spec.alert.to_alert()
+        if alert.status == AlertStatus.RESOLVED and analysis.status.phase in (None, Phase.PENDING):
+            await self.skip(
+                analysis,
+                "the alert was resolved before the analysis started"
+                if analysis.spec.received_at != analysis.spec.resolved_at
+                else "the alert was already resolved when OnCallM first saw it",
+                policy.name,
+            )
+            return Phase.SKIPPED
+        if not policy.spec.analyze:
+            await self.skip(
+                analysis, f"policy {policy.name} has analyze: false for this alert", policy.name
+            )
+            return Phase.SKIPPED
+
+        started = time.perf_counter()
+        target = resolve_target(alert)
+        await patch_status(
+            self.api,
+            analysis,
+            AlertAnalysisStatus(
+                phase=Phase.GATHERING,
+                target=target,
+                target_display=target.display,
+                severity=alert.severity,
+                policy=policy.name,
+                started_at=now_text(),
+                attempts=attempt,
+                short_root_cause="gathering evidence…",
+            ),
+        )
+        ctx = await gather(
+            alert,
+            self.reader,
+            policy,
+            settings=self.gather_settings,
+            metrics=self.metrics_source,
+            history=ApiHistory(self.reader, self.namespace),
+            exclude_analysis=analysis.name,
+        )
+        evidence = build_evidence(ctx)
+        ctx.evidence = evidence
+        gathered = time.perf_counter()
+        metrics.STAGE_SECONDS.labels("gathering").observe(gathered - started)
+
+        await patch_status(
+            self.api,
+            analysis,
+            AlertAnalysisStatus(phase=Phase.ANALYZING, short_root_cause="analysing…"),
+        )
+        baseline = diagnose(ctx)
+        outcome = await self._model(ctx, evidence, baseline, policy)
+        analysed = time.perf_counter()
+        metrics.STAGE_SECONDS.labels("analyzing").observe(analysed - gathered)
+
+        status = self._status(analysis, ctx, target, policy, outcome, evidence)
+        status.timings = StageTimings(
+            gathering=round(gathered - started, 3), analyzing=round(analysed - gathered, 3)
+        )
+        final = analysis.model_copy(update={"status": status})
+        history = [h.analysis for h in ctx.history]
+        files = render_report(final, _history_objects(history, self.namespace, ctx.history))
+        status.report_config_map = await write_report(self.api, analysis, files)
+        reported = time.perf_counter()
+        metrics.STAGE_SECONDS.labels("reporting").observe(reported - analysed)
+        status.timings.reporting = round(reported - analysed, 3)
+        status.timings.total = round(reported - started, 3)
+        status.completed_at = now_text()
+        await patch_status(self.api, analysis, status)
+        metrics.ANALYSES.labels("completed", status.analyzer or "rules").inc()
+        await post_event(
+            self.api,
+            analysis,
+            warning=False,
+            reason="AnalysisCompleted",
+            message=f"{status.category}: {status.root_cause} (report: {status.report_url})",
+        )
+        return Phase.COMPLETED
+
+    async def _model(
+        self, ctx: Context, evidence: list[EvidenceRef], baseline: Diagnosis, policy: AnalysisPolicy
+    ) -> ModelOutcome:
+        if self.model is None or not policy.spec.llm.enabled:
+            return ModelOutcome(diagnosis=baseline)
+        return await analyse_with_model(
+            ctx, evidence, baseline, policy, self.model, tools=self.tools
+        )
+
+    def _status(
+        self,
+        analysis: AlertAnalysis,
+        ctx: Context,
+        target: TargetRef,
+        policy: AnalysisPolicy,
+        outcome: ModelOutcome,
+        evidence: list[EvidenceRef],
+    ) -> AlertAnalysisStatus:
+        diag = outcome.diagnosis
+        known = {e.id: e for e in [*evidence, *outcome.tool_evidence]}
+        cited = [known[i] for i in diag.evidence if i in known]
+        notes = list(outcome.notes)
+        conditions = [_condition("Analyzed", "True", "Completed", f"analysed by {outcome.analyzer}")]
+        if outcome.upgrade_pending:
+            conditions.append(
+                _condition(
+                    MODEL_PENDING,
+                    "True",
+                    "ModelUnavailable",
+                    "completed by the rules while the model was unavailable; "
+                    "it is asked again once it answers",
+                )
+            )
+        else:
+            conditions.append(_condition(MODEL_PENDING, "False", "NotPending", ""))
+        return AlertAnalysisStatus(
+            phase=Phase.COMPLETED,
+            reason="",
+            target=target,
+            target_display=target.display,
+            severity=ctx.alert.severity,
+            summary=diag.summary,
+            root_cause=diag.root_cause,
+            short_root_cause=shorten(diag.root_cause),
+            category=diag.category,
+            confidence=round(diag.confidence, 2),
+            impact=diag.impact,
+            immediate_actions=diag.immediate_actions,
+            recommendations=diag.recommendations,
+            evidence=cited,
+            missing_evidence=ctx.missing,
+            commands=diag.commands,
+            analyzer=outcome.analyzer,
+            policy=policy.name,
+            token_usage=outcome.token_usage if outcome.used_model else None,
+            notes=notes,
+            report_url=self.report_url(analysis),
+            conditions=conditions,
+            observed_generation=analysis.metadata.get("generation"),
+        )
+
+    async def fail(self, analysis: AlertAnalysis, reason: str) -> None:
+        await patch_status(
+            self.api,
+            analysis,
+            AlertAnalysisStatus(
+                phase=Phase.FAILED,
+                reason=reason,
+                short_root_cause=shorten(f"failed: {reason}"),
+                completed_at=now_text(),
+                conditions=[_condition("Analyzed", "False", "Failed", reason)],
+            ),
+        )
+        metrics.ANALYSES.labels("failed", "none").inc()
+        await post_event(self.api, analysis, warning=True, reason="AnalysisFailed", message=reason)
+
+
+def _condition(kind: str, status: str, reason: str, message: str) -> Condition:
+    return Condition(
+        type=kind,
+        status=status,  # type: ignore[arg-type]
+        reason=reason,
+        message=message,
+        last_transition_time=now_text(),
+    )
+
+
+def _history_objects(
+    names: list[str], namespace: str, history: list[HistorySnapshot]
+) -> list[AlertAnalysis]:
+    """Minimal AlertAnalysis objects for the report's 'earlier analyses' section."""
+    out = []
+    for h in history:
+        out.append(
+            AlertAnalysis.model_validate(
+                {
+                    "metadata": {"name": h.analysis, "namespace": namespace},
+                    "spec": {
+                        "alert": {
+                            "status": "firing",
+                            "labels": {"alertname": "earlier"},
+                            "startsAt": h.starts_at or "",
+                            "fingerprint": "earlier",
+                        }
+                    },
+                    "status": {
+                        "phase": h.phase,
+                        "category": h.category,
+                        "rootCause": h.root_cause,
+                    },
+                }
+            )
+        )
+    return out

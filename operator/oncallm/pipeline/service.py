@@ -1,0 +1,189 @@
+"""The operator's service: policies, bounded concurrency, retries, sweeps.
+
+The kopf handlers hold one :class:`AnalysisService` in ``memo`` and call it; everything here
+is plain asyncio, tested without kopf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from oncallm.kube.api import ApiError, KubeAPI
+from oncallm.kube.resources import resource
+from oncallm.models.analysis import AlertAnalysis, Phase
+from oncallm.models.policy import AnalysisPolicy, select_policy
+from oncallm.pipeline import metrics
+from oncallm.pipeline.run import Pipeline
+from oncallm.pipeline.scheduler import PriorityGate
+from oncallm.pipeline.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+REANALYZE_ANNOTATION = "oncallm.io/reanalyze"
+MODEL_PENDING_LABEL = "oncallm.io/model-pending"
+
+
+class RetryLater(Exception):
+    """The API server failed; try the analysis again after ``delay`` seconds."""
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class AnalysisService:
+    def __init__(self, api: KubeAPI, pipeline: Pipeline, settings: OperatorSettings) -> None:
+        self.api = api
+        self.pipeline = pipeline
+        self.settings = settings
+        self.gate = PriorityGate(settings.concurrency)
+        self.policies: dict[str, AnalysisPolicy] = {}
+
+    # -- policies (kept current by the policy handlers) -----------------------------------
+    def set_policy(self, policy: AnalysisPolicy) -> None:
+        self.policies[policy.name] = policy
+
+    def drop_policy(self, name: str) -> None:
+        self.policies.pop(name, None)
+
+    def policy_for(self, labels: dict[str, str]) -> AnalysisPolicy:
+        return select_policy(list(self.policies.values()), labels)
+
+    # -- analyses ------------------------------------------------------------------------
+    async def analyse(self, analysis: AlertAnalysis, attempt: int, *, force: bool = False) -> Phase:
+        """Run the analysis unless it already finished. Raises RetryLater on API trouble."""
+        if analysis.status.phase is not None and analysis.status.phase.finished and not force:
+            return analysis.status.phase
+        policy = self.policy_for(analysis.spec.alert.labels)
+        severity = analysis.spec.alert.labels.get("severity")
+        try:
+            phase = await self._run_in_slot(analysis, policy, attempt, severity)
+        except ApiError as err:
+            if err.status == 404:
+                return Phase.FAILED  # deleted meanwhile: nothing to write to
+            reason = (
+                f"the Kubernetes API failed during the analysis ({err}); "
+                "check the API server and OnCallM's RBAC"
+            )
+            if attempt + 1 >= self.settings.max_attempts:
+                await self.pipeline.fail(analysis, reason + f" — gave up after {attempt + 1} tries")
+                return Phase.FAILED
+            raise RetryLater(reason, err.retry_after or self.settings.retry_delay) from err
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # a bug: say so, keep the operator alive
+            log.exception("analysis %s/%s failed", analysis.namespace, analysis.name)
+            reason = (
+                f"OnCallM failed unexpectedly ({type(err).__name__}: {err}); "
+                "please report it with this analysis' spec. "
+                "`kubectl annotate aa NAME oncallm.io/reanalyze=true` tries again"
+            )
+            try:
+                await self.pipeline.fail(analysis, reason)
+            except ApiError:
+                raise RetryLater(reason, self.settings.retry_delay) from err
+            return Phase.FAILED
+        await self._mark_model_pending(analysis)
+        return phase
+
+    async def _run_in_slot(
+        self, analysis: AlertAnalysis, policy: AnalysisPolicy, attempt: int, severity: str | None
+    ) -> Phase:
+        metrics.WAITING.inc()
+        waiting = True
+        try:
+            async with self.gate.slot(severity):
+                metrics.WAITING.dec()
+                waiting = False
+                metrics.RUNNING.inc()
+                try:
+                    return await self.pipeline.run(analysis, policy, attempt + 1)
+                finally:
+                    metrics.RUNNING.dec()
+        finally:
+            if waiting:
+                metrics.WAITING.dec()
+
+    async def _mark_model_pending(self, analysis: AlertAnalysis) -> None:
+        """Label analyses the rules finished while the model was down, so a sweep finds them."""
+        path = resource("AlertAnalysis").path(analysis.namespace, analysis.name)
+        current = await self.api.request("GET", path)
+        conditions = (current.get("status") or {}).get("conditions") or []
+        pending = any(
+            c.get("type") == "ModelUpgradePending" and c.get("status") == "True" for c in conditions
+        )
+        labels = (current.get("metadata") or {}).get("labels") or {}
+        if pending == (MODEL_PENDING_LABEL in labels):
+            return
+        await self.api.request(
+            "PATCH",
+            path,
+            body={"metadata": {"labels": {MODEL_PENDING_LABEL: "true" if pending else None}}},
+            content_type="application/merge-patch+json",
+        )
+
+    async def clear_reanalyze(self, analysis: AlertAnalysis) -> None:
+        path = resource("AlertAnalysis").path(analysis.namespace, analysis.name)
+        await self.api.request(
+            "PATCH",
+            path,
+            body={"metadata": {"annotations": {REANALYZE_ANNOTATION: None}}},
+            content_type="application/merge-patch+json",
+        )
+
+    # -- sweeps --------------------------------------------------------------------------
+    async def sweep_retention(self, now: datetime | None = None) -> int:
+        """Delete finished analyses older than their policy's retention; returns how many."""
+        now = now or datetime.now(UTC)
+        path = resource("AlertAnalysis").path(self.settings.namespace)
+        deleted = 0
+        cont: str | None = None
+        while True:
+            page = await self.api.request("GET", path, query={"limit": 500, "continue": cont})
+            for item in page.get("items", []):
+                if self._expired(item, now):
+                    name = item["metadata"]["name"]
+                    try:
+                        await self.api.request("DELETE", f"{path}/{name}")
+                        deleted += 1
+                    except ApiError as err:
+                        if err.status != 404:
+                            raise
+            cont = (page.get("metadata") or {}).get("continue")
+            if not cont:
+                return deleted
+
+    def _expired(self, item: dict, now: datetime) -> bool:  # type: ignore[type-arg]
+        status = item.get("status") or {}
+        phase = status.get("phase")
+        if phase not in (Phase.COMPLETED, Phase.FAILED, Phase.SKIPPED):
+            return False
+        finished = status.get("completedAt") or item["metadata"].get("creationTimestamp")
+        try:
+            when = datetime.fromisoformat(str(finished).replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        policy = self.policies.get(str(status.get("policy", "")))
+        labels = ((item.get("spec") or {}).get("alert") or {}).get("labels") or {}
+        hours = (policy or self.policy_for(labels)).spec.retention_hours
+        return now - when > timedelta(hours=hours)
+
+    async def sweep_model_pending(self) -> int:
+        """Ask for a re-analysis of analyses waiting for the model, once it answers again."""
+        model = self.pipeline.model
+        if model is None or getattr(model, "breaker_open", False):
+            return 0
+        path = resource("AlertAnalysis").path(self.settings.namespace)
+        page = await self.api.request(
+            "GET", path, query={"labelSelector": f"{MODEL_PENDING_LABEL}=true", "limit": 100}
+        )
+        for item in page.get("items", []):
+            await self.api.request(
+                "PATCH",
+                f"{path}/{item['metadata']['name']}",
+                body={"metadata": {"annotations": {REANALYZE_ANNOTATION: "true"}}},
+                content_type="application/merge-patch+json",
+            )
+        return len(page.get("items", []))

@@ -1,0 +1,95 @@
+"""What the operator writes: the analysis status, the report ConfigMap, Events."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from oncallm.kube.api import ApiError, KubeAPI
+from oncallm.kube.resources import resource
+from oncallm.models.analysis import API_VERSION, KIND, AlertAnalysis, AlertAnalysisStatus, rfc3339
+
+
+async def patch_status(api: KubeAPI, analysis: AlertAnalysis, status: AlertAnalysisStatus) -> None:
+    """Merge the set fields of ``status`` into the object's status."""
+    path = resource("AlertAnalysis").path(analysis.namespace, analysis.name) + "/status"
+    await api.request(
+        "PATCH",
+        path,
+        body={"status": status.to_kube()},
+        content_type="application/merge-patch+json",
+    )
+
+
+def report_name(analysis_name: str) -> str:
+    return f"{analysis_name}-report"
+
+
+async def write_report(api: KubeAPI, analysis: AlertAnalysis, files: dict[str, str]) -> str:
+    """Create or replace the report ConfigMap, owned by the analysis (garbage-collected with it)."""
+    name = report_name(analysis.name)
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": analysis.namespace,
+            "labels": {
+                "app.kubernetes.io/name": "oncallm",
+                "app.kubernetes.io/component": "report",
+                "oncallm.io/analysis": analysis.name,
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "name": analysis.name,
+                    "uid": analysis.metadata.get("uid"),
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "data": files,
+    }
+    cm = resource("ConfigMap")
+    try:
+        await api.request("POST", cm.path(analysis.namespace), body=body)
+    except ApiError as err:
+        if err.status != 409:
+            raise
+        await api.request("PUT", cm.path(analysis.namespace, name), body=body)
+    return name
+
+
+async def post_event(
+    api: KubeAPI, analysis: AlertAnalysis, *, warning: bool, reason: str, message: str
+) -> None:
+    """A core/v1 Event on the analysis, as ``kubectl describe aa`` shows."""
+    now = rfc3339(datetime.now(UTC).replace(microsecond=0))
+    body = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "name": f"{analysis.name}.{secrets.token_hex(6)}",
+            "namespace": analysis.namespace,
+        },
+        "involvedObject": {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": analysis.name,
+            "namespace": analysis.namespace,
+            "uid": analysis.metadata.get("uid"),
+        },
+        "type": "Warning" if warning else "Normal",
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": "oncallm-operator"},
+        "reportingComponent": "oncallm.io/operator",
+        "reportingInstance": "oncallm-operator",
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    await api.request("POST", resource("Event").path(analysis.namespace), body=body)

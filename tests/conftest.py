@@ -1,0 +1,54 @@
+"""Fixtures shared by every suite.
+
+One real local control plane for the whole run (started on first use only, so unit tests
+never pay for it), a fresh namespace per test, and helpers to plant cluster state.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from oncallm.controlplane import LocalControlPlane
+from oncallm.kube.api import ClientSettings, KubeAPI
+from oncallm.scenarios.plant import clear_namespace, ensure_namespace
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalControlPlane]:
+    """A real etcd + kube-apiserver + kube-controller-manager, up for the whole run."""
+    existing = os.environ.get("ONCALLM_TEST_CONTROLPLANE_DIR")
+    if existing:  # reuse one started by `oncallm controlplane up` (fast local iterations)
+        plane = LocalControlPlane.attach(Path(existing))
+        os.environ["KUBECONFIG"] = str(plane.kubeconfig)
+        yield plane
+        return
+    plane = LocalControlPlane(tmp_path_factory.mktemp("controlplane")).up()
+    os.environ["KUBECONFIG"] = str(plane.kubeconfig)
+    try:
+        yield plane
+    finally:
+        plane.down()
+
+
+@pytest.fixture(scope="session")
+async def kube(control_plane: LocalControlPlane) -> AsyncIterator[KubeAPI]:
+    """An admin client of the control plane, without a client-side rate limit."""
+    api = await KubeAPI.connect(ClientSettings(kubeconfig=str(control_plane.kubeconfig), qps=0))
+    yield api
+    await api.close()
+
+
+@pytest.fixture
+async def namespace(kube: KubeAPI) -> AsyncIterator[str]:
+    """A fresh namespace (with its ``default`` ServiceAccount), removed after the test."""
+    name = f"t-{secrets.token_hex(4)}"
+    await ensure_namespace(kube, name)
+    yield name
+    await clear_namespace(kube, name)
