@@ -286,9 +286,13 @@ def pod_cites(ev: EvidenceIndex, pod: PodSnapshot, c: ContainerSnapshot | None) 
     return ev.cite(container_id(pod.name, c.name) if c else None, pod_id(pod.name))
 
 
+_STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[T ][\d:.,]+Z?\s+")
+"""A leading timestamp: the sentence around a quote says when already."""
+
+
 def quote_line(text: str, limit: int = 220) -> str:
     """A log line or message for a sentence: trimmed, quoted, cut when long."""
-    text = " ".join(text.split())
+    text = _STAMP.sub("", " ".join(text.split()))
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return f"'{text}'"

@@ -235,11 +235,20 @@ def _denies_egress(np: NetworkPolicySnapshot) -> bool:
 
 
 def _allows(np: NetworkPolicySnapshot, svc: ServiceSnapshot) -> bool:
+    """Whether an egress rule (as gathering describes it) lets traffic reach ``svc``."""
     for rule in np.egress:
         if svc.name in rule:
             return True
-        if svc.selector and all(f"{k}={v}" in rule for k, v in svc.selector.items()):
+        if svc.selector and all(
+            f"{k}={v}" in rule or f"'{k}': '{v}'" in rule for k, v in svc.selector.items()
+        ):
             return True
+        if rule.startswith("anywhere"):
+            ports = rule.partition(" ports ")[2]
+            wanted = {p.split("->")[-1].split("/")[0] for p in svc.ports}
+            wanted |= {p.split("/")[0] for p in svc.ports}
+            if not ports or any(p.split("/")[0] in wanted for p in ports.split(",")):
+                return True
     return False
 
 
@@ -331,7 +340,7 @@ _CERT_OTHER = re.compile(
     r"|tls: bad certificate|SSLHandshakeException|PKIX path building failed",
     re.IGNORECASE,
 )
-_AFTER = re.compile(r"current time (\S+) is after (\S+?)[,;)\s]|NotAfter: (\S+)")
+_AFTER = re.compile(r"current time (\S+) is after (\S+?)(?:[,;)\s\"']|$)|NotAfter: (\S+)")
 _PEER = re.compile(
     r"(?:Get|Post|Put|Delete|Patch|Head) \"?https://([\w.-]+(?::\d+)?)"
     r"|dial tcp ([\w.-]+:\d+)|https://([\w.-]+(?::\d+)?)|host[=:] ?'?([\w.-]+)"

@@ -69,10 +69,14 @@ def missing_secret_or_configmap(ctx: Context, ev: EvidenceIndex, _: RuleSettings
         found.setdefault(_kind_name(m), m.group("key") or "")
         cites.append(ev.event(e) or "")
     for name in ctx.missing_objects:
-        kind, _sep, short = name.rpartition("/")
+        # gathering writes "ConfigMap orders/api-config"; a bare name is accepted too
+        kind, _sep, rest = name.partition(" ") if " " in name else ("", "", name)
+        short = rest.rpartition("/")[2]
+        if kind and kind not in ("ConfigMap", "Secret"):
+            continue
         if found and not any(short == n for _, n in found):
             continue
-        found.setdefault((_title(kind or "object"), short), "")
+        found.setdefault((_title(kind or "ConfigMap"), short), "")
         cites.append(missing_id(name))
     if not found:
         return None
@@ -228,7 +232,7 @@ def _newest_revision_changed_image(ctx: Context) -> str | None:
 
 # --- OOMKilled --------------------------------------------------------------------------------
 
-_MEMORY_METRIC = re.compile(r"memory", re.I)
+_MEMORY_METRIC = re.compile(r"memory_working_set|memory_usage|working_set", re.I)
 
 
 def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Finding | None:
@@ -309,6 +313,8 @@ def _memory_usage(
     for m in ctx.metrics:
         if not (_MEMORY_METRIC.search(m.name) or _MEMORY_METRIC.search(m.query)):
             continue
+        if "limit" in m.name or "resource_limits" in m.query:
+            continue  # the limit itself, not the use
         if not m.values:
             continue
         peak = max(m.values.values())
@@ -516,11 +522,13 @@ def _recent_change(ctx: Context) -> tuple[str, str] | None:
 _CRASH = re.compile(
     r"Traceback \(most recent call last\)|^panic:|\bpanic\b|Exception in thread"
     r"|Unhandled(?:PromiseRejection| exception)|uncaught exception|fatal error:"
-    r"|\bFATAL\b|SIGSEGV|segmentation fault|core dumped|\b\w+(?:Error|Exception)\b",
-    re.IGNORECASE,
+    r"|\bFATAL\b|SIGSEGV|segmentation fault|core dumped|\b\w+(?:Error|Exception)\b"
+    r"|^[a-z_]\w*(?:\.\w+)+: ",  # a qualified exception name: psycopg2.errors.DuplicateTable:
+    re.IGNORECASE | re.MULTILINE,
 )
 _EXCEPTION_LINE = re.compile(
-    r"^\s*(?:panic: |Exception in thread|fatal error: |\w+(?:\.\w+)*(?:Error|Exception)\b:?)"
+    r"^\s*(?:panic: |Exception in thread|fatal error: |\w+(?:\.\w+)*(?:Error|Exception)\b:?"
+    r"|[a-z_]\w*(?:\.\w+)+: )"
 )
 
 
@@ -542,9 +550,13 @@ def app_crash_exception(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fin
         return None
     log = log_of(ctx, pod.name, c.name)
     hits = grep(ctx, ev, _CRASH, pods=[pod.name])
-    hits = [h for h in hits if h.log.container == c.name and is_error_line(h.line)]
+    hits = [
+        h
+        for h in hits
+        if h.log.container == c.name and (is_error_line(h.line) or _EXCEPTION_LINE.search(h.line))
+    ]
     if not hits:
-        if code in (None, 0) or not c.restart_count:
+        if code in (None, 0) or not (c.restart_count or c.state == "terminated"):
             return None
         return Finding(
             Category.APP_CRASH_EXCEPTION,

@@ -1,0 +1,1007 @@
+"""The rule engine on hand-built contexts: one per category, plus the cause past the symptom.
+
+Every test checks the category, that the cited evidence ids exist in build_evidence's output,
+and that the commands name the real objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from oncallm.analysis import build_evidence, diagnose, evaluate
+from oncallm.analysis.rules import RULES, RuleSettings
+from oncallm.models.alert import Alert
+from oncallm.models.analysis import Category, Diagnosis, TargetRef
+from oncallm.models.evidence import (
+    ContainerSnapshot,
+    Context,
+    EventSnapshot,
+    HPASnapshot,
+    LogSnapshot,
+    MetricSnapshot,
+    NetworkPolicySnapshot,
+    NodeSnapshot,
+    PodSnapshot,
+    PVCSnapshot,
+    QuotaSnapshot,
+    RevisionSnapshot,
+    ServiceSnapshot,
+    WorkloadSnapshot,
+)
+
+NOW = "2025-05-14T09:52:00Z"
+NS = "orders"
+POD = "api-7d9f8c6b5-x2kqp"
+NODE = "orders-worker-1"
+
+# --- builders -----------------------------------------------------------------------------
+
+
+def alert(name: str = "KubePodCrashLooping", **labels: str) -> Alert:
+    base = {
+        "alertname": name,
+        "namespace": NS,
+        "pod": POD,
+        "container": "api",
+        "job": "kube-state-metrics",
+        "severity": "warning",
+    }
+    base.update(labels)
+    return Alert.model_validate(
+        {
+            "status": "firing",
+            "labels": {k: v for k, v in base.items() if v},
+            "annotations": {
+                "description": f"Pod {NS}/{POD} (api) is in waiting state "
+                "(reason: CrashLoopBackOff)."
+            },
+            "startsAt": "2025-05-14T09:40:00Z",
+            "fingerprint": "3f1c2a9b7d6e5f40",
+        }
+    )
+
+
+def container(**kw: Any) -> ContainerSnapshot:
+    base: dict[str, Any] = {
+        "name": "api",
+        "image": "ghcr.io/acme/orders-api:2.14.0",
+        "ready": False,
+        "restart_count": 7,
+        "state": "waiting",
+        "reason": "CrashLoopBackOff",
+        "message": f"back-off 5m0s restarting failed container=api pod={POD}",
+        "last_state": "terminated",
+        "last_reason": "Error",
+        "last_exit_code": 1,
+        "last_finished_at": "2025-05-14T09:49:12Z",
+        "requests": {"cpu": "250m", "memory": "256Mi"},
+        "limits": {"cpu": "500m", "memory": "512Mi"},
+        "liveness_probe": "http GET /healthz port 8080 delay=10s timeout=1s period=10s",
+        "readiness_probe": "http GET /ready port 8080 delay=5s timeout=1s period=5s",
+        "env": {"DATABASE_HOST": "orders-db", "LOG_LEVEL": "info"},
+    }
+    base.update(kw)
+    return ContainerSnapshot(**base)
+
+
+def pod(name: str = POD, *containers: ContainerSnapshot, **kw: Any) -> PodSnapshot:
+    base: dict[str, Any] = {
+        "name": name,
+        "namespace": NS,
+        "phase": "Running",
+        "node_name": NODE,
+        "conditions": {
+            "Ready": ("False", "ContainersNotReady", "containers with unready status: [api]")
+        },
+        "containers": list(containers) or [container()],
+        "owner_kind": "ReplicaSet",
+        "owner_name": "api-7d9f8c6b5",
+        "labels": {"app": "api", "pod-template-hash": "7d9f8c6b5"},
+        "service_account": "api",
+    }
+    base.update(kw)
+    return PodSnapshot(**base)
+
+
+def deployment(**kw: Any) -> WorkloadSnapshot:
+    base: dict[str, Any] = {
+        "kind": "Deployment",
+        "name": "api",
+        "namespace": NS,
+        "desired": 3,
+        "ready": 1,
+        "updated": 3,
+        "available": 1,
+        "unavailable": 2,
+        "conditions": {
+            "Available": (
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+            ),
+            "Progressing": (
+                "True",
+                "NewReplicaSetAvailable",
+                'ReplicaSet "api-7d9f8c6b5" has successfully progressed.',
+            ),
+        },
+        "revisions": [
+            RevisionSnapshot(
+                name="api-7d9f8c6b5",
+                revision=12,
+                images={"api": "ghcr.io/acme/orders-api:2.14.0"},
+                replicas=3,
+                ready_replicas=1,
+            ),
+        ],
+        "selector": {"app": "api"},
+    }
+    base.update(kw)
+    return WorkloadSnapshot(**base)
+
+
+def node(name: str = NODE, **conditions: tuple[str, str, str]) -> NodeSnapshot:
+    conds = {
+        "MemoryPressure": ("False", "KubeletHasSufficientMemory", "kubelet has sufficient memory"),
+        "DiskPressure": ("False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        "PIDPressure": ("False", "KubeletHasSufficientPID", "kubelet has sufficient PID"),
+        "Ready": ("True", "KubeletReady", "kubelet is posting ready status"),
+    }
+    conds.update(conditions)
+    return NodeSnapshot(
+        name=name,
+        conditions=conds,
+        allocatable={"cpu": "3920m", "memory": "15Gi", "pods": "110"},
+        requested={"cpu": "3100m", "memory": "9Gi"},
+        pods=17,
+    )
+
+
+def event(
+    reason: str, message: str, *, kind: str = "Pod", name: str = POD, **kw: Any
+) -> EventSnapshot:
+    base: dict[str, Any] = {
+        "type": "Warning",
+        "reason": reason,
+        "message": message,
+        "count": 5,
+        "object_kind": kind,
+        "object_name": name,
+        "object_namespace": NS if kind != "Node" else None,
+        "first_seen": "2025-05-14T09:30:00Z",
+        "last_seen": "2025-05-14T09:50:00Z",
+    }
+    base.update(kw)
+    return EventSnapshot(**base)
+
+
+def log(
+    text: str, *, pod_name: str = POD, container_name: str = "api", previous: bool = True
+) -> LogSnapshot:
+    return LogSnapshot(
+        pod=pod_name,
+        namespace=NS,
+        container=container_name,
+        previous=previous,
+        lines=text.strip("\n").splitlines(),
+    )
+
+
+def ctx(**kw: Any) -> Context:
+    base: dict[str, Any] = {
+        "alert": alert(),
+        "target": TargetRef(kind="Pod", namespace=NS, name=POD, container="api"),
+        "pods": [pod()],
+        "workload": deployment(),
+        "nodes": [node()],
+    }
+    base.update(kw)
+    return Context(**base)
+
+
+def check(c: Context, category: Category) -> Diagnosis:
+    """Diagnose, and hold the invariants every diagnosis must keep."""
+    d = diagnose(c)
+    assert d.category == category, (d.category, d.root_cause)
+    ids = {e.id for e in build_evidence(c)}
+    assert d.evidence, "a diagnosis cites at least one item"
+    missing = [e for e in d.evidence if e not in ids]
+    assert not missing, f"cited ids that do not exist: {missing}"
+    assert d.commands and all(cmd.startswith(("kubectl", "openssl")) for cmd in d.commands)
+    assert 0 <= d.confidence <= 1
+    return d
+
+
+CRASH_NOISE = """
+2025-05-14T09:49:01Z WARN  DeprecationWarning: the 'pool_size' setting is deprecated, use 'pool.max'
+2025-05-14T09:49:01Z INFO  10.42.0.1 - - "GET /favicon.ico HTTP/1.1" 404 0
+2025-05-14T09:49:02Z INFO  retrying metrics push in 5s (attempt 2/5)
+"""
+
+# --- the cause past the symptom ------------------------------------------------------------
+
+
+def test_crash_caused_by_dependency_without_endpoints_is_dependency_unreachable() -> None:
+    logs = (
+        CRASH_NOISE
+        + "2025-05-14T09:49:10Z INFO  connecting to postgres at orders-db:5432\n"
+        + "2025-05-14T09:49:12Z ERROR could not connect to server: Connection refused. Is the "
+        + 'server running on host "orders-db" (10.96.14.7) and accepting TCP/IP connections on '
+        + "port 5432?\n"
+        + """Traceback (most recent call last):
+  File "/app/orders/main.py", line 41, in <module>
+    engine.connect()
+psycopg2.OperationalError: could not connect to server: Connection refused
+"""
+    )
+    c = ctx(
+        logs=[log(logs)],
+        services=[
+            ServiceSnapshot(
+                name="orders-db",
+                namespace=NS,
+                cluster_ip="10.96.14.7",
+                selector={"app": "orders-db"},
+                ports=["5432/TCP->5432"],
+                ready_endpoints=0,
+                not_ready_endpoints=0,
+                relation="dependency",
+            ),
+            ServiceSnapshot(
+                name="api",
+                namespace=NS,
+                selector={"app": "api"},
+                ports=["80/TCP->8080"],
+                ready_endpoints=1,
+                not_ready_endpoints=2,
+                matching_pods=[POD],
+                relation="member",
+            ),
+        ],
+    )
+    d = check(c, Category.DEPENDENCY_UNREACHABLE)
+    assert "orders-db" in d.root_cause and "no endpoints" in d.root_cause
+    assert "service/orders-db" in d.evidence
+    assert any("kubernetes.io/service-name=orders-db" in cmd for cmd in d.commands)
+    assert any(f"-n {NS} logs {POD} -c api --previous" in cmd for cmd in d.commands)
+    # The traceback alone would have been an application crash, ranked lower.
+    ranked = [f.category for f in evaluate(c)]
+    assert ranked.index(Category.APP_CRASH_EXCEPTION) > 0
+
+
+def test_same_traceback_without_the_dependency_is_app_crash() -> None:
+    logs = (
+        CRASH_NOISE
+        + """
+Traceback (most recent call last):
+  File "/app/orders/handlers.py", line 88, in handle_order
+    total = sum(item["price"] for item in order["items"])
+TypeError: 'NoneType' object is not subscriptable
+"""
+    )
+    d = check(ctx(logs=[log(logs)]), Category.APP_CRASH_EXCEPTION)
+    assert "TypeError" in d.root_cause
+    assert "favicon" not in d.root_cause and "deprecated" not in d.root_cause.lower()
+    assert any(e.startswith(f"log/{POD}/api/previous#L") for e in d.evidence)
+
+
+def test_evicted_pods_point_at_the_node_with_disk_pressure() -> None:
+    evicted = pod(
+        "api-7d9f8c6b5-h8w2n",
+        container(
+            state="terminated",
+            reason="ContainerStatusUnknown",
+            restart_count=0,
+            last_state=None,
+            last_exit_code=None,
+            exit_code=137,
+        ),
+        phase="Failed",
+        reason="Evicted",
+        message="The node was low on resource: ephemeral-storage. Threshold quantity: "
+        "10%, available: 3%. Container api was using 11Gi, request is 0, has larger "
+        "consumption of ephemeral-storage.",
+        node_name="orders-worker-2",
+    )
+    c = ctx(
+        pods=[evicted],
+        nodes=[
+            node(
+                "orders-worker-2",
+                DiskPressure=("True", "KubeletHasDiskPressure", "kubelet has disk pressure"),
+            )
+        ],
+        events=[event("Evicted", evicted.message, name=evicted.name, count=1)],
+        alert=alert("KubeDeploymentReplicasMismatch", pod="", container="", deployment="api"),
+        target=TargetRef(kind="Deployment", namespace=NS, name="api"),
+    )
+    d = check(c, Category.DISK_PRESSURE)
+    assert "orders-worker-2" in d.root_cause
+    assert "node/orders-worker-2/DiskPressure" in d.evidence
+    assert "kubectl describe node orders-worker-2" in d.commands
+
+
+def test_node_not_ready_with_pods_terminating_on_it() -> None:
+    stuck = pod(
+        "orders-db-0",
+        container(
+            name="postgres",
+            image="postgres:16.2",
+            state="running",
+            reason="",
+            message="",
+            ready=True,
+            restart_count=0,
+            last_state=None,
+            last_exit_code=None,
+        ),
+        deleting=True,
+        owner_kind="StatefulSet",
+        owner_name="orders-db",
+        conditions={"Ready": ("False", "NodeNotReady", "")},
+    )
+    c = ctx(
+        pods=[stuck],
+        workload=WorkloadSnapshot(
+            kind="StatefulSet", name="orders-db", namespace=NS, desired=1, ready=0
+        ),
+        nodes=[
+            node(Ready=("Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status."))
+        ],
+        events=[event("NodeNotReady", "Node is not ready", name="orders-db-0")],
+        alert=alert(
+            "KubeStatefulSetReplicasMismatch", pod="", container="", statefulset="orders-db"
+        ),
+        target=TargetRef(kind="StatefulSet", namespace=NS, name="orders-db"),
+    )
+    d = check(c, Category.NODE_NOT_READY)
+    assert NODE in d.root_cause and "Terminating" in d.root_cause
+    assert f"node/{NODE}/Ready" in d.evidence
+
+
+# --- scheduling and storage ------------------------------------------------------------------
+
+
+def pending_pod(**kw: Any) -> PodSnapshot:
+    return pod(
+        "orders-db-0",
+        container(
+            name="postgres",
+            image="postgres:16.2",
+            state="waiting",
+            reason="",
+            message="",
+            restart_count=0,
+            last_state=None,
+            last_exit_code=None,
+            requests={"cpu": "4", "memory": "8Gi"},
+        ),
+        phase="Pending",
+        node_name=None,
+        **kw,
+    )
+
+
+def test_failed_scheduling_insufficient_cpu() -> None:
+    msg = (
+        "0/3 nodes are available: 1 node(s) had untolerated taint "
+        "{node-role.kubernetes.io/control-plane: }, 2 Insufficient cpu. preemption: 0/3 "
+        "nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption "
+        "victims found for incoming pod."
+    )
+    c = ctx(
+        pods=[pending_pod(conditions={"PodScheduled": ("False", "Unschedulable", msg)})],
+        events=[event("FailedScheduling", msg, name="orders-db-0", count=12)],
+    )
+    d = check(c, Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE)
+    assert "Insufficient cpu" in d.root_cause and "cpu=4" in d.root_cause
+    assert f"kubectl -n {NS} describe pod orders-db-0" in d.commands
+
+
+def test_unbound_pvc_with_missing_storage_class_is_pvc_pending() -> None:
+    msg = (
+        "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims. "
+        "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+    )
+    c = ctx(
+        pods=[pending_pod(pvcs=["data-orders-db-0"])],
+        pvcs=[
+            PVCSnapshot(
+                name="data-orders-db-0",
+                namespace=NS,
+                phase="Pending",
+                storage_class="fast-ssd",
+                storage_class_exists=False,
+                requested="50Gi",
+            )
+        ],
+        events=[
+            event("FailedScheduling", msg, name="orders-db-0"),
+            event(
+                "ProvisioningFailed",
+                'storageclass.storage.k8s.io "fast-ssd" not found',
+                kind="PersistentVolumeClaim",
+                name="data-orders-db-0",
+            ),
+        ],
+    )
+    d = check(c, Category.PVC_PENDING)
+    assert "data-orders-db-0" in d.root_cause and "fast-ssd" in d.root_cause
+    assert "pvc/data-orders-db-0" in d.evidence
+    assert f"kubectl -n {NS} describe pvc data-orders-db-0" in d.commands
+
+
+def test_quota_exceeded_failed_create() -> None:
+    msg = (
+        'pods "api-5c8d7f9b4-" is forbidden: exceeded quota: compute, requested: '
+        "limits.memory=1Gi, used: limits.memory=8Gi, limited: limits.memory=8Gi"
+    )
+    c = ctx(
+        pods=[],
+        quotas=[
+            QuotaSnapshot(
+                name="compute",
+                namespace=NS,
+                hard={"limits.memory": "8Gi", "pods": "20"},
+                used={"limits.memory": "8Gi", "pods": "9"},
+            )
+        ],
+        events=[event("FailedCreate", msg, kind="ReplicaSet", name="api-5c8d7f9b4")],
+        alert=alert("KubeDeploymentReplicasMismatch", pod="", container="", deployment="api"),
+        target=TargetRef(kind="Deployment", namespace=NS, name="api"),
+    )
+    d = check(c, Category.QUOTA_EXCEEDED)
+    assert "compute" in d.root_cause and "limits.memory 8Gi/8Gi" in d.root_cause
+    assert "quota/compute" in d.evidence
+    assert f"kubectl -n {NS} describe resourcequota compute" in d.commands
+
+
+# --- the pod's own spec ---------------------------------------------------------------------
+
+
+def test_missing_secret() -> None:
+    c = ctx(
+        pods=[
+            pod(
+                POD,
+                container(
+                    state="waiting",
+                    reason="CreateContainerConfigError",
+                    message='secret "orders-db-credentials" not found',
+                    restart_count=0,
+                    last_state=None,
+                    last_exit_code=None,
+                ),
+            )
+        ],
+        events=[event("Failed", 'Error: secret "orders-db-credentials" not found')],
+    )
+    d = check(c, Category.MISSING_SECRET_OR_CONFIGMAP)
+    assert 'Secret "orders-db-credentials"' in d.root_cause
+    assert f"kubectl -n {NS} get secret orders-db-credentials" in d.commands
+
+
+def test_missing_configmap_from_failed_mount_and_gathering() -> None:
+    msg = 'MountVolume.SetUp failed for volume "config" : configmap "api-config" not found'
+    c = ctx(
+        pods=[
+            pod(
+                POD,
+                container(
+                    state="waiting",
+                    reason="ContainerCreating",
+                    message="",
+                    restart_count=0,
+                    last_state=None,
+                    last_exit_code=None,
+                ),
+                phase="Pending",
+            )
+        ],
+        events=[event("FailedMount", msg)],
+        missing_objects=[f"ConfigMap {NS}/api-config"],
+    )
+    d = check(c, Category.MISSING_SECRET_OR_CONFIGMAP)
+    assert 'ConfigMap "api-config"' in d.root_cause
+    assert f"missing/ConfigMap {NS}/api-config" in d.evidence
+
+
+def test_oom_killed() -> None:
+    c = ctx(
+        pods=[pod(POD, container(last_reason="OOMKilled", last_exit_code=137))],
+        logs=[log(CRASH_NOISE + "2025-05-14T09:49:05Z INFO  loaded 1843220 rows into cache")],
+        metrics=[
+            MetricSnapshot(
+                name="memory_working_set_bytes",
+                query="container_memory_working_set_bytes{...}",
+                values={f'{{container="api",pod="{POD}"}}': 532_000_000},
+            )
+        ],
+    )
+    d = check(c, Category.OOM_KILLED)
+    assert "512Mi" in d.root_cause and "OOMKilled" in d.root_cause
+    assert any("--limits=memory=1Gi" in cmd and "deployment/api" in cmd for cmd in d.commands)
+    assert d.confidence >= 0.9
+
+
+def test_exit_137_from_liveness_kill_is_not_oom() -> None:
+    c = ctx(
+        pods=[pod(POD, container(last_reason="Error", last_exit_code=137, restart_count=4))],
+        events=[
+            event(
+                "Unhealthy",
+                'Liveness probe failed: Get "http://10.42.1.17:8080/healthz": '
+                "context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+                count=14,
+            ),
+            event(
+                "Killing", "Container api failed liveness probe, will be restarted", type="Normal"
+            ),
+        ],
+    )
+    d = check(c, Category.FAILING_PROBE)
+    assert "liveness" in d.root_cause.lower() and "/healthz" in d.root_cause
+
+
+def test_image_pull_error() -> None:
+    c = ctx(
+        pods=[
+            pod(
+                POD,
+                container(
+                    state="waiting",
+                    reason="ImagePullBackOff",
+                    image="ghcr.io/acme/orders-api:2.15.0-rc1",
+                    message='Back-off pulling image "ghcr.io/acme/orders-api:2.15.0-rc1"',
+                    restart_count=0,
+                    last_state=None,
+                    last_exit_code=None,
+                ),
+            )
+        ],
+        events=[
+            event(
+                "Failed",
+                'Failed to pull image "ghcr.io/acme/orders-api:2.15.0-rc1": '
+                "rpc error: code = NotFound desc = failed to pull and unpack image: "
+                "ghcr.io/acme/orders-api:2.15.0-rc1: not found",
+            )
+        ],
+    )
+    d = check(c, Category.IMAGE_PULL_ERROR)
+    assert "ghcr.io/acme/orders-api:2.15.0-rc1" in d.root_cause
+    assert "does not exist" in d.root_cause
+
+
+def test_bad_config_beats_the_traceback_it_causes() -> None:
+    logs = (
+        "2025-05-14T09:49:11Z INFO  starting orders-api 2.14.0\n"
+        '2025-05-14T09:49:11Z ERROR failed to load config: invalid value "30x" for '
+        '"http.timeout": time: unknown unit "x" in duration "30x"\n'
+        "Error: failed to load config\n"
+    )
+    c = ctx(pods=[pod(POD, container(last_exit_code=2))], logs=[log(logs)])
+    d = check(c, Category.BAD_CONFIG)
+    assert "30x" in d.root_cause and "code 2" in d.root_cause
+
+
+def test_unknown_flag_is_bad_config() -> None:
+    c = ctx(
+        pods=[pod(POD, container(last_exit_code=2))],
+        logs=[
+            log(
+                "flag provided but not defined: -metrics-adress\nUsage of /app/api:\n"
+                "  -metrics-address string\n"
+            )
+        ],
+    )
+    check(c, Category.BAD_CONFIG)
+
+
+# --- what the pod talks to ------------------------------------------------------------------
+
+
+def test_dns_failure() -> None:
+    logs = CRASH_NOISE + (
+        "2025-05-14T09:49:12Z ERROR payment client: Post "
+        '"https://payments.acme-internal.svc:8443/v1/charge": '
+        "dial tcp: lookup payments.acme-internal.svc on 10.96.0.10:53: no such host\n"
+    )
+    d = check(ctx(logs=[log(logs)]), Category.DNS_FAILURE)
+    assert "payments.acme-internal.svc" in d.root_cause
+    assert any("nslookup payments.acme-internal.svc" in cmd for cmd in d.commands)
+
+
+def test_network_policy_blocks_egress_to_a_healthy_service() -> None:
+    logs = (
+        "2025-05-14T09:49:12Z ERROR cache: dial tcp 10.96.80.12:6379: i/o timeout "
+        "(redis-cache:6379)\n"
+        "2025-05-14T09:49:42Z ERROR cache: dial tcp 10.96.80.12:6379: i/o timeout "
+        "(redis-cache:6379)\n"
+    )
+    c = ctx(
+        logs=[log(logs)],
+        services=[
+            ServiceSnapshot(
+                name="redis-cache",
+                namespace=NS,
+                cluster_ip="10.96.80.12",
+                selector={"app": "redis-cache"},
+                ports=["6379/TCP->6379"],
+                ready_endpoints=1,
+                matching_pods=["redis-cache-0"],
+                relation="dependency",
+            )
+        ],
+        network_policies=[
+            NetworkPolicySnapshot(
+                name="api-egress",
+                namespace=NS,
+                pod_selector={"app": "api"},
+                policy_types=["Egress"],
+                egress=["namespaces {'kubernetes.io/metadata.name': 'kube-system'} ports 53/UDP"],
+                selects_target=True,
+            )
+        ],
+    )
+    d = check(c, Category.NETWORK_POLICY_BLOCK)
+    assert "api-egress" in d.root_cause and "redis-cache" in d.root_cause
+    assert "netpol/api-egress" in d.evidence
+
+
+def test_network_policy_that_allows_the_service_is_not_blamed() -> None:
+    c = ctx(
+        logs=[log("ERROR cache: dial tcp 10.96.80.12:6379: i/o timeout (redis-cache:6379)\n")],
+        services=[
+            ServiceSnapshot(
+                name="redis-cache",
+                namespace=NS,
+                cluster_ip="10.96.80.12",
+                selector={"app": "redis-cache"},
+                ports=["6379/TCP->6379"],
+                ready_endpoints=1,
+                relation="dependency",
+            )
+        ],
+        network_policies=[
+            NetworkPolicySnapshot(
+                name="api-egress",
+                namespace=NS,
+                pod_selector={"app": "api"},
+                policy_types=["Egress"],
+                egress=["pods {'app': 'redis-cache'} ports 6379/TCP"],
+                selects_target=True,
+            )
+        ],
+    )
+    found = {f.category: f.score for f in evaluate(c)}
+    assert found.get(Category.NETWORK_POLICY_BLOCK, 0) < 0.8
+
+
+def test_rbac_forbidden() -> None:
+    line = (
+        "E0514 09:49:12.123456       1 reflector.go:147] pkg/mod/k8s.io/client-go@v0.29.3/"
+        "tools/cache/reflector.go:229: Failed to watch *v1.ConfigMap: failed to list "
+        '*v1.ConfigMap: configmaps is forbidden: User "system:serviceaccount:orders:api" '
+        'cannot list resource "configmaps" in API group "" in the namespace "orders"'
+    )
+    d = check(ctx(logs=[log(line)]), Category.RBAC_FORBIDDEN)
+    assert "orders/api" in d.root_cause and "configmaps" in d.root_cause
+    assert (
+        "kubectl auth can-i list configmaps -n orders --as=system:serviceaccount:orders:api"
+        in d.commands
+    )
+
+
+def test_cert_expired() -> None:
+    line = (
+        '2025-05-14T09:49:12Z ERROR upstream: Get "https://ledger.payments.svc:8443/v2/balance": '
+        "tls: failed to verify certificate: x509: certificate has expired or is not yet "
+        "valid: current time 2025-05-14T09:49:12Z is after 2025-05-13T23:59:59Z"
+    )
+    c = ctx(logs=[log(line)], pods=[pod(secrets=["ledger-client-tls"])])
+    d = check(c, Category.CERT_EXPIRED)
+    assert "ledger.payments.svc:8443" in d.root_cause and "2025-05-13T23:59:59Z" in d.root_cause
+    assert any("ledger-client-tls" in cmd for cmd in d.commands)
+
+
+# --- controllers and capacity ---------------------------------------------------------------
+
+
+def test_job_backoff_limit_follows_to_the_pods_failure() -> None:
+    job_pod = pod(
+        "orders-migrate-28597740-7xk2p",
+        container(
+            name="migrate",
+            image="ghcr.io/acme/orders-migrate:2.14.0",
+            state="terminated",
+            reason="Error",
+            exit_code=1,
+            restart_count=0,
+            last_state=None,
+            last_exit_code=None,
+            message="",
+        ),
+        phase="Failed",
+        owner_kind="Job",
+        owner_name="orders-migrate-28597740",
+    )
+    logs = """
+2025-05-14T09:45:03Z INFO  running migration 0042_add_order_index
+2025-05-14T09:45:04Z ERROR migration failed
+psycopg2.errors.DuplicateTable: relation "orders_created_at_idx" already exists
+"""
+    c = ctx(
+        pods=[job_pod],
+        workload=WorkloadSnapshot(
+            kind="Job",
+            name="orders-migrate-28597740",
+            namespace=NS,
+            backoff_limit=4,
+            failed=5,
+            conditions={
+                "Failed": (
+                    "True",
+                    "BackoffLimitExceeded",
+                    "Job has reached the specified backoff limit",
+                )
+            },
+        ),
+        owners=[WorkloadSnapshot(kind="CronJob", name="orders-migrate", namespace=NS)],
+        logs=[log(logs, pod_name=job_pod.name, container_name="migrate", previous=False)],
+        events=[
+            event(
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+                kind="Job",
+                name="orders-migrate-28597740",
+                count=1,
+            )
+        ],
+        alert=alert("KubeJobFailed", pod="", container="", job_name="orders-migrate-28597740"),
+        target=TargetRef(kind="Job", namespace=NS, name="orders-migrate-28597740"),
+    )
+    d = check(c, Category.JOB_BACKOFF_LIMIT)
+    assert "backoffLimit of 4" in d.root_cause
+    assert "DuplicateTable" in d.root_cause  # the pods' real failure
+    assert f"kubectl -n {NS} describe job orders-migrate-28597740" in d.commands
+    assert any("--from=cronjob/orders-migrate" in cmd for cmd in d.commands)
+
+
+def test_hpa_maxed() -> None:
+    c = ctx(
+        pods=[
+            pod(
+                POD,
+                container(
+                    state="running",
+                    reason="",
+                    message="",
+                    ready=True,
+                    restart_count=0,
+                    last_state=None,
+                    last_exit_code=None,
+                ),
+            )
+        ],
+        hpas=[
+            HPASnapshot(
+                name="api",
+                namespace=NS,
+                target_kind="Deployment",
+                target_name="api",
+                min_replicas=3,
+                max_replicas=10,
+                current_replicas=10,
+                desired_replicas=10,
+                metrics=["cpu current 142", "cpu target 70"],
+                conditions={
+                    "ScalingLimited": (
+                        "True",
+                        "TooManyReplicas",
+                        "the desired replica count is more than the maximum replica count",
+                    )
+                },
+            )
+        ],
+        alert=alert("KubeHpaMaxedOut", pod="", container="", horizontalpodautoscaler="api"),
+        target=TargetRef(kind="HorizontalPodAutoscaler", namespace=NS, name="api"),
+    )
+    d = check(c, Category.HPA_MAXED)
+    assert "maxReplicas 10" in d.root_cause
+    assert any('"maxReplicas":20' in cmd for cmd in d.commands)
+
+
+def test_cpu_throttling_from_metric() -> None:
+    c = ctx(
+        pods=[
+            pod(
+                POD,
+                container(
+                    state="running",
+                    reason="",
+                    message="",
+                    ready=True,
+                    restart_count=0,
+                    last_state=None,
+                    last_exit_code=None,
+                ),
+            )
+        ],
+        metrics=[
+            MetricSnapshot(
+                name="cpu_throttled_ratio",
+                query="sum(...)/sum(...)",
+                values={f'{{container="api",pod="{POD}"}}': 0.68},
+            )
+        ],
+        alert=alert("CPUThrottlingHigh"),
+    )
+    d = check(c, Category.CPU_THROTTLING)
+    assert "68%" in d.root_cause and "500m" in d.root_cause
+    assert any("--limits=cpu=1" in cmd for cmd in d.commands)
+
+
+def test_rollout_stuck_names_the_revision_and_the_pods_failure() -> None:
+    new = pod(
+        "api-6b7c9d8f5-q4r7t",
+        container(
+            state="waiting",
+            reason="CreateContainerConfigError",
+            message='secret "orders-api-v2" not found',
+            restart_count=0,
+            last_state=None,
+            last_exit_code=None,
+            image="ghcr.io/acme/orders-api:2.15.0",
+        ),
+        owner_name="api-6b7c9d8f5",
+        phase="Pending",
+    )
+    w = deployment(
+        conditions={
+            "Progressing": (
+                "False",
+                "ProgressDeadlineExceeded",
+                'ReplicaSet "api-6b7c9d8f5" has timed out progressing.',
+            )
+        },
+        revisions=[
+            RevisionSnapshot(
+                name="api-6b7c9d8f5",
+                revision=13,
+                images={"api": "ghcr.io/acme/orders-api:2.15.0"},
+                replicas=1,
+                ready_replicas=0,
+                changes=[
+                    "api.image: ghcr.io/acme/orders-api:2.14.0 -> ghcr.io/acme/orders-api:2.15.0"
+                ],
+            ),
+            RevisionSnapshot(
+                name="api-7d9f8c6b5",
+                revision=12,
+                images={"api": "ghcr.io/acme/orders-api:2.14.0"},
+                replicas=3,
+                ready_replicas=3,
+            ),
+        ],
+    )
+    c = ctx(
+        pods=[
+            new,
+            pod(
+                POD,
+                container(
+                    state="running",
+                    reason="",
+                    message="",
+                    ready=True,
+                    restart_count=0,
+                    last_state=None,
+                    last_exit_code=None,
+                ),
+            ),
+        ],
+        workload=w,
+        alert=alert("KubeDeploymentRolloutStuck", pod="", container="", deployment="api"),
+        target=TargetRef(kind="Deployment", namespace=NS, name="api"),
+    )
+    d = check(c, Category.ROLLOUT_STUCK)
+    assert "revision 13" in d.root_cause and "2.15.0" in d.root_cause
+    assert "orders-api-v2" in d.root_cause
+    assert f"kubectl -n {NS} rollout undo deployment/api --to-revision=12" in d.commands
+
+
+def test_stuck_rollout_from_quota_is_quota() -> None:
+    w = deployment(
+        conditions={
+            "Progressing": (
+                "False",
+                "ProgressDeadlineExceeded",
+                'ReplicaSet "api-6b7c9d8f5" has timed out progressing.',
+            ),
+            "ReplicaFailure": (
+                "True",
+                "FailedCreate",
+                'pods "api-6b7c9d8f5-" is forbidden: '
+                "exceeded quota: compute, requested: limits.memory=1Gi, used: "
+                "limits.memory=8Gi, limited: limits.memory=8Gi",
+            ),
+        }
+    )
+    c = ctx(
+        pods=[],
+        workload=w,
+        quotas=[
+            QuotaSnapshot(
+                name="compute",
+                namespace=NS,
+                hard={"limits.memory": "8Gi"},
+                used={"limits.memory": "8Gi"},
+            )
+        ],
+        target=TargetRef(kind="Deployment", namespace=NS, name="api"),
+        alert=alert("KubeDeploymentReplicasMismatch", pod="", container="", deployment="api"),
+    )
+    check(c, Category.QUOTA_EXCEEDED)
+
+
+def test_nothing_conclusive_is_unknown_with_low_confidence() -> None:
+    healthy = pod(
+        POD,
+        container(
+            state="running",
+            reason="",
+            message="",
+            ready=True,
+            restart_count=0,
+            last_state=None,
+            last_exit_code=None,
+        ),
+    )
+    c = ctx(
+        pods=[healthy],
+        logs=[log(CRASH_NOISE, previous=False)],
+        alert=alert("KubePodNotReady", container=""),
+    )
+    d = check(c, Category.UNKNOWN)
+    assert d.confidence <= 0.3
+    assert "alert" in d.evidence
+
+
+# --- the table itself -----------------------------------------------------------------------
+
+
+def test_every_category_has_a_rule_or_is_the_fallback() -> None:
+    covered = {r.category for r in RULES} | {Category.UNKNOWN}
+    assert covered == set(Category)
+
+
+def test_rule_settings_from_env() -> None:
+    s = RuleSettings.from_env({"ONCALLM_RULES_CPU_THROTTLING_RATIO": "0.5"})
+    assert s.cpu_throttling_ratio == 0.5
+    with pytest.raises(ValueError, match="ONCALLM_RULES_UNKNOWN_CONFIDENCE"):
+        RuleSettings.from_env({"ONCALLM_RULES_UNKNOWN_CONFIDENCE": "high"})
+
+
+def test_throttling_below_threshold_is_ignored() -> None:
+    c = ctx(
+        pods=[
+            pod(
+                POD,
+                container(
+                    state="running",
+                    reason="",
+                    message="",
+                    ready=True,
+                    restart_count=0,
+                    last_state=None,
+                    last_exit_code=None,
+                ),
+            )
+        ],
+        metrics=[MetricSnapshot(name="cpu_throttled_ratio", query="q", values={"{}": 0.05})],
+        alert=alert("KubePodNotReady"),
+    )
+    assert Category.CPU_THROTTLING not in {f.category for f in evaluate(c)}
