@@ -6,6 +6,8 @@ its kubelet endpoint here (``status.daemonEndpoints.kubeletEndpoint.Port`` and a
 ``/containerLogs/{namespace}/{pod}/{container}`` as it would to a real kubelet.
 
 Logs are files: ``<folder>/<namespace>/<pod>/<container>.log`` and ``...previous.log``.
+A file ``<container>.delay`` beside them holds seconds to wait before answering, so tests can
+hold an analysis in its Gathering phase (a slow kubelet, as on an overloaded node).
 Run: ``python -m oncallm.controlplane.kubelet_logs --folder F --port P --cert C --key K``.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ssl
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
@@ -59,6 +62,11 @@ def make_handler(folder: Path) -> type[BaseHTTPRequestHandler]:
             previous = query.get("previous", ["false"])[0] == "true"
             tail = int(query["tailLines"][0]) if "tailLines" in query else None
             path = log_path(folder, namespace, pod, container, previous)
+            delay = path.parent / f"{container}.delay"
+            if delay.exists():
+                deadline = time.monotonic() + float(delay.read_text() or 0)
+                while delay.exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
             if not path.exists():
                 what = "previous terminated container" if previous else "container"
                 self._reply(

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +106,8 @@ class KubeAPI:
         self.api_client = api_client
         self.settings = settings
         self.limiter = RateLimiter(settings.qps, settings.burst)
+        #: requests made, by HTTP method: lets tests prove a path made no writes
+        self.calls: Counter[str] = Counter()
 
     @classmethod
     async def connect(cls, settings: ClientSettings | None = None) -> KubeAPI:
@@ -135,11 +138,12 @@ class KubeAPI:
     ) -> Any:
         """One request; the decoded JSON answer. Raises ApiError on any failure."""
         await self.limiter.acquire()
+        self.calls[method] += 1
         headers = {"Accept": "application/json"}
         data = None
         if body is not None:
             headers["Content-Type"] = content_type
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            data = body  # the REST client serialises JSON bodies itself
         try:
             resp = await self.api_client.call_api(
                 path,
