@@ -227,6 +227,8 @@ def crashed_container(ctx: Context) -> tuple[PodSnapshot, ContainerSnapshot] | N
             score += 10
         if ctx.target.kind == "Pod" and pod.name == ctx.target.name:
             score += 5
+        if score > 0 and any(lg.pod == pod.name and lg.container == c.name for lg in ctx.logs):
+            score += 200  # a failure whose log was read can be explained, not just reported
         if score > 0 and (best is None or score > best[0]):
             best = (score, pod, c)
     return (best[1], best[2]) if best else None
@@ -291,10 +293,12 @@ _STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[T ][\d:.,]+Z?\s+")
 
 
 def quote_line(text: str, limit: int = 220) -> str:
-    """A log line or message for a sentence: trimmed, quoted, cut when long."""
+    """A log line or message for a sentence: trimmed, quoted, cut in the middle when long."""
     text = _STAMP.sub("", " ".join(text.split()))
     if len(text) > limit:
-        text = text[: limit - 1] + "…"
+        # keep both ends: error lines put the context first and the reason last
+        head = limit * 2 // 5
+        text = text[:head] + " … " + text[len(text) - (limit - head - 3) :]
     return f"'{text}'"
 
 

@@ -107,7 +107,7 @@ def job_backoff_limit(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -
     crashed = crashed_container(ctx)
     pod, c = crashed if crashed else (target_pod(ctx), None)
     if cause is not None and cause.score >= 0.5:
-        why = _lower_first(cause.root_cause.rstrip("."))
+        why = _lower_first(cause.summary.rstrip("."))
         evidence = cause.evidence
         extra = cause.commands
     elif pod is not None and c is not None:
@@ -215,7 +215,13 @@ def rollout_stuck(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Fi
     if cause is not None and cause.category in _OUTSIDE:
         score = 0.6
     images = ", ".join(newest.images.values()) if newest else ""
-    changes = "; ".join(newest.changes) if newest and newest.changes else ""
+    changes = ""
+    if newest and newest.changes:
+        # the image first: it is what a reader recognises as "the deploy"
+        ordered = sorted(newest.changes, key=lambda ch: ".image:" not in ch)
+        changes = "; ".join(ordered[:2]) + (
+            f" and {len(ordered) - 2} more" if len(ordered) > 2 else ""
+        )
     rev_text = (
         f"revision {newest.revision} (ReplicaSet {newest.name}"
         + (f", image {images}" if images else "")
@@ -225,7 +231,7 @@ def rollout_stuck(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Fi
         else "the new revision"
     )
     why = (
-        _lower_first(cause.root_cause.rstrip("."))
+        _lower_first(cause.summary.rstrip("."))
         if cause is not None and cause.score >= 0.5
         else "the new pods never became ready"
     )
@@ -242,7 +248,12 @@ def rollout_stuck(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Fi
         Category.ROLLOUT_STUCK,
         score,
         summary=(
-            f"The rollout of {w.kind} {w.name} to {rev_text} is stuck (ProgressDeadlineExceeded)."
+            f"The rollout of {w.kind} {w.name} to revision "
+            f"{newest.revision if newest else '?'}"
+            + (f" ({images})" if images else "")
+            + " is stuck (ProgressDeadlineExceeded)"
+            + (f": {why}" if cause is not None and cause.score >= 0.5 else "")
+            + "."
         )[:600],
         root_cause=(
             f"{w.kind} {w.namespace}/{w.name} cannot finish rolling out {rev_text}: "
