@@ -28,6 +28,16 @@ WATCH_CLIENT_TIMEOUT = 300
 WATCH_SERVER_TIMEOUT = 270
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod, its ServiceAccount; elsewhere, the kubeconfig (KUBECONFIG or ~/.kube/config).
+
+    kopf's own readers, not a client library's: kubernetes-asyncio's loader is async and kopf
+    cannot piggyback on it reliably.
+    """
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Progress and diff-base in annotations: the structural CRD schema prunes unknown status
@@ -58,6 +68,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         metrics_source=metrics_source,
     )
     service = AnalysisService(api, pipeline, config)
+    # Policies are known before the first analysis runs: kopf starts every watch at once, and
+    # an analysis resumed at startup must not run under the built-in default by accident.
+    await service.load_policies()
     memo.service = service
     memo.api = api
     memo.session = session

@@ -42,6 +42,17 @@ class AnalysisService:
         self.policies: dict[str, AnalysisPolicy] = {}
 
     # -- policies (kept current by the policy handlers) -----------------------------------
+    async def load_policies(self) -> None:
+        """Read every AnalysisPolicy of the namespace once (the watch keeps them current)."""
+        path = resource("AnalysisPolicy").path(self.settings.namespace)
+        listing = await self.api.request("GET", path)
+        for item in listing.get("items", []):
+            try:
+                self.set_policy(AnalysisPolicy.model_validate(item))
+            except ValueError as err:
+                log.warning("AnalysisPolicy %s is ignored until it is fixed: %s",
+                            item.get("metadata", {}).get("name"), err)
+
     def set_policy(self, policy: AnalysisPolicy) -> None:
         self.policies[policy.name] = policy
 
@@ -57,6 +68,14 @@ class AnalysisService:
         if analysis.status.phase is not None and analysis.status.phase.finished and not force:
             return analysis.status.phase
         policy = self.policy_for(analysis.spec.alert.labels)
+        log.info(
+            "analysing %s/%s (attempt %d) with policy %s; known policies: %s",
+            analysis.namespace,
+            analysis.name,
+            attempt + 1,
+            policy.name,
+            ", ".join(sorted(self.policies)) or "none",
+        )
         severity = analysis.spec.alert.labels.get("severity")
         try:
             phase = await self._run_in_slot(analysis, policy, attempt, severity)

@@ -1,0 +1,183 @@
+"""The operator on a real API server: from an AlertAnalysis to a completed report."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from oncallm.controlplane import LocalControlPlane
+from oncallm.intake.naming import analysis_labels, analysis_name
+from oncallm.kube.api import ApiError, KubeAPI
+from oncallm.kube.resources import resource
+from oncallm.models.alert import Alert
+from oncallm.models.analysis import AlertAnalysis, AlertAnalysisSpec, AlertSpec
+from oncallm.scenarios.model import Scenario, ShiftedScenario
+from oncallm.scenarios.plant import plant
+from tests.helpers.operator import operator_process, operator_running
+from tests.helpers.planting import wait_for
+
+pytestmark = pytest.mark.cluster
+
+DATA = Path(__file__).parent / "data"
+
+
+def scenario(namespace: str, file: str = "db-down.yaml") -> ShiftedScenario:
+    text = (DATA / file).read_text().replace("NS", namespace)
+    return Scenario.model_validate(yaml.safe_load(text)).shift()
+
+
+async def plant_scenario(kube: KubeAPI, plane: LocalControlPlane, shifted: ShiftedScenario) -> None:
+    await plant(
+        kube,
+        shifted,
+        node_status=plane.node_status(),
+        plant_log=lambda ns, pod, c, text, prev: plane.plant_log(ns, pod, c, text, previous=prev),
+    )
+
+
+async def create_analysis(kube: KubeAPI, namespace: str, alert: Alert) -> str:
+    name = analysis_name(alert)
+    body = AlertAnalysis(
+        metadata={"name": name, "namespace": namespace, "labels": analysis_labels(alert)},
+        spec=AlertAnalysisSpec(alert=AlertSpec.from_alert(alert), receiver="oncallm"),
+    ).to_kube()
+    body.pop("status", None)
+    await kube.request("POST", resource("AlertAnalysis").path(namespace), body=body)
+    return name
+
+
+async def get_analysis(kube: KubeAPI, namespace: str, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = await kube.request(
+        "GET", resource("AlertAnalysis").path(namespace, name)
+    )
+    return result
+
+
+async def wait_phase(kube: KubeAPI, namespace: str, name: str, phases: set[str], timeout: float = 60) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        aa = await get_analysis(kube, namespace, name)
+        return aa if (aa.get("status") or {}).get("phase") in phases else None
+
+    result: dict[str, Any] = await wait_for(check, timeout=timeout, what=f"{name} to reach {phases}")
+    return result
+
+
+async def test_alert_to_completed_report(
+    kube: KubeAPI, control_plane: LocalControlPlane, namespace: str
+) -> None:
+    shifted = scenario(namespace)
+    await plant_scenario(kube, control_plane, shifted)
+    with operator_running(namespace):
+        name = await create_analysis(kube, namespace, shifted.alert)
+        aa = await wait_phase(kube, namespace, name, {"Completed", "Failed"})
+    status = aa["status"]
+    assert status["phase"] == "Completed", status
+    assert status["category"] == "dependency_unreachable"
+    assert "orders-db" in status["rootCause"]
+    assert status["analyzer"] == "rules"
+    assert status["targetDisplay"] == f"pod/{namespace}/api-7d9f8c6b5-x2kqp"
+    assert status["evidence"] and all(e["excerpt"] for e in status["evidence"])
+    assert any(f"-n {namespace}" in c for c in status["commands"])
+    assert status["timings"]["total"] > 0
+    cm = await kube.request(
+        "GET", resource("ConfigMap").path(namespace, status["reportConfigMap"])
+    )
+    assert set(cm["data"]) == {"report.md", "report.html"}
+    assert "orders-db" in cm["data"]["report.md"]
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == aa["metadata"]["uid"]
+    events = await kube.request(
+        "GET",
+        resource("Event").path(namespace),
+        query={"fieldSelector": f"involvedObject.name={name}"},
+    )
+    assert [e["reason"] for e in events["items"]] == ["AnalysisCompleted"]
+
+    table = control_plane.kubectl_run("get", "alertanalyses", "-n", namespace)
+    header, row = table.splitlines()[:2]
+    assert header.split()[:4] == ["NAME", "ALERT", "TARGET", "SEVERITY"]
+    assert "KubePodCrashLooping" in row and "Completed" in row and "orders-db" in row
+
+
+async def test_policy_and_resolved_alerts_are_skipped(
+    kube: KubeAPI, control_plane: LocalControlPlane, namespace: str
+) -> None:
+    shifted = scenario(namespace)
+    control_plane.kubectl_run(
+        "apply",
+        "-f",
+        "-",
+        input_text=yaml.safe_dump(
+            {
+                "apiVersion": "oncallm.io/v1alpha1",
+                "kind": "AnalysisPolicy",
+                "metadata": {"name": "mute-info", "namespace": namespace},
+                "spec": {
+                    "selector": {"matchLabels": {"severity": "info"}},
+                    "priority": 10,
+                    "analyze": False,
+                },
+            }
+        ),
+    )
+    info = shifted.alert.model_copy(
+        update={"labels": {**shifted.alert.labels, "severity": "info"}, "fingerprint": "1c0ffee1c0ffee00"}
+    )
+    resolved = shifted.alert.model_copy(
+        update={"status": "resolved", "fingerprint": "2c0ffee1c0ffee00"}
+    )
+    with operator_running(namespace):
+        muted = await create_analysis(kube, namespace, info)
+        done = await create_analysis(kube, namespace, resolved)
+        aa_muted = await wait_phase(kube, namespace, muted, {"Skipped", "Completed", "Failed"})
+        aa_done = await wait_phase(kube, namespace, done, {"Skipped", "Completed", "Failed"})
+    assert aa_muted["status"]["phase"] == "Skipped"
+    assert "mute-info" in aa_muted["status"]["reason"]
+    assert aa_muted["status"]["policy"] == "mute-info"
+    assert aa_done["status"]["phase"] == "Skipped"
+    assert "resolved" in aa_done["status"]["reason"]
+
+
+async def test_sigkill_while_gathering_then_restart_completes_once(
+    kube: KubeAPI, control_plane: LocalControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    shifted = scenario(namespace)
+    await plant_scenario(kube, control_plane, shifted)
+    # A slow kubelet holds the analysis in Gathering while the operator is killed.
+    delay = control_plane.logs_folder / namespace / "api-7d9f8c6b5-x2kqp" / "api.delay"
+    delay.write_text("60")
+    log = tmp_path / "operator.log"
+    first = operator_process(namespace, control_plane.kubeconfig, log)
+    try:
+        name = await create_analysis(kube, namespace, shifted.alert)
+        await wait_phase(kube, namespace, name, {"Gathering"}, timeout=60)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    delay.unlink()
+    second = operator_process(namespace, control_plane.kubeconfig, log)
+    try:
+        aa = await wait_phase(kube, namespace, name, {"Completed", "Failed"}, timeout=90)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+    assert aa["status"]["phase"] == "Completed", log.read_text()[-3000:]
+    assert aa["status"]["attempts"] >= 1
+    cms = await kube.request(
+        "GET", resource("ConfigMap").path(namespace),
+        query={"labelSelector": f"oncallm.io/analysis={name}"},
+    )
+    assert len(cms["items"]) == 1
+    events = await kube.request(
+        "GET", resource("Event").path(namespace),
+        query={"fieldSelector": f"involvedObject.name={name}"},
+    )
+    assert [e["reason"] for e in events["items"]] == ["AnalysisCompleted"]
+    with pytest.raises(ApiError):
+        await kube.request("GET", resource("ConfigMap").path(namespace, f"{name}-report-2"))
