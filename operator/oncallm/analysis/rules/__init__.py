@@ -183,7 +183,10 @@ def _generic_commands(ctx: Context) -> list[str]:
     cmds = pod_commands(ctx, pod, c) if pod is not None else []
     if ctx.workload is not None:
         cmds.append(kc.describe(ctx.workload.kind, ctx.workload.namespace, ctx.workload.name))
-    cmds.append(kc.warning_events(ns))
+    if ctx.target.namespace or ctx.pods or ctx.workload is not None:
+        cmds.append(kc.warning_events(ns))
+    else:  # a cluster-scoped alert: no namespace to narrow to
+        cmds.append("kubectl get events -A --field-selector type=Warning --sort-by=.lastTimestamp")
     return cmds
 
 
