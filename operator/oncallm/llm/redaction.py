@@ -23,10 +23,12 @@ from oncallm.models.analysis import EvidenceRef
 MASK = "[REDACTED]"
 
 # Names of keys whose values are secrets. Matched inside longer names too
-# (DB_PASSWORD, aws_secret_access_key, X-Api-Key), case-insensitively.
+# (DB_PASSWORD, aws_secret_access_key, X-Api-Key), case-insensitively. Key matches start at
+# a word boundary and are bounded in length so a megabyte-long token stays linear to scan.
 _SENSITIVE_KEY = (
     r"passw(?:or)?d|passphrase|pwd|secret|token|api[_-]?key|apikey|access[_-]?key"
-    r"|private[_-]?key|credentials?|authorization|auth|session[_-]?(?:id|key)|cookie"
+    r"|private[_-]?key|credentials?|authorization|auth[_-]?(?:token|key|header|pass)"
+    r"|session[_-]?(?:id|key)|cookie"
 )
 
 # A value after a sensitive key: an auth scheme with its credential, a quoted string, or a
@@ -34,8 +36,8 @@ _SENSITIVE_KEY = (
 _VALUE = (
     r"(?!\[REDACTED\])"
     r"(?:(?:bearer|basic|digest|token)\s+[^\s\"',;&]+"
-    r"|\"[^\"\n]+\""
-    r"|'[^'\n]+'"
+    r"|\"[^\"\n]{1,500}\""
+    r"|'[^'\n]{1,500}'"
     r"|[^\s\"',;&}\]]+)"
 )
 
@@ -69,7 +71,9 @@ _BUILTIN: tuple[_Rule, ...] = (
     # postgres://user:pass@host, amqp://guest:guest@rabbit, redis://:pass@redis
     _Rule(
         "url_credentials",
-        re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:(?P<secret>[^\s@/]+)@"),
+        re.compile(
+            r"(?<![a-zA-Z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]{0,30}://[^\s:/@]{0,200}:(?P<secret>[^\s@/]+)@"
+        ),
         "secret",
     ),
     # password=..., "apiKey": "...", secret: ..., PGPASSWORD=..., --db-password=...,
@@ -78,7 +82,8 @@ _BUILTIN: tuple[_Rule, ...] = (
     _Rule(
         "key_value",
         re.compile(
-            rf"(?i)(?P<key>[\w.-]*(?:{_SENSITIVE_KEY})[\w.-]*)[\"']?(?:\s*=\s*|:[ \t]*)"
+            rf"(?i)(?<![\w.-])(?P<key>[\w.-]{{0,60}}?(?:{_SENSITIVE_KEY})[\w.-]{{0,60}}?)"
+            rf"[\"']?(?:\s*=\s*|:[ \t]*)"
             rf"(?P<secret>{_VALUE})"
         ),
         "secret",
@@ -90,12 +95,17 @@ _BUILTIN: tuple[_Rule, ...] = (
         re.compile(r"(?i)\b(?:bearer|basic)\s+(?P<secret>(?!\[REDACTED\])[A-Za-z0-9._~+/=-]{8,})"),
         "secret",
     ),
-    _Rule("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}")),
-    _Rule("openai_key", re.compile(r"\bsk-(?:[A-Za-z0-9]+-)*[A-Za-z0-9_-]{16,}")),
+    # Token formats. Each starts where no token character precedes it: with a plain \b, a
+    # long run like "sk-sk-sk-..." would be rescanned from every start (quadratic time).
+    _Rule(
+        "jwt",
+        re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"),
+    ),
+    _Rule("openai_key", re.compile(r"(?<![A-Za-z0-9_-])sk-[A-Za-z0-9_-]{16,}")),
     _Rule("aws_access_key", re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|AIPA)[A-Z0-9]{16}\b")),
     _Rule("github_token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[\w]{22,})")),
-    _Rule("gitlab_token", re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}")),
-    _Rule("slack_token", re.compile(r"\bxox[abposre]-[A-Za-z0-9-]{10,}")),
+    _Rule("gitlab_token", re.compile(r"(?<![A-Za-z0-9_-])glpat-[A-Za-z0-9_-]{20,}")),
+    _Rule("slack_token", re.compile(r"(?<![A-Za-z0-9-])xox[abposre]-[A-Za-z0-9-]{10,}")),
     _Rule(
         "slack_webhook",
         re.compile(r"https://hooks\.slack\.com/services/(?P<secret>[A-Za-z0-9/_-]+)"),
