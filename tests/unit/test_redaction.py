@@ -248,8 +248,9 @@ def test_evidence_excerpts_and_objects_are_redacted() -> None:
     ids=["one-long-word", "dashed-key", "dotted-key", "jwt-starts", "open-quotes", "schemes"],
 )
 def test_long_pathological_lines_are_scanned_in_linear_time(text: str) -> None:
-    # A stuck regex would hang the operator on one odd log line; 400 kB must take well under
-    # a second (quadratic patterns took minutes here).
+    # A stuck regex would hang the operator on one odd log line. Linear patterns take about
+    # 0.25 s here; the quadratic ones this replaced took minutes. The bound leaves room for a
+    # busy test machine.
     started = time.perf_counter()
     redact(text)
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 3
