@@ -257,7 +257,7 @@ class _Run:
             )
         started = time.monotonic()
         try:
-            result = await self._converse(prompt.messages, prompt.nonce, prompt.evidence)
+            result = await self._converse(prompt.messages, prompt.nonce)
         except ModelUnavailable as exc:
             result = self._rules(
                 "unavailable",
@@ -290,9 +290,7 @@ class _Run:
         )
         return completion
 
-    async def _converse(
-        self, messages: list[dict[str, Any]], nonce: str, sent: list[EvidenceRef]
-    ) -> ModelOutcome:
+    async def _converse(self, messages: list[dict[str, Any]], nonce: str) -> ModelOutcome:
         conversation = list(messages)
         known = {e.id for e in self.evidence}
         runner = (
