@@ -5,7 +5,7 @@ Screenshots of every page (desktop, phone, dark) go to ``artifacts/screenshots/`
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from oncallm.models.analysis import (
     EvidenceSource,
     Phase,
     StageTimings,
+    rfc3339,
 )
 from oncallm.web.demo import (
     HOSTILE_LOG_LINE,
@@ -214,7 +215,8 @@ def test_a_running_analysis_updates_without_a_reload(
         )
     ]
     running.status.commands = ["kubectl describe pod -n checkout -l app=web"]
-    running.status.completed_at = running.status.started_at
+    started = datetime.fromisoformat(str(running.status.started_at).replace("Z", "+00:00"))
+    running.status.completed_at = rfc3339(started + timedelta(seconds=5.2))
     running.status.timings = StageTimings(gathering=1.9, analyzing=3.2, total=5.2)
     planted.apply("MODIFIED", running)
     wait_until(

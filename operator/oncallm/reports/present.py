@@ -237,6 +237,10 @@ def short_root_cause(analysis: AlertAnalysis, limit: int = 140) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 @dataclass(frozen=True)
 class TimelineEntry:
     """One moment in the life of an alert and its analysis."""
@@ -288,9 +292,8 @@ def timeline(analysis: AlertAnalysis) -> list[TimelineEntry]:
     if timings is not None and timings.gathering is not None:
         gather_detail = f"took {format_duration(timings.gathering)}"
     if status.evidence:
-        gather_detail = ", ".join(
-            filter(None, [gather_detail, f"{len(status.evidence)} pieces of evidence"])
-        )
+        pieces = _count(len(status.evidence), "piece", "pieces") + " of evidence"
+        gather_detail = ", ".join(filter(None, [gather_detail, pieces]))
     add(gathered, "Evidence gathered", gather_detail)
 
     analyzed: datetime | None = None
