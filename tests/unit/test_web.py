@@ -423,3 +423,18 @@ def test_report_url() -> None:
     assert report_url("http://localhost:8080/oncallm", "ns", "a") == (
         "http://localhost:8080/oncallm/analyses/ns/a"
     )
+
+
+async def test_failed_and_skipped_analyses_say_why(make_client: Make) -> None:
+    failed = crashloop_analysis(NOW)
+    failed.status.phase = Phase.FAILED
+    failed.status.reason = "gathering timed out after 60s: the API server did not answer"
+    failed.status.attempts = 3
+    client, _ = await make_client([failed, SKIPPED])
+    html = await (await client.get(page_path(failed))).text()
+    assert "Analysis failed" in html and "gathering timed out after 60s" in html
+    assert "attempts so far: 3" in html
+    assert "DATABASE_URL is not set" in html  # the evidence gathered before it failed
+    html = await (await client.get(page_path(SKIPPED))).text()
+    assert "Not analysed" in html and "analyze is false for severity=info" in html
+    assert 'data-live="false"' in html
