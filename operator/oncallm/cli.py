@@ -97,6 +97,18 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from oncallm.evaluation.runner import run_eval
+
+    return run_eval(
+        Path(args.folder),
+        offline=args.offline,
+        output=Path(args.output),
+        controlplane_dir=Path(args.dir),
+        namespace=args.namespace,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oncallm", description="Root-cause analysis for Kubernetes alerts."
@@ -124,6 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
         func=_operator
     )
     sub.add_parser("run", help="operator and sidecar in one process").set_defaults(func=_run)
+
+    ev = sub.add_parser("eval", help="score the analysis on a folder of scenario files")
+    ev.add_argument("folder", help="a folder of scenario YAML files (docs/scenarios.md)")
+    ev.add_argument("--offline", action="store_true", help="in memory, no API server")
+    ev.add_argument("--output", default="eval-results.json", help="where the JSON results go")
+    ev.add_argument("--namespace", default="oncallm-eval", help="namespace of the analyses")
+    ev.add_argument(
+        "--dir",
+        default=os.environ.get("ONCALLM_CONTROLPLANE_DIR", "/tmp/oncallm-controlplane"),
+        help="the local control plane to use (started if it is not running)",
+    )
+    ev.set_defaults(func=_eval)
     return parser
 
 

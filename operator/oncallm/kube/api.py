@@ -135,6 +135,7 @@ class KubeAPI:
         body: Any = None,
         content_type: str = "application/json",
         timeout: float | None = None,
+        text: bool = False,
     ) -> Any:
         """One request; the decoded JSON answer. Raises ApiError on any failure."""
         await self.limiter.acquire()
@@ -161,6 +162,8 @@ class KubeAPI:
             raw = await resp.read()
         finally:
             resp.release()
+        if text and 200 <= resp.status < 300:
+            return raw.decode(errors="replace")
         if resp.content_type == "application/json" or raw[:1] in (b"{", b"["):
             try:
                 decoded = json.loads(raw) if raw else {}
@@ -175,8 +178,8 @@ class KubeAPI:
 
     async def text(self, path: str, *, query: dict[str, Any] | None = None) -> str:
         """A plain-text GET (pod logs)."""
-        result = await self.request("GET", path, query=query)
-        return result if isinstance(result, str) else json.dumps(result)
+        result: str = await self.request("GET", path, query=query, text=True)
+        return result
 
     async def watch(
         self,

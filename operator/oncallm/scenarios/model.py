@@ -151,6 +151,8 @@ def _shift(value: Any, delta: timedelta) -> Any:
     if isinstance(value, datetime):
         return _iso(value + delta)
     if isinstance(value, str) and _RFC3339.match(value):
+        if value.startswith("0001-01-01"):
+            return value  # Go's zero time: "not set" (an alert's endsAt while it fires)
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
         return _iso(when + delta)
     return value

@@ -75,6 +75,16 @@ async def clear_namespace(api: KubeAPI, namespace: str) -> None:
         except ApiError as err:
             if err.status != 404:
                 raise
+    # No pvc-protection controller runs to lift its finalizer: lift it here.
+    claims = resource("PersistentVolumeClaim")
+    for pvc in (await api.request("GET", claims.path(namespace))).get("items", []):
+        if pvc["metadata"].get("finalizers"):
+            await api.request(
+                "PATCH",
+                claims.path(namespace, pvc["metadata"]["name"]),
+                body={"metadata": {"finalizers": None}},
+                content_type="application/merge-patch+json",
+            )
     try:
         await api.request("DELETE", resource("Namespace").path(None, namespace))
     except ApiError as err:
@@ -126,9 +136,7 @@ async def plant(
     for ns in _namespaces(shifted):
         await ensure_namespace(api, ns)
     to_delete: list[Obj] = []
-    for obj in shifted.objects:
-        if obj.get("kind") == "Namespace":
-            continue
+    for obj in planting_order(shifted.objects):
         result = await _create(api, obj, created, node_status)
         if (obj.get("metadata") or {}).get("deletionTimestamp"):
             to_delete.append(result)
@@ -143,6 +151,43 @@ async def plant(
             "DELETE", resource(obj["kind"]).path(meta.get("namespace"), meta["name"])
         )
     return created
+
+
+#: Planted last: quota admission would refuse the pods a scenario shows as already running,
+#: and a LimitRange would rewrite their resources.
+_LAST = ("ResourceQuota", "LimitRange")
+
+
+def planting_order(objects: list[Obj]) -> list[Obj]:
+    """Owners before what they own, quotas and limit ranges last; otherwise as written."""
+    pending = [o for o in objects if o.get("kind") != "Namespace"]
+    ordered: list[Obj] = []
+    placed: set[tuple[str, str | None, str]] = set()
+
+    def key(o: Obj) -> tuple[str, str | None, str]:
+        meta = o.get("metadata") or {}
+        return (str(o.get("kind")), meta.get("namespace"), str(meta.get("name")))
+
+    present = {key(o) for o in pending}
+    while pending:
+        progress = False
+        for obj in list(pending):
+            meta = obj.get("metadata") or {}
+            owners = [
+                (str(r.get("kind")), meta.get("namespace"), str(r.get("name")))
+                for r in meta.get("ownerReferences") or []
+            ]
+            if all(o in placed or o not in present for o in owners):
+                ordered.append(obj)
+                placed.add(key(obj))
+                pending.remove(obj)
+                progress = True
+        if not progress:  # an ownership cycle: keep the written order, _create says what's wrong
+            ordered.extend(pending)
+            break
+    return [o for o in ordered if o.get("kind") not in _LAST] + [
+        o for o in ordered if o.get("kind") in _LAST
+    ]
 
 
 def _pod_ns(created: dict[tuple[str, str | None, str], Obj], pod: str) -> str:
@@ -166,21 +211,30 @@ async def _create(
     meta.pop("creationTimestamp", None)
     meta.pop("resourceVersion", None)
     meta.pop("uid", None)
+    refs = []
     for ref in meta.get("ownerReferences") or []:
         owner = created.get((ref.get("kind"), namespace, ref.get("name")))
         if owner is None:
-            raise ValueError(
-                f"{kind} {meta.get('name')}: owner {ref.get('kind')} {ref.get('name')} "
-                "must be listed before it in objects"
+            # The scenario leaves the owner out: the garbage collector would delete an object
+            # whose owner uid does not exist, so plant it without that reference.
+            log.warning(
+                "%s %s: owner %s %s is not in the scenario; planted without it",
+                kind, meta.get("name"), ref.get("kind"), ref.get("name"),
             )
+            continue
         ref["uid"] = owner["metadata"]["uid"]
         ref.setdefault("apiVersion", owner.get("apiVersion", "v1"))
+        refs.append(ref)
+    if "ownerReferences" in meta:
+        meta["ownerReferences"] = refs
     body.setdefault("apiVersion", res.api_version)
     status = body.pop("status", None)
     if kind == "Node":
         status = {**(status or {}), **node_status}
     if kind == "Event":
         status = None
+    if kind == "Pod" and status:
+        status = {k: v for k, v in status.items() if k != "qosClass"}  # computed by the server
     try:
         result = await api.request("POST", res.path(namespace), body=body)
     except ApiError as err:

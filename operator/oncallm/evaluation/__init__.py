@@ -1,0 +1,1 @@
+"""Run OnCallM on scenarios: ``oncallm eval`` (scored) and ``oncallm demo`` (shown)."""
