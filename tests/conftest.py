@@ -19,6 +19,9 @@ from oncallm.scenarios.plant import clear_namespace, ensure_namespace
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: The local OpenAI-compatible server (fixture ``openai_server``).
+pytest_plugins = ["tests.openai_server"]
+
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalControlPlane]:

@@ -109,6 +109,13 @@ def _eval(args: argparse.Namespace) -> int:
     )
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from oncallm.controlplane.build import repo_root
+    from oncallm.evaluation.demo import run_demo
+
+    return run_demo(Path(args.dir), repo_root() / "tests" / "scenarios", args.port, args.serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oncallm", description="Root-cause analysis for Kubernetes alerts."
@@ -148,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the local control plane to use (started if it is not running)",
     )
     ev.set_defaults(func=_eval)
+
+    demo = sub.add_parser("demo", help="plant failures on the local control plane and analyse them")
+    demo.add_argument(
+        "--dir",
+        default=os.environ.get("ONCALLM_CONTROLPLANE_DIR", "/tmp/oncallm-controlplane"),
+        help="the local control plane to use (started if it is not running)",
+    )
+    demo.add_argument("--port", type=int, default=8080, help="port of the web view")
+    demo.add_argument("--serve", action="store_true", help="keep serving the web view")
+    demo.set_defaults(func=_demo)
     return parser
 
 

@@ -94,7 +94,7 @@ async def evaluate_on_cluster(scenarios: list[Scenario], kubeconfig: str, namesp
     from oncallm.evaluation.stack import running_stack
     from oncallm.kube.api import ApiError, ClientSettings, KubeAPI
     from oncallm.kube.resources import resource
-    from oncallm.scenarios.plant import clear_namespace, ensure_namespace, plant, wait_namespace_gone
+    from oncallm.scenarios.plant import ensure_namespace
 
     api = await KubeAPI.connect(ClientSettings(kubeconfig=kubeconfig, qps=0))
     results: list[Result] = []
@@ -102,31 +102,11 @@ async def evaluate_on_cluster(scenarios: list[Scenario], kubeconfig: str, namesp
         await ensure_namespace(api, namespace)
         async with running_stack(kubeconfig, namespace) as stack:
             for scenario in scenarios:
-                shifted = scenario.shift()
-                for ns in scenario.namespaces():
-                    await clear_namespace(api, ns)
-                for ns in scenario.namespaces():
-                    await wait_namespace_gone(api, ns)
-                started = time.perf_counter()
                 try:
-                    await plant(
-                        api,
-                        shifted,
-                        node_status=plane.node_status(),
-                        plant_log=lambda ns, pod, c, text, prev: plane.plant_log(
-                            ns, pod, c, text, previous=prev
-                        ),
-                    )
-                    answer = await stack.send(notification(shifted.alert.model_dump(mode="json", by_alias=True), scenario.name))
-                    name = answer[0]["analysis"].split("/", 1)[1]
-                    path = resource("AlertAnalysis").path(namespace, name)
-                    deadline = time.monotonic() + SCENARIO_TIMEOUT
-                    while True:
-                        aa = await api.request("GET", path)
-                        phase = (aa.get("status") or {}).get("phase")
-                        if phase in ("Completed", "Failed", "Skipped") or time.monotonic() > deadline:
-                            break
-                        await asyncio.sleep(0.1)
+                    name, started = await plant_and_alert(api, stack, plane, scenario)
+                    aa = await wait_finished(api, namespace, name, SCENARIO_TIMEOUT)
+                    finished = time.perf_counter()
+                    phase = (aa.get("status") or {}).get("phase")
                     status = aa.get("status") or {}
                     report = ""
                     if status.get("reportConfigMap"):
@@ -146,7 +126,7 @@ async def evaluate_on_cluster(scenarios: list[Scenario], kubeconfig: str, namesp
                             mentions_found=found,
                             mentions_missing=missing,
                             analyzer=status.get("analyzer"),
-                            seconds=round(time.perf_counter() - started, 3),
+                            seconds=round(finished - started, 3),
                             error=None if phase == "Completed" else f"phase {phase}: {status.get('reason')}",
                             analysis=name,
                         )
@@ -163,6 +143,45 @@ async def evaluate_on_cluster(scenarios: list[Scenario], kubeconfig: str, namesp
     finally:
         await api.close()
     return results
+
+
+async def plant_and_alert(
+    api: Any, stack: Any, plane: Any, scenario: Scenario
+) -> tuple[str, float]:
+    """Plant a scenario afresh (its namespaces cleared first), send its alert.
+
+    Returns the analysis name and when (``time.perf_counter()``) the alert was sent."""
+    from oncallm.scenarios.plant import clear_namespace, plant, wait_namespace_gone
+
+    shifted = scenario.shift()
+    for ns in scenario.namespaces():
+        await clear_namespace(api, ns)
+    for ns in scenario.namespaces():
+        await wait_namespace_gone(api, ns)
+    await plant(
+        api,
+        shifted,
+        node_status=plane.node_status(),
+        plant_log=lambda ns, pod, c, text, prev: plane.plant_log(ns, pod, c, text, previous=prev),
+    )
+    alert = shifted.alert.model_dump(mode="json", by_alias=True, exclude_none=True)
+    sent = time.perf_counter()
+    answer = await stack.send(notification(alert, scenario.name))
+    return str(answer[0]["analysis"].split("/", 1)[1]), sent
+
+
+async def wait_finished(api: Any, namespace: str, name: str, timeout: float) -> dict[str, Any]:
+    """The analysis once it is Completed, Failed or Skipped (or as it is at the deadline)."""
+    from oncallm.kube.resources import resource
+
+    path = resource("AlertAnalysis").path(namespace, name)
+    deadline = time.monotonic() + timeout
+    while True:
+        aa: dict[str, Any] = await api.request("GET", path)
+        phase = (aa.get("status") or {}).get("phase")
+        if phase in ("Completed", "Failed", "Skipped") or time.monotonic() > deadline:
+            return aa
+        await asyncio.sleep(0.1)
 
 
 def notification(alert: dict[str, Any], group: str) -> dict[str, Any]:
@@ -214,6 +233,9 @@ def run_eval(folder: Path, *, offline: bool, output: Path, controlplane_dir: Pat
             plane = LocalControlPlane(folder_cp).up()
         results = asyncio.run(evaluate_on_cluster(scenarios, str(plane.kubeconfig), namespace, plane))
     print(table(results))
+    times = sorted(r.seconds for r in results if r.correct or r.got)
+    if times and not offline:
+        print(f"alert to completed report: median {times[len(times) // 2]:.2f} s, max {times[-1]:.2f} s")
     output.write_text(json.dumps([asdict(r) | {"correct": r.correct} for r in results], indent=2))
     print(f"results: {output}")
     return 0
