@@ -42,7 +42,9 @@ def notification(alerts: list[dict[str, Any]], status: str = "firing") -> dict[s
     }
 
 
-def crashloop_alert(pod: str, *, status: str = "firing", starts: str | None = None) -> dict[str, Any]:
+def crashloop_alert(
+    pod: str, *, status: str = "firing", starts: str | None = None
+) -> dict[str, Any]:
     fingerprint = secrets.token_hex(8)
     return {
         "status": status,
@@ -81,14 +83,18 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def post(url: str, body: Any, token: str | None = TOKEN, raw: bytes | None = None) -> tuple[int, Any, dict[str, str]]:
+async def post(
+    url: str, body: Any, token: str | None = TOKEN, raw: bytes | None = None
+) -> tuple[int, Any, dict[str, str]]:
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     async with aiohttp.ClientSession() as session:
         async with session.post(
-            url + "/webhook", data=raw if raw is not None else None,
-            json=None if raw is not None else body, headers=headers,
+            url + "/webhook",
+            data=raw if raw is not None else None,
+            json=None if raw is not None else body,
+            headers=headers,
         ) as resp:
             text = await resp.text()
             try:
@@ -116,7 +122,10 @@ async def test_one_analysis_per_alert_with_labels_and_notification_fields(
     status, body, _ = await post(sidecar.url, notification(alerts))
     assert status == 200, body
     assert [b["fingerprint"] for b in body] == [a["fingerprint"] for a in alerts]
-    assert all(b["reportURL"].endswith(b["analysis"].replace(f"{namespace}/", f"{namespace}/")) for b in body)
+    assert all(
+        b["reportURL"].endswith(b["analysis"].replace(f"{namespace}/", f"{namespace}/"))
+        for b in body
+    )
     stored = await list_analyses(kube, namespace)
     assert len(stored) == 2
     aa = next(a for a in stored if a["spec"]["alert"]["fingerprint"] == alerts[0]["fingerprint"])
@@ -170,7 +179,9 @@ async def test_resolved_marks_the_analysis_and_unseen_resolved_is_recorded(
     assert len(await list_analyses(kube, namespace)) == 2
 
 
-async def test_bad_requests_get_clear_4xx(sidecar: RunningSidecar, kube: KubeAPI, namespace: str) -> None:
+async def test_bad_requests_get_clear_4xx(
+    sidecar: RunningSidecar, kube: KubeAPI, namespace: str
+) -> None:
     good = notification([crashloop_alert("api-7d9f8c6b5-x2kqp")])
     status, body, _ = await post(sidecar.url, good, token=None)
     assert status == 401 and "bearer token" in body["error"]
@@ -193,7 +204,9 @@ async def test_bad_requests_get_clear_4xx(sidecar: RunningSidecar, kube: KubeAPI
 
 async def test_too_large_is_413(control_plane: LocalControlPlane, namespace: str) -> None:
     settings = IntakeSettings(namespace=namespace, host="127.0.0.1", port=0, max_body_bytes=4096)
-    async with running_sidecar(settings, ClientSettings(kubeconfig=str(control_plane.kubeconfig))) as sc:
+    async with running_sidecar(
+        settings, ClientSettings(kubeconfig=str(control_plane.kubeconfig))
+    ) as sc:
         alerts = [crashloop_alert(f"api-7d9f8c6b5-{i:05d}") for i in range(40)]
         status, body, _ = await post(sc.url, notification(alerts), token=None)
         assert status == 413 and "ONCALLM_MAX_BODY_BYTES" in body["error"]
@@ -207,7 +220,9 @@ async def test_unreachable_api_server_is_503_with_retry_after(
     dead = tmp_path / "dead.kubeconfig"
     dead.write_text(yaml.safe_dump(config))
     settings = IntakeSettings(namespace=namespace, host="127.0.0.1", port=0, retry_after_seconds=7)
-    async with running_sidecar(settings, ClientSettings(kubeconfig=str(dead), request_timeout=2)) as sc:
+    async with running_sidecar(
+        settings, ClientSettings(kubeconfig=str(dead), request_timeout=2)
+    ) as sc:
         status, body, headers = await post(
             sc.url, notification([crashloop_alert("api-7d9f8c6b5-x2kqp")]), token=None
         )

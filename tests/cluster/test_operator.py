@@ -58,12 +58,16 @@ async def get_analysis(kube: KubeAPI, namespace: str, name: str) -> dict[str, An
     return result
 
 
-async def wait_phase(kube: KubeAPI, namespace: str, name: str, phases: set[str], timeout: float = 60) -> dict[str, Any]:
+async def wait_phase(
+    kube: KubeAPI, namespace: str, name: str, phases: set[str], timeout: float = 60
+) -> dict[str, Any]:
     async def check() -> dict[str, Any] | None:
         aa = await get_analysis(kube, namespace, name)
         return aa if (aa.get("status") or {}).get("phase") in phases else None
 
-    result: dict[str, Any] = await wait_for(check, timeout=timeout, what=f"{name} to reach {phases}")
+    result: dict[str, Any] = await wait_for(
+        check, timeout=timeout, what=f"{name} to reach {phases}"
+    )
     return result
 
 
@@ -84,9 +88,7 @@ async def test_alert_to_completed_report(
     assert status["evidence"] and all(e["excerpt"] for e in status["evidence"])
     assert any(f"-n {namespace}" in c for c in status["commands"])
     assert status["timings"]["total"] > 0
-    cm = await kube.request(
-        "GET", resource("ConfigMap").path(namespace, status["reportConfigMap"])
-    )
+    cm = await kube.request("GET", resource("ConfigMap").path(namespace, status["reportConfigMap"]))
     assert set(cm["data"]) == {"report.md", "report.html"}
     assert "orders-db" in cm["data"]["report.md"]
     assert cm["metadata"]["ownerReferences"][0]["uid"] == aa["metadata"]["uid"]
@@ -125,7 +127,10 @@ async def test_policy_and_resolved_alerts_are_skipped(
         ),
     )
     info = shifted.alert.model_copy(
-        update={"labels": {**shifted.alert.labels, "severity": "info"}, "fingerprint": "1c0ffee1c0ffee00"}
+        update={
+            "labels": {**shifted.alert.labels, "severity": "info"},
+            "fingerprint": "1c0ffee1c0ffee00",
+        }
     )
     resolved = shifted.alert.model_copy(
         update={"status": "resolved", "fingerprint": "2c0ffee1c0ffee00"}
@@ -170,12 +175,14 @@ async def test_sigkill_while_gathering_then_restart_completes_once(
     assert aa["status"]["phase"] == "Completed", log.read_text()[-3000:]
     assert aa["status"]["attempts"] >= 1
     cms = await kube.request(
-        "GET", resource("ConfigMap").path(namespace),
+        "GET",
+        resource("ConfigMap").path(namespace),
         query={"labelSelector": f"oncallm.io/analysis={name}"},
     )
     assert len(cms["items"]) == 1
     events = await kube.request(
-        "GET", resource("Event").path(namespace),
+        "GET",
+        resource("Event").path(namespace),
         query={"fieldSelector": f"involvedObject.name={name}"},
     )
     assert [e["reason"] for e in events["items"]] == ["AnalysisCompleted"]

@@ -40,7 +40,9 @@ def operator_running(namespace: str, **env: str) -> Iterator[KopfRunner]:
     assert runner.exit_code == 0, runner.output
 
 
-def operator_process(namespace: str, kubeconfig: Path, log: Path, **env: str) -> subprocess.Popen[bytes]:
+def operator_process(
+    namespace: str, kubeconfig: Path, log: Path, **env: str
+) -> subprocess.Popen[bytes]:
     """``oncallm operator`` as a child process (to SIGKILL it)."""
     return subprocess.Popen(
         [sys.executable, "-m", "oncallm", "operator"],

@@ -40,7 +40,9 @@ async def create(kube: KubeAPI, obj: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-async def node(kube: KubeAPI, plane: LocalControlPlane, name: str, **conditions: str) -> dict[str, Any]:
+async def node(
+    kube: KubeAPI, plane: LocalControlPlane, name: str, **conditions: str
+) -> dict[str, Any]:
     """A Node whose kubelet endpoint is the local log server; conditions as Type=Status."""
     conds = {"Ready": "True", "MemoryPressure": "False", "DiskPressure": "False", **conditions}
     return await create(
@@ -68,7 +70,9 @@ async def node(kube: KubeAPI, plane: LocalControlPlane, name: str, **conditions:
     )
 
 
-def crashloop_pod(namespace: str, name: str, node_name: str, *, restarts: int = 7) -> dict[str, Any]:
+def crashloop_pod(
+    namespace: str, name: str, node_name: str, *, restarts: int = 7
+) -> dict[str, Any]:
     """A pod in CrashLoopBackOff whose last run exited with code 1."""
     return {
         "kind": "Pod",
@@ -117,7 +121,11 @@ def crashloop_pod(namespace: str, name: str, node_name: str, *, restarts: int = 
 
 
 async def wait_for(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, interval: float = 0.1, what: str = ""
+    check: Callable[[], Awaitable[Any]],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    what: str = "",
 ) -> Any:
     """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -38,12 +38,16 @@ def _resolve(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _compare(crd: dict[str, Any], model: dict[str, Any], defs: dict[str, Any], path: str) -> list[str]:
+def _compare(
+    crd: dict[str, Any], model: dict[str, Any], defs: dict[str, Any], path: str
+) -> list[str]:
     problems: list[str] = []
     model = _resolve(model, defs)
     if "enum" in model or "enum" in crd:
         if sorted(map(str, model.get("enum", []))) != sorted(map(str, crd.get("enum", []))):
-            problems.append(f"{path}: enum differs: model {model.get('enum')} crd {crd.get('enum')}")
+            problems.append(
+                f"{path}: enum differs: model {model.get('enum')} crd {crd.get('enum')}"
+            )
     if model.get("type") == "object" and "properties" in model:
         crd_props = crd.get("properties", {})
         for name, sub in model["properties"].items():
@@ -97,6 +101,9 @@ def test_policy_defaults_match() -> None:
 
 def test_printer_columns_tell_what_happened() -> None:
     crd = yaml.safe_load((CRDS / "alertanalyses.yaml").read_text())
-    columns = [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]
-               if not c.get("priority")]
+    columns = [
+        c["name"]
+        for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]
+        if not c.get("priority")
+    ]
     assert columns == ["Alert", "Target", "Severity", "Phase", "Root Cause", "Age"]

@@ -18,8 +18,24 @@ def t(minutes: float) -> str:
 
 
 def _objects() -> list[dict[str, Any]]:
-    owner = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "api", "controller": True, "uid": "d1"}]
-    rs_owner = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "api-7d9f8c6b5", "controller": True, "uid": "r1"}]
+    owner = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": "api",
+            "controller": True,
+            "uid": "d1",
+        }
+    ]
+    rs_owner = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "name": "api-7d9f8c6b5",
+            "controller": True,
+            "uid": "r1",
+        }
+    ]
     template = {
         "metadata": {"labels": {"app": "api"}},
         "spec": {
@@ -29,52 +45,141 @@ def _objects() -> list[dict[str, Any]]:
                     "image": "registry.example.com/orders/api:1.42.0",
                     "env": [
                         {"name": "DATABASE_HOST", "value": "orders-db.orders.svc.cluster.local"},
-                        {"name": "DATABASE_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "orders-db", "key": "password"}}},
+                        {
+                            "name": "DATABASE_PASSWORD",
+                            "valueFrom": {"secretKeyRef": {"name": "orders-db", "key": "password"}},
+                        },
                     ],
                 }
             ]
         },
     }
     return [
-        {"kind": "Node", "metadata": {"name": "worker-1"},
-         "status": {"conditions": [{"type": "Ready", "status": "True"}], "allocatable": {"cpu": "4"}}},
-        {"kind": "Deployment", "metadata": {"name": "api", "namespace": "orders", "uid": "d1"},
-         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "api"}}, "template": template},
-         "status": {"replicas": 2, "readyReplicas": 0, "unavailableReplicas": 2}},
-        {"kind": "ReplicaSet", "metadata": {"name": "api-7d9f8c6b5", "namespace": "orders", "uid": "r1",
-                                            "labels": {"app": "api"}, "ownerReferences": owner,
-                                            "annotations": {"deployment.kubernetes.io/revision": "3"}},
-         "spec": {"selector": {"matchLabels": {"app": "api"}}, "template": template}},
-        {"kind": "Pod", "metadata": {"name": "api-7d9f8c6b5-x2kqp", "namespace": "orders",
-                                     "labels": {"app": "api"}, "ownerReferences": rs_owner},
-         "spec": {"nodeName": "worker-1", **template["spec"]},
-         "status": {"phase": "Running", "containerStatuses": [
-             {"name": "api", "ready": False, "restartCount": 9,
-              "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-              "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": t(-1)}}}]}},
-        {"kind": "Pod", "metadata": {"name": "api-7d9f8c6b5-q8wzn", "namespace": "orders",
-                                     "labels": {"app": "api"}, "ownerReferences": rs_owner},
-         "spec": {"nodeName": "worker-1", **template["spec"]},
-         "status": {"phase": "Running", "containerStatuses": [
-             {"name": "api", "ready": False, "restartCount": 8,
-              "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-              "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": t(-2)}}}]}},
-        {"kind": "Service", "metadata": {"name": "orders-db", "namespace": "orders"},
-         "spec": {"selector": {"app": "orders-db"}, "ports": [{"port": 5432}], "clusterIP": "10.96.44.12"}},
-        {"kind": "Endpoints", "metadata": {"name": "orders-db", "namespace": "orders"}, "subsets": []},
-        {"kind": "Service", "metadata": {"name": "api", "namespace": "orders"},
-         "spec": {"selector": {"app": "api"}, "ports": [{"port": 8080}]}},
-        {"kind": "Event", "metadata": {"name": "e1", "namespace": "orders"},
-         "involvedObject": {"kind": "Pod", "name": "api-7d9f8c6b5-x2kqp", "namespace": "orders"},
-         "type": "Warning", "reason": "BackOff", "count": 42,
-         "message": "Back-off restarting failed container api in pod api-7d9f8c6b5-x2kqp",
-         "lastTimestamp": t(-1)},
-        {"kind": "Event", "metadata": {"name": "e-old", "namespace": "orders"},
-         "involvedObject": {"kind": "Pod", "name": "api-7d9f8c6b5-x2kqp", "namespace": "orders"},
-         "type": "Normal", "reason": "Pulled", "message": "pulled long ago", "lastTimestamp": t(-600)},
-        {"kind": "Event", "metadata": {"name": "e-other", "namespace": "orders"},
-         "involvedObject": {"kind": "Pod", "name": "unrelated-pod", "namespace": "orders"},
-         "type": "Warning", "reason": "Unhealthy", "message": "not ours", "lastTimestamp": t(-1)},
+        {
+            "kind": "Node",
+            "metadata": {"name": "worker-1"},
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "allocatable": {"cpu": "4"},
+            },
+        },
+        {
+            "kind": "Deployment",
+            "metadata": {"name": "api", "namespace": "orders", "uid": "d1"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "api"}},
+                "template": template,
+            },
+            "status": {"replicas": 2, "readyReplicas": 0, "unavailableReplicas": 2},
+        },
+        {
+            "kind": "ReplicaSet",
+            "metadata": {
+                "name": "api-7d9f8c6b5",
+                "namespace": "orders",
+                "uid": "r1",
+                "labels": {"app": "api"},
+                "ownerReferences": owner,
+                "annotations": {"deployment.kubernetes.io/revision": "3"},
+            },
+            "spec": {"selector": {"matchLabels": {"app": "api"}}, "template": template},
+        },
+        {
+            "kind": "Pod",
+            "metadata": {
+                "name": "api-7d9f8c6b5-x2kqp",
+                "namespace": "orders",
+                "labels": {"app": "api"},
+                "ownerReferences": rs_owner,
+            },
+            "spec": {"nodeName": "worker-1", **template["spec"]},
+            "status": {
+                "phase": "Running",
+                "containerStatuses": [
+                    {
+                        "name": "api",
+                        "ready": False,
+                        "restartCount": 9,
+                        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                        "lastState": {
+                            "terminated": {"exitCode": 1, "reason": "Error", "finishedAt": t(-1)}
+                        },
+                    }
+                ],
+            },
+        },
+        {
+            "kind": "Pod",
+            "metadata": {
+                "name": "api-7d9f8c6b5-q8wzn",
+                "namespace": "orders",
+                "labels": {"app": "api"},
+                "ownerReferences": rs_owner,
+            },
+            "spec": {"nodeName": "worker-1", **template["spec"]},
+            "status": {
+                "phase": "Running",
+                "containerStatuses": [
+                    {
+                        "name": "api",
+                        "ready": False,
+                        "restartCount": 8,
+                        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                        "lastState": {
+                            "terminated": {"exitCode": 1, "reason": "Error", "finishedAt": t(-2)}
+                        },
+                    }
+                ],
+            },
+        },
+        {
+            "kind": "Service",
+            "metadata": {"name": "orders-db", "namespace": "orders"},
+            "spec": {
+                "selector": {"app": "orders-db"},
+                "ports": [{"port": 5432}],
+                "clusterIP": "10.96.44.12",
+            },
+        },
+        {
+            "kind": "Endpoints",
+            "metadata": {"name": "orders-db", "namespace": "orders"},
+            "subsets": [],
+        },
+        {
+            "kind": "Service",
+            "metadata": {"name": "api", "namespace": "orders"},
+            "spec": {"selector": {"app": "api"}, "ports": [{"port": 8080}]},
+        },
+        {
+            "kind": "Event",
+            "metadata": {"name": "e1", "namespace": "orders"},
+            "involvedObject": {"kind": "Pod", "name": "api-7d9f8c6b5-x2kqp", "namespace": "orders"},
+            "type": "Warning",
+            "reason": "BackOff",
+            "count": 42,
+            "message": "Back-off restarting failed container api in pod api-7d9f8c6b5-x2kqp",
+            "lastTimestamp": t(-1),
+        },
+        {
+            "kind": "Event",
+            "metadata": {"name": "e-old", "namespace": "orders"},
+            "involvedObject": {"kind": "Pod", "name": "api-7d9f8c6b5-x2kqp", "namespace": "orders"},
+            "type": "Normal",
+            "reason": "Pulled",
+            "message": "pulled long ago",
+            "lastTimestamp": t(-600),
+        },
+        {
+            "kind": "Event",
+            "metadata": {"name": "e-other", "namespace": "orders"},
+            "involvedObject": {"kind": "Pod", "name": "unrelated-pod", "namespace": "orders"},
+            "type": "Warning",
+            "reason": "Unhealthy",
+            "message": "not ours",
+            "lastTimestamp": t(-1),
+        },
     ]
 
 
@@ -92,9 +197,13 @@ def _alert(**labels: str) -> Alert:
 
 def _reader() -> MemoryReader:
     reader = MemoryReader(_objects())
-    reader.add_log("orders", "api-7d9f8c6b5-x2kqp", "api",
-                   "INFO starting api 1.42.0\nFATAL could not connect to orders-db.orders.svc.cluster.local:5432: connection refused",
-                   previous=True)
+    reader.add_log(
+        "orders",
+        "api-7d9f8c6b5-x2kqp",
+        "api",
+        "INFO starting api 1.42.0\nFATAL could not connect to orders-db.orders.svc.cluster.local:5432: connection refused",
+        previous=True,
+    )
     return reader
 
 
@@ -143,7 +252,9 @@ async def test_a_deleted_pod_falls_back_to_its_deployment() -> None:
 
 
 async def test_quick_depth_reads_only_the_alerted_pod() -> None:
-    quick = AnalysisPolicy.model_validate({"metadata": {"name": "quick"}, "spec": {"depth": "quick"}})
+    quick = AnalysisPolicy.model_validate(
+        {"metadata": {"name": "quick"}, "spec": {"depth": "quick"}}
+    )
     alert = _alert(namespace="orders", pod="api-7d9f8c6b5-x2kqp")
     ctx = await gather(alert, _reader(), quick, now=NOW)
     assert [p.name for p in ctx.pods] == ["api-7d9f8c6b5-x2kqp"]
@@ -152,4 +263,7 @@ async def test_quick_depth_reads_only_the_alerted_pod() -> None:
 
 def test_alert_expression_from_generator_url() -> None:
     expr = alert_expression(_alert().generator_url)
-    assert expr == 'max_over_time(kube_pod_container_status_waiting_reason{reason="CrashLoopBackOff"}[5m]) >= 1'
+    assert (
+        expr
+        == 'max_over_time(kube_pod_container_status_waiting_reason{reason="CrashLoopBackOff"}[5m]) >= 1'
+    )

@@ -21,44 +21,75 @@ def _alert(labels: dict[str, str]) -> Alert:
     ("labels", "expected"),
     [
         (
-            {"alertname": "KubePodCrashLooping", "namespace": "orders", "pod": "api-7d9f8c6b5-x2kqp",
-             "container": "api", "job": "kube-state-metrics"},
+            {
+                "alertname": "KubePodCrashLooping",
+                "namespace": "orders",
+                "pod": "api-7d9f8c6b5-x2kqp",
+                "container": "api",
+                "job": "kube-state-metrics",
+            },
             "pod/orders/api-7d9f8c6b5-x2kqp",
         ),
         (
-            {"alertname": "KubeDeploymentReplicasMismatch", "namespace": "orders",
-             "deployment": "api", "job": "kube-state-metrics"},
+            {
+                "alertname": "KubeDeploymentReplicasMismatch",
+                "namespace": "orders",
+                "deployment": "api",
+                "job": "kube-state-metrics",
+            },
             "deployment/orders/api",
         ),
         (
-            {"alertname": "KubeJobFailed", "namespace": "billing", "job_name": "invoice-sync-28930115",
-             "job": "kube-state-metrics"},
+            {
+                "alertname": "KubeJobFailed",
+                "namespace": "billing",
+                "job_name": "invoice-sync-28930115",
+                "job": "kube-state-metrics",
+            },
             "job/billing/invoice-sync-28930115",
         ),
         (
-            {"alertname": "KubeHpaMaxedOut", "namespace": "web",
-             "horizontalpodautoscaler": "frontend"},
+            {
+                "alertname": "KubeHpaMaxedOut",
+                "namespace": "web",
+                "horizontalpodautoscaler": "frontend",
+            },
             "horizontalpodautoscaler/web/frontend",
         ),
         ({"alertname": "KubeNodeNotReady", "node": "worker-3"}, "node/worker-3"),
         (
-            {"alertname": "NodeFilesystemSpaceFillingUp", "instance": "worker-2:9100",
-             "job": "node-exporter"},
+            {
+                "alertname": "NodeFilesystemSpaceFillingUp",
+                "instance": "worker-2:9100",
+                "job": "node-exporter",
+            },
             "node/worker-2",
         ),
         (
-            {"alertname": "TargetDown", "namespace": "payments", "job": "payments-api",
-             "service": "payments-api"},
+            {
+                "alertname": "TargetDown",
+                "namespace": "payments",
+                "job": "payments-api",
+                "service": "payments-api",
+            },
             "service/payments/payments-api",
         ),
         (
-            {"alertname": "KubePersistentVolumeFillingUp", "namespace": "db",
-             "persistentvolumeclaim": "data-postgres-0"},
+            {
+                "alertname": "KubePersistentVolumeFillingUp",
+                "namespace": "db",
+                "persistentvolumeclaim": "data-postgres-0",
+            },
             "persistentvolumeclaim/db/data-postgres-0",
         ),
         (
-            {"alertname": "CPUThrottlingHigh", "namespace": "orders", "pod": "api-1",
-             "exported_pod": "api-7d9f8c6b5-x2kqp", "container": "api"},
+            {
+                "alertname": "CPUThrottlingHigh",
+                "namespace": "orders",
+                "pod": "api-1",
+                "exported_pod": "api-7d9f8c6b5-x2kqp",
+                "container": "api",
+            },
             "pod/orders/api-7d9f8c6b5-x2kqp",
         ),
         ({"alertname": "KubeQuotaExceeded", "namespace": "team-a"}, "namespace/team-a/team-a"),

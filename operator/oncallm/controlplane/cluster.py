@@ -109,7 +109,8 @@ class LocalControlPlane:
         path = plane.folder / "state.json"
         if not path.exists():
             raise RuntimeError(
-                f"no local control plane in {plane.folder}: start one with `oncallm controlplane up`"
+                f"no local control plane in {plane.folder}: "
+                "start one with `oncallm controlplane up`"
             )
         plane.state = State(**json.loads(path.read_text()))
         return plane
@@ -137,7 +138,7 @@ class LocalControlPlane:
         cm_token = secrets.token_hex(24)
         (self.folder / "tokens.csv").write_text(
             f'{self.state.admin_token},oncallm-admin,oncallm-admin,"system:masters"\n'
-            f"{cm_token},system:kube-controller-manager,kcm,\"system:masters\"\n"
+            f'{cm_token},system:kube-controller-manager,kcm,"system:masters"\n'
         )
         (self.folder / "tokens.csv").chmod(0o600)
         (self.folder / "bin").mkdir(exist_ok=True)

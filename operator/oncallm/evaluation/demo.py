@@ -38,7 +38,10 @@ async def _demo(plane: LocalControlPlane, scenarios_dir: Path, port: int, serve:
             for scenario_name in DEMO_SCENARIOS:
                 scenario = load_scenario(scenarios_dir / f"{scenario_name}.yaml")
                 name, _ = await plant_and_alert(api, stack, plane, scenario)
-                print(f"alert sent: {scenario.alert['labels']['alertname']:<28} ({scenario.description.strip()[:70]}…)")
+                print(
+                    f"alert sent: {scenario.alert['labels']['alertname']:<28} "
+                    f"({scenario.description.strip()[:70]}…)"
+                )
                 names.append(name)
             for name in names:
                 await wait_finished(api, NAMESPACE, name, 120)
@@ -48,7 +51,10 @@ async def _demo(plane: LocalControlPlane, scenarios_dir: Path, port: int, serve:
             print("Reports (the web view serves them while `oncallm demo --serve` runs):")
             for name in names:
                 print(f"  {stack.url}/analyses/{NAMESPACE}/{name}")
-                print(f"    kubectl -n {NAMESPACE} get configmap {name}-report -o jsonpath='{{.data.report\\.md}}'")
+                print(
+                    f"    kubectl -n {NAMESPACE} get configmap {name}-report "
+                    "-o jsonpath='{.data.report\\.md}'"
+                )
             print()
             print(f"export KUBECONFIG={plane.kubeconfig}   # then: {plane.kubectl} get aa -A")
             if serve:

@@ -43,7 +43,9 @@ class Result:
         return self.got == self.expected and not self.mentions_missing and not self.error
 
 
-def score(scenario: Scenario, category: str | None, report_text: str) -> tuple[list[str], list[str]]:
+def score(
+    scenario: Scenario, category: str | None, report_text: str
+) -> tuple[list[str], list[str]]:
     text = report_text.lower()
     found = [m for m in scenario.expect.mention if m.lower() in text]
     missing = [m for m in scenario.expect.mention if m.lower() not in text]
@@ -89,7 +91,9 @@ async def evaluate_offline(scenario: Scenario) -> Result:
     )
 
 
-async def evaluate_on_cluster(scenarios: list[Scenario], kubeconfig: str, namespace: str, plane: Any) -> list[Result]:
+async def evaluate_on_cluster(
+    scenarios: list[Scenario], kubeconfig: str, namespace: str, plane: Any
+) -> list[Result]:
     """Plant each scenario on the cluster, send its alert through the webhook, score."""
     from oncallm.evaluation.stack import running_stack
     from oncallm.kube.api import ApiError, ClientSettings, KubeAPI
@@ -112,7 +116,8 @@ async def evaluate_on_cluster(scenarios: list[Scenario], kubeconfig: str, namesp
                     if status.get("reportConfigMap"):
                         try:
                             cm = await api.request(
-                                "GET", resource("ConfigMap").path(namespace, status["reportConfigMap"])
+                                "GET",
+                                resource("ConfigMap").path(namespace, status["reportConfigMap"]),
                             )
                             report = cm.get("data", {}).get("report.md", "")
                         except ApiError:
@@ -127,7 +132,9 @@ async def evaluate_on_cluster(scenarios: list[Scenario], kubeconfig: str, namesp
                             mentions_missing=missing,
                             analyzer=status.get("analyzer"),
                             seconds=round(finished - started, 3),
-                            error=None if phase == "Completed" else f"phase {phase}: {status.get('reason')}",
+                            error=None
+                            if phase == "Completed"
+                            else f"phase {phase}: {status.get('reason')}",
                             analysis=name,
                         )
                     )
@@ -205,15 +212,28 @@ def table(results: list[Result]) -> str:
         mentions = f"{len(r.mentions_found)}/{len(r.mentions_found) + len(r.mentions_missing)}"
         if r.mentions_missing:
             mentions += " (missing: " + ", ".join(r.mentions_missing) + ")"
-        rows.append((r.scenario, r.expected, r.got or f"error: {r.error}", mentions, "yes" if r.correct else "NO"))
+        rows.append(
+            (
+                r.scenario,
+                r.expected,
+                r.got or f"error: {r.error}",
+                mentions,
+                "yes" if r.correct else "NO",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(widths[i]) if i < 4 else cell for i, cell in enumerate(row)) for row in rows]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) if i < 4 else cell for i, cell in enumerate(row))
+        for row in rows
+    ]
     correct = sum(r.correct for r in results)
     lines.append(f"{correct}/{len(results)} correct")
     return "\n".join(lines)
 
 
-def run_eval(folder: Path, *, offline: bool, output: Path, controlplane_dir: Path | None, namespace: str) -> int:
+def run_eval(
+    folder: Path, *, offline: bool, output: Path, controlplane_dir: Path | None, namespace: str
+) -> int:
     scenarios = load_scenarios(folder)
     if not scenarios:
         print(f"no scenario files (*.yaml) in {folder}")
@@ -231,11 +251,16 @@ def run_eval(folder: Path, *, offline: bool, output: Path, controlplane_dir: Pat
         except RuntimeError:
             print(f"starting the local control plane in {folder_cp} …", flush=True)
             plane = LocalControlPlane(folder_cp).up()
-        results = asyncio.run(evaluate_on_cluster(scenarios, str(plane.kubeconfig), namespace, plane))
+        results = asyncio.run(
+            evaluate_on_cluster(scenarios, str(plane.kubeconfig), namespace, plane)
+        )
     print(table(results))
     times = sorted(r.seconds for r in results if r.correct or r.got)
     if times and not offline:
-        print(f"alert to completed report: median {times[len(times) // 2]:.2f} s, max {times[-1]:.2f} s")
+        print(
+            f"alert to completed report: median {times[len(times) // 2]:.2f} s, "
+            f"max {times[-1]:.2f} s"
+        )
     output.write_text(json.dumps([asdict(r) | {"correct": r.correct} for r in results], indent=2))
     print(f"results: {output}")
     return 0
@@ -247,5 +272,12 @@ async def _offline(scenarios: list[Scenario]) -> list[Result]:
         try:
             results.append(await evaluate_offline(scenario))
         except Exception as err:
-            results.append(Result(scenario.name, scenario.expect.category.value, None, error=f"{type(err).__name__}: {err}"))
+            results.append(
+                Result(
+                    scenario.name,
+                    scenario.expect.category.value,
+                    None,
+                    error=f"{type(err).__name__}: {err}",
+                )
+            )
     return results

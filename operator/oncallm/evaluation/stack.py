@@ -28,7 +28,9 @@ class Stack:
     def url(self) -> str:
         return self.sidecar.url
 
-    async def send(self, payload: dict[str, object], token: str | None = None) -> list[dict[str, str]]:
+    async def send(
+        self, payload: dict[str, object], token: str | None = None
+    ) -> list[dict[str, str]]:
         """POST a notification as Alertmanager does; the sidecar's answer."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with aiohttp.ClientSession() as session:

@@ -211,6 +211,7 @@ class _Gatherer:
                     "Pod", namespace, label_selector=f"job-name={name_of(latest)}"
                 )
             return
+        selector: str | None
         if kind == "Job":
             selector = f"job-name={name_of(obj)}"
         else:
@@ -384,7 +385,7 @@ class _Gatherer:
             self.ctx.services.append(snap.service_snapshot(svc, endpoints, pods, relation))
 
     def _mentioned_text(self) -> str:
-        parts = []
+        parts: list[str] = []
         for p in self.ctx.pods:
             for c in p.containers:
                 parts.extend(c.env.values())
@@ -512,8 +513,10 @@ def standard_queries(alert: Alert, target: TargetRef, ctx: Context) -> list[tupl
             ),
             (
                 "cpu_throttled_ratio",
-                f"sum by (pod, container) (increase(container_cpu_cfs_throttled_periods_total{{{sel}}}[5m]))"
-                f" / sum by (pod, container) (increase(container_cpu_cfs_periods_total{{{sel}}}[5m]))",
+                "sum by (pod, container) "
+                f"(increase(container_cpu_cfs_throttled_periods_total{{{sel}}}[5m]))"
+                " / sum by (pod, container) "
+                f"(increase(container_cpu_cfs_periods_total{{{sel}}}[5m]))",
                 "share of CPU periods throttled, last 5 minutes",
             ),
         ]
@@ -567,7 +570,11 @@ def _log_containers(pod: PodSnapshot, wanted: str | None) -> list[Any]:
 def _mentions(text: str, name: str, namespace: str) -> bool:
     if len(name) < 3:
         return False
-    pattern = rf"(?<![\w.-]){re.escape(name)}(?:\.{re.escape(namespace)})?(?:\.svc(?:\.cluster\.local)?)?(?::\d+|(?![\w-]))"
+    # The name alone, or its cluster DNS forms, followed by a port or the end of the word.
+    pattern = (
+        rf"(?<![\w.-]){re.escape(name)}(?:\.{re.escape(namespace)})?"
+        rf"(?:\.svc(?:\.cluster\.local)?)?(?::\d+|(?![\w-]))"
+    )
     return re.search(pattern, text) is not None
 
 

@@ -67,7 +67,8 @@ def _probe(probe: Obj | None) -> str | None:
         what = "probe"
     timing = (
         f" delay={probe.get('initialDelaySeconds', 0)}s timeout={probe.get('timeoutSeconds', 1)}s"
-        f" period={probe.get('periodSeconds', 10)}s failureThreshold={probe.get('failureThreshold', 3)}"
+        f" period={probe.get('periodSeconds', 10)}s"
+        f" failureThreshold={probe.get('failureThreshold', 3)}"
     )
     return what + timing
 

@@ -13,7 +13,7 @@ from oncallm.models.policy import AnalysisPolicy
 
 @kopf.on.event(GROUP, VERSION, "analysispolicies")
 def track_policy(
-    type: str,  # noqa: A002 - kopf's name
+    type: str,
     body: kopf.Body,
     name: str,
     memo: kopf.Memo,

@@ -57,7 +57,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     api = await KubeAPI.connect()
     model = ModelClient.from_settings(LLMSettings.from_env())
     session = aiohttp.ClientSession()
-    metrics_source = PrometheusSource(config.prometheus_url, session) if config.prometheus_url else None
+    metrics_source = (
+        PrometheusSource(config.prometheus_url, session) if config.prometheus_url else None
+    )
     reader = ApiReader(api)
     pipeline = Pipeline(
         api=api,

@@ -37,7 +37,11 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
 
 
 def report_url(base: str, namespace: str, name: str) -> str:
-    return f"{base.rstrip('/')}/analyses/{namespace}/{name}" if base else f"/analyses/{namespace}/{name}"
+    return (
+        f"{base.rstrip('/')}/analyses/{namespace}/{name}"
+        if base
+        else f"/analyses/{namespace}/{name}"
+    )
 
 
 async def webhook(request: web.Request) -> web.Response:

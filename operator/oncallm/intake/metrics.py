@@ -12,9 +12,7 @@ ANALYSES_RESOLVED = Counter(
 REPEATS_SKIPPED = Counter(
     "oncallm_webhook_repeats_skipped_total", "Alerts already stored, answered without a write"
 )
-REJECTED = Counter(
-    "oncallm_webhook_rejected_total", "Notifications refused, by reason", ["reason"]
-)
+REJECTED = Counter("oncallm_webhook_rejected_total", "Notifications refused, by reason", ["reason"])
 REQUEST_SECONDS = Histogram(
     "oncallm_webhook_request_duration_seconds",
     "Time to answer a notification",

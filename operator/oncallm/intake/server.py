@@ -78,6 +78,8 @@ async def serve(settings: IntakeSettings | None = None) -> None:
             "OnCallM sidecar listening on %s (AlertAnalyses in namespace %s%s)",
             sidecar.url,
             settings.namespace,
-            ", bearer token required" if settings.token else ", no token: set ONCALLM_WEBHOOK_TOKEN",
+            ", bearer token required"
+            if settings.token
+            else ", no token: set ONCALLM_WEBHOOK_TOKEN",
         )
         await stop.wait()

@@ -73,7 +73,9 @@ class AlertWriter:
         await self._create(alert, payload, name, received)
         return Stored(alert.fingerprint, name, self.namespace, "recorded-resolved")
 
-    def _body(self, alert: Alert, payload: WebhookPayload, name: str, received: str) -> dict[str, Any]:
+    def _body(
+        self, alert: Alert, payload: WebhookPayload, name: str, received: str
+    ) -> dict[str, Any]:
         spec = AlertAnalysisSpec(
             alert=AlertSpec.from_alert(alert),
             receiver=payload.receiver,
@@ -89,7 +91,9 @@ class AlertWriter:
         body.pop("status", None)
         return body
 
-    async def _create(self, alert: Alert, payload: WebhookPayload, name: str, received: str) -> None:
+    async def _create(
+        self, alert: Alert, payload: WebhookPayload, name: str, received: str
+    ) -> None:
         body = self._body(alert, payload, name, received)
         async with self._limit:
             try:

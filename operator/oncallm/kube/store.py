@@ -33,7 +33,7 @@ class AnalysisStore:
     def get(self, namespace: str, name: str) -> AlertAnalysis | None:
         return self._items.get((namespace, name))
 
-    def list(self) -> list[AlertAnalysis]:
+    def all(self) -> list[AlertAnalysis]:
         return list(self._items.values())
 
     def by_fingerprint(self, fingerprint: str) -> list[AlertAnalysis]:

@@ -3,7 +3,9 @@
 from prometheus_client import Counter, Gauge, Histogram
 
 ANALYSES = Counter(
-    "oncallm_analyses_finished_total", "Finished analyses, by outcome and analyser", ["outcome", "analyzer"]
+    "oncallm_analyses_finished_total",
+    "Finished analyses, by outcome and analyser",
+    ["outcome", "analyzer"],
 )
 STAGE_SECONDS = Histogram(
     "oncallm_analysis_stage_seconds",

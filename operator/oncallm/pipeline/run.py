@@ -65,7 +65,9 @@ class ApiHistory:
 
     async def earlier(self, alert: Alert, exclude: str | None) -> list[HistorySnapshot]:
         items = await self.reader.list(
-            "AlertAnalysis", self.namespace, label_selector=f"{LABEL_FINGERPRINT}={alert.fingerprint}"
+            "AlertAnalysis",
+            self.namespace,
+            label_selector=f"{LABEL_FINGERPRINT}={alert.fingerprint}",
         )
         out = []
         for item in items:
@@ -225,7 +227,9 @@ class Pipeline:
         known = {e.id: e for e in [*evidence, *outcome.tool_evidence]}
         cited = [known[i] for i in diag.evidence if i in known]
         notes = list(outcome.notes)
-        conditions = [_condition("Analyzed", "True", "Completed", f"analysed by {outcome.analyzer}")]
+        conditions = [
+            _condition("Analyzed", "True", "Completed", f"analysed by {outcome.analyzer}")
+        ]
         if outcome.upgrade_pending:
             conditions.append(
                 _condition(
@@ -283,7 +287,7 @@ class Pipeline:
 def _condition(kind: str, status: str, reason: str, message: str) -> Condition:
     return Condition(
         type=kind,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         reason=reason,
         message=message,
         last_transition_time=now_text(),

@@ -9,7 +9,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 #: Lower runs first. Unknown severities sit between warning and info.
-SEVERITY_RANK = {"critical": 0, "page": 0, "high": 1, "error": 1, "warning": 2, "info": 4, "none": 5}
+SEVERITY_RANK = {
+    "critical": 0,
+    "page": 0,
+    "high": 1,
+    "error": 1,
+    "warning": 2,
+    "info": 4,
+    "none": 5,
+}
 
 
 def severity_rank(severity: str | None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from oncallm.kube.api import ApiError, KubeAPI
 from oncallm.kube.resources import resource
@@ -50,8 +51,11 @@ class AnalysisService:
             try:
                 self.set_policy(AnalysisPolicy.model_validate(item))
             except ValueError as err:
-                log.warning("AnalysisPolicy %s is ignored until it is fixed: %s",
-                            item.get("metadata", {}).get("name"), err)
+                log.warning(
+                    "AnalysisPolicy %s is ignored until it is fixed: %s",
+                    item.get("metadata", {}).get("name"),
+                    err,
+                )
 
     def set_policy(self, policy: AnalysisPolicy) -> None:
         self.policies[policy.name] = policy
@@ -174,7 +178,7 @@ class AnalysisService:
             if not cont:
                 return deleted
 
-    def _expired(self, item: dict, now: datetime) -> bool:  # type: ignore[type-arg]
+    def _expired(self, item: dict[str, Any], now: datetime) -> bool:
         status = item.get("status") or {}
         phase = status.get("phase")
         if phase not in (Phase.COMPLETED, Phase.FAILED, Phase.SKIPPED):

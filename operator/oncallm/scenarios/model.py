@@ -123,7 +123,10 @@ class ShiftedScenario(BaseModel):
         for obj in objects:
             meta = obj["metadata"]
             for ref in meta.get("ownerReferences") or []:
-                ref.setdefault("uid", uids.get((ref.get("kind"), meta.get("namespace"), ref.get("name")), "uid"))
+                ref.setdefault(
+                    "uid",
+                    uids.get((ref.get("kind"), meta.get("namespace"), ref.get("name")), "uid"),
+                )
         reader = MemoryReader(objects + self.event_objects())
         for lg in self.scenario.logs:
             ns = lg.namespace or _pod_namespace(objects, lg.pod)

@@ -69,9 +69,7 @@ async def clear_namespace(api: KubeAPI, namespace: str) -> None:
     for pod in listing.get("items", []):
         name = pod["metadata"]["name"]
         try:
-            await api.request(
-                "DELETE", pods.path(namespace, name), query={"gracePeriodSeconds": 0}
-            )
+            await api.request("DELETE", pods.path(namespace, name), query={"gracePeriodSeconds": 0})
         except ApiError as err:
             if err.status != 404:
                 raise
@@ -147,9 +145,7 @@ async def plant(
         plant_log(ns, lg.pod, lg.container, lg.text, lg.previous)
     for obj in to_delete:
         meta = obj["metadata"]
-        await api.request(
-            "DELETE", resource(obj["kind"]).path(meta.get("namespace"), meta["name"])
-        )
+        await api.request("DELETE", resource(obj["kind"]).path(meta.get("namespace"), meta["name"]))
     return created
 
 
@@ -219,7 +215,10 @@ async def _create(
             # whose owner uid does not exist, so plant it without that reference.
             log.warning(
                 "%s %s: owner %s %s is not in the scenario; planted without it",
-                kind, meta.get("name"), ref.get("kind"), ref.get("name"),
+                kind,
+                meta.get("name"),
+                ref.get("kind"),
+                ref.get("name"),
             )
             continue
         ref["uid"] = owner["metadata"]["uid"]
@@ -239,7 +238,9 @@ async def _create(
         result = await api.request("POST", res.path(namespace), body=body)
     except ApiError as err:
         if err.status != 409:
-            raise ApiError(err.status, f"planting {kind} {meta.get('name')}: {err.message}") from err
+            raise ApiError(
+                err.status, f"planting {kind} {meta.get('name')}: {err.message}"
+            ) from err
         current = await api.request("GET", res.path(namespace, meta["name"]))
         body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         result = await api.request("PUT", res.path(namespace, meta["name"]), body=body)

@@ -133,7 +133,7 @@ class _WebView:
 
     def listed(self, request: web.Request) -> tuple[views.Filters, list[AlertAnalysis], int]:
         filters = views.Filters.from_query(request.query)
-        matching = [a for a in self.store.list() if filters.matches(a)]
+        matching = [a for a in self.store.all() if filters.matches(a)]
         return filters, views.newest_first(matching)[: self.settings.list_limit], len(matching)
 
     # -- pages ---------------------------------------------------------------------------
@@ -141,7 +141,7 @@ class _WebView:
     async def index(self, request: web.Request) -> web.StreamResponse:
         filters, shown, total = self.listed(request)
         now = datetime.now(UTC)
-        everything = self.store.list()
+        everything = self.store.all()
         poll = "api/analyses" + (f"?{filters.query()}" if filters.active else "")
         return self.page(
             "list.html",
@@ -169,7 +169,7 @@ class _WebView:
         same_alert, same_target = views.related(
             analysis,
             self.store.by_fingerprint(analysis.spec.alert.fingerprint),
-            self.store.list(),
+            self.store.all(),
             self.settings.history_limit,
         )
         now = datetime.now(UTC)
