@@ -184,8 +184,10 @@ async def test_alert_to_report_with_the_service_accounts_rights_only(
                         phase = ((aa or {}).get("status") or {}).get("phase")
                         return aa if phase in ("Completed", "Failed") else None
 
+                    # Generous: until kopf's cluster-wide scanning is disabled (see the xfail
+                    # below), the operator retries it for ~55 s before watching anything.
                     aa = await wait_for(
-                        finished, timeout=90, interval=0.2, what=f"{name} to finish"
+                        finished, timeout=150, interval=0.2, what=f"{name} to finish"
                     )
                     # The web view, served from the webhook's own watch of the analyses.
                     async with session.get(body[0]["reportURL"]) as page:
