@@ -16,6 +16,7 @@ from oncallm.llm.client import ModelClient
 from oncallm.llm.settings import LLMSettings
 from oncallm.pipeline.prometheus import PrometheusSource
 from oncallm.pipeline.run import Pipeline
+from oncallm.pipeline.tools import KubeToolBackend
 from oncallm.pipeline.service import AnalysisService
 from oncallm.pipeline.settings import OperatorSettings
 
@@ -42,13 +43,20 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Progress and diff-base in annotations: the structural CRD schema prunes unknown status
     # fields, so kopf's default status storage would be dropped by the API server.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="oncallm.io")
+    # A prefix of kopf's own: kopf ignores changes to annotations under its prefix, and
+    # `oncallm.io/reanalyze` must count as a change.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix="kopf.oncallm.io"
+    )
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="oncallm.io", key="last-handled-configuration"
+        prefix="kopf.oncallm.io", key="last-handled-configuration"
     )
     settings.persistence.finalizer = "oncallm.io/finalizer"
     settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT
+    # OnCallM watches its own namespace only; scanning namespaces and CRDs cluster-wide needs
+    # rights it does not have, and kopf would retry them for about a minute at every start.
+    settings.scanning.disabled = True
     settings.posting.level = logging.WARNING  # k8s Events for problems only; ours are explicit
     # Handler retries are ours (RetryLater -> TemporaryError with a delay), not kopf's backoff.
     settings.execution.max_workers = 4
@@ -68,6 +76,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         report_base_url=config.report_base_url,
         model=model,
         metrics_source=metrics_source,
+        tools=KubeToolBackend(reader, metrics_source),
     )
     service = AnalysisService(api, pipeline, config)
     # Policies are known before the first analysis runs: kopf starts every watch at once, and

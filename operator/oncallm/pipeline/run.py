@@ -21,6 +21,7 @@ from oncallm.intake.naming import LABEL_FINGERPRINT
 from oncallm.kube.api import KubeAPI
 from oncallm.llm.analyse import ModelOutcome, analyse_with_model
 from oncallm.llm.client import ModelClient
+from oncallm.llm.tools import ToolBackend
 from oncallm.models.alert import Alert, AlertStatus
 from oncallm.models.analysis import (
     AlertAnalysis,
@@ -97,7 +98,7 @@ class Pipeline:
     model: ModelClient | None = None
     metrics_source: MetricsSource | None = None
     gather_settings: GatherSettings = field(default_factory=GatherSettings)
-    tools: Any = None
+    tools: ToolBackend | None = None
 
     def report_url(self, analysis: AlertAnalysis) -> str:
         path = f"/analyses/{analysis.namespace}/{analysis.name}"

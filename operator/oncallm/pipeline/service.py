@@ -196,17 +196,22 @@ class AnalysisService:
     async def sweep_model_pending(self) -> int:
         """Ask for a re-analysis of analyses waiting for the model, once it answers again."""
         model = self.pipeline.model
-        if model is None or getattr(model, "breaker_open", False):
+        if model is None or model.breaker.is_open:
             return 0
         path = resource("AlertAnalysis").path(self.settings.namespace)
         page = await self.api.request(
             "GET", path, query={"labelSelector": f"{MODEL_PENDING_LABEL}=true", "limit": 100}
         )
-        for item in page.get("items", []):
+        items = page.get("items", [])
+        if items:
+            log.info(
+                "the model answers again: re-analysing %d analyses done by the rules", len(items)
+            )
+        for item in items:
             await self.api.request(
                 "PATCH",
                 f"{path}/{item['metadata']['name']}",
                 body={"metadata": {"annotations": {REANALYZE_ANNOTATION: "true"}}},
                 content_type="application/merge-patch+json",
             )
-        return len(page.get("items", []))
+        return len(items)
