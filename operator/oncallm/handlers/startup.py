@@ -16,9 +16,9 @@ from oncallm.llm.client import ModelClient
 from oncallm.llm.settings import LLMSettings
 from oncallm.pipeline.prometheus import PrometheusSource
 from oncallm.pipeline.run import Pipeline
-from oncallm.pipeline.tools import KubeToolBackend
 from oncallm.pipeline.service import AnalysisService
 from oncallm.pipeline.settings import OperatorSettings
+from oncallm.pipeline.tools import KubeToolBackend
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from oncallm.analysis.evidence import build_evidence
 from oncallm.analysis.rules import diagnose
