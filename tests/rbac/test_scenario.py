@@ -36,9 +36,6 @@ SCENARIO = Path(__file__).parents[1] / "cluster" / "data" / "db-down.yaml"
 WEBHOOK_TOKEN = "am-oncallm-" + "9c2f47d1e8b3a605"
 #: What kopf and OnCallM log when the API server refuses a request.
 REFUSALS = ("forbidden", "Forbidden", "403", "Not enough permissions")
-#: kopf's cluster-wide scanning of namespaces and CRDs, which the manifests do not grant on
-#: purpose (see test_operator_starts_without_cluster_scope_scanning).
-KOPF_SCANNING = ("/api/v1/namespaces ->", "/customresourcedefinitions ->", "Not enough permissions")
 
 
 def refusals(text: str, *, ignore: tuple[str, ...] = ()) -> list[str]:
@@ -184,10 +181,8 @@ async def test_alert_to_report_with_the_service_accounts_rights_only(
                         phase = ((aa or {}).get("status") or {}).get("phase")
                         return aa if phase in ("Completed", "Failed") else None
 
-                    # Generous: until kopf's cluster-wide scanning is disabled (see the xfail
-                    # below), the operator retries it for ~55 s before watching anything.
                     aa = await wait_for(
-                        finished, timeout=150, interval=0.2, what=f"{name} to finish"
+                        finished, timeout=60, interval=0.2, what=f"{name} to finish"
                     )
                     # The web view, served from the webhook's own watch of the analyses.
                     async with session.get(body[0]["reportURL"]) as page:
@@ -217,16 +212,10 @@ async def test_alert_to_report_with_the_service_accounts_rights_only(
         query={"fieldSelector": f"involvedObject.name={name}"},
     )
     assert "AnalysisCompleted" in [e["reason"] for e in events["items"]]
-    refused = refusals(operator_text + webhook_text, ignore=KOPF_SCANNING)
+    refused = refusals(operator_text + webhook_text)
     assert not refused, "\n".join(refused)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kopf lists namespaces and watches CRDs cluster-wide unless "
-    "settings.scanning.disabled = True is set in handlers/startup.py configure(); without "
-    "it the operator retries for ~55 s before watching its own namespace",
-)
 async def test_operator_starts_without_cluster_scope_scanning(
     installed: LocalControlPlane, sa_kubeconfig: Path, tmp_path: Path
 ) -> None:
