@@ -29,7 +29,7 @@ def environment(**values: str) -> Iterator[None]:
 @contextmanager
 def operator_running(namespace: str, **env: str) -> Iterator[KopfRunner]:
     """The operator, watching ``namespace``, in a thread of this process."""
-    with environment(ONCALLM_NAMESPACE=namespace, **env):
+    with environment(ONCALLM_NAMESPACE=namespace, ONCALLM_OPERATOR_METRICS_PORT="0", **env):
         with KopfRunner(
             ["run", "--standalone", f"--namespace={namespace}", "-m", "oncallm.handlers"],
             timeout=60,
@@ -51,6 +51,7 @@ def operator_process(
             "KUBECONFIG": str(kubeconfig),
             "ONCALLM_NAMESPACE": namespace,
             "ONCALLM_OPERATOR_HEALTH_PORT": "0",
+            "ONCALLM_OPERATOR_METRICS_PORT": "0",
             **env,
         },
         stdout=log.open("ab"),

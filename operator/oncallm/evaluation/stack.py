@@ -53,6 +53,7 @@ async def running_stack(
 
     os.environ["KUBECONFIG"] = kubeconfig
     os.environ["ONCALLM_NAMESPACE"] = namespace
+    os.environ.setdefault("ONCALLM_OPERATOR_METRICS_PORT", "0")
     stop = asyncio.Event()
     ready = asyncio.Event()
     operator = asyncio.create_task(

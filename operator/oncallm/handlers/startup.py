@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import kopf
+import prometheus_client
 
 from oncallm.kube.api import KubeAPI
 from oncallm.kube.reader import ApiReader
@@ -62,6 +63,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.execution.max_workers = 4
 
     config = OperatorSettings.from_env()
+    _serve_metrics(config.metrics_port)
     api = await KubeAPI.connect()
     model = ModelClient.from_settings(LLMSettings.from_env())
     session = aiohttp.ClientSession()
@@ -97,6 +99,21 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         "configured" if model else "off (set ONCALLM_LLM_BASE_URL / OPENAI_API_KEY to add one)",
         config.prometheus_url or "off (set ONCALLM_PROMETHEUS_URL to add metrics evidence)",
     )
+
+
+def _serve_metrics(port: int) -> None:
+    """The operator's own /metrics (analyses by outcome, stage durations, queue, model calls)."""
+    if port <= 0:
+        return
+    try:
+        prometheus_client.start_http_server(port)
+    except OSError as err:
+        log.warning(
+            "cannot serve operator metrics on port %d (%s); set ONCALLM_OPERATOR_METRICS_PORT "
+            "to a free port, or 0 to turn them off",
+            port,
+            err,
+        )
 
 
 async def _every(seconds: float, job: Any) -> None:

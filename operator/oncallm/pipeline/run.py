@@ -186,8 +186,7 @@ class Pipeline:
             gathering=round(gathered - started, 3), analyzing=round(analysed - gathered, 3)
         )
         final = analysis.model_copy(update={"status": status})
-        history = [h.analysis for h in ctx.history]
-        files = render_report(final, _history_objects(history, self.namespace, ctx.history))
+        files = render_report(final, _history_objects(analysis, ctx.history))
         status.report_config_map = await write_report(self.api, analysis, files)
         reported = time.perf_counter()
         metrics.STAGE_SECONDS.labels("reporting").observe(reported - analysed)
@@ -295,29 +294,20 @@ def _condition(kind: str, status: str, reason: str, message: str) -> Condition:
 
 
 def _history_objects(
-    names: list[str], namespace: str, history: list[HistorySnapshot]
+    analysis: AlertAnalysis, history: list[HistorySnapshot]
 ) -> list[AlertAnalysis]:
-    """Minimal AlertAnalysis objects for the report's 'earlier analyses' section."""
+    """Earlier analyses of the same alert, as the report's 'earlier analyses' section reads them."""
     out = []
     for h in history:
+        spec = analysis.spec.model_copy(deep=True)
+        spec.alert.starts_at = h.starts_at or spec.alert.starts_at
         out.append(
-            AlertAnalysis.model_validate(
-                {
-                    "metadata": {"name": h.analysis, "namespace": namespace},
-                    "spec": {
-                        "alert": {
-                            "status": "firing",
-                            "labels": {"alertname": "earlier"},
-                            "startsAt": h.starts_at or "",
-                            "fingerprint": "earlier",
-                        }
-                    },
-                    "status": {
-                        "phase": h.phase,
-                        "category": h.category,
-                        "rootCause": h.root_cause,
-                    },
-                }
+            AlertAnalysis(
+                metadata={"name": h.analysis, "namespace": analysis.namespace},
+                spec=spec,
+                status=AlertAnalysisStatus.model_validate(
+                    {"phase": h.phase, "category": h.category, "rootCause": h.root_cause}
+                ),
             )
         )
     return out

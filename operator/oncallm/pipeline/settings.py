@@ -29,6 +29,10 @@ class OperatorSettings:
     """How often analyses completed by the rules while the model was down are retried with
     the model (ONCALLM_UPGRADE_SWEEP_SECONDS)."""
 
+    metrics_port: int = 8082
+    """Port of the operator's /metrics (ONCALLM_OPERATOR_METRICS_PORT); 0 turns it off. The
+    sidecar serves the webhook's metrics on its own port."""
+
     @classmethod
     def from_env(cls) -> OperatorSettings:
         env = os.environ
@@ -42,6 +46,7 @@ class OperatorSettings:
             retention_sweep_seconds=float(
                 env.get("ONCALLM_RETENTION_SWEEP_SECONDS", cls.retention_sweep_seconds)
             ),
+            metrics_port=int(env.get("ONCALLM_OPERATOR_METRICS_PORT", cls.metrics_port)),
             upgrade_sweep_seconds=float(
                 env.get("ONCALLM_UPGRADE_SWEEP_SECONDS", cls.upgrade_sweep_seconds)
             ),
