@@ -270,6 +270,7 @@ class LocalControlPlane:
         self.state.pids["kube-apiserver"] = self._procs["kube-apiserver"].pid
         self._save_state()
         self._wait_ready()
+        self._wait_servable(repo_root() / "crds")
 
     # -- helpers -------------------------------------------------------------------------
     def _popen_kwargs(self, name: str) -> dict[str, Any]:
@@ -385,6 +386,29 @@ class LocalControlPlane:
                     names.append(f"crd/{doc['metadata']['name']}")
         if names:
             self.kubectl_run("wait", "--for=condition=Established", "--timeout=60s", *names)
+        self._wait_servable(folder)
+
+    def _wait_servable(self, folder: Path) -> None:
+        """Established is not enough: until the watch cache of a new resource has initialised,
+        the API server answers its lists with 429 "storage is (re)initializing"."""
+        paths = []
+        for path in sorted(folder.glob("*.yaml")):
+            for doc in yaml.safe_load_all(path.read_text()):
+                if doc and doc.get("kind") == "CustomResourceDefinition":
+                    spec = doc["spec"]
+                    version = next(v["name"] for v in spec["versions"] if v.get("served"))
+                    paths.append(
+                        f"/apis/{spec['group']}/{version}/{spec['names']['plural']}?limit=1"
+                    )
+        deadline = time.monotonic() + READY_TIMEOUT
+        for api_path in paths:
+            while True:
+                status, body = self.request(api_path)
+                if status == 200:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{api_path} still answers {status}: {body[:200]}")
+                time.sleep(0.1)
 
     def plant_log(
         self, namespace: str, pod: str, container: str, text: str, *, previous: bool = False

@@ -19,7 +19,6 @@ from oncallm.pipeline.prometheus import PrometheusSource
 from oncallm.pipeline.run import Pipeline
 from oncallm.pipeline.service import AnalysisService
 from oncallm.pipeline.settings import OperatorSettings
-from oncallm.pipeline.tools import KubeToolBackend
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +70,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         PrometheusSource(config.prometheus_url, session) if config.prometheus_url else None
     )
     reader = ApiReader(api)
-    pipeline = Pipeline(
-        api=api,
-        reader=reader,
-        namespace=config.namespace,
-        report_base_url=config.report_base_url,
-        model=model,
-        metrics_source=metrics_source,
-        tools=KubeToolBackend(reader, metrics_source),
-    )
+    pipeline = Pipeline.from_env(api, reader, config, model, metrics_source)
     service = AnalysisService(api, pipeline, config)
     # Policies are known before the first analysis runs: kopf starts every watch at once, and
     # an analysis resumed at startup must not run under the built-in default by accident.

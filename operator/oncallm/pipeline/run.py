@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from oncallm.analysis.evidence import build_evidence
-from oncallm.analysis.rules import diagnose
+from oncallm.analysis.evidence import EvidenceSettings, build_evidence
+from oncallm.analysis.rules import RuleSettings, diagnose
 from oncallm.gathering.gather import GatherSettings, MetricsSource, gather
 from oncallm.gathering.reader import KubeReader
 from oncallm.gathering.target import resolve_target
@@ -36,8 +36,10 @@ from oncallm.models.analysis import (
 from oncallm.models.evidence import Context, HistorySnapshot
 from oncallm.models.policy import AnalysisPolicy
 from oncallm.pipeline import metrics
+from oncallm.pipeline.settings import OperatorSettings
+from oncallm.pipeline.tools import KubeToolBackend
 from oncallm.pipeline.writes import patch_status, post_event, write_report
-from oncallm.reports import render_report
+from oncallm.reports import ReportSettings, render_report
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,34 @@ class Pipeline:
     model: ModelClient | None = None
     metrics_source: MetricsSource | None = None
     gather_settings: GatherSettings = field(default_factory=GatherSettings)
+    evidence_settings: EvidenceSettings = field(default_factory=EvidenceSettings)
+    rule_settings: RuleSettings = field(default_factory=RuleSettings)
+    report_settings: ReportSettings = field(default_factory=ReportSettings)
     tools: ToolBackend | None = None
+
+    @classmethod
+    def from_env(
+        cls,
+        api: KubeAPI,
+        reader: KubeReader,
+        config: OperatorSettings,
+        model: ModelClient | None,
+        metrics_source: MetricsSource | None,
+    ) -> Pipeline:
+        """The operator's pipeline, every tunable read from the environment."""
+        return cls(
+            api=api,
+            reader=reader,
+            namespace=config.namespace,
+            report_base_url=config.report_base_url,
+            model=model,
+            metrics_source=metrics_source,
+            tools=KubeToolBackend(reader, metrics_source),
+            gather_settings=GatherSettings.from_env(),
+            evidence_settings=EvidenceSettings.from_env(),
+            rule_settings=RuleSettings.from_env(),
+            report_settings=ReportSettings.from_env(),
+        )
 
     def report_url(self, analysis: AlertAnalysis) -> str:
         path = f"/analyses/{analysis.namespace}/{analysis.name}"
@@ -166,7 +195,7 @@ class Pipeline:
             history=ApiHistory(self.reader, self.namespace),
             exclude_analysis=analysis.name,
         )
-        evidence = build_evidence(ctx)
+        evidence = build_evidence(ctx, self.evidence_settings)
         ctx.evidence = evidence
         gathered = time.perf_counter()
         metrics.STAGE_SECONDS.labels("gathering").observe(gathered - started)
@@ -176,7 +205,7 @@ class Pipeline:
             analysis,
             AlertAnalysisStatus(phase=Phase.ANALYZING, short_root_cause="analysing…"),
         )
-        baseline = diagnose(ctx)
+        baseline = diagnose(ctx, self.rule_settings)
         outcome = await self._model(ctx, evidence, baseline, policy)
         analysed = time.perf_counter()
         metrics.STAGE_SECONDS.labels("analyzing").observe(analysed - gathered)
@@ -186,7 +215,11 @@ class Pipeline:
             gathering=round(gathered - started, 3), analyzing=round(analysed - gathered, 3)
         )
         final = analysis.model_copy(update={"status": status})
-        files = render_report(final, _history_objects(analysis, ctx.history))
+        files = render_report(
+            final,
+            _history_objects(analysis, ctx.history),
+            max_bytes=self.report_settings.max_bytes,
+        )
         status.report_config_map = await write_report(self.api, analysis, files)
         reported = time.perf_counter()
         metrics.STAGE_SECONDS.labels("reporting").observe(reported - analysed)
