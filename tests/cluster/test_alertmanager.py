@@ -10,17 +10,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from oncallm.controlplane import LocalControlPlane
 from oncallm.controlplane.cluster import free_port
+from oncallm.gathering.gather import alert_expression
 from oncallm.intake import metrics
 from oncallm.intake.app import API_KEY
 from oncallm.intake.server import RunningSidecar, running_sidecar
 from oncallm.intake.settings import IntakeSettings
 from oncallm.kube.api import ClientSettings, KubeAPI
 from oncallm.kube.resources import resource
+from oncallm.pipeline.prometheus import PrometheusSource
 from tests.helpers.monitoring import alertmanager, needs_alertmanager, needs_prometheus, prometheus
 from tests.helpers.planting import ts, wait_for
 
@@ -210,6 +213,13 @@ async def test_prometheus_rule_fires_into_an_analysis(
             items = await wait_for(
                 stored, timeout=60, what=f"the rule to fire\n{prom.tail()}\n{am.tail()}"
             )
+            # Gathering's metrics source reads the alert's own expression from generatorURL.
+            expr = alert_expression(items[0]["spec"]["alert"]["generatorURL"])
+            assert expr is not None and "CrashLoopBackOff" in expr
+            async with aiohttp.ClientSession() as session:
+                values = await PrometheusSource(prom.url, session).query(expr)
+            assert any("api-7d9f8c6b5-x2kqp" in key for key in values), values
+            assert set(values.values()) == {1.0}
     finally:
         await runner.cleanup()
     alert = items[0]["spec"]["alert"]
