@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from oncallm.analysis.evidence import build_evidence
 from oncallm.analysis.rules import diagnose
+from oncallm.evaluation.prometheus import scenario_prometheus
 from oncallm.gathering.gather import gather
 from oncallm.models.analysis import AlertAnalysis, AlertAnalysisSpec, AlertAnalysisStatus, AlertSpec
 from oncallm.models.policy import DEFAULT_POLICY
@@ -251,9 +253,20 @@ def run_eval(
         except RuntimeError:
             print(f"starting the local control plane in {folder_cp} …", flush=True)
             plane = LocalControlPlane(folder_cp).up()
-        results = asyncio.run(
-            evaluate_on_cluster(scenarios, str(plane.kubeconfig), namespace, plane)
-        )
+        saved = os.environ.get("ONCALLM_PROMETHEUS_URL")
+        with scenario_prometheus(scenarios) as prometheus_url:
+            if prometheus_url:
+                os.environ["ONCALLM_PROMETHEUS_URL"] = prometheus_url
+                print(f"scenario metrics served by Prometheus at {prometheus_url}", flush=True)
+            try:
+                results = asyncio.run(
+                    evaluate_on_cluster(scenarios, str(plane.kubeconfig), namespace, plane)
+                )
+            finally:
+                if saved is None:
+                    os.environ.pop("ONCALLM_PROMETHEUS_URL", None)
+                else:
+                    os.environ["ONCALLM_PROMETHEUS_URL"] = saved
     print(table(results))
     times = sorted(r.seconds for r in results if r.correct or r.got)
     if times and not offline:

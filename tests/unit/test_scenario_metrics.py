@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from oncallm.scenarios.metrics import openmetrics
+from oncallm.scenarios.model import load_scenario
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+def test_series_become_timestamped_openmetrics_ending_at_now() -> None:
+    scenario = load_scenario(SCENARIOS / "reports-oom.yaml")
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    text = openmetrics([scenario], now)
+    lines = text.splitlines()
+    assert lines[0] == "# TYPE container_memory_working_set_bytes gauge"
+    assert lines[-1] == "# EOF"
+    samples = [line for line in lines if not line.startswith("#")]
+    values = scenario.metrics[0].values.split()
+    assert len(samples) == len(values)
+    timestamps = [float(line.rsplit(" ", 1)[1]) for line in samples]
+    assert timestamps[-1] == now.timestamp()
+    assert timestamps == sorted(timestamps)
+    assert timestamps[-1] - timestamps[0] == 60 * (len(values) - 1)
+    assert samples[-1].split(" ")[1] == str(float(values[-1]))
