@@ -24,3 +24,13 @@ def test_series_become_timestamped_openmetrics_ending_at_now() -> None:
     assert timestamps == sorted(timestamps)
     assert timestamps[-1] - timestamps[0] == 60 * (len(values) - 1)
     assert samples[-1].split(" ")[1] == str(float(values[-1]))
+
+
+def test_shifting_moves_times_but_not_gos_zero_time() -> None:
+    scenario = load_scenario(SCENARIOS / "orders-api-db-down.yaml")
+    scenario.alert["endsAt"] = "0001-01-01T00:00:00Z"
+    later = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    shifted = scenario.shift(later)
+    assert shifted.alert.ended is None  # still firing
+    delta = later - scenario.now
+    assert shifted.alert.starts_at == scenario.alert_model().starts_at + delta
