@@ -28,7 +28,7 @@ down: install ## stop the local control plane
 	$(VENV)/bin/oncallm controlplane down --dir $(CONTROLPLANE_DIR)
 
 demo: build ## OnCallM's main job on the local control plane: plant failures, send alerts, show the analyses
-	$(VENV)/bin/oncallm demo --dir $(CONTROLPLANE_DIR)
+	$(VENV)/bin/oncallm --log-level WARNING demo --dir $(CONTROLPLANE_DIR)
 
 run: install ## operator and sidecar against the current kubeconfig (a real cluster)
 	$(VENV)/bin/oncallm run

@@ -17,16 +17,7 @@ def _controlplane(args: argparse.Namespace) -> int:
 
     folder = Path(args.dir)
     if args.action == "up":
-        try:
-            plane = LocalControlPlane.attach(folder)
-            if plane.is_running():
-                print(f"already up: {plane.server}")
-                print(f"export KUBECONFIG={plane.kubeconfig}")
-                return 0
-            plane.down()
-        except RuntimeError:
-            pass
-        plane = LocalControlPlane(folder).up()
+        plane = LocalControlPlane.running_or_started(folder)
         print(f"local control plane up at {plane.server}")
         print(f"export KUBECONFIG={plane.kubeconfig}")
         print(f"kubectl: {plane.kubectl}  (or any kubectl with that KUBECONFIG)")
@@ -175,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Starting or building the local control plane takes a while: always say so.
+    logging.getLogger("oncallm.controlplane").setLevel(logging.INFO)
     func: Callable[[argparse.Namespace], int] = args.func
     return func(args)
 

@@ -115,6 +115,19 @@ class LocalControlPlane:
         plane.state = State(**json.loads(path.read_text()))
         return plane
 
+    @classmethod
+    def running_or_started(cls, folder: Path | None = None) -> LocalControlPlane:
+        """The control plane running in ``folder``, or a new one started there."""
+        try:
+            plane = cls.attach(folder)
+            if plane.is_running():
+                return plane
+            plane.down()  # a stale state.json from a stopped run
+        except RuntimeError:
+            pass
+        log.info("starting the local control plane in %s", cls(folder).folder)
+        return cls(folder).up()
+
     def is_running(self) -> bool:
         if self.state is None:
             return False

@@ -69,13 +69,7 @@ async def _demo(plane: LocalControlPlane, scenarios_dir: Path, port: int, serve:
 
 
 def run_demo(folder: Path, scenarios_dir: Path, port: int, serve: bool) -> int:
-    try:
-        plane = LocalControlPlane.attach(folder)
-        if not plane.is_running():
-            raise RuntimeError("stale")
-    except RuntimeError:
-        print(f"starting the local control plane in {folder} …", flush=True)
-        plane = LocalControlPlane(folder).up()
+    plane = LocalControlPlane.running_or_started(folder)
     asyncio.run(_demo(plane, scenarios_dir, port, serve))
     print(f"the control plane stays up; `oncallm controlplane down --dir {folder}` stops it")
     return 0

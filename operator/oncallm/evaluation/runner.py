@@ -245,14 +245,7 @@ def run_eval(
     else:
         from oncallm.controlplane import LocalControlPlane
 
-        folder_cp = controlplane_dir or Path("/tmp/oncallm-controlplane")
-        try:
-            plane = LocalControlPlane.attach(folder_cp)
-            if not plane.is_running():
-                raise RuntimeError("not running")
-        except RuntimeError:
-            print(f"starting the local control plane in {folder_cp} …", flush=True)
-            plane = LocalControlPlane(folder_cp).up()
+        plane = LocalControlPlane.running_or_started(controlplane_dir)
         saved = os.environ.get("ONCALLM_PROMETHEUS_URL")
         with scenario_prometheus(scenarios) as prometheus_url:
             if prometheus_url:
