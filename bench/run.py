@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--no-sidecar-memory", action="store_true", help="measure only the operator's RSS"
     )
+    group.add_argument(
+        "--memory-unhandled",
+        action="store_true",
+        help="store the analyses without kopf's handled-annotation: the operator's first "
+        "start over analyses it never saw (it then writes that annotation on every one)",
+    )
     parser.add_argument(
         "--output", type=Path, default=DEFAULT_OUTPUT, help="where the JSON figures go"
     )
@@ -185,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                     folder,
                     count=args.analyses,
                     sidecar=not args.no_sidecar_memory,
+                    handled=not args.memory_unhandled,
                     log=say,
                 )
             )
@@ -197,11 +204,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(folder, ignore_errors=True)
     results["seconds"] = round(time.monotonic() - started, 1)
+    end_load = os.getloadavg()
+    results["host"]["load_average_at_end"] = [round(x, 2) for x in end_load]
     results["lines"] = figures
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     say()
-    say(f"figures ({results['date']}, {results['seconds']:.0f} s in all):")
+    say(
+        f"figures ({results['date']}, {results['seconds']:.0f} s in all; load average "
+        f"{load[0]:.2f} at start, {end_load[0]:.2f} at the end on {os.cpu_count()} CPUs):"
+    )
     for line in figures:
         say(line)
     say(f"written to {args.output}")
