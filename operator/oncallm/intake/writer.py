@@ -94,8 +94,8 @@ class AlertWriter:
     async def _create(
         self, alert: Alert, payload: WebhookPayload, name: str, received: str
     ) -> None:
-        body = self._body(alert, payload, name, received)
-        async with self._limit:
+        async with self._limit:  # build the body only when its request can go
+            body = self._body(alert, payload, name, received)
             try:
                 created = await self.api.request("POST", self._path, body=body)
             except ApiError as err:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from oncallm.gathering.reader import SourceError
@@ -11,6 +13,13 @@ from oncallm.kube.resources import resource
 #: Most objects of one kind gathering reads in one list call: enough for any workload's
 #: pods or a namespace's events, bounded so a huge namespace cannot stall an analysis.
 LIST_LIMIT = 500
+#: Seconds a node's pod list is shared between analyses. In an alert storm many analyses
+#: look at the same few nodes, and decoding a node's ~100-250 pods dominated the operator's
+#: CPU; a node's picture a few seconds old is as good for a diagnosis.
+NODE_PODS_TTL = 5.0
+
+#: Objects as JSON dicts (an alias: inside the class, ``list`` is the method's name).
+Objects = list[dict[str, Any]]
 
 
 class ApiReader:
@@ -18,6 +27,7 @@ class ApiReader:
 
     def __init__(self, api: KubeAPI) -> None:
         self.api = api
+        self._node_pods: dict[str, tuple[float, asyncio.Future[Objects]]] = {}
 
     async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         try:
@@ -37,6 +47,33 @@ class ApiReader:
         label_selector: str | None = None,
         field_selector: str | None = None,
     ) -> list[dict[str, Any]]:
+        if kind == "Pod" and namespace is None and field_selector and not label_selector:
+            if field_selector.startswith("spec.nodeName=") and "," not in field_selector:
+                return await self._pods_on_node(field_selector)
+        return await self._list(kind, namespace, label_selector, field_selector)
+
+    async def _pods_on_node(self, field_selector: str) -> Objects:
+        """A node's pods, one request shared by every analysis asking within NODE_PODS_TTL."""
+        now = time.monotonic()
+        cached = self._node_pods.get(field_selector)
+        if cached is not None and now - cached[0] < NODE_PODS_TTL:
+            if not cached[1].done() or cached[1].exception() is None:
+                return await asyncio.shield(cached[1])
+        future: asyncio.Future[Objects] = asyncio.ensure_future(
+            self._list("Pod", None, None, field_selector)
+        )
+        self._node_pods[field_selector] = (now, future)
+        for key in [k for k, (t, _) in self._node_pods.items() if now - t >= NODE_PODS_TTL]:
+            del self._node_pods[key]
+        return await asyncio.shield(future)
+
+    async def _list(
+        self,
+        kind: str,
+        namespace: str | None,
+        label_selector: str | None,
+        field_selector: str | None,
+    ) -> Objects:
         query = {
             "labelSelector": label_selector,
             "fieldSelector": field_selector,

@@ -48,6 +48,11 @@ class AnalysisStore:
         if event_type == "DELETED":
             self._remove(key)
         else:
+            known = self._items.get(key)
+            version = meta.get("resourceVersion")
+            if known is not None and version and known.metadata.get("resourceVersion") == version:
+                return  # the watch echoing a write this process already applied
+
             try:
                 analysis = AlertAnalysis.model_validate(obj)
             except ValidationError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,9 @@ from oncallm.pipeline.settings import OperatorSettings
 log = logging.getLogger(__name__)
 
 REANALYZE_ANNOTATION = "oncallm.io/reanalyze"
+#: How long startup keeps trying to read the policies while the API server is busy or
+#: initialising; kopf itself would only retry the whole startup a minute later.
+POLICY_LOAD_SECONDS = 30.0
 MODEL_PENDING_LABEL = "oncallm.io/model-pending"
 
 
@@ -46,7 +50,16 @@ class AnalysisService:
     async def load_policies(self) -> None:
         """Read every AnalysisPolicy of the namespace once (the watch keeps them current)."""
         path = resource("AnalysisPolicy").path(self.settings.namespace)
-        listing = await self.api.request("GET", path)
+        deadline = time.monotonic() + POLICY_LOAD_SECONDS
+        while True:
+            try:
+                listing = await self.api.request("GET", path)
+                break
+            except ApiError as err:
+                # Right after the CRDs are installed the API server answers 429 for a while.
+                if not err.transient or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
         for item in listing.get("items", []):
             try:
                 self.set_policy(AnalysisPolicy.model_validate(item))
