@@ -91,6 +91,13 @@ class ApiHistory:
 
 
 @dataclass
+class RunResult:
+    phase: Phase
+    #: completed by the rules while the model was unavailable: ask the model again later
+    model_pending: bool = False
+
+
+@dataclass
 class Pipeline:
     api: KubeAPI
     reader: KubeReader
@@ -152,7 +159,7 @@ class Pipeline:
         )
         metrics.ANALYSES.labels("skipped", "none").inc()
 
-    async def run(self, analysis: AlertAnalysis, policy: AnalysisPolicy, attempt: int) -> Phase:
+    async def run(self, analysis: AlertAnalysis, policy: AnalysisPolicy, attempt: int) -> RunResult:
         """Analyse; returns the final phase. Raises ApiError on API failures (retry later)."""
         alert = analysis.spec.alert.to_alert()
         if alert.status == AlertStatus.RESOLVED and analysis.status.phase in (None, Phase.PENDING):
@@ -163,12 +170,12 @@ class Pipeline:
                 else "the alert was already resolved when OnCallM first saw it",
                 policy.name,
             )
-            return Phase.SKIPPED
+            return RunResult(Phase.SKIPPED)
         if not policy.spec.analyze:
             await self.skip(
                 analysis, f"policy {policy.name} has analyze: false for this alert", policy.name
             )
-            return Phase.SKIPPED
+            return RunResult(Phase.SKIPPED)
 
         started = time.perf_counter()
         target = resolve_target(alert)
@@ -235,7 +242,7 @@ class Pipeline:
             reason="AnalysisCompleted",
             message=f"{status.category}: {status.root_cause} (report: {status.report_url})",
         )
-        return Phase.COMPLETED
+        return RunResult(Phase.COMPLETED, model_pending=outcome.upgrade_pending)
 
     async def _model(
         self, ctx: Context, evidence: list[EvidenceRef], baseline: Diagnosis, policy: AnalysisPolicy

@@ -17,7 +17,7 @@ from oncallm.kube.resources import resource
 from oncallm.models.analysis import AlertAnalysis, Phase
 from oncallm.models.policy import AnalysisPolicy, select_policy
 from oncallm.pipeline import metrics
-from oncallm.pipeline.run import Pipeline
+from oncallm.pipeline.run import Pipeline, RunResult
 from oncallm.pipeline.scheduler import PriorityGate
 from oncallm.pipeline.settings import OperatorSettings
 
@@ -95,7 +95,7 @@ class AnalysisService:
         )
         severity = analysis.spec.alert.labels.get("severity")
         try:
-            phase = await self._run_in_slot(analysis, policy, attempt, severity)
+            result = await self._run_in_slot(analysis, policy, attempt, severity)
         except ApiError as err:
             if err.status == 404:
                 return Phase.FAILED  # deleted meanwhile: nothing to write to
@@ -121,12 +121,12 @@ class AnalysisService:
             except ApiError:
                 raise RetryLater(reason, self.settings.retry_delay) from err
             return Phase.FAILED
-        await self._mark_model_pending(analysis)
-        return phase
+        await self._mark_model_pending(analysis, result.model_pending)
+        return result.phase
 
     async def _run_in_slot(
         self, analysis: AlertAnalysis, policy: AnalysisPolicy, attempt: int, severity: str | None
-    ) -> Phase:
+    ) -> RunResult:
         metrics.WAITING.inc()
         waiting = True
         try:
@@ -142,15 +142,10 @@ class AnalysisService:
             if waiting:
                 metrics.WAITING.dec()
 
-    async def _mark_model_pending(self, analysis: AlertAnalysis) -> None:
+    async def _mark_model_pending(self, analysis: AlertAnalysis, pending: bool) -> None:
         """Label analyses the rules finished while the model was down, so a sweep finds them."""
         path = resource("AlertAnalysis").path(analysis.namespace, analysis.name)
-        current = await self.api.request("GET", path)
-        conditions = (current.get("status") or {}).get("conditions") or []
-        pending = any(
-            c.get("type") == "ModelUpgradePending" and c.get("status") == "True" for c in conditions
-        )
-        labels = (current.get("metadata") or {}).get("labels") or {}
+        labels = analysis.metadata.get("labels") or {}
         if pending == (MODEL_PENDING_LABEL in labels):
             return
         await self.api.request(
