@@ -112,14 +112,17 @@ def evaluate(
     return [f for _, _, f in found]
 
 
-def diagnose(ctx: Context, settings: RuleSettings | None = None) -> Diagnosis:
+def diagnose(
+    ctx: Context, settings: RuleSettings | None = None, ev: EvidenceIndex | None = None
+) -> Diagnosis:
     """The rule-based diagnosis of one gathered context.
 
-    ``evidence`` holds only ids of items that :func:`~oncallm.analysis.evidence.build_evidence`
-    produces for the same context; ``commands`` name the real objects.
+    ``ev`` is the analysis' evidence, built once (with the operator's evidence settings) and
+    shared with the model path; without it the evidence is built here with the defaults.
+    ``evidence`` holds only ids of items in ``ev``; ``commands`` name the real objects.
     """
     settings = settings or RuleSettings()
-    ev = index_evidence(ctx)
+    ev = ev or index_evidence(ctx)
     findings = evaluate(ctx, settings, ev)
     best = findings[0] if findings else unknown(ctx, ev, settings)
     return to_diagnosis(best, ctx, ev)
