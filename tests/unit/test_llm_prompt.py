@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 import re
 
-from oncallm.llm.prompt import build_prompt, diagnosis_json_schema, estimate_tokens
+from oncallm.llm.prompt import (
+    RULES_ONLY_FIELDS,
+    build_prompt,
+    diagnosis_json_schema,
+    estimate_tokens,
+)
 from oncallm.llm.redaction import Redactor
 from oncallm.models.analysis import Category, Diagnosis, EvidenceRef
 from tests.unit.llm_fixtures import INJECTION, POD, SECRETS, baseline, context, evidence
@@ -121,7 +126,10 @@ def test_strict_schema_is_strict_and_matches_the_model() -> None:
     assert schema["type"] == "object"
     assert schema["additionalProperties"] is False
     assert set(schema["required"]) == set(schema["properties"])
-    assert set(schema["properties"]) == {f.alias or n for n, f in Diagnosis.model_fields.items()}
+    fields = {f.alias or n for n, f in Diagnosis.model_fields.items()}
+    # the causal chain stays the rules': the model is not asked for it
+    assert set(schema["properties"]) == fields - set(RULES_ONLY_FIELDS)
+    assert "CauseLink" not in json.dumps(schema)
     assert schema["properties"]["category"]["enum"] == [c.value for c in Category]
     assert "$ref" not in json.dumps(schema)
     assert "maxLength" not in json.dumps(schema)

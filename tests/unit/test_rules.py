@@ -763,9 +763,16 @@ psycopg2.errors.DuplicateTable: relation "orders_created_at_idx" already exists
         alert=alert("KubeJobFailed", pod="", container="", job_name="orders-migrate-28597740"),
         target=TargetRef(kind="Job", namespace=NS, name="orders-migrate-28597740"),
     )
-    d = check(c, Category.JOB_BACKOFF_LIMIT)
-    assert "backoffLimit of 4" in d.root_cause
-    assert "DuplicateTable" in d.root_cause  # the pods' real failure
+    # the pods' unhandled error is the root cause; the failed Job is the link above it
+    d = check(c, Category.APP_CRASH_EXCEPTION)
+    assert "DuplicateTable" in d.root_cause
+    assert "orders-migrate-28597740" in d.root_cause
+    roles = [(link.role.value, link.rule) for link in d.chain]
+    assert roles[0][0] == "symptom"
+    assert ("wrapper", "job-backoff-limit") in roles
+    assert roles[-1] == ("cause", "app-crash-exception")
+    job_link = next(link for link in d.chain if link.rule == "job-backoff-limit")
+    assert "BackoffLimitExceeded" in job_link.summary
     assert f"kubectl -n {NS} describe job orders-migrate-28597740" in d.commands
     assert any("--from=cronjob/orders-migrate" in cmd for cmd in d.commands)
 
@@ -907,10 +914,13 @@ def test_rollout_stuck_names_the_revision_and_the_pods_failure() -> None:
         alert=alert("KubeDeploymentRolloutStuck", pod="", container="", deployment="api"),
         target=TargetRef(kind="Deployment", namespace=NS, name="api"),
     )
-    d = check(c, Category.ROLLOUT_STUCK)
+    # the missing Secret of the new revision is the cause; the stuck rollout says which
+    # revision it is and how to roll back
+    d = check(c, Category.MISSING_SECRET_OR_CONFIGMAP)
     assert "revision 13" in d.root_cause and "2.15.0" in d.root_cause
     assert "orders-api-v2" in d.root_cause
     assert f"kubectl -n {NS} rollout undo deployment/api --to-revision=12" in d.commands
+    assert next(link.rule for link in d.chain if link.role.value == "wrapper") == "rollout-stuck"
 
 
 def test_stuck_rollout_from_quota_is_quota() -> None:
@@ -1005,3 +1015,293 @@ def test_throttling_below_threshold_is_ignored() -> None:
         alert=alert("KubePodNotReady"),
     )
     assert Category.CPU_THROTTLING not in {f.category for f in evaluate(c)}
+
+
+# --- the causal chain: wrappers never hide a deeper proven cause ------------------------------
+
+NEW_RS = "api-6b7c9d8f5"
+NEW_POD = "api-6b7c9d8f5-q4r7t"
+
+
+def _old_pod() -> PodSnapshot:
+    healthy = container(
+        state="running",
+        reason="",
+        message="",
+        ready=True,
+        restart_count=0,
+        last_state=None,
+        last_reason="",
+        last_exit_code=None,
+    )
+    return pod(POD, healthy, conditions={"Ready": ("True", "", "")})
+
+
+def _stuck_rollout(new: PodSnapshot, **kw: Any) -> Context:
+    """Deployment api stuck rolling out revision 13 (2.15.0) while revision 12 serves."""
+    w = deployment(
+        ready=3,
+        desired=3,
+        conditions={
+            "Progressing": (
+                "False",
+                "ProgressDeadlineExceeded",
+                f'ReplicaSet "{NEW_RS}" has timed out progressing.',
+            )
+        },
+        revisions=[
+            RevisionSnapshot(
+                name=NEW_RS,
+                revision=13,
+                images={"api": "ghcr.io/acme/orders-api:2.15.0"},
+                replicas=1,
+                ready_replicas=0,
+                changes=[
+                    "api.image: ghcr.io/acme/orders-api:2.14.0 -> ghcr.io/acme/orders-api:2.15.0"
+                ],
+            ),
+            RevisionSnapshot(
+                name="api-7d9f8c6b5",
+                revision=12,
+                images={"api": "ghcr.io/acme/orders-api:2.14.0"},
+                replicas=3,
+                ready_replicas=3,
+            ),
+        ],
+    )
+    base: dict[str, Any] = {
+        "pods": [new, _old_pod()],
+        "workload": w,
+        "alert": alert("KubeDeploymentRolloutStuck", pod="", container="", deployment="api"),
+        "target": TargetRef(kind="Deployment", namespace=NS, name="api"),
+    }
+    base.update(kw)
+    return ctx(**base)
+
+
+def _new_pod(c: ContainerSnapshot, **kw: Any) -> PodSnapshot:
+    return pod(NEW_POD, c, owner_name=NEW_RS, labels={"app": "api"}, **kw)
+
+
+_NEW = {"image": "ghcr.io/acme/orders-api:2.15.0"}
+
+ROLLOUT_CAUSES: dict[str, tuple[Category, dict[str, Any]]] = {
+    "image-pull": (
+        Category.IMAGE_PULL_ERROR,
+        {
+            "pods": [
+                _new_pod(
+                    container(
+                        state="waiting",
+                        reason="ImagePullBackOff",
+                        message='Back-off pulling image "ghcr.io/acme/orders-api:2.15.0"',
+                        restart_count=0,
+                        last_state=None,
+                        last_exit_code=None,
+                        **_NEW,
+                    ),
+                    phase="Pending",
+                ),
+                _old_pod(),
+            ],
+            "events": [
+                event(
+                    "Failed",
+                    'Failed to pull image "ghcr.io/acme/orders-api:2.15.0": rpc error: code = '
+                    "NotFound desc = failed to pull and unpack image "
+                    '"ghcr.io/acme/orders-api:2.15.0": ghcr.io/acme/orders-api:2.15.0: not found',
+                    name=NEW_POD,
+                )
+            ],
+        },
+    ),
+    "oom": (
+        Category.OOM_KILLED,
+        {
+            "pods": [
+                _new_pod(container(last_reason="OOMKilled", last_exit_code=137, **_NEW)),
+                _old_pod(),
+            ]
+        },
+    ),
+    "missing-key": (
+        Category.MISSING_SECRET_OR_CONFIGMAP,
+        {
+            "pods": [
+                _new_pod(
+                    container(
+                        state="waiting",
+                        reason="CreateContainerConfigError",
+                        message="couldn't find key DB_PASSWORD in Secret orders/orders-db",
+                        restart_count=0,
+                        last_state=None,
+                        last_exit_code=None,
+                        secrets=["orders-db"],
+                        **_NEW,
+                    ),
+                    phase="Pending",
+                ),
+                _old_pod(),
+            ],
+            "events": [
+                event(
+                    "Failed",
+                    "Error: couldn't find key DB_PASSWORD in Secret orders/orders-db",
+                    name=NEW_POD,
+                )
+            ],
+        },
+    ),
+    "probe": (
+        Category.FAILING_PROBE,
+        {
+            "pods": [
+                _new_pod(
+                    container(
+                        last_reason="Error",
+                        last_exit_code=137,
+                        restart_count=6,
+                        liveness_probe="http GET /healthz port 9090 delay=10s timeout=1s period=10s",
+                        **_NEW,
+                    )
+                ),
+                _old_pod(),
+            ],
+            "events": [
+                event(
+                    "Unhealthy",
+                    'Liveness probe failed: Get "http://10.42.1.30:9090/healthz": dial tcp '
+                    "10.42.1.30:9090: connect: connection refused",
+                    name=NEW_POD,
+                    count=18,
+                ),
+                event(
+                    "Killing",
+                    "Container api failed liveness probe, will be restarted",
+                    name=NEW_POD,
+                    type="Normal",
+                    count=6,
+                ),
+            ],
+        },
+    ),
+    "panic": (
+        Category.APP_CRASH_EXCEPTION,
+        {
+            "pods": [_new_pod(container(**_NEW)), _old_pod()],
+            "logs": [
+                log(
+                    "panic: runtime error: invalid memory address or nil pointer dereference\n"
+                    "[signal SIGSEGV: segmentation violation code=0x1 addr=0x18 pc=0x9b3c1a]\n"
+                    "goroutine 1 [running]:\nmain.(*Server).loadPricing(0x0)\n"
+                    "\t/src/server.go:88 +0x1a",
+                    pod_name=NEW_POD,
+                )
+            ],
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ROLLOUT_CAUSES))
+def test_the_new_pods_cause_wins_over_a_stuck_rollout(case: str) -> None:
+    category, parts = ROLLOUT_CAUSES[case]
+    d = check(_stuck_rollout(parts["pods"][0], **parts), category)
+    wrappers = [link for link in d.chain if link.role.value == "wrapper"]
+    assert wrappers and wrappers[0].rule == "rollout-stuck", d.chain
+    assert d.chain[-1].role.value == "cause" and d.chain[-1].category == category
+    assert "revision 13" in d.root_cause  # the wrapper says which revision to roll back
+    assert f"kubectl -n {NS} rollout undo deployment/api --to-revision=12" in d.commands
+
+
+def test_a_strategy_deadlock_with_healthy_old_pods_stays_rollout_stuck() -> None:
+    pending = _new_pod(
+        container(
+            state="waiting",
+            reason="ContainerCreating",
+            message="",
+            restart_count=0,
+            last_state=None,
+            last_reason="",
+            last_exit_code=None,
+            **_NEW,
+        ),
+        phase="Pending",
+        node_name=None,
+        conditions={"PodScheduled": ("False", "Unschedulable", "")},
+    )
+    c = _stuck_rollout(
+        pending,
+        events=[
+            event(
+                "FailedScheduling",
+                "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules. "
+                "preemption: 0/3 nodes are available: 3 No preemption victims found for "
+                "incoming pod.",
+                name=NEW_POD,
+            )
+        ],
+    )
+    d = check(c, Category.ROLLOUT_STUCK)
+    assert d.confidence >= 0.9
+    assert "anti-affinity" in d.root_cause
+    assert any("maxUnavailable" in a for a in d.immediate_actions)
+
+
+def test_a_job_that_fails_on_a_bad_env_var_is_bad_config() -> None:
+    job_pod = pod(
+        "orders-export-28597740-7xk2p",
+        container(
+            name="export",
+            state="terminated",
+            reason="Error",
+            exit_code=1,
+            restart_count=0,
+            last_state=None,
+            last_reason="",
+            last_exit_code=None,
+            env={"EXPORT_BATCH_SIZE": "ten-thousand"},
+        ),
+        owner_kind="Job",
+        owner_name="orders-export-28597740",
+        phase="Failed",
+    )
+    job = WorkloadSnapshot(
+        kind="Job",
+        name="orders-export-28597740",
+        namespace=NS,
+        backoff_limit=2,
+        failed=3,
+        conditions={
+            "Failed": (
+                "True",
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+            )
+        },
+    )
+    c = ctx(
+        pods=[job_pod],
+        workload=job,
+        logs=[
+            log(
+                "2025-05-14T09:41:02Z INFO starting export\n"
+                "Error: invalid value for EXPORT_BATCH_SIZE: strconv.Atoi: parsing "
+                '"ten-thousand": invalid syntax',
+                pod_name="orders-export-28597740-7xk2p",
+                container_name="export",
+                previous=False,
+            )
+        ],
+        alert=alert("KubeJobFailed", pod="", container="", job_name="orders-export-28597740"),
+        target=TargetRef(kind="Job", namespace=NS, name="orders-export-28597740"),
+    )
+    d = check(c, Category.BAD_CONFIG)
+    assert "EXPORT_BATCH_SIZE" in d.root_cause
+    assert any(link.rule == "job-backoff-limit" for link in d.chain)
+
+
+def test_every_rule_states_its_mechanism_and_scope() -> None:
+    for rule in RULES:
+        assert len(rule.mechanism) > 40, rule.name
+        assert (rule.wrap is not None) == (rule.scope.value == "wrapper"), rule.name

@@ -225,14 +225,22 @@ def build_prompt(
     )
 
 
+RULES_ONLY_FIELDS = ("chain", "secondary")
+"""Diagnosis fields the model's reply leaves out: the pipeline keeps the rules' chain."""
+
+
 def diagnosis_json_schema() -> dict[str, Any]:
     """A strict JSON schema for :class:`Diagnosis` (``response_format`` ``json_schema``).
 
     Strict mode wants every property required, no extra properties and no length keywords;
-    lengths are stated in the instructions and enforced when the reply is validated.
+    lengths are stated in the instructions and enforced when the reply is validated. The
+    causal chain and secondary causes are the rules' (:data:`RULES_ONLY_FIELDS`): the model
+    is not asked for them.
     """
     source = Diagnosis.model_json_schema(by_alias=True)
-    defs = source.get("$defs", {})
+    for name in RULES_ONLY_FIELDS:
+        source["properties"].pop(name, None)
+    defs = {k: v for k, v in source.get("$defs", {}).items() if k not in ("CauseLink", "LinkRole")}
 
     def clean(node: Any) -> Any:
         if isinstance(node, dict):

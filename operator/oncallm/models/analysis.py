@@ -157,10 +157,36 @@ class MissingEvidence(KubeModel):
     reason: str
 
 
+class LinkRole(StrEnum):
+    """What a link of the causal chain is."""
+
+    SYMPTOM = "symptom"
+    """What the alert saw."""
+    WRAPPER = "wrapper"
+    """A controller reporting that what it manages fails (a stuck rollout, a failed Job)."""
+    CAUSE = "cause"
+    """The root cause, or a deeper cause of it."""
+    SECONDARY = "secondary"
+    """An independent cause found beside the primary one."""
+
+
+class CauseLink(KubeModel):
+    """One link of a causal chain, from the alert's symptom down to the deepest proven cause."""
+
+    role: LinkRole
+    summary: str = Field(min_length=1, max_length=600)
+    category: Category | None = None
+    evidence: list[str] = Field(default_factory=list, max_length=10)
+    rule: str | None = None
+
+
 class Diagnosis(KubeModel):
     """The result of an analysis, whoever made it: the rules or a model.
 
     ``evidence`` holds the ids of the gathered evidence items that prove the root cause.
+    ``chain`` links the alert's symptom to the root cause, outermost first; ``secondary``
+    lists independent causes found beside it. A model's reply carries neither (its schema
+    leaves them out); the pipeline keeps the rules' chain when the model agrees.
     """
 
     category: Category
@@ -172,6 +198,8 @@ class Diagnosis(KubeModel):
     recommendations: list[str] = Field(default_factory=list, max_length=12)
     evidence: list[str] = Field(default_factory=list, max_length=20)
     commands: list[str] = Field(default_factory=list, max_length=16)
+    chain: list[CauseLink] = Field(default_factory=list, max_length=12)
+    secondary: list[CauseLink] = Field(default_factory=list, max_length=4)
 
 
 class TokenUsage(KubeModel):
@@ -212,6 +240,8 @@ class AlertAnalysisStatus(KubeModel):
     immediate_actions: list[str] | None = None
     recommendations: list[str] | None = None
     evidence: list[EvidenceRef] | None = None
+    chain: list[CauseLink] | None = None
+    secondary_causes: list[CauseLink] | None = None
     missing_evidence: list[MissingEvidence] | None = None
     commands: list[str] | None = None
     analyzer: str | None = None

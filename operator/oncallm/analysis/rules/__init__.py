@@ -1,14 +1,24 @@
-"""The built-in rule-based diagnosis: a table of small rules, each scoring one kind of fault.
+"""The built-in rule-based diagnosis: one table of rules, one engine that links a causal chain.
 
-:func:`diagnose` runs every rule in :data:`RULES` against the gathered context; each returns a
-:class:`Finding` with a score or None. The highest score wins (ties: the earlier rule in the
-table), and its score becomes the confidence. Rules for causes *outside* the failing pod (a
-Service without endpoints, a node, a quota) score above rules that read the pod's own symptoms
-(a traceback), so the diagnosis follows the cause past the symptom. docs/rules.md explains the
-scores. Plain Python: no I/O, milliseconds per context.
+Every rule in :data:`RULES` declares its :class:`~oncallm.analysis.rules.base.Scope` and the
+mechanism it detects. The engine runs the cause rules (pod, outside, capacity) once and ranks
+their findings; the wrapper rules (a failed Job, a stuck rollout, a Deployment short of
+replicas, a maxed HPA, a pod not ready, a target down) then see those ranked findings and
+describe the link they are in. The root cause is the deepest cause the evidence proves:
+
+1. the best proven cause (score at least ``proven_cause_score``) in the pod or outside it, or
+   a wrapper that is itself at fault (a rollout that deadlocks itself), whichever scores more;
+2. else a wrapper in its own right (a Job that failed with nothing to explain its pods);
+3. else the best weak finding; else ``unknown``.
+
+The chain runs from the alert's symptom through the wrappers to the root cause and what the
+rule proved below it; other strong causes of other categories are reported as secondary.
+docs/rules.md explains the scores. Plain Python: no I/O, milliseconds per context.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 from oncallm.analysis import commands as kc
 from oncallm.analysis.evidence import (
@@ -19,53 +29,203 @@ from oncallm.analysis.evidence import (
 from oncallm.analysis.rules import cluster, network, pods, workloads
 from oncallm.analysis.rules.base import (
     Finding,
+    Link,
     Rule,
     RuleSettings,
+    Scope,
     crashed_container,
     namespace,
     pod_commands,
     target_pod,
     workload_state,
 )
-from oncallm.models.analysis import Category, Diagnosis
+from oncallm.models.analysis import Category, CauseLink, Diagnosis, LinkRole
 from oncallm.models.evidence import Context
 
 RULES: tuple[Rule, ...] = (
-    # The workload gave up: wraps the pod-level causes and names them.
-    Rule("job-backoff-limit", Category.JOB_BACKOFF_LIMIT, workloads.job_backoff_limit, True),
-    Rule("rollout-stuck", Category.ROLLOUT_STUCK, workloads.rollout_stuck, True),
-    # Causes outside the pod: its namespace, its node, its storage, its neighbours.
-    Rule("quota-exceeded", Category.QUOTA_EXCEEDED, cluster.quota_exceeded),
-    Rule("pvc-pending", Category.PVC_PENDING, cluster.pvc_pending),
-    Rule("disk-pressure", Category.DISK_PRESSURE, cluster.disk_pressure),
-    Rule("node-not-ready", Category.NODE_NOT_READY, cluster.node_not_ready),
+    # --- wrappers: controllers that report what they manage fails -------------------------------
+    Rule(
+        "job-backoff-limit",
+        Category.JOB_BACKOFF_LIMIT,
+        Scope.WRAPPER,
+        "A Job is marked Failed (BackoffLimitExceeded, DeadlineExceeded) because its pods kept "
+        "failing; the pods' cause is the root cause.",
+        wrap=workloads.job_backoff_limit,
+    ),
+    Rule(
+        "rollout-stuck",
+        Category.ROLLOUT_STUCK,
+        Scope.WRAPPER,
+        "A Deployment's rollout exceeded progressDeadlineSeconds; it is the fault itself only "
+        "when its strategy cannot place new pods beside its own healthy old ones.",
+        wrap=workloads.rollout_stuck,
+    ),
+    Rule(
+        "hpa-maxed",
+        Category.HPA_MAXED,
+        Scope.WRAPPER,
+        "An HPA runs at maxReplicas and wants more: demand exceeds the maximum, unless its pods "
+        "fail for a cause of their own.",
+        wrap=workloads.hpa_maxed,
+    ),
+    Rule(
+        "replicas-mismatch",
+        Category.UNKNOWN,
+        Scope.WRAPPER,
+        "A Deployment, StatefulSet or DaemonSet has fewer ready replicas than desired; a link "
+        "only, never a cause.",
+        wrap=workloads.replicas_mismatch,
+    ),
+    Rule(
+        "pod-not-ready",
+        Category.UNKNOWN,
+        Scope.WRAPPER,
+        "The alerted pod is not Ready; a link only, never a cause.",
+        wrap=workloads.pod_not_ready,
+    ),
+    Rule(
+        "target-down",
+        Category.UNKNOWN,
+        Scope.WRAPPER,
+        "Prometheus cannot scrape a target; a link only, above why its pods do not answer.",
+        wrap=workloads.target_down,
+    ),
+    # --- outside the pod: its namespace, node, storage, neighbours, the scheduler ---------------
+    Rule(
+        "quota-exceeded",
+        Category.QUOTA_EXCEEDED,
+        Scope.OUTSIDE,
+        "The ReplicaSet/Job controller cannot create pods because a ResourceQuota of the "
+        "namespace is used up (FailedCreate 'exceeded quota').",
+        check=cluster.quota_exceeded,
+    ),
+    Rule(
+        "pvc-pending",
+        Category.PVC_PENDING,
+        Scope.OUTSIDE,
+        "A pod waits for a PersistentVolumeClaim that is not Bound (no StorageClass, "
+        "provisioning failed) or a volume that cannot attach.",
+        check=cluster.pvc_pending,
+    ),
+    Rule(
+        "disk-pressure",
+        Category.DISK_PRESSURE,
+        Scope.OUTSIDE,
+        "The kubelet evicts pods because its node's disk or ephemeral storage is short "
+        "(DiskPressure=True, eviction events).",
+        check=cluster.disk_pressure,
+    ),
+    Rule(
+        "node-not-ready",
+        Category.NODE_NOT_READY,
+        Scope.OUTSIDE,
+        "The node under the pods stopped being Ready (kubelet not posting status, memory or "
+        "PID pressure), so its pods are lost or Terminating.",
+        check=cluster.node_not_ready,
+    ),
     Rule(
         "unschedulable",
         Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE,
-        cluster.insufficient_resources_unschedulable,
+        Scope.OUTSIDE,
+        "The scheduler finds no node for the pod (FailedScheduling: insufficient resources, "
+        "taints, affinity).",
+        check=cluster.insufficient_resources_unschedulable,
     ),
-    Rule("dependency-unreachable", Category.DEPENDENCY_UNREACHABLE, network.dependency_unreachable),
-    Rule("network-policy-block", Category.NETWORK_POLICY_BLOCK, network.network_policy_block),
-    Rule("dns-failure", Category.DNS_FAILURE, network.dns_failure),
-    Rule("cert-expired", Category.CERT_EXPIRED, network.cert_expired),
-    Rule("rbac-forbidden", Category.RBAC_FORBIDDEN, network.rbac_forbidden),
-    # The pod's own spec or image.
+    Rule(
+        "dependency-unreachable",
+        Category.DEPENDENCY_UNREACHABLE,
+        Scope.OUTSIDE,
+        "A Service the pod depends on has no ready endpoints, and the pod's connections to it "
+        "fail.",
+        check=network.dependency_unreachable,
+    ),
+    Rule(
+        "network-policy-block",
+        Category.NETWORK_POLICY_BLOCK,
+        Scope.OUTSIDE,
+        "A NetworkPolicy selecting the pod denies the traffic it needs to a healthy "
+        "destination, so its connections time out.",
+        check=network.network_policy_block,
+    ),
+    Rule(
+        "dns-failure",
+        Category.DNS_FAILURE,
+        Scope.OUTSIDE,
+        "Name resolution fails for the pod (NXDOMAIN, resolver timeouts).",
+        check=network.dns_failure,
+    ),
+    Rule(
+        "cert-expired",
+        Category.CERT_EXPIRED,
+        Scope.OUTSIDE,
+        "A TLS handshake fails because a certificate in the path has expired or is not valid yet.",
+        check=network.cert_expired,
+    ),
+    Rule(
+        "rbac-forbidden",
+        Category.RBAC_FORBIDDEN,
+        Scope.OUTSIDE,
+        "The pod's ServiceAccount is refused by the API server (forbidden: cannot <verb> "
+        "<resource>).",
+        check=network.rbac_forbidden,
+    ),
+    # --- the pod's own spec, image or code ------------------------------------------------------
     Rule(
         "missing-secret-or-configmap",
         Category.MISSING_SECRET_OR_CONFIGMAP,
-        pods.missing_secret_or_configmap,
+        Scope.POD,
+        "The kubelet cannot build the container because a Secret, ConfigMap or key it "
+        "references does not exist.",
+        check=pods.missing_secret_or_configmap,
     ),
-    Rule("image-pull-error", Category.IMAGE_PULL_ERROR, pods.image_pull_error),
-    Rule("oom-killed", Category.OOM_KILLED, pods.oom_killed),
-    Rule("bad-config", Category.BAD_CONFIG, pods.bad_config),
-    # Capacity: the service runs, but not fast enough.
-    Rule("hpa-maxed", Category.HPA_MAXED, workloads.hpa_maxed),
-    Rule("cpu-throttling", Category.CPU_THROTTLING, workloads.cpu_throttling),
-    # Symptoms that are causes only when nothing deeper was found.
-    Rule("failing-probe", Category.FAILING_PROBE, pods.failing_probe),
-    Rule("app-crash-exception", Category.APP_CRASH_EXCEPTION, pods.app_crash_exception),
+    Rule(
+        "image-pull-error",
+        Category.IMAGE_PULL_ERROR,
+        Scope.POD,
+        "The kubelet cannot pull the container's image (not found, unauthorized, invalid).",
+        check=pods.image_pull_error,
+    ),
+    Rule(
+        "oom-killed",
+        Category.OOM_KILLED,
+        Scope.POD,
+        "The kernel kills the container for exceeding its memory limit (OOMKilled, exit 137 "
+        "without liveness kills).",
+        check=pods.oom_killed,
+    ),
+    Rule(
+        "bad-config",
+        Category.BAD_CONFIG,
+        Scope.POD,
+        "The program exits at start-up on its own configuration: a parse error, an unknown "
+        "flag, an invalid value, a command that does not exist.",
+        check=pods.bad_config,
+    ),
+    Rule(
+        "failing-probe",
+        Category.FAILING_PROBE,
+        Scope.POD,
+        "The kubelet restarts or unreadies the container because its liveness, startup or "
+        "readiness probe fails.",
+        check=pods.failing_probe,
+    ),
+    Rule(
+        "app-crash-exception",
+        Category.APP_CRASH_EXCEPTION,
+        Scope.POD,
+        "The program crashes on an unhandled exception or panic in its own code.",
+        check=pods.app_crash_exception,
+    ),
+    # --- capacity: the service works, but not at the load it gets -------------------------------
+    Rule(
+        "cpu-throttling",
+        Category.CPU_THROTTLING,
+        Scope.CAPACITY,
+        "The kernel's CFS quota throttles the container at its CPU limit.",
+        check=workloads.cpu_throttling,
+    ),
 )
-"""Every rule, roughly deepest cause first (the order breaks ties between equal scores)."""
+"""Every rule, one table. Within a scope the order breaks ties between equal scores."""
 
 ALERT_HINTS: dict[str, Category] = {
     "KubeJobFailed": Category.JOB_BACKOFF_LIMIT,
@@ -92,24 +252,98 @@ ALERT_HINTS: dict[str, Category] = {
 """Alerts that name their cause; a finding of that category gets a small bonus."""
 
 
+@dataclass
+class Verdict:
+    """What the engine decided: the root cause, the links above it, independent causes."""
+
+    primary: Finding
+    wrappers: list[Finding] = field(default_factory=list)
+    secondary: list[Finding] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+
 def evaluate(
     ctx: Context, settings: RuleSettings | None = None, ev: EvidenceIndex | None = None
 ) -> list[Finding]:
-    """Every finding of every rule, best first. The language model gets these as hints."""
+    """Every finding of every rule, causes ranked best first, then the wrappers."""
     settings = settings or RuleSettings()
     ev = ev or index_evidence(ctx)
+    causes = _causes(ctx, ev, settings)
+    return causes + _wrappers(ctx, ev, settings, causes)
+
+
+def _causes(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> list[Finding]:
     hinted = ALERT_HINTS.get(ctx.alert.name)
     found: list[tuple[float, int, Finding]] = []
     for order, rule in enumerate(RULES):
+        if rule.check is None:
+            continue
         finding = rule.check(ctx, ev, settings)
         if finding is None:
             continue
-        finding.rule = rule.name
+        finding.rule, finding.scope = rule.name, rule.scope
         if finding.category == hinted:
             finding.score = min(0.99, finding.score + settings.alert_hint_bonus)
         found.append((-finding.score, order, finding))
     found.sort(key=lambda t: (t[0], t[1]))
     return [f for _, _, f in found]
+
+
+def _wrappers(
+    ctx: Context, ev: EvidenceIndex, settings: RuleSettings, causes: list[Finding]
+) -> list[Finding]:
+    out: list[Finding] = []
+    for rule in RULES:
+        if rule.wrap is None:
+            continue
+        finding = rule.wrap(ctx, ev, settings, causes)
+        if finding is None:
+            continue
+        finding.rule, finding.scope = rule.name, rule.scope
+        if finding.category == ALERT_HINTS.get(ctx.alert.name):
+            finding.score = min(0.99, finding.score + settings.alert_hint_bonus)
+        out.append(finding)
+    return out
+
+
+def decide(
+    ctx: Context, settings: RuleSettings | None = None, ev: EvidenceIndex | None = None
+) -> Verdict:
+    """The root cause, the wrappers that describe the chain above it, and secondary causes."""
+    settings = settings or RuleSettings()
+    ev = ev or index_evidence(ctx)
+    causes = _causes(ctx, ev, settings)
+    wrapped = _wrappers(ctx, ev, settings, causes)
+    proven = [
+        f
+        for f in causes
+        if f.scope in (Scope.POD, Scope.OUTSIDE) and f.score >= settings.proven_cause_score
+    ]
+    contenders = sorted([*proven, *(w for w in wrapped if w.at_fault)], key=lambda f: -f.score)
+    own = [w for w in wrapped if w.category is not Category.UNKNOWN]
+    if contenders:
+        primary = contenders[0]
+    elif own:
+        primary = max(own, key=lambda f: f.score)
+    elif causes:
+        primary = causes[0]
+    else:
+        primary = unknown(ctx, ev, settings)
+    cited = set(primary.evidence) - {ALERT_ID}
+    secondary = [
+        f
+        for f in causes
+        if f is not primary
+        and f.category is not primary.category
+        and f.score >= settings.secondary_cause_score
+        and not (set(f.evidence) - {ALERT_ID}) <= cited
+    ][:3]
+    return Verdict(
+        primary=primary,
+        wrappers=[w for w in wrapped if w is not primary],
+        secondary=secondary,
+        findings=causes + wrapped,
+    )
 
 
 def diagnose(
@@ -121,29 +355,80 @@ def diagnose(
     shared with the model path; without it the evidence is built here with the defaults.
     ``evidence`` holds only ids of items in ``ev``; ``commands`` name the real objects.
     """
-    settings = settings or RuleSettings()
     ev = ev or index_evidence(ctx)
-    findings = evaluate(ctx, settings, ev)
-    best = findings[0] if findings else unknown(ctx, ev, settings)
-    return to_diagnosis(best, ctx, ev)
+    return to_diagnosis(decide(ctx, settings, ev), ctx, ev)
 
 
-def to_diagnosis(finding: Finding, ctx: Context, ev: EvidenceIndex) -> Diagnosis:
-    """A finding as a :class:`Diagnosis`: ids checked, lists bounded, text within limits."""
+def to_diagnosis(verdict: Verdict | Finding, ctx: Context, ev: EvidenceIndex) -> Diagnosis:
+    """A verdict as a :class:`Diagnosis`: ids checked, lists bounded, text within limits.
+
+    The root cause text is the primary finding's, followed by what the wrappers say about it
+    (which revision to roll back, which Job to re-run); their commands and first action come
+    after the primary's."""
+    if isinstance(verdict, Finding):
+        verdict = Verdict(primary=verdict)
+    finding = verdict.primary
     evidence = ev.cite(*finding.evidence)
     if not evidence and ev.has(ALERT_ID):
         evidence = [ALERT_ID]
-    commands = _dedupe(finding.commands + _generic_commands(ctx))
+    root_cause = finding.root_cause
+    around = [w.summary for w in verdict.wrappers if w.category is not Category.UNKNOWN]
+    if around:
+        root_cause += " Above it: " + " ".join(around)
+    commands = finding.commands + [c for w in verdict.wrappers for c in w.commands]
+    actions = finding.immediate_actions + [
+        a
+        for w in verdict.wrappers
+        if w.category is not Category.UNKNOWN
+        for a in w.immediate_actions[:1]
+    ]
     return Diagnosis(
         category=finding.category,
         summary=_cut(finding.summary, 600),
-        root_cause=_cut(finding.root_cause, 1200),
+        root_cause=_cut(root_cause, 1200),
         confidence=round(max(0.0, min(1.0, finding.score)), 2),
         impact=_cut(finding.impact, 1200),
-        immediate_actions=[_cut(a, 600) for a in _dedupe(finding.immediate_actions)[:12]],
+        immediate_actions=[_cut(a, 600) for a in _dedupe(actions)[:12]],
         recommendations=[_cut(r, 600) for r in _dedupe(finding.recommendations)[:12]],
         evidence=evidence[:20],
-        commands=commands[:16],
+        commands=_dedupe(commands + _generic_commands(ctx))[:16],
+        chain=_chain(verdict, ctx, ev),
+        secondary=[_link(LinkRole.SECONDARY, f, ev) for f in verdict.secondary],
+    )
+
+
+def _chain(verdict: Verdict, ctx: Context, ev: EvidenceIndex) -> list[CauseLink]:
+    """Symptom -> wrappers (outermost first) -> root cause -> what the rule proved below it."""
+    symptom = CauseLink(
+        role=LinkRole.SYMPTOM,
+        summary=_cut(f"{ctx.alert.name} fires for {ctx.target.display}.", 600),
+        evidence=ev.cite(ALERT_ID),
+    )
+    links = [symptom]
+    links += [_link(LinkRole.WRAPPER, w, ev) for w in verdict.wrappers]
+    links.append(_link(LinkRole.CAUSE, verdict.primary, ev))
+    links += [
+        CauseLink(
+            role=LinkRole.CAUSE,
+            summary=_cut(deeper.summary, 600),
+            category=deeper.category,
+            evidence=ev.cite(*deeper.evidence)[:10],
+            rule=verdict.primary.rule or None,
+        )
+        for deeper in verdict.primary.because
+    ]
+    return links[:12]
+
+
+def _link(role: LinkRole, finding: Finding, ev: EvidenceIndex) -> CauseLink:
+    return CauseLink(
+        role=role,
+        summary=_cut(finding.summary, 600),
+        category=None
+        if finding.category is Category.UNKNOWN and role is LinkRole.WRAPPER
+        else finding.category,
+        evidence=ev.cite(*finding.evidence)[:10],
+        rule=finding.rule or None,
     )
 
 
@@ -210,8 +495,12 @@ __all__ = [
     "ALERT_HINTS",
     "RULES",
     "Finding",
+    "Link",
     "Rule",
     "RuleSettings",
+    "Scope",
+    "Verdict",
+    "decide",
     "diagnose",
     "evaluate",
     "to_diagnosis",

@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from oncallm.analysis import commands as kc
 from oncallm.analysis.evidence import (
@@ -47,6 +48,16 @@ class RuleSettings:
     job_backoff_limit (``ONCALLM_RULES_ALERT_HINT_BONUS``). Small: it breaks ties, it never
     turns a symptom into a cause."""
 
+    proven_cause_score: float = 0.7
+    """Score from which a finding in the pod or outside it counts as a proven cause
+    (``ONCALLM_RULES_PROVEN_CAUSE_SCORE``): a wrapper (a failed Job, a stuck rollout) yields
+    the root cause to it. Below it sit the weak signals (a readiness failure, a non-zero exit
+    with no reason) that are symptoms as often as causes."""
+
+    secondary_cause_score: float = 0.8
+    """Score from which another cause of a different category, citing other evidence, is
+    reported as an independent secondary cause (``ONCALLM_RULES_SECONDARY_CAUSE_SCORE``)."""
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> RuleSettings:
         """Settings from ``ONCALLM_RULES_*`` variables; unset ones keep their defaults.
@@ -70,6 +81,34 @@ class RuleSettings:
         return cls(**values)
 
 
+class Scope(StrEnum):
+    """Where a rule looks for the fault. The engine ranks and links findings by it."""
+
+    POD = "pod"
+    """The pod's own spec, image or code: a missing key, a bad flag, an OOM, a panic."""
+
+    OUTSIDE = "outside"
+    """Outside the failing pod: a dependency, DNS, a certificate, RBAC, a NetworkPolicy, the
+    node, storage, a quota, the scheduler. Rolling the pod back would not help."""
+
+    CAPACITY = "capacity"
+    """The service works, but not at the load it gets: CPU throttling."""
+
+    WRAPPER = "wrapper"
+    """A controller reporting that what it manages fails (a Job that gave up, a stuck rollout,
+    an HPA at max). It describes the chain and names its own category only when it is itself
+    at fault or nothing deeper is proven."""
+
+
+@dataclass(frozen=True)
+class Link:
+    """One step of a causal chain below a finding: a cause of the cause, with its evidence."""
+
+    summary: str
+    evidence: list[str] = field(default_factory=list)
+    category: Category | None = None
+
+
 @dataclass
 class Finding:
     """What one rule concluded. ``score`` (0-1) ranks findings and becomes the confidence."""
@@ -83,23 +122,44 @@ class Finding:
     immediate_actions: list[str] = field(default_factory=list)
     recommendations: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
-    #: the name of the rule that made it (set by the engine)
+    #: deeper steps the rule itself proved (the workload that fills a quota, the pod that
+    #: fills a disk), outermost first
+    because: list[Link] = field(default_factory=list)
+    #: for a wrapper: the wrapper itself is the fault (a rollout deadlocked by its strategy
+    #: while the old pods are healthy), so it competes with the causes instead of yielding
+    at_fault: bool = False
+    #: the name and scope of the rule that made it (set by the engine)
     rule: str = ""
+    scope: Scope = Scope.POD
 
 
 RuleCheck = Callable[[Context, EvidenceIndex, RuleSettings], "Finding | None"]
+"""A cause rule: reads the context and the evidence, returns its finding or None."""
+
+WrapperCheck = Callable[[Context, EvidenceIndex, RuleSettings, "list[Finding]"], "Finding | None"]
+"""A wrapper rule: also sees the ranked findings of every other rule, computed once."""
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One entry of the rule table."""
+    """One entry of the rule table: what it detects, where it looks, how it checks.
+
+    ``mechanism`` states the general failure mechanism the rule detects, in one sentence; a
+    rule that cannot state one only fits a scenario and does not belong in the table.
+    """
 
     name: str
     category: Category
-    check: RuleCheck
-    #: False for rules that explain a single pod's failure; True for rules that wrap others
-    #: (a Job or a rollout that fails because its pods fail).
-    wraps: bool = False
+    scope: Scope
+    mechanism: str
+    check: RuleCheck | None = None
+    wrap: WrapperCheck | None = None
+
+    def __post_init__(self) -> None:
+        if (self.scope is Scope.WRAPPER) != (self.wrap is not None) or (self.check is None) == (
+            self.wrap is None
+        ):
+            raise ValueError(f"rule {self.name}: wrappers have `wrap`, the others `check`")
 
 
 # --- context helpers --------------------------------------------------------------------------

@@ -532,6 +532,16 @@ _EXCEPTION_LINE = re.compile(
 )
 
 
+_REMOTE_REFUSAL = re.compile(
+    r"AccessDenied|Access Denied|\b40[13]\b|Forbidden|Unauthori[sz]ed|InvalidAccessKeyId|"
+    r"SignatureDoesNotMatch|ExpiredToken|permission denied for",
+    re.I,
+)
+"""An exception that only relays a remote service's refusal (an object store's AccessDenied,
+an API's 403): the fault is the credentials or policy on the other side, not the program's
+code, so the crash is a weak signal and a wrapper above it keeps its own category."""
+
+
 def app_crash_exception(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """A traceback/panic in the crashed container's log, with no deeper cause found."""
     crashed = crashed_container(ctx)
@@ -576,6 +586,8 @@ def app_crash_exception(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fin
         )
     exc = _exception_line(hits, log)
     score = 0.72 if code not in (None, 0) or c.restart_count else 0.6
+    if _REMOTE_REFUSAL.search(exc):
+        score = 0.55
     w = controller(ctx)
     cmds = pod_commands(ctx, pod, c)
     changed = _recent_change(ctx)

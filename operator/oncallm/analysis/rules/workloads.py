@@ -1,13 +1,15 @@
 """Rules about controllers and capacity: failed Jobs, stuck rollouts, maxed HPAs, throttling.
 
-The Job and rollout rules *wrap* the pod-level rules: a Job fails because its pods fail, so
-the root cause names both (the Job's backoff limit and the pods' real failure).
+Most of them are *wrappers*: a Job fails, a rollout stalls, a Deployment lacks replicas or an
+HPA runs at its maximum because the pods below fail. They see the other rules' ranked findings
+(computed once) and describe the link they are in the causal chain; the engine makes a proven
+cause below them the root cause. A wrapper names its own category only when it is itself at
+fault (a rollout that deadlocks itself) or when nothing deeper is proven.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 from oncallm.analysis import commands as kc
 from oncallm.analysis.evidence import (
@@ -19,10 +21,10 @@ from oncallm.analysis.evidence import (
     revision_id,
     workload_id,
 )
-from oncallm.analysis.rules import cluster, network, pods
 from oncallm.analysis.rules.base import (
     Finding,
     RuleSettings,
+    Scope,
     controller,
     crashed_container,
     double_quantity,
@@ -38,46 +40,16 @@ from oncallm.analysis.rules.base import (
 from oncallm.models.analysis import Category
 from oncallm.models.evidence import Context, RevisionSnapshot, WorkloadSnapshot
 
-PodRule = Callable[[Context, EvidenceIndex, RuleSettings], Finding | None]
 
-#: The rules that explain why a pod fails; the wrapping rules ask them for the pods' cause.
-POD_CAUSES: tuple[PodRule, ...] = (
-    pods.missing_secret_or_configmap,
-    pods.image_pull_error,
-    pods.oom_killed,
-    pods.bad_config,
-    pods.failing_probe,
-    pods.app_crash_exception,
-    network.dependency_unreachable,
-    network.dns_failure,
-    network.network_policy_block,
-    network.cert_expired,
-    network.rbac_forbidden,
-    cluster.node_not_ready,
-    cluster.disk_pressure,
-    cluster.pvc_pending,
-    cluster.insufficient_resources_unschedulable,
-    cluster.quota_exceeded,
-)
+def proven(causes: list[Finding], settings: RuleSettings) -> Finding | None:
+    """The best cause strong enough to be proven: a wrapper yields to it and names it.
 
-#: Causes outside the new revision: rolling back would not help, so they win over "stuck".
-_OUTSIDE = {
-    Category.QUOTA_EXCEEDED,
-    Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE,
-    Category.PVC_PENDING,
-    Category.NODE_NOT_READY,
-    Category.DISK_PRESSURE,
-}
-
-
-def pod_failure(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Finding | None:
-    """The best pod-level explanation of the context, or None."""
-    best: Finding | None = None
-    for check in POD_CAUSES:
-        found = check(ctx, ev, settings)
-        if found is not None and (best is None or found.score > best.score):
-            best = found
-    return best
+    Only causes in the pod or outside it count: a capacity finding (throttling) is a symptom
+    of the same load that a maxed HPA reports, not a cause below it."""
+    for cause in causes:
+        if cause.scope in (Scope.POD, Scope.OUTSIDE) and cause.score >= settings.proven_cause_score:
+            return cause
+    return None
 
 
 # --- Job backoff limit --------------------------------------------------------------------------
@@ -95,18 +67,24 @@ def _failed_job(ctx: Context) -> tuple[WorkloadSnapshot | None, str, str]:
     return None, "", ""
 
 
-def job_backoff_limit(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Finding | None:
-    """The Job gave up (BackoffLimitExceeded); the root cause follows to why its pods failed."""
+def job_backoff_limit(
+    ctx: Context, ev: EvidenceIndex, settings: RuleSettings, causes: list[Finding]
+) -> Finding | None:
+    """The Job gave up (BackoffLimitExceeded); the chain follows to why its pods failed.
+
+    A Job fails because its pods fail: a proven cause of the pods' failure is the root cause,
+    and this finding is the link above it. Only when nothing explains the pods is the backoff
+    limit itself the diagnosis, with the pods' exit code and last error line."""
     job, reason, message = _failed_job(ctx)
     if not reason:
         return None
     name = job.name if job else (ctx.target.name if ctx.target.kind == "Job" else "the Job")
     ns = job.namespace if job else (ctx.target.namespace or "default")
     cron = next((o for o in ctx.owners if o.kind == "CronJob"), None)
-    cause = pod_failure(ctx, ev, settings)
+    cause = proven(causes, settings)
     crashed = crashed_container(ctx)
     pod, c = crashed if crashed else (target_pod(ctx), None)
-    if cause is not None and cause.score >= 0.5:
+    if cause is not None:
         why = _lower_first(cause.summary.rstrip("."))
         evidence = cause.evidence
         extra = cause.commands
@@ -201,19 +179,46 @@ def _revisions(w: WorkloadSnapshot) -> tuple[RevisionSnapshot | None, RevisionSn
     return newest, before
 
 
-def rollout_stuck(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Finding | None:
-    """Deployment Progressing=False ProgressDeadlineExceeded: the new revision does not come up."""
+_SELF_BLOCKING = re.compile(
+    r"didn't match pod anti-affinity rules|didn't satisfy existing pods anti-affinity|"
+    r"didn't have free ports for the requested pod ports",
+    re.I,
+)
+"""Scheduler predicates a rollout fails on because of its own old pods: with required
+anti-affinity or a hostPort per node and ``maxUnavailable: 0``, the surge pod has nowhere to
+go until an old pod leaves, and no old pod leaves until the surge pod is ready."""
+
+
+def rollout_stuck(
+    ctx: Context, ev: EvidenceIndex, settings: RuleSettings, causes: list[Finding]
+) -> Finding | None:
+    """Deployment Progressing=False ProgressDeadlineExceeded: the new revision does not come up.
+
+    The rollout is the fault only when it blocks itself: its new pods cannot be scheduled next
+    to its own healthy old pods (anti-affinity, host ports) under a strategy that keeps every
+    old pod until a new one is ready. Otherwise the new pods fail for a cause of their own
+    (an OOM, a missing key, an image, a dependency), which is the root cause, and this finding
+    is the link that says which revision and how to roll back.
+    """
     w = _stuck(ctx)
     if w is None:
         return None
     _, _, message = w.conditions["Progressing"]
     newest, before = _revisions(w)
     new_pods = [p for p in ctx.pods if newest is not None and p.owner_name == newest.name]
-    sub_ctx = ctx.model_copy(update={"pods": new_pods}) if new_pods else ctx
-    cause = pod_failure(sub_ctx, ev, settings)
-    score = 0.96
-    if cause is not None and cause.category in _OUTSIDE:
-        score = 0.6
+    old_pods = [p for p in ctx.pods if p.owner_kind == "ReplicaSet" and p not in new_pods]
+    old_healthy = bool(old_pods) and all(
+        all(c.ready for c in p.containers if not c.init) for p in old_pods
+    )
+    new_names = {p.name for p in new_pods}
+    blocked = [
+        e
+        for e in events(ctx, reasons=("FailedScheduling",), pattern=_SELF_BLOCKING)
+        if e.object_name in new_names
+    ]
+    at_fault = old_healthy and bool(blocked)
+    cause = None if at_fault else proven(causes, settings)
+    score = 0.96 if at_fault else 0.85
     images = ", ".join(newest.images.values()) if newest else ""
     changes = ""
     if newest and newest.changes:
@@ -230,11 +235,15 @@ def rollout_stuck(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Fi
         if newest
         else "the new revision"
     )
-    why = (
-        _lower_first(cause.summary.rstrip("."))
-        if cause is not None and cause.score >= 0.5
-        else "the new pods never became ready"
-    )
+    if at_fault:
+        why = (
+            f"they cannot be scheduled beside the old pods ({quote_line(blocked[0].message, 160)})"
+            ", and the old pods stay until a new one is ready: the strategy deadlocks itself"
+        )
+    elif cause is not None:
+        why = _lower_first(cause.summary.rstrip("."))
+    else:
+        why = "the new pods never became ready"
     cmds = [
         kc.rollout_status(w.kind, w.namespace, w.name),
         kc.rollout_history(w.kind, w.namespace, w.name),
@@ -252,7 +261,7 @@ def rollout_stuck(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Fi
             f"{newest.revision if newest else '?'}"
             + (f" ({images})" if images else "")
             + " is stuck (ProgressDeadlineExceeded)"
-            + (f": {why}" if cause is not None and cause.score >= 0.5 else "")
+            + (f": {why}" if cause is not None or at_fault else "")
             + "."
         )[:600],
         root_cause=(
@@ -263,6 +272,7 @@ def rollout_stuck(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Fi
         evidence=ev.cite(
             workload_id(w.kind, w.name),
             revision_id(newest.name) if newest else None,
+            *[ev.event(e) for e in blocked[:2]],
             *(cause.evidence if cause else []),
             revision_id(before.name) if before else None,
         ),
@@ -274,8 +284,17 @@ def rollout_stuck(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Fi
         immediate_actions=[
             f"Roll back to revision {before.revision if before else 'the previous one'} "
             f"(kubectl rollout undo) to restore full capacity.",
+            *(
+                [
+                    f"Let the rollout make room: set maxUnavailable to 1 (or maxSurge 0) on "
+                    f"{w.kind} {w.name}, or relax its required anti-affinity / hostPort."
+                ]
+                if at_fault
+                else []
+            ),
             *(cause.immediate_actions[:2] if cause else []),
         ],
+        at_fault=at_fault,
         recommendations=[
             "Gate rollouts on readiness with a canary or progressive delivery (Argo Rollouts, "
             "Flagger) that rolls back by itself.",
@@ -288,8 +307,14 @@ def rollout_stuck(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Fi
 # --- HPA at max ---------------------------------------------------------------------------------
 
 
-def hpa_maxed(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
-    """An HPA runs at maxReplicas and wants more (ScalingLimited TooManyReplicas)."""
+def hpa_maxed(
+    ctx: Context, ev: EvidenceIndex, settings: RuleSettings, causes: list[Finding]
+) -> Finding | None:
+    """An HPA runs at maxReplicas and wants more (ScalingLimited TooManyReplicas).
+
+    Pods that crash or hang make every remaining pod busier, so an HPA also maxes out when
+    its pods fail: then their cause is the root cause and this is the link above it."""
+    cause = proven(causes, settings)
     for hpa in ctx.hpas:
         if hpa.max_replicas <= 0 or hpa.current_replicas < hpa.max_replicas:
             continue
@@ -316,7 +341,11 @@ def hpa_maxed(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | Non
                     else ""
                 )
                 + (f"; load is {load}" if load else "")
-                + ": demand exceeds what the maximum allows, so each pod stays above target."
+                + (
+                    f"; its pods also fail: {_lower_first(cause.summary.rstrip('.'))}"
+                    if cause is not None
+                    else ": demand exceeds what the maximum allows, so each pod stays above target."
+                )
             ),
             evidence=ev.cite(
                 hpa_id(hpa.name),
@@ -417,11 +446,87 @@ def cpu_throttling(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> F
     )
 
 
+# --- link-only wrappers: they name no category of their own ------------------------------------
+
+
+def replicas_mismatch(
+    ctx: Context, ev: EvidenceIndex, settings: RuleSettings, causes: list[Finding]
+) -> Finding | None:
+    """A Deployment, StatefulSet or DaemonSet has fewer ready replicas than it wants.
+
+    That is what KubeDeploymentReplicasMismatch and its siblings see, never why: the link
+    names the controller and its counts above the cause of its missing pods."""
+    w = controller(ctx)
+    if w is None or w.kind not in ("Deployment", "StatefulSet", "DaemonSet"):
+        return None
+    if w.desired is None or (w.ready or 0) >= w.desired:
+        return None
+    cause = proven(causes, settings)
+    return Finding(
+        Category.UNKNOWN,
+        0.3,
+        summary=(
+            f"{w.kind} {w.namespace}/{w.name} has {w.ready or 0}/{w.desired} ready replicas"
+            + (f" because {_lower_first(cause.summary.rstrip('.'))}" if cause else "")
+            + "."
+        )[:600],
+        root_cause=f"{w.kind} {w.namespace}/{w.name} runs below its desired replica count.",
+        evidence=ev.cite(workload_id(w.kind, w.name)),
+        commands=[kc.describe(w.kind, w.namespace, w.name)],
+    )
+
+
+def pod_not_ready(
+    ctx: Context, ev: EvidenceIndex, settings: RuleSettings, causes: list[Finding]
+) -> Finding | None:
+    """The alerted pod is not Ready (KubePodNotReady): a link above why it is not."""
+    if ctx.target.kind != "Pod":
+        return None
+    pod = target_pod(ctx)
+    if pod is None or pod.conditions.get("Ready", ("True", "", ""))[0] == "True":
+        return None
+    cause = proven(causes, settings)
+    return Finding(
+        Category.UNKNOWN,
+        0.3,
+        summary=(
+            f"Pod {pod.namespace}/{pod.name} is not ready ({pod.phase or 'Unknown'})"
+            + (f" because {_lower_first(cause.summary.rstrip('.'))}" if cause else "")
+            + "."
+        )[:600],
+        root_cause=f"Pod {pod.namespace}/{pod.name} is not ready.",
+        evidence=pod_cites(ev, pod, None),
+    )
+
+
+def target_down(
+    ctx: Context, ev: EvidenceIndex, settings: RuleSettings, causes: list[Finding]
+) -> Finding | None:
+    """Prometheus cannot scrape a target (TargetDown): a link above why its pods do not answer."""
+    if ctx.alert.name != "TargetDown":
+        return None
+    cause = proven(causes, settings)
+    job = ctx.alert.labels.get("job") or ctx.target.name
+    return Finding(
+        Category.UNKNOWN,
+        0.3,
+        summary=(
+            f"Prometheus cannot scrape {job} in {ctx.target.namespace or 'the cluster'}"
+            + (f" because {_lower_first(cause.summary.rstrip('.'))}" if cause else "")
+            + "."
+        )[:600],
+        root_cause=f"The scrape targets of {job} are down.",
+        evidence=ev.cite(ALERT_ID),
+    )
+
+
 __all__ = [
-    "POD_CAUSES",
     "cpu_throttling",
     "hpa_maxed",
     "job_backoff_limit",
-    "pod_failure",
+    "pod_not_ready",
+    "proven",
+    "replicas_mismatch",
     "rollout_stuck",
+    "target_down",
 ]
