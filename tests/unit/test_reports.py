@@ -10,9 +10,12 @@ import pytest
 
 from oncallm.models.analysis import (
     AlertAnalysis,
+    Category,
+    CauseLink,
     Condition,
     EvidenceRef,
     EvidenceSource,
+    LinkRole,
     MissingEvidence,
     Phase,
 )
@@ -249,3 +252,48 @@ def test_alertmanager_links_match_exactly_the_alert() -> None:
 )
 def test_only_http_urls_are_links(url: str) -> None:
     assert present.http_url(url) is None
+
+
+def test_the_report_shows_each_link_of_the_causal_chain(crashloop: AlertAnalysis) -> None:
+    chain = [
+        CauseLink(role=LinkRole.SYMPTOM, summary="KubePodCrashLooping fires.", evidence=["alert"]),
+        CauseLink(
+            role=LinkRole.WRAPPER,
+            summary="The rollout of Deployment api to revision 42 is stuck.",
+            evidence=["workload/Deployment/api"],
+            rule="rollout-stuck",
+        ),
+        CauseLink(
+            role=LinkRole.CAUSE,
+            category=Category.BAD_CONFIG,
+            summary="api exits: DATABASE_URL is not set <b>",
+            evidence=["log/api-7d9f8c6b5-x2kqp/api/previous#L3"],
+        ),
+    ]
+    secondary = [
+        CauseLink(
+            role=LinkRole.SECONDARY,
+            category=Category.CPU_THROTTLING,
+            summary="api is CPU-throttled in 40% of its periods.",
+        )
+    ]
+    crashloop.status.chain, crashloop.status.secondary_causes = chain, secondary
+    files = render_report(crashloop, now=NOW)
+    md, html = files[REPORT_MD], files[REPORT_HTML]
+    assert "## Causal chain" in md and "## Secondary causes" in md
+    order = [
+        md.index(text)
+        for text in (
+            "KubePodCrashLooping fires.",
+            "revision 42 is stuck",
+            "DATABASE_URL is not set",
+        )
+    ]
+    assert order == sorted(order)
+    assert "`workload/Deployment/api`" in md
+    assert "CPU-throttled" in md
+    assert (
+        "Causal chain" in html
+        and "&lt;b&gt;" in html
+        and "<b>" not in html.split("Causal chain")[1].split("</section>")[0]
+    )

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from oncallm.kube.store import AnalysisStore
-from oncallm.models.analysis import AlertAnalysis, Phase
+from oncallm.models.analysis import AlertAnalysis, Category, CauseLink, LinkRole, Phase
 from oncallm.web import WebSettings, add_web_routes, report_url
 from oncallm.web.demo import (
     HOSTILE_LOG_LINE,
@@ -201,6 +201,25 @@ async def test_report_page_shows_the_whole_analysis(make_client: Make) -> None:
     assert f'href="../../analyses/{NAMESPACE}/{EARLIER.name}"' in html
     # Finished: the page does not follow changes.
     assert 'data-live="false"' in html
+
+
+async def test_report_page_shows_the_causal_chain(make_client: Make) -> None:
+    chained = crashloop_analysis(NOW)
+    chained.status.chain = [
+        CauseLink(role=LinkRole.SYMPTOM, summary="KubePodCrashLooping fires.", evidence=["alert"]),
+        CauseLink(
+            role=LinkRole.CAUSE,
+            category=Category.BAD_CONFIG,
+            summary="api exits: <i>DATABASE_URL</i> is not set",
+            evidence=["log/api/previous#L3"],
+        ),
+    ]
+    client, _ = await make_client([chained])
+    html = await (await client.get(page_path(chained))).text()
+    chain = html.split('id="chain"')[1].split("</section>")[0]
+    assert chain.index("KubePodCrashLooping fires.") < chain.index("DATABASE_URL")
+    assert "Bad configuration" in chain and "log/api/previous#L3" in chain
+    assert "<i>" not in chain and "&lt;i&gt;DATABASE_URL&lt;/i&gt;" in chain
 
 
 async def test_report_page_escapes_everything_from_the_cluster(make_client: Make) -> None:

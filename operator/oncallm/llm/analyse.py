@@ -379,6 +379,11 @@ class _Run:
             )
             outcome.dropped_claims = dropped
             return outcome
+        if accepted.category == self.baseline.category and not accepted.chain:
+            # the model agrees on the cause: the rules' chain and secondary causes still hold
+            accepted = accepted.model_copy(
+                update={"chain": self.baseline.chain, "secondary": self.baseline.secondary}
+            )
         return ModelOutcome(
             diagnosis=accepted,
             analyzer=self.model,

@@ -296,6 +296,8 @@ class Pipeline:
             immediate_actions=diag.immediate_actions,
             recommendations=diag.recommendations,
             evidence=cited,
+            chain=diag.chain or None,
+            secondary_causes=diag.secondary or None,
             missing_evidence=ctx.missing,
             commands=diag.commands,
             analyzer=outcome.analyzer,

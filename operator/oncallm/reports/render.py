@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import jinja2
 
-from oncallm.models.analysis import AlertAnalysis
+from oncallm.models.analysis import AlertAnalysis, CauseLink
 from oncallm.reports import present
 
 #: The size of both files together, in bytes. Kubernetes caps a ConfigMap at 1 MiB
@@ -241,6 +241,21 @@ def _build_view(src: _Source, caps: _Caps, limit: int) -> dict[str, Any]:
     missing_items, missing_omitted = b.take(status.missing_evidence or [])
     missing = [{"source": b.text(m.source), "reason": b.text(m.reason)} for m in missing_items]
 
+    def links(values: Sequence[CauseLink] | None) -> tuple[list[dict[str, Any]], int]:
+        kept, omitted = b.take(values or [])
+        return [
+            {
+                "role": link.role.value,
+                "summary": b.text(link.summary),
+                "category": present.category_label(link.category) if link.category else "",
+                "evidence": [b.text(e) for e in link.evidence],
+            }
+            for link in kept
+        ], omitted
+
+    chain, chain_omitted = links(status.chain)
+    secondary, secondary_omitted = links(status.secondary_causes)
+
     timeline_items, timeline_omitted = b.take(src.timeline)
     timeline = [
         {
@@ -301,6 +316,10 @@ def _build_view(src: _Source, caps: _Caps, limit: int) -> dict[str, Any]:
         "category": present.category_label(status.category),
         "confidence": present.confidence_label(status.confidence),
         "impact": b.text(status.impact),
+        "chain": chain,
+        "chain_omitted": chain_omitted,
+        "secondary": secondary,
+        "secondary_omitted": secondary_omitted,
         "actions": actions,
         "actions_omitted": actions_omitted,
         "recommendations": recommendations,
