@@ -486,3 +486,83 @@ def test_imports_follow_the_documented_layering() -> None:
         "imports the layering in docs/architecture.md does not allow; remove them, or add "
         "the dependency to the table if it belongs there: " + "; ".join(breaches)
     )
+
+
+# -- the context sources: registered, documented, granted ------------------------------------
+
+RBAC = REPO / "manifests" / "base" / "rbac"
+RULES_DOC = DOCS / "rules.md"
+
+
+def test_analysis_imports_only_the_sources_of_gathering() -> None:
+    """analysis stays pure: it may use each source's evidence function, never a reader."""
+    wrong = []
+    for path in sorted((SOURCE / "analysis").rglob("*.py")):
+        for node in ast.walk(parsed(path)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "oncallm.gathering"
+            ):
+                module = node.module or ""
+                if not (
+                    module == "oncallm.gathering.sources"
+                    or module.startswith("oncallm.gathering.sources.")
+                ):
+                    wrong.append(f"{path.relative_to(REPO)}:{node.lineno} imports {module}")
+    assert not wrong, wrong
+
+
+def test_every_source_module_is_registered() -> None:
+    from oncallm.gathering.sources import SOURCES
+
+    folder = SOURCE / "gathering" / "sources"
+    modules = {p.stem for p in folder.glob("*.py")} - {"__init__", "base"}
+    registered = {s.read.__module__.rsplit(".", 1)[1] for s in SOURCES if s.read} | {
+        s.evidence.__module__.rsplit(".", 1)[1] for s in SOURCES if s.evidence
+    }
+    assert modules <= registered, f"modules without a line in SOURCES: {modules - registered}"
+    names = [s.name for s in SOURCES]
+    assert len(names) == len(set(names)), names
+
+
+def test_every_source_is_in_the_id_table() -> None:
+    """docs/rules.md's id table names the source of each id: every source is there."""
+    from oncallm.gathering.sources import SOURCES
+
+    text = section(RULES_DOC.read_text(), "Evidence first")
+    documented = set()
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 3:
+            documented |= set(re.findall(r"`(\w+)`", cells[2]))
+    missing = [s.name for s in SOURCES if s.evidence is not None and s.name not in documented]
+    assert not missing, f"docs/rules.md's id table names no ids of the sources {missing}"
+
+
+def _granted() -> set[str]:
+    """``resource.group`` names the operator's ClusterRoles grant ``get`` on."""
+    granted: set[str] = set()
+    for path in sorted(RBAC.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "ClusterRole":
+                continue
+            if doc["metadata"]["name"] not in ("oncallm-reader", "oncallm-configmap-checker"):
+                continue
+            for rule in doc["rules"]:
+                if "get" not in rule["verbs"]:
+                    continue
+                for group in rule.get("apiGroups", []):
+                    for res in rule.get("resources", []):
+                        granted.add(f"{res}.{group}" if group else res)
+    return granted
+
+
+def test_every_kind_a_source_reads_is_granted() -> None:
+    from oncallm.gathering.sources import SOURCES
+
+    granted = _granted()
+    assert "pods" in granted and "deployments.apps" in granted  # the scan itself works
+    missing = sorted(f"{r} ({s.name})" for s in SOURCES for r in s.resources if r not in granted)
+    assert not missing, (
+        "grant get/list on these in manifests/base/rbac/reader.yaml (read-only): "
+        + ", ".join(missing)
+    )

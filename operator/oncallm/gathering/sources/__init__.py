@@ -1,0 +1,47 @@
+"""The context sources, one module each, registered in :data:`SOURCES`.
+
+Each module reads its part of the cluster during gathering (``read``, through the
+``KubeReader``) and says how its snapshots become evidence (``evidence``, pure). Adding a
+source: write its module with a ``SOURCE`` record, add it to ``SOURCES``, grant what it reads
+in ``manifests/base/rbac/reader.yaml``; docs/rules.md lists its evidence ids.
+"""
+
+from __future__ import annotations
+
+from oncallm.gathering.sources import (
+    config_refs,
+    events,
+    history,
+    hpas,
+    logs,
+    metrics,
+    namespace_limits,
+    network_policies,
+    nodes,
+    pods,
+    pvcs,
+    services,
+    workload,
+)
+from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
+
+SOURCES: tuple[Source, ...] = (
+    pods.SOURCE,
+    config_refs.SOURCE,
+    events.SOURCE,
+    logs.SOURCE,
+    nodes.SOURCE,
+    workload.SOURCE,
+    pvcs.SOURCE,
+    services.SOURCE,
+    namespace_limits.SOURCE,
+    hpas.SOURCE,
+    network_policies.SOURCE,
+    metrics.SOURCE,
+    history.SOURCE,
+)
+"""Every source. Gathering runs them stage by stage (the sources of a stage at once, in this
+order); evidence is flattened in this order, then sorted by tier (stably), so within a tier
+items keep this order: it is part of the evidence contract."""
+
+__all__ = ["SOURCES", "EvidenceOut", "Source", "Stage", "Tier"]

@@ -1,0 +1,97 @@
+"""Log tails of the failing pods' containers: the previous run of a restarted one, and the
+current one.
+
+Reads ``sources.logLines`` lines of each, for the first ``ONCALLM_MAX_LOG_PODS`` failing pods
+on a node and at most two containers each (the alerted container, then the failing ones).
+
+Evidence: ``log/<pod>/<container>/previous#L42`` (``current`` for the running container) for
+the lines analysis keeps: error lines first, previous logs before current ones, and the last
+lines of each log further down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+from oncallm.gathering.scope import Scope
+from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
+from oncallm.gathering.sources.pods import pod_is_unhealthy
+from oncallm.models.analysis import EvidenceSource
+from oncallm.models.evidence import ContainerSnapshot, Context, LogSnapshot, PodSnapshot
+from oncallm.models.policy import Depth
+
+
+def log_line_id(log: LogSnapshot, lineno: int) -> str:
+    """``log/<pod>/<container>/previous#L42``: line 42 (1-based) of the fetched tail."""
+    which = "previous" if log.previous else "current"
+    return f"log/{log.pod}/{log.container}/{which}#L{lineno}"
+
+
+async def read(scope: Scope) -> None:
+    src = scope.policy.spec.sources
+    if src.log_lines == 0:
+        return
+    failing = [p for p in scope.ctx.pods if pod_is_unhealthy(p) and p.node_name]
+    tasks: list[Awaitable[None]] = []
+    for pod in failing[: scope.settings.max_log_pods]:
+        for c in _log_containers(pod, scope.target.container):
+            if src.previous_logs and (c.restart_count > 0 or c.last_state == "terminated"):
+                tasks.append(_log(scope, pod, c.name, previous=True))
+            if c.state in ("running", "terminated") or c.restart_count > 0:
+                tasks.append(_log(scope, pod, c.name, previous=False))
+    await asyncio.gather(*tasks)
+
+
+async def _log(scope: Scope, pod: PodSnapshot, container: str, *, previous: bool) -> None:
+    tail = scope.policy.spec.sources.log_lines
+    limit = scope.settings.max_line_chars
+    async with scope.guard(f"logs {pod.name}/{container}"):
+        text = await scope.reader.logs(
+            pod.namespace, pod.name, container, previous=previous, tail_lines=tail
+        )
+        lines = text.splitlines()
+        cut = [ln if len(ln) <= limit else ln[:limit] + " …" for ln in lines[-tail:]]
+        scope.ctx.logs.append(
+            LogSnapshot(
+                pod=pod.name,
+                namespace=pod.namespace,
+                container=container,
+                previous=previous,
+                lines=cut,
+                truncated=len(lines) >= tail,
+            )
+        )
+
+
+def _log_containers(pod: PodSnapshot, wanted: str | None) -> list[ContainerSnapshot]:
+    chosen = [c for c in pod.containers if wanted and c.name == wanted]
+    bad = [
+        c
+        for c in pod.containers
+        if c not in chosen
+        and (c.restart_count > 0 or c.state != "running" or not c.ready)
+        and c.state != "unknown"
+    ]
+    rest = chosen + bad
+    if not rest:
+        rest = [c for c in pod.containers if not c.init][:1]
+    return rest[:2]
+
+
+def evidence(ctx: Context, out: EvidenceOut) -> None:
+    for log in sorted(ctx.logs, key=lambda lg: not lg.previous):
+        obj = f"pod/{log.namespace}/{log.pod}/{log.container}"
+        errors, tail = out.kept_lines(log)
+        err_tier = Tier.LOG_ERROR_PREVIOUS if log.previous else Tier.LOG_ERROR_CURRENT
+        tail_tier = Tier.LOG_TAIL_PREVIOUS if log.previous else Tier.LOG_TAIL_CURRENT
+        for tier, numbers in ((err_tier, errors), (tail_tier, tail)):
+            for lineno in numbers:
+                line = log.lines[lineno - 1].rstrip()
+                if not line.strip():
+                    continue
+                eid = out.add(tier, log_line_id(log, lineno), EvidenceSource.LOG, obj, line)
+                out.index_line(log, lineno, eid)
+
+
+SOURCE = Source("logs", Stage.AROUND, read, evidence, depth=Depth.QUICK, resources=("pods/log",))

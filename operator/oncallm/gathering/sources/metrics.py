@@ -1,0 +1,110 @@
+"""Prometheus: the alert's own expression now, and a few standard series for its pods.
+
+Reads only when a Prometheus is configured (``ONCALLM_PROMETHEUS_URL``) and the policy has
+``sources.metrics``.
+
+Evidence: ``metric/<name>`` for each query that returned samples.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlparse
+
+from oncallm.gathering.scope import Scope
+from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
+from oncallm.models.alert import Alert
+from oncallm.models.analysis import EvidenceSource, TargetRef
+from oncallm.models.evidence import Context, MetricSnapshot
+from oncallm.models.policy import Depth
+
+
+def metric_id(name: str) -> str:
+    """``metric/<name>``: one PromQL query's latest values."""
+    return f"metric/{name}"
+
+
+async def read(scope: Scope) -> None:
+    source = scope.metrics
+    if source is None or not scope.policy.spec.sources.metrics:
+        return
+    for name, query, description in standard_queries(scope.alert, scope.target, scope.ctx):
+        async with scope.guard(f"metric {name}"):
+            values = await source.query(query)
+            if values:
+                scope.ctx.metrics.append(
+                    MetricSnapshot(name=name, query=query, values=values, description=description)
+                )
+
+
+def standard_queries(alert: Alert, target: TargetRef, ctx: Context) -> list[tuple[str, str, str]]:
+    """The alert's own expression and a few standard series for its target."""
+    out: list[tuple[str, str, str]] = []
+    expr = alert_expression(alert.generator_url)
+    if expr:
+        out.append(("alert_expression", expr, "the alert's own expression, now"))
+    pods = [p.name for p in ctx.pods][:10]
+    ns = target.namespace
+    if ns and pods:
+        sel = f'namespace="{ns}",pod=~"{"|".join(_promql_regex(p) for p in pods)}"'
+        out += [
+            (
+                "restarts",
+                f"kube_pod_container_status_restarts_total{{{sel}}}",
+                "container restarts so far",
+            ),
+            (
+                "memory_working_set_bytes",
+                f'container_memory_working_set_bytes{{{sel},container!=""}}',
+                "memory in use per container",
+            ),
+            (
+                "memory_limit_bytes",
+                f'kube_pod_container_resource_limits{{{sel},resource="memory"}}',
+                "memory limit per container",
+            ),
+            (
+                "cpu_throttled_ratio",
+                "sum by (pod, container) "
+                f"(increase(container_cpu_cfs_throttled_periods_total{{{sel}}}[5m]))"
+                " / sum by (pod, container) "
+                f"(increase(container_cpu_cfs_periods_total{{{sel}}}[5m]))",
+                "share of CPU periods throttled, last 5 minutes",
+            ),
+        ]
+    return out
+
+
+def _promql_regex(name: str) -> str:
+    """A literal for a regex inside a PromQL string: Python's re.escape would write ``\\-``,
+    which PromQL strings refuse; pod names need only their dots escaped."""
+    return re.sub(r"([.+*?()|\[\]{}^$])", r"\\\\\1", name)
+
+
+def alert_expression(generator_url: str) -> str | None:
+    """The PromQL expression in a Prometheus generatorURL (``/graph?g0.expr=...``)."""
+    if not generator_url:
+        return None
+    query = parse_qs(urlparse(generator_url).query)
+    values = query.get("g0.expr")
+    return values[0] if values else None
+
+
+def _num(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def evidence(ctx: Context, out: EvidenceOut) -> None:
+    for metric in ctx.metrics:
+        values = ", ".join(f"{k or metric.name}={_num(v)}" for k, v in metric.values.items())
+        desc = f"{metric.description}: " if metric.description else ""
+        out.add(
+            Tier.METRIC,
+            metric_id(metric.name),
+            EvidenceSource.METRIC,
+            metric.query,
+            f"{desc}{values or 'no samples'}",
+        )
+
+
+SOURCE = Source("metrics", Stage.FOLLOW, read, evidence, depth=Depth.QUICK)

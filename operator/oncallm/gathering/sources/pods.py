@@ -1,0 +1,290 @@
+"""The target's pods and their containers, unhealthiest first.
+
+Reads nothing: snapshots the pods the ``workload`` source found, the alerted pod first, then
+the worst; a ``quick`` analysis of a pod keeps only that pod.
+
+Evidence: ``container/<pod>/<container>`` (state, last state, exit code, restarts, limits) and
+``pod/<pod>`` (phase, reason, conditions, node).
+"""
+
+from __future__ import annotations
+
+from oncallm.gathering.objects import Obj, conditions, controller_of, meta
+from oncallm.gathering.scope import Scope
+from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier, kv
+from oncallm.models.analysis import EvidenceSource
+from oncallm.models.evidence import ContainerSnapshot, Context, PodSnapshot
+from oncallm.models.policy import Depth
+
+
+def container_id(pod: str, container: str) -> str:
+    """``container/<pod>/<container>``: a container's state, last state and restarts."""
+    return f"container/{pod}/{container}"
+
+
+def pod_id(pod: str) -> str:
+    """``pod/<pod>``: a pod's phase, reason and conditions."""
+    return f"pod/{pod}"
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+async def read(scope: Scope) -> None:
+    pods = [pod_snapshot(p) for p in scope.raw_pods]
+    focus = scope.target.name if scope.target.kind == "Pod" else None
+    pods.sort(key=lambda p: (p.name != focus, -pod_badness(p), p.name))
+    limit = 1 if focus and not scope.standard else scope.settings.max_pods
+    scope.ctx.pods = pods[:limit]
+
+
+# -- snapshots -------------------------------------------------------------------------------
+
+
+def _probe(probe: Obj | None) -> str | None:
+    if not probe:
+        return None
+    if "httpGet" in probe:
+        h = probe["httpGet"]
+        what = f"http GET {h.get('path', '/')} port {h.get('port')}"
+    elif "tcpSocket" in probe:
+        what = f"tcp port {probe['tcpSocket'].get('port')}"
+    elif "exec" in probe:
+        what = "exec " + " ".join(probe["exec"].get("command") or [])
+    elif "grpc" in probe:
+        what = f"grpc port {probe['grpc'].get('port')}"
+    else:
+        what = "probe"
+    timing = (
+        f" delay={probe.get('initialDelaySeconds', 0)}s timeout={probe.get('timeoutSeconds', 1)}s"
+        f" period={probe.get('periodSeconds', 10)}s"
+        f" failureThreshold={probe.get('failureThreshold', 3)}"
+    )
+    return what + timing
+
+
+def _state(state: Obj | None) -> tuple[str, Obj]:
+    for key in ("waiting", "terminated", "running"):
+        if state and key in state:
+            return key, state[key] or {}
+    return "unknown", {}
+
+
+def container_snapshot(spec: Obj, status: Obj | None, *, init: bool = False) -> ContainerSnapshot:
+    status = status or {}
+    state, detail = _state(status.get("state"))
+    last, last_detail = _state(status.get("lastState"))
+    config_maps: list[str] = []
+    secrets: list[str] = []
+    env: dict[str, str] = {}
+    for var in spec.get("env") or []:
+        source = var.get("valueFrom") or {}
+        if "configMapKeyRef" in source:
+            config_maps.append(source["configMapKeyRef"].get("name", ""))
+        elif "secretKeyRef" in source:
+            secrets.append(source["secretKeyRef"].get("name", ""))
+        elif "value" in var:
+            env[str(var.get("name"))] = str(var.get("value"))
+    for src in spec.get("envFrom") or []:
+        if "configMapRef" in src:
+            config_maps.append(src["configMapRef"].get("name", ""))
+        if "secretRef" in src:
+            secrets.append(src["secretRef"].get("name", ""))
+    resources = spec.get("resources") or {}
+    return ContainerSnapshot(
+        name=str(spec.get("name", "")),
+        image=str(spec.get("image", "")),
+        init=init,
+        ready=bool(status.get("ready", False)),
+        restart_count=int(status.get("restartCount", 0) or 0),
+        state=state,
+        reason=str(detail.get("reason", "")),
+        message=str(detail.get("message", "")),
+        exit_code=detail.get("exitCode"),
+        started_at=detail.get("startedAt"),
+        finished_at=detail.get("finishedAt"),
+        last_state=None if last == "unknown" else last,
+        last_reason=str(last_detail.get("reason", "")),
+        last_message=str(last_detail.get("message", "")),
+        last_exit_code=last_detail.get("exitCode"),
+        last_finished_at=last_detail.get("finishedAt"),
+        requests={k: str(v) for k, v in (resources.get("requests") or {}).items()},
+        limits={k: str(v) for k, v in (resources.get("limits") or {}).items()},
+        liveness_probe=_probe(spec.get("livenessProbe")),
+        readiness_probe=_probe(spec.get("readinessProbe")),
+        startup_probe=_probe(spec.get("startupProbe")),
+        config_maps=[c for c in config_maps if c],
+        secrets=[s for s in secrets if s],
+        env=env,
+    )
+
+
+def pod_snapshot(pod: Obj) -> PodSnapshot:
+    m, spec, status = meta(pod), pod.get("spec") or {}, pod.get("status") or {}
+    statuses = {s.get("name"): s for s in status.get("containerStatuses") or []}
+    init_statuses = {s.get("name"): s for s in status.get("initContainerStatuses") or []}
+    containers = [
+        container_snapshot(c, init_statuses.get(c.get("name")), init=True)
+        for c in spec.get("initContainers") or []
+    ] + [container_snapshot(c, statuses.get(c.get("name"))) for c in spec.get("containers") or []]
+    pvcs, cms, secrets = [], [], []
+    for vol in spec.get("volumes") or []:
+        if "persistentVolumeClaim" in vol:
+            pvcs.append(vol["persistentVolumeClaim"].get("claimName", ""))
+        if "configMap" in vol:
+            cms.append(vol["configMap"].get("name", ""))
+        if "secret" in vol:
+            secrets.append(vol["secret"].get("secretName", ""))
+        for src in (vol.get("projected") or {}).get("sources") or []:
+            if "configMap" in src and src["configMap"].get("name") != "kube-root-ca.crt":
+                cms.append(src["configMap"].get("name", ""))
+            if "secret" in src:
+                secrets.append(src["secret"].get("name", ""))
+    for c in containers:
+        cms.extend(c.config_maps)
+        secrets.extend(c.secrets)
+    owner = controller_of(pod)
+    return PodSnapshot(
+        name=str(m.get("name", "")),
+        namespace=str(m.get("namespace", "")),
+        phase=str(status.get("phase", "")),
+        reason=str(status.get("reason", "")),
+        message=str(status.get("message", "")),
+        node_name=spec.get("nodeName"),
+        conditions=conditions(pod),
+        containers=containers,
+        owner_kind=owner[0] if owner else None,
+        owner_name=owner[1] if owner else None,
+        labels=dict(m.get("labels") or {}),
+        service_account=spec.get("serviceAccountName"),
+        pvcs=sorted({p for p in pvcs if p}),
+        config_maps=sorted({c for c in cms if c}),
+        secrets=sorted({s for s in secrets if s}),
+        deleting=bool(m.get("deletionTimestamp")),
+        created_at=m.get("creationTimestamp"),
+    )
+
+
+def pod_is_unhealthy(pod: PodSnapshot) -> bool:
+    """Not running cleanly: not Running/Succeeded, a container not ready, or restarts."""
+    if pod.phase not in ("Running", "Succeeded") or pod.deleting or pod.reason == "Evicted":
+        return True
+    return any(
+        (not c.ready and not c.init) or c.restart_count > 0 or c.state == "waiting"
+        for c in pod.containers
+    )
+
+
+def pod_badness(pod: PodSnapshot) -> int:
+    """How interesting a pod is to a diagnosis: failing, restarting pods first."""
+    score = 0
+    if pod.phase in ("Failed", "Pending", "Unknown"):
+        score += 50
+    if pod.reason == "Evicted" or pod.deleting:
+        score += 40
+    for c in pod.containers:
+        if c.state == "waiting":
+            score += 40
+        if c.state == "terminated" and c.exit_code not in (0, None):
+            score += 30
+        if c.last_state == "terminated":
+            score += 20
+        score += min(c.restart_count, 20)
+        if not c.ready and not c.init:
+            score += 5
+    return score
+
+
+# -- evidence --------------------------------------------------------------------------------
+
+
+def container_abnormal(c: ContainerSnapshot) -> bool:
+    """Waiting with a reason, terminated badly, restarted, or running but not ready."""
+    if c.state == "waiting" and c.reason:
+        return True
+    if c.state == "terminated" and (c.exit_code not in (0, None) or c.reason != "Completed"):
+        return True
+    if c.restart_count > 0 or c.last_exit_code not in (None, 0):
+        return True
+    return c.state == "running" and not c.ready and not c.init
+
+
+def pod_abnormal(pod: PodSnapshot) -> bool:
+    if pod.deleting or pod.reason or pod.phase in ("Pending", "Failed", "Unknown"):
+        return True
+    return any(s != "True" and r for _, (s, r, _) in pod.conditions.items())
+
+
+def describe_container(c: ContainerSnapshot) -> str:
+    """One line as ``kubectl describe pod`` would say it."""
+    parts = [f"{'init ' if c.init else ''}container {c.name} ({c.image or 'image ?'})"]
+    now = c.state
+    if c.reason:
+        now += f" {c.reason}"
+    if c.exit_code is not None:
+        now += f" exit code {c.exit_code}"
+    if c.message:
+        now += f": {c.message}"
+    parts.append(now)
+    if c.last_state:
+        last = f"last state {c.last_state}"
+        if c.last_reason:
+            last += f" {c.last_reason}"
+        if c.last_exit_code is not None:
+            last += f" exit code {c.last_exit_code}"
+        if c.last_finished_at:
+            last += f" at {c.last_finished_at}"
+        if c.last_message:
+            last += f": {c.last_message}"
+        parts.append(last)
+    parts.append(f"restarts {c.restart_count}, ready {str(c.ready).lower()}")
+    if c.limits:
+        parts.append(f"limits {kv(c.limits)}")
+    if c.requests:
+        parts.append(f"requests {kv(c.requests)}")
+    return "; ".join(parts)
+
+
+def describe_pod(pod: PodSnapshot) -> str:
+    parts = [f"phase {pod.phase or 'Unknown'}"]
+    if pod.reason:
+        parts.append(f"reason {pod.reason}")
+    if pod.message:
+        parts.append(pod.message)
+    parts.append(f"node {pod.node_name or '(not scheduled)'}")
+    if pod.deleting:
+        parts.append("terminating")
+    conds = [
+        f"{c}={s}" + (f" ({r}: {m})" if r or m else "")
+        for c, (s, r, m) in pod.conditions.items()
+        if s != "True"
+    ]
+    if conds:
+        parts.append("; ".join(conds))
+    if pod.owner_kind:
+        parts.append(f"owned by {pod.owner_kind}/{pod.owner_name}")
+    return "; ".join(parts)
+
+
+def evidence(ctx: Context, out: EvidenceOut) -> None:
+    for pod in ctx.pods:
+        for c in pod.containers:
+            out.add(
+                Tier.CONTAINER_BAD if container_abnormal(c) else Tier.BACKGROUND,
+                container_id(pod.name, c.name),
+                EvidenceSource.CONTAINER_STATUS,
+                f"pod/{pod.namespace}/{pod.name}",
+                describe_container(c),
+                time=c.finished_at or c.last_finished_at or c.started_at,
+            )
+        out.add(
+            Tier.POD_BAD if pod_abnormal(pod) else Tier.BACKGROUND,
+            pod_id(pod.name),
+            EvidenceSource.POD_STATUS,
+            f"pod/{pod.namespace}/{pod.name}",
+            describe_pod(pod),
+            time=pod.created_at,
+        )
+
+
+SOURCE = Source("pods", Stage.PODS, read, evidence, depth=Depth.QUICK)

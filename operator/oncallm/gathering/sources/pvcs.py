@@ -1,0 +1,93 @@
+"""The pods' PersistentVolumeClaims (and an alerted one), each with its volume and class.
+
+Reads each claim, its PersistentVolume and its StorageClass, at most ten claims; a claim
+that does not exist goes to the missing objects (``missing/...``, see ``config_refs``).
+
+Evidence: ``pvc/<name>``: phase, class (and whether it exists), request, volume, provisioner.
+"""
+
+from __future__ import annotations
+
+from oncallm.gathering.objects import Obj, meta
+from oncallm.gathering.scope import Scope
+from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
+from oncallm.models.analysis import EvidenceSource
+from oncallm.models.evidence import Context, PVCSnapshot
+
+#: Claims looked at per analysis.
+MAX_CLAIMS = 10
+
+
+def pvc_id(name: str) -> str:
+    """``pvc/<name>``: one PersistentVolumeClaim."""
+    return f"pvc/{name}"
+
+
+async def read(scope: Scope) -> None:
+    ns = scope.namespace
+    names = {c for p in scope.ctx.pods for c in p.pvcs}
+    if scope.target.kind == "PersistentVolumeClaim":
+        names.add(scope.target.name)
+    for name in sorted(names)[:MAX_CLAIMS]:
+        async with scope.guard(f"pvc {name}"):
+            pvc = await scope.get("PersistentVolumeClaim", ns, name)
+            if pvc is None:
+                scope.ctx.missing_objects.append(f"PersistentVolumeClaim {ns}/{name}")
+                continue
+            spec = pvc.get("spec") or {}
+            pv = (
+                await scope.get("PersistentVolume", None, spec["volumeName"])
+                if spec.get("volumeName")
+                else None
+            )
+            sc_name = spec.get("storageClassName")
+            sc = await scope.get("StorageClass", None, sc_name) if sc_name else None
+            scope.ctx.pvcs.append(pvc_snapshot(pvc, pv, sc, sc_checked=bool(sc_name)))
+
+
+def pvc_snapshot(
+    pvc: Obj, pv: Obj | None, storage_class: Obj | None, sc_checked: bool
+) -> PVCSnapshot:
+    spec, status = pvc.get("spec") or {}, pvc.get("status") or {}
+    sc_name = spec.get("storageClassName")
+    return PVCSnapshot(
+        name=str(meta(pvc).get("name", "")),
+        namespace=str(meta(pvc).get("namespace", "")),
+        phase=str(status.get("phase", "")),
+        storage_class=sc_name,
+        storage_class_exists=(storage_class is not None) if (sc_name and sc_checked) else None,
+        provisioner=(storage_class or {}).get("provisioner"),
+        requested=((spec.get("resources") or {}).get("requests") or {}).get("storage"),
+        volume_name=spec.get("volumeName"),
+        volume_phase=((pv or {}).get("status") or {}).get("phase"),
+        access_modes=list(spec.get("accessModes") or []),
+    )
+
+
+def evidence(ctx: Context, out: EvidenceOut) -> None:
+    for pvc in ctx.pvcs:
+        sc = pvc.storage_class or "(default)"
+        if pvc.storage_class_exists is False:
+            sc += " (StorageClass does not exist)"
+        text = (
+            f"{pvc.phase or 'Unknown'}; storageClass {sc}; requests {pvc.requested or '-'}; "
+            f"volume {pvc.volume_name or 'none'}"
+            + (f" ({pvc.volume_phase})" if pvc.volume_phase else "")
+            + (f"; provisioner {pvc.provisioner}" if pvc.provisioner else "")
+        )
+        out.add(
+            Tier.OBJECT_BAD if pvc.phase != "Bound" else Tier.BACKGROUND,
+            pvc_id(pvc.name),
+            EvidenceSource.PVC,
+            f"persistentvolumeclaim/{pvc.namespace}/{pvc.name}",
+            text,
+        )
+
+
+SOURCE = Source(
+    "pvcs",
+    Stage.AROUND,
+    read,
+    evidence,
+    resources=("persistentvolumeclaims", "persistentvolumes", "storageclasses.storage.k8s.io"),
+)

@@ -1,0 +1,350 @@
+"""The alerted object's workload, its owner chain, its revisions and its pods.
+
+Reads from the alert's target: a pod's controller (a ReplicaSet stands for its Deployment, a
+Job for its CronJob), a workload and its ReplicaSets, an HPA's scale target, a PVC's, a node's
+or a Service's pods. Leaves the pods raw in the scope for the ``pods`` source.
+
+Evidence: ``workload/<Kind>/<name>`` (replicas and conditions) for the workload and each
+owner, and ``revision/<name>`` for each ReplicaSet, with what it changed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from oncallm.gathering.objects import (
+    Obj,
+    conditions,
+    controller_of,
+    label_selector,
+    match_labels,
+    meta,
+    name_of,
+)
+from oncallm.gathering.scope import Scope
+from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
+from oncallm.models.analysis import EvidenceSource
+from oncallm.models.evidence import Context, RevisionSnapshot, WorkloadSnapshot
+from oncallm.models.policy import Depth
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
+
+
+def workload_id(kind: str, name: str) -> str:
+    """``workload/<Kind>/<name>``: replicas and conditions of a Deployment, Job, ..."""
+    return f"workload/{kind}/{name}"
+
+
+def revision_id(name: str) -> str:
+    """``revision/<name>``: one ReplicaSet or ControllerRevision, with what it changed."""
+    return f"revision/{name}"
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+async def read(scope: Scope) -> None:
+    t, ns, reader = scope.target, scope.target.namespace, scope.reader
+    if t.kind == "Pod":
+        pod = await scope.get("Pod", ns, t.name)
+        if pod is None:
+            scope.missing(f"pod {ns}/{t.name}", "the pod no longer exists")
+            # The alert may outlive the pod; look at its siblings through a guessed owner.
+            owner = guess_deployment(t.name)
+            if owner:
+                await _by_name(scope, "Deployment", ns, owner, guessed=True)
+            return
+        owner_ref = controller_of(pod)
+        if owner_ref:
+            await _by_name(scope, owner_ref[0], ns, owner_ref[1], focus=pod)
+        else:
+            scope.raw_pods = [pod]
+        return
+    if t.kind in WORKLOAD_KINDS:
+        await _by_name(scope, t.kind, ns, t.name)
+    elif t.kind == "HorizontalPodAutoscaler":
+        hpa = await scope.get("HorizontalPodAutoscaler", ns, t.name)
+        if hpa:
+            ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+            if ref.get("kind") and ref.get("name"):
+                await _by_name(scope, str(ref["kind"]), ns, str(ref["name"]))
+    elif t.kind == "PersistentVolumeClaim" and ns:
+        pods = await reader.list("Pod", ns)
+        scope.raw_pods = [
+            p
+            for p in pods
+            if any(
+                (v.get("persistentVolumeClaim") or {}).get("claimName") == t.name
+                for v in (p.get("spec") or {}).get("volumes") or []
+            )
+        ]
+    elif t.kind == "Node":
+        scope.raw_pods = await reader.list("Pod", None, field_selector=f"spec.nodeName={t.name}")
+    elif t.kind == "Service" and ns:
+        svc = await scope.get("Service", ns, t.name)
+        selector = ((svc or {}).get("spec") or {}).get("selector") or {}
+        if selector:
+            scope.raw_pods = await reader.list("Pod", ns, label_selector=label_selector(selector))
+
+
+async def _by_name(
+    scope: Scope,
+    kind: str,
+    namespace: str | None,
+    name: str,
+    focus: Obj | None = None,
+    guessed: bool = False,
+) -> None:
+    ctx, reader = scope.ctx, scope.reader
+    obj = await scope.get(kind, namespace, name)
+    if obj is None:
+        if not guessed:
+            scope.missing(f"{kind.lower()} {namespace}/{name}", "not found")
+        if focus is not None:
+            scope.raw_pods = [focus]
+        return
+    # A ReplicaSet stands for its Deployment; a Job for its CronJob (kept as owner).
+    owner = controller_of(obj)
+    if kind == "ReplicaSet" and owner and owner[0] == "Deployment":
+        dep = await scope.get("Deployment", namespace, owner[1])
+        if dep is not None:
+            obj, kind = dep, "Deployment"
+    if kind == "Job" and owner and owner[0] == "CronJob":
+        cron = await scope.get("CronJob", namespace, owner[1])
+        if cron is not None:
+            ctx.owners.append(workload_snapshot(cron))
+    revisions = []
+    if kind == "Deployment":
+        all_rs = await reader.list(
+            "ReplicaSet", namespace, label_selector=label_selector(match_labels(obj))
+        )
+        owned = [r for r in all_rs if controller_of(r) == ("Deployment", name_of(obj))]
+        revisions = replicaset_revisions(owned)
+    ctx.workload = workload_snapshot(obj, revisions)
+    if kind == "CronJob":
+        jobs = [
+            j
+            for j in await reader.list("Job", namespace)
+            if controller_of(j) == ("CronJob", name_of(obj))
+        ]
+        jobs.sort(key=lambda j: str(meta(j).get("creationTimestamp", "")))
+        if jobs:
+            latest = jobs[-1]
+            ctx.owners.append(ctx.workload)
+            ctx.workload = workload_snapshot(latest)
+            scope.raw_pods = await reader.list(
+                "Pod", namespace, label_selector=f"job-name={name_of(latest)}"
+            )
+        return
+    selector: str | None
+    if kind == "Job":
+        selector = f"job-name={name_of(obj)}"
+    else:
+        labels = match_labels(obj)
+        selector = label_selector(labels) if labels else None
+    if selector:
+        scope.raw_pods = await reader.list("Pod", namespace, label_selector=selector)
+    if focus is not None and all(name_of(p) != name_of(focus) for p in scope.raw_pods):
+        scope.raw_pods.append(focus)
+
+
+def guess_deployment(pod_name: str) -> str | None:
+    """``api-7d9f8c6b5-x2kqp`` -> ``api``: a Deployment's pod name is name-hash-suffix."""
+    match = re.match(r"^(.+)-[a-z0-9]{8,10}-[a-z0-9]{5}$", pod_name)
+    return match.group(1) if match else None
+
+
+# -- snapshots -------------------------------------------------------------------------------
+
+
+def _images(template: Obj) -> dict[str, str]:
+    spec = (template.get("spec") or {}) if template else {}
+    return {str(c.get("name")): str(c.get("image", "")) for c in spec.get("containers") or []}
+
+
+def _env_resources(template: Obj) -> dict[str, str]:
+    """A flat view of what a pod template sets, to describe a revision's changes."""
+    out: dict[str, str] = {}
+    spec = (template.get("spec") or {}) if template else {}
+    for c in spec.get("containers") or []:
+        name = c.get("name")
+        out[f"{name}.image"] = str(c.get("image", ""))
+        for var in c.get("env") or []:
+            if "value" in var:
+                out[f"{name}.env.{var.get('name')}"] = str(var.get("value"))
+            elif "valueFrom" in var:
+                out[f"{name}.env.{var.get('name')}"] = _compact(var["valueFrom"])
+        for kind in ("requests", "limits"):
+            for res, qty in ((c.get("resources") or {}).get(kind) or {}).items():
+                out[f"{name}.{kind}.{res}"] = str(qty)
+        for arg_key in ("command", "args"):
+            if c.get(arg_key):
+                out[f"{name}.{arg_key}"] = " ".join(str(a) for a in c[arg_key])
+    return out
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}={_compact(v)}" for k, v in value.items())
+    return str(value)
+
+
+def revision_changes(older: Obj | None, newer: Obj) -> list[str]:
+    """What a pod template changed against the one before it, one line each."""
+    if older is None:
+        return []
+    before, after = _env_resources(older), _env_resources(newer)
+    changes = []
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) != after.get(key):
+            changes.append(f"{key}: {before.get(key, '(unset)')} -> {after.get(key, '(unset)')}")
+    return changes[:20]
+
+
+def replicaset_revisions(replicasets: list[Obj]) -> list[RevisionSnapshot]:
+    """A Deployment's ReplicaSets as revisions, newest first, each with what it changed."""
+
+    def revision(rs: Obj) -> int:
+        value = (meta(rs).get("annotations") or {}).get("deployment.kubernetes.io/revision")
+        try:
+            return int(value) if value is not None else 0
+        except ValueError:
+            return 0
+
+    ordered = sorted(replicasets, key=revision)
+    out = []
+    for i, rs in enumerate(ordered):
+        template = (rs.get("spec") or {}).get("template") or {}
+        previous = ((ordered[i - 1].get("spec") or {}).get("template") or {}) if i else None
+        status = rs.get("status") or {}
+        out.append(
+            RevisionSnapshot(
+                name=name_of(rs),
+                revision=revision(rs) or None,
+                images=_images(template),
+                created_at=meta(rs).get("creationTimestamp"),
+                replicas=int(status.get("replicas", 0) or 0),
+                ready_replicas=int(status.get("readyReplicas", 0) or 0),
+                changes=revision_changes(previous, template),
+            )
+        )
+    return list(reversed(out))
+
+
+def workload_snapshot(
+    obj: Obj, revisions: list[RevisionSnapshot] | None = None
+) -> WorkloadSnapshot:
+    kind = str(obj.get("kind", ""))
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    owner = controller_of(obj)
+    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    snap = WorkloadSnapshot(
+        kind=kind,
+        name=name_of(obj),
+        namespace=str(meta(obj).get("namespace", "")),
+        conditions=conditions(obj),
+        revisions=revisions or [],
+        selector={str(k): str(v) for k, v in selector.items()},
+        owner_kind=owner[0] if owner else None,
+        owner_name=owner[1] if owner else None,
+    )
+    if kind in ("Deployment", "StatefulSet", "ReplicaSet"):
+        snap.desired = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
+        snap.ready = int(status.get("readyReplicas", 0) or 0)
+        snap.updated = int(status.get("updatedReplicas", 0) or 0)
+        snap.available = int(status.get("availableReplicas", 0) or 0)
+        snap.unavailable = int(status.get("unavailableReplicas", 0) or 0)
+        snap.progress_deadline_seconds = spec.get("progressDeadlineSeconds")
+    elif kind == "DaemonSet":
+        snap.desired = int(status.get("desiredNumberScheduled", 0) or 0)
+        snap.ready = int(status.get("numberReady", 0) or 0)
+        snap.updated = int(status.get("updatedNumberScheduled", 0) or 0)
+        snap.available = int(status.get("numberAvailable", 0) or 0)
+        snap.unavailable = int(status.get("numberUnavailable", 0) or 0)
+    elif kind == "Job":
+        snap.backoff_limit = int(spec.get("backoffLimit", 6) or 0)
+        snap.failed = int(status.get("failed", 0) or 0)
+        snap.succeeded = int(status.get("succeeded", 0) or 0)
+        snap.active = int(status.get("active", 0) or 0)
+        snap.desired = int(spec.get("completions", 1) or 1)
+        snap.selector = {"job-name": snap.name}
+    elif kind == "CronJob":
+        snap.active = len(status.get("active") or [])
+    return snap
+
+
+# -- evidence --------------------------------------------------------------------------------
+
+
+def workload_abnormal(w: WorkloadSnapshot) -> bool:
+    for cond, (status, reason, _) in w.conditions.items():
+        if cond in ("Failed", "ReplicaFailure") and status == "True":
+            return True
+        if cond in ("Progressing", "Available") and status == "False":
+            return True
+        if reason in ("ProgressDeadlineExceeded", "BackoffLimitExceeded", "DeadlineExceeded"):
+            return True
+    return bool(w.unavailable)
+
+
+def describe_workload(w: WorkloadSnapshot) -> str:
+    parts = [f"{w.kind} {w.name}"]
+    if w.kind == "Job":
+        parts.append(
+            f"active {w.active or 0}, succeeded {w.succeeded or 0}, failed {w.failed or 0}, "
+            f"backoffLimit {w.backoff_limit if w.backoff_limit is not None else 6}"
+        )
+    else:
+        parts.append(
+            f"desired {w.desired}, ready {w.ready}, updated {w.updated}, "
+            f"available {w.available}, unavailable {w.unavailable or 0}"
+        )
+    for cond, (status, reason, message) in w.conditions.items():
+        parts.append(f"{cond}={status} {reason}: {message}".strip())
+    return "; ".join(parts)
+
+
+def evidence(ctx: Context, out: EvidenceOut) -> None:
+    for w in [w for w in [ctx.workload] if w is not None] + list(ctx.owners):
+        out.add(
+            Tier.OBJECT_BAD if workload_abnormal(w) else Tier.BACKGROUND,
+            workload_id(w.kind, w.name),
+            EvidenceSource.WORKLOAD,
+            f"{w.kind.lower()}/{w.namespace}/{w.name}",
+            describe_workload(w),
+        )
+        for rev in w.revisions:
+            images = ", ".join(f"{c}={img}" for c, img in rev.images.items())
+            changes = f"; changed: {'; '.join(rev.changes)}" if rev.changes else ""
+            number = f"revision {rev.revision} " if rev.revision is not None else ""
+            out.add(
+                Tier.BACKGROUND,
+                revision_id(rev.name),
+                EvidenceSource.WORKLOAD,
+                f"{w.kind.lower()}/{w.namespace}/{w.name}",
+                f"{number}{rev.name}: {rev.ready_replicas}/{rev.replicas} ready; "
+                f"images {images or '-'}{changes}",
+                time=rev.created_at,
+            )
+
+
+SOURCE = Source(
+    "workload",
+    Stage.TARGET,
+    read,
+    evidence,
+    depth=Depth.QUICK,
+    resources=(
+        "pods",
+        "services",
+        "horizontalpodautoscalers.autoscaling",
+        "deployments.apps",
+        "statefulsets.apps",
+        "daemonsets.apps",
+        "replicasets.apps",
+        "jobs.batch",
+        "cronjobs.batch",
+    ),
+    label=lambda scope: f"{scope.target.kind.lower()} {scope.target.name}",
+)
