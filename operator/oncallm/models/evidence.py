@@ -116,6 +116,8 @@ class NodeSnapshot(Snapshot):
     allocatable: dict[str, str] = Field(default_factory=dict)
     requested: dict[str, str] = Field(default_factory=dict)
     pods: int = 0
+    #: the well-known topology labels (kubernetes.io/arch, zone, instance type)
+    labels: dict[str, str] = Field(default_factory=dict)
 
 
 class EventSnapshot(Snapshot):

@@ -40,6 +40,7 @@ from oncallm.analysis.rules.base import (
 )
 from oncallm.models.analysis import Category
 from oncallm.models.evidence import ContainerSnapshot, Context, LogSnapshot, PodSnapshot
+from oncallm.models.quantity import parse_quantity
 
 # --- missing Secret / ConfigMap ---------------------------------------------------------------
 
@@ -150,8 +151,62 @@ _PULL_AUTH = re.compile(r"unauthori[sz]ed|authentication required|denied|403 For
 _PULL_NET = re.compile(r"no such host|i/o timeout|connection refused|TLS handshake", re.I)
 
 
+_WRONG_ARCH = re.compile(r"exec format error", re.I)
+"""The kernel refuses to execute the entrypoint: the image holds a binary for another CPU
+architecture than the node's (an amd64-only image on arm64 nodes)."""
+
+
+def _wrong_architecture(ctx: Context, ev: EvidenceIndex) -> Finding | None:
+    hits = grep(ctx, ev, _WRONG_ARCH)
+    crashed = [
+        (p, c)
+        for p, c in containers(ctx)
+        if _WRONG_ARCH.search(f"{c.message} {c.last_message}")
+        or any(h.log.pod == p.name and h.log.container == c.name for h in hits)
+    ]
+    if not crashed:
+        return None
+    pod, c = crashed[0]
+    node = next((n for n in ctx.nodes if n.name == pod.node_name), None)
+    arch = node.labels.get("kubernetes.io/arch", "") if node is not None else ""
+    where = f"node {pod.node_name}" + (f" ({arch})" if arch else "")
+    w = controller(ctx)
+    cmds = pod_commands(ctx, pod, c)
+    cmds.append("kubectl get nodes -L kubernetes.io/arch")
+    if w is not None and w.kind != "Job":
+        cmds.append(kc.rollout_undo(w.kind, w.namespace, w.name))
+    return Finding(
+        Category.IMAGE_PULL_ERROR,
+        0.9,
+        summary=(
+            f"Image {c.image} cannot run on {where}: its binary is built for another CPU "
+            "architecture (exec format error)."
+        ),
+        root_cause=(
+            f"Container {c.name} of pod {pod.name} exits at once with 'exec format error': "
+            f"image {c.image} holds no build for the architecture of {where}"
+            + (f" ({arch})" if arch and arch not in where else "")
+            + ", so the kernel cannot execute its entrypoint."
+        ),
+        evidence=ev.cite(*pod_cites(ev, pod, c), *cite_hits(hits, 2)),
+        impact=f"{workload_state(ctx)}; pods on nodes of that architecture never start.",
+        immediate_actions=[
+            "Publish a multi-architecture image (docker buildx --platform linux/amd64,linux/arm64) "
+            "or pin the workload to nodes of the image's architecture with a nodeSelector on "
+            "kubernetes.io/arch; roll back meanwhile.",
+        ],
+        recommendations=[
+            "Check the image manifest's platforms in CI against the node pools' architectures.",
+        ],
+        commands=cmds,
+    )
+
+
 def image_pull_error(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
-    """ErrImagePull / ImagePullBackOff: the image cannot be fetched."""
+    """ErrImagePull / ImagePullBackOff: the image cannot be fetched, or cannot run here."""
+    wrong_arch = _wrong_architecture(ctx, ev)
+    if wrong_arch is not None:
+        return wrong_arch
     stuck = [
         (p, c) for p, c in containers(ctx) if c.state == "waiting" and c.reason in _PULL_REASONS
     ]
@@ -255,12 +310,15 @@ def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Findi
     if usage and score < 0.9:
         score = 0.85
     raised = double_quantity(limit)
+    heap = _heap_over_limit(c, limit)
     w = controller(ctx)
     cmds = [*pod_commands(ctx, pod, c), kc.top_pod(pod.namespace, pod.name)]
     if w is not None and raised:
         cmds.append(
             kc.set_resources(w.kind, w.namespace, w.name, c.name, limits=f"memory={raised}")
         )
+    if heap:
+        usage = (heap, usage[1]) if usage else (heap, "")
     return Finding(
         Category.OOM_KILLED,
         score,
@@ -277,7 +335,7 @@ def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Findi
         ),
         evidence=ev.cite(
             *pod_cites(ev, pod, c),
-            *(metric_id(usage[1]) for _ in [0] if usage),
+            *(metric_id(usage[1]) for _ in [0] if usage and usage[1]),
             *[ev.event(e) for e in events(ctx, reasons=("OOMKilling", "BackOff"))[:2]],
         ),
         impact=f"{workload_state(ctx)}; every OOM kill drops in-flight requests and restarts.",
@@ -294,6 +352,35 @@ def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Findi
         ],
         commands=cmds,
     )
+
+
+_HEAP_FLAG = re.compile(r"(-Xmx|--max-old-space-size=|-XX:MaxHeapSize=)(\d+)([kKmMgG]?)")
+
+
+def _heap_over_limit(c: ContainerSnapshot, limit: str | None) -> str | None:
+    """A runtime heap configured at or above the memory limit (``-Xmx3g`` under ``2Gi``).
+
+    The kernel counts the heap plus the runtime's own memory against the limit, so a heap
+    sized to the limit or above it is killed as soon as it fills: the configuration, not a
+    leak, is the cause."""
+    lim = parse_quantity(limit)
+    if not lim:
+        return None
+    for var, value in c.env.items():
+        m = _HEAP_FLAG.search(value)
+        if m is None:
+            continue
+        number, unit = int(m.group(2)), m.group(3).lower()
+        if m.group(1) == "--max-old-space-size=":
+            size = number * 1024**2  # Node.js: megabytes
+        else:
+            size = number * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
+        if size >= 0.9 * lim:
+            return (
+                f"its {var} sets the heap to {m.group(0)}, at or above the {limit} limit, so "
+                "the runtime grows past the limit before it collects garbage"
+            )
+    return None
 
 
 def _liveness_kills(ctx: Context, pod: PodSnapshot) -> bool:
@@ -416,9 +503,76 @@ _BAD_CONFIG = re.compile(
     r"|(?:environment variable|env var) \S+ (?:is )?(?:not set|required|missing)"
     r"|must be (?:one of|a valid|set|a positive)"
     r"|KeyError: '[A-Z][A-Z0-9_]+'"
-    r"|ValidationError: \d+ validation error",
+    r"|ValidationError: \d+ validation error"
+    # a parser rejecting a config file: PyYAML, json, toml, SnakeYAML, Jackson, Go's yaml
+    r"|yaml\.(?:scanner|parser|constructor|composer)\.\w+Error|\b(?:Scanner|Parser)Error:"
+    r"|JSONDecodeError|JsonParseException|MarkedYAMLException|TomlDecodeError"
+    r"|found character .{1,8} that cannot start any token|mapping values are not allowed here"
+    r"|did not find expected key|could not find expected ':'",
     re.IGNORECASE,
 )
+_CONFIG_FILE = re.compile(r"""["']?(/[\w./-]+\.(?:ya?ml|json|toml|conf|cfg|ini|properties|xml))""")
+"""A configuration file a parse error names (``in "/etc/pricing/rules.yaml", line 14``)."""
+
+
+def _config_file(hit_log: LogSnapshot | None, lineno: int) -> str | None:
+    """The config file named on the error line or the few lines around it."""
+    if hit_log is None:
+        return None
+    window = hit_log.lines[max(0, lineno - 8) : lineno + 3]
+    for line in reversed(window):
+        m = _CONFIG_FILE.search(line)
+        if m:
+            return m.group(1)
+    return None
+
+
+_QUOTED = re.compile(r"""['"]([^'"\s]{2,80})['"]""")
+
+
+def _config_value_crash(
+    ctx: Context, ev: EvidenceIndex, pod: PodSnapshot, c: ContainerSnapshot
+) -> Finding | None:
+    """An unhandled error that quotes the value of one of the container's env vars.
+
+    ``ValueError: invalid literal for int() with base 10: '5k'`` with ``SEND_BATCH_SIZE=5k``:
+    the program died converting its configuration, so the variable is the cause, not the code.
+    """
+    hits = [h for h in grep(ctx, ev, _EXCEPTION_LINE, pods=[pod.name]) if h.log.container == c.name]
+    for h in reversed(hits):
+        for value in _QUOTED.findall(h.line):
+            names = [k for k, v in c.env.items() if v == value and not value.isdigit()]
+            if not names or value.lower() in ("true", "false", "none", "null"):
+                continue
+            var = names[0]
+            code = exit_code(c)
+            return Finding(
+                Category.BAD_CONFIG,
+                0.84,
+                summary=(
+                    f"{c.name} in {pod.name} cannot use its environment variable {var}={value}."
+                ),
+                root_cause=(
+                    f"Container {c.name} of pod {pod.name} exits"
+                    + (f" with code {code}" if code is not None else "")
+                    + f" because the value of its environment variable {var} ({value!r}) is "
+                    f"invalid: {quote_line(h.line)}."
+                ),
+                evidence=ev.cite(*pod_cites(ev, pod, c), *cite_hits([h])),
+                impact=f"{workload_state(ctx)}; every run fails the same way until {var} is fixed.",
+                immediate_actions=[
+                    f"Set {var} to a value the program accepts (the log says what it expected) "
+                    "and roll out or re-run.",
+                ],
+                recommendations=[
+                    "Validate configuration at start with a clear message, and in CI against the "
+                    "rendered manifests.",
+                ],
+                commands=pod_commands(ctx, pod, c),
+            )
+    return None
+
+
 _EXEC_FAILED = re.compile(
     r"executable file not found|no such file or directory|exec format error|permission denied",
     re.I,
@@ -431,19 +585,19 @@ def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | No
     if crashed is None:
         return None
     pod, c = crashed
-    if c.state == "waiting" and c.reason in (
-        "RunContainerError",
-        "StartError",
-        "ContainerCannotRun",
-    ):
-        if _EXEC_FAILED.search(c.message or c.last_message):
+    start_failed = {"RunContainerError", "StartError", "ContainerCannotRun"}
+    if (c.state == "waiting" and c.reason in start_failed) or c.last_reason in start_failed:
+        message = f"{c.message} {c.last_message}"
+        if _EXEC_FAILED.search(message) and not _WRONG_ARCH.search(message):
             return _bad_command(ctx, ev, pod, c)
     code = exit_code(c)
     hits = grep(ctx, ev, _BAD_CONFIG, pods=[pod.name])
     if not hits:
-        return None
+        return _config_value_crash(ctx, ev, pod, c)
     score = 0.86 if code in (1, 2, 64, 78) else 0.7
     hit = hits[0]
+    file = _config_file(hit.log, hit.lineno)
+    sources = [*c.config_maps, *(s for s in pod.config_maps if s not in c.config_maps)]
     changed = _recent_change(ctx)
     cmds = pod_commands(ctx, pod, c)
     w = controller(ctx)
@@ -463,6 +617,12 @@ def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | No
             f"Container {c.name} of pod {pod.name} exits"
             + (f" with code {code}" if code is not None else "")
             + f" right after start because its configuration is invalid: {quote_line(hit.line)}"
+            + (f" in {file}" if file and file not in hit.line else "")
+            + (
+                f"; the pod's configuration comes from ConfigMap {', '.join(sources[:3])}"
+                if sources
+                else ""
+            )
             + (f"; the configuration changed in {changed[1]}" if changed else "")
             + "."
         ),
@@ -488,7 +648,7 @@ def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | No
 def _bad_command(
     ctx: Context, ev: EvidenceIndex, pod: PodSnapshot, c: ContainerSnapshot
 ) -> Finding:
-    msg = c.message or c.last_message
+    msg = c.message if _EXEC_FAILED.search(c.message) else c.last_message
     return Finding(
         Category.BAD_CONFIG,
         0.84,

@@ -37,6 +37,16 @@ async def read(scope: Scope) -> None:
             scope.ctx.nodes.append(node_snapshot(node, on_node))
 
 
+_TOPOLOGY_LABELS = (
+    "kubernetes.io/arch",
+    "kubernetes.io/os",
+    "topology.kubernetes.io/zone",
+    "node.kubernetes.io/instance-type",
+)
+"""Node labels a diagnosis names: the CPU architecture an image must match, the zone a volume
+is bound to, the instance type."""
+
+
 def node_snapshot(node: Obj, pods_on_node: list[Obj] | None = None) -> NodeSnapshot:
     spec, status = node.get("spec") or {}, node.get("status") or {}
     taints = [
@@ -58,6 +68,9 @@ def node_snapshot(node: Obj, pods_on_node: list[Obj] | None = None) -> NodeSnaps
         allocatable={k: str(v) for k, v in (status.get("allocatable") or {}).items()},
         requested={k: format_quantity(k, v) for k, v in requested.items()},
         pods=len(pods_on_node or []),
+        labels={
+            k: str(v) for k, v in (meta(node).get("labels") or {}).items() if k in _TOPOLOGY_LABELS
+        },
     )
 
 
