@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from oncallm.analysis import commands as kc
@@ -311,6 +312,22 @@ def controller(ctx: Context) -> WorkloadSnapshot | None:
         if w is not None and w.kind in ("Deployment", "StatefulSet", "DaemonSet"):
             return w
     return ctx.workload
+
+
+STALE_TERMINATION = timedelta(hours=1)
+"""A container that runs and is ready again, whose last termination ended this long before
+the alert started, is healthy now: that old termination does not explain the alert."""
+
+
+def stale_termination(ctx: Context, c: ContainerSnapshot) -> bool:
+    """The container recovered long before the alert: its last termination is history."""
+    if c.state != "running" or not c.ready or not c.last_finished_at:
+        return False
+    try:
+        ended = datetime.fromisoformat(c.last_finished_at.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return ended < ctx.alert.starts_at - STALE_TERMINATION
 
 
 def exit_code(c: ContainerSnapshot) -> int | None:

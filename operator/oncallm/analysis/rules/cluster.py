@@ -237,13 +237,18 @@ def pvc_pending(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
         if not attach:
             return None
         e = attach[0]
+        holder = next((p for p in ctx.pods if p.name == e.object_name), None)
+        claims = ", ".join(holder.pvcs) if holder is not None and holder.pvcs else ""
         return Finding(
             Category.PVC_PENDING,
             0.72,
-            summary=f"A volume of {e.object_name} cannot be attached.",
+            summary=f"A volume of {e.object_name} cannot be attached"
+            + (f" (claim {claims})" if claims else "")
+            + ".",
             root_cause=(
-                f"The volume of pod {e.object_name} is bound but cannot be attached/mounted: "
-                f"{quote_line(e.message)}."
+                f"The volume of pod {e.object_name}"
+                + (f" (PersistentVolumeClaim {claims})" if claims else "")
+                + f" is bound but cannot be attached/mounted: {quote_line(e.message)}."
             ),
             evidence=ev.cite(ev.event(e)),
             impact=f"{workload_state(ctx)}.",
@@ -266,7 +271,10 @@ def pvc_pending(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
     if sc_missing:
         why = f'StorageClass "{sc_missing}" does not exist, so no volume can be provisioned'
     elif pvc is not None and not pvc.storage_class:
-        why = "it names no StorageClass and no PersistentVolume matches it"
+        why = (
+            "it names no storage class and the cluster has no default StorageClass, so only a "
+            "pre-made PersistentVolume could bind it and none matches"
+        )
     elif prov:
         why = f"the provisioner fails: {quote_line(prov[0].message, 160)}"
     else:

@@ -36,6 +36,7 @@ from oncallm.analysis.rules.base import (
     pod_cites,
     pod_commands,
     quote_line,
+    stale_termination,
     workload_state,
 )
 from oncallm.models.analysis import Category
@@ -151,18 +152,20 @@ _PULL_AUTH = re.compile(r"unauthori[sz]ed|authentication required|denied|403 For
 _PULL_NET = re.compile(r"no such host|i/o timeout|connection refused|TLS handshake", re.I)
 
 
-_WRONG_ARCH = re.compile(r"exec format error", re.I)
+_WRONG_ARCH = re.compile(r"exec format error|no match for platform in manifest", re.I)
 """The kernel refuses to execute the entrypoint: the image holds a binary for another CPU
 architecture than the node's (an amd64-only image on arm64 nodes)."""
 
 
 def _wrong_architecture(ctx: Context, ev: EvidenceIndex) -> Finding | None:
     hits = grep(ctx, ev, _WRONG_ARCH)
+    pulls = [e for e in events(ctx, pattern=_WRONG_ARCH) if e.object_kind == "Pod"]
     crashed = [
         (p, c)
         for p, c in containers(ctx)
         if _WRONG_ARCH.search(f"{c.message} {c.last_message}")
         or any(h.log.pod == p.name and h.log.container == c.name for h in hits)
+        or any(e.object_name == p.name for e in pulls)
     ]
     if not crashed:
         return None
@@ -188,7 +191,9 @@ def _wrong_architecture(ctx: Context, ev: EvidenceIndex) -> Finding | None:
             + (f" ({arch})" if arch and arch not in where else "")
             + ", so the kernel cannot execute its entrypoint."
         ),
-        evidence=ev.cite(*pod_cites(ev, pod, c), *cite_hits(hits, 2)),
+        evidence=ev.cite(
+            *pod_cites(ev, pod, c), *cite_hits(hits, 2), *[ev.event(e) for e in pulls[:2]]
+        ),
         impact=f"{workload_state(ctx)}; pods on nodes of that architecture never start.",
         immediate_actions=[
             "Publish a multi-architecture image (docker buildx --platform linux/amd64,linux/arm64) "
@@ -294,6 +299,8 @@ def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Findi
     """The kernel killed the container for exceeding its memory limit."""
     best: tuple[float, PodSnapshot, ContainerSnapshot] | None = None
     for pod, c in containers(ctx):
+        if stale_termination(ctx, c):
+            continue
         if "OOMKilled" in (c.reason, c.last_reason):
             score = 0.93
         elif exit_code(c) == 137 and c.limits.get("memory") and not _liveness_kills(ctx, pod):

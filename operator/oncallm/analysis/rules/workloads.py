@@ -181,12 +181,13 @@ def _revisions(w: WorkloadSnapshot) -> tuple[RevisionSnapshot | None, RevisionSn
 
 _SELF_BLOCKING = re.compile(
     r"didn't match pod anti-affinity rules|didn't satisfy existing pods anti-affinity|"
-    r"didn't have free ports for the requested pod ports",
+    r"didn't have free ports for the requested pod ports|Multi-Attach error",
     re.I,
 )
-"""Scheduler predicates a rollout fails on because of its own old pods: with required
-anti-affinity or a hostPort per node and ``maxUnavailable: 0``, the surge pod has nowhere to
-go until an old pod leaves, and no old pod leaves until the surge pod is ready."""
+"""What a rollout fails on because of its own old pods: with required anti-affinity or a
+hostPort per node, the surge pod has nowhere to go until an old pod leaves; with a
+ReadWriteOnce volume under RollingUpdate, the new pod cannot attach the volume the old pod
+holds (Multi-Attach). No old pod leaves until a new one is ready: the strategy deadlocks."""
 
 
 def rollout_stuck(
@@ -213,9 +214,12 @@ def rollout_stuck(
     new_names = {p.name for p in new_pods}
     blocked = [
         e
-        for e in events(ctx, reasons=("FailedScheduling",), pattern=_SELF_BLOCKING)
+        for e in events(
+            ctx, reasons=("FailedScheduling", "FailedAttachVolume"), pattern=_SELF_BLOCKING
+        )
         if e.object_name in new_names
     ]
+    claims = sorted({c for p in new_pods for c in p.pvcs})
     at_fault = old_healthy and bool(blocked)
     cause = None if at_fault else proven(causes, settings)
     score = 0.96 if at_fault else 0.85
@@ -235,7 +239,13 @@ def rollout_stuck(
         if newest
         else "the new revision"
     )
-    if at_fault:
+    if at_fault and blocked[0].reason == "FailedAttachVolume":
+        why = (
+            f"they cannot attach the ReadWriteOnce claim {', '.join(claims) or '(its volume)'} "
+            f"that the old pod holds ({quote_line(blocked[0].message, 160)}), and the old pod "
+            "stays until a new one is ready: RollingUpdate deadlocks on a single-attach volume"
+        )
+    elif at_fault:
         why = (
             f"they cannot be scheduled beside the old pods ({quote_line(blocked[0].message, 160)})"
             ", and the old pods stay until a new one is ready: the strategy deadlocks itself"
@@ -286,8 +296,9 @@ def rollout_stuck(
             f"(kubectl rollout undo) to restore full capacity.",
             *(
                 [
-                    f"Let the rollout make room: set maxUnavailable to 1 (or maxSurge 0) on "
-                    f"{w.kind} {w.name}, or relax its required anti-affinity / hostPort."
+                    f"Let the rollout make room: use strategy Recreate for {w.kind} {w.name} "
+                    "(a single-attach volume), or set maxUnavailable to 1 / maxSurge 0, or relax "
+                    "its required anti-affinity / hostPort."
                 ]
                 if at_fault
                 else []
