@@ -11,10 +11,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from oncallm.analysis.evidence import EvidenceSettings, build_evidence
-from oncallm.analysis.rules import RuleSettings, diagnose
-from oncallm.gathering.gather import GatherSettings, MetricsSource, gather
+from oncallm.analysis.baseline import build_baseline
+from oncallm.analysis.evidence import EvidenceSettings
+from oncallm.analysis.rules import RuleSettings
+from oncallm.gathering.gather import gather
 from oncallm.gathering.reader import KubeReader
+from oncallm.gathering.scope import MetricsSource
+from oncallm.gathering.settings import GatherSettings
 from oncallm.gathering.target import resolve_target
 from oncallm.intake.naming import LABEL_FINGERPRINT
 from oncallm.kube.api import KubeAPI
@@ -202,8 +205,6 @@ class Pipeline:
             history=ApiHistory(self.reader, self.namespace),
             exclude_analysis=analysis.name,
         )
-        evidence = build_evidence(ctx, self.evidence_settings)
-        ctx.evidence = evidence
         gathered = time.perf_counter()
         metrics.STAGE_SECONDS.labels("gathering").observe(gathered - started)
 
@@ -212,8 +213,11 @@ class Pipeline:
             analysis,
             AlertAnalysisStatus(phase=Phase.ANALYZING, short_root_cause="analysing…"),
         )
-        baseline = diagnose(ctx, self.rule_settings)
-        outcome = await self._model(ctx, evidence, baseline, policy)
+        # The evidence is built once, with the operator's settings, and the rules, the model
+        # and the report all cite that one list.
+        rules = build_baseline(ctx, self.evidence_settings, self.rule_settings)
+        evidence = rules.evidence.items
+        outcome = await self._model(ctx, evidence, rules.diagnosis, policy)
         analysed = time.perf_counter()
         metrics.STAGE_SECONDS.labels("analyzing").observe(analysed - gathered)
 
