@@ -4,9 +4,11 @@ It speaks enough of the chat-completions API for the real ``openai.AsyncOpenAI``
 ``POST /v1/chat/completions`` (``response_format`` json_schema and json_object, tool calls,
 usage counts) and ``GET /v1/models``. Replies come from a queue (:meth:`FakeOpenAI.script`)
 or from a function of the request (:attr:`FakeOpenAI.responder`). Faults: any status with any
-headers (500, 503, 429 with ``Retry-After``), latency, malformed content, a mode that refuses
-``json_schema`` with a 400 (:attr:`FakeOpenAI.reject_json_schema`), and going down and up
-(:meth:`FakeOpenAI.go_down`: new connections are refused, live ones are cut).
+headers (500, 503, 429 with ``Retry-After``), latency, malformed content, a reply cut at the
+token cap (``finish_reason`` ``length``), refusing forms of structured output with any status
+(:meth:`FakeOpenAI.refuse_format`: llama.cpp answers ``json_schema`` with a 500;
+:attr:`FakeOpenAI.reject_json_schema` is the 400 of endpoints without schemas), and going down
+and up (:meth:`FakeOpenAI.go_down`: new connections are refused, live ones are cut).
 
 Every request is recorded (raw body, parsed JSON, headers, arrival time) in
 :attr:`FakeOpenAI.requests` for assertions.
@@ -49,6 +51,8 @@ class Reply:
     usage: tuple[int, int] | None = None
     #: leave ``usage`` out of the response, as some servers do
     omit_usage: bool = False
+    #: ``finish_reason`` of the choice; None means ``stop`` (``tool_calls`` with tool calls)
+    finish_reason: str | None = None
 
 
 def json_reply(obj: Any, **kwargs: Any) -> Reply:
@@ -94,6 +98,21 @@ class Recorded:
 Responder = Callable[[dict[str, Any]], Reply]
 
 
+def output_format(body: dict[str, Any]) -> str:
+    """Which form of structured output a request asks for, in OnCallM's names."""
+    response_format = body.get("response_format") or {}
+    kind = response_format.get("type")
+    if kind == "json_schema":
+        return "json_schema"
+    if kind == "json_object":
+        return "json_object_schema" if "schema" in response_format else "json_object"
+    if "format" in body:
+        return "ollama_format"
+    if "guided_json" in body:
+        return "guided_json"
+    return "text"
+
+
 class FakeOpenAI:
     """The server. ``await start()``, use :attr:`base_url`, ``await stop()``."""
 
@@ -104,8 +123,8 @@ class FakeOpenAI:
         #: answers when the queue is empty
         self.responder: Responder | None = None
         self.requests: list[Recorded] = []
-        #: answer json_schema response_format with 400, like endpoints without schemas
-        self.reject_json_schema = False
+        #: forms of structured output (see :func:`output_format`) answered with an error
+        self.refused_formats: dict[str, Reply] = {}
         #: added to every reply's delay
         self.latency = 0.0
         self.models = ["gpt-4o-mini", "llama3.1:8b"]
@@ -117,6 +136,28 @@ class FakeOpenAI:
         self._runner = web.AppRunner(self._app, access_log=None)
         self._site: web.TCPSite | None = None
         self._changed = asyncio.Condition()
+
+    @property
+    def reject_json_schema(self) -> bool:
+        """Answer ``json_schema`` with a 400, like endpoints without schemas."""
+        return "json_schema" in self.refused_formats
+
+    @reject_json_schema.setter
+    def reject_json_schema(self, value: bool) -> None:
+        if value:
+            self.refuse_format(
+                "json_schema",
+                400,
+                "response_format type 'json_schema' is not supported by this server",
+            )
+        else:
+            self.refused_formats.pop("json_schema", None)
+
+    def refuse_format(self, form: str, status: int = 500, message: str = "") -> None:
+        """Answer requests asking for ``form`` (see :func:`output_format`) with ``status``."""
+        self.refused_formats[form] = error_reply(
+            status, message or f"test server: {form} is not supported"
+        )
 
     @property
     def base_url(self) -> str:
@@ -200,12 +241,12 @@ class FakeOpenAI:
             return web.Response(status=503)
         rec = await self._record(request)
         body = rec.json if isinstance(rec.json, dict) else {}
-        fmt = (body.get("response_format") or {}).get("type")
-        if self.reject_json_schema and fmt == "json_schema":
+        refusal = self.refused_formats.get(output_format(body))
+        if refusal is not None:
             return _error(
-                400,
-                "response_format type 'json_schema' is not supported by this server",
-                param="response_format",
+                refusal.status,
+                refusal.error,
+                param="response_format" if refusal.status == 400 else None,
             )
         if self.replies:
             reply = self.replies.popleft()
@@ -223,7 +264,7 @@ class FakeOpenAI:
     def _completion(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         number = next(self._ids)
         message: dict[str, Any] = {"role": "assistant", "content": reply.content}
-        finish = "stop"
+        finish = reply.finish_reason or "stop"
         if reply.tool_calls:
             finish = "tool_calls"
             message["tool_calls"] = [

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
 
+from oncallm.llm.analyse import parse_diagnosis
 from oncallm.llm.breaker import BreakerState
 from oncallm.llm.client import ModelClient, ModelRequestError, ModelUnavailable, parse_retry_after
 from tests.openai_server import (
@@ -14,6 +17,7 @@ from tests.openai_server import (
     error_reply,
     json_reply,
     openai_server,
+    output_format,
     rate_limited,
     text_reply,
 )
@@ -131,12 +135,111 @@ async def test_json_schema_refused_falls_back_to_json_object_and_remembers(
         second = await client.complete(MESSAGES, model="llama3.1:8b")
     finally:
         await client.close()
-    formats = [r.json["response_format"]["type"] for r in openai_server.chat_requests]
-    assert formats == ["json_schema", "json_object", "json_object"]
-    assert first.response_format == second.response_format == "json_object"
-    assert client.format_mode("llama3.1:8b") == "json_object"
+    formats = [output_format(r.json) for r in openai_server.chat_requests]
+    assert formats == ["json_schema", "json_object_schema", "json_object_schema"]
+    assert first.response_format == second.response_format == "json_object_schema"
+    assert client.format_mode("llama3.1:8b") == "json_object_schema"
     assert client.format_mode("gpt-4o-mini") == "json_schema", "remembered per model"
     assert client.breaker.consecutive_failures == 0
+
+
+async def test_a_500_refusing_json_schema_is_negotiated_down_without_opening_the_breaker(
+    openai_server: FakeOpenAI,
+) -> None:
+    # llama.cpp's server answers json_schema with a 500 that names it; it takes json_object
+    # with a schema (which it turns into a grammar).
+    openai_server.refuse_format(
+        "json_schema",
+        500,
+        "1 validation error for CreateChatCompletionRequest: response_format.type: Input "
+        "should be 'text' or 'json_object'",
+    )
+    openai_server.script(*[json_reply(model_diagnosis())] * 3)
+    client = _client(openai_server, breaker_failure_threshold=1, max_retries=2)
+    try:
+        for _ in range(3):
+            completion = await client.complete(MESSAGES, model="smollm2")
+            assert completion.attempts == 1, "a refusal costs no retry"
+    finally:
+        await client.close()
+    formats = [output_format(r.json) for r in openai_server.chat_requests]
+    assert formats == ["json_schema", *["json_object_schema"] * 3], "probed once, remembered"
+    body = openai_server.chat_requests[1].json
+    schema = body["response_format"]["schema"]
+    assert schema["properties"]["category"]["enum"][-1] == "unknown"
+    assert "maxLength" not in json.dumps(schema) and "maxItems" not in json.dumps(schema)
+    assert set(schema["required"]) >= {"category", "summary", "rootCause", "evidence"}
+    assert client.breaker.state is BreakerState.CLOSED
+    assert client.breaker.consecutive_failures == 0
+    assert client.negotiated == {"smollm2": "json_object_schema"}
+
+
+async def test_negotiation_goes_down_to_plain_text(openai_server: FakeOpenAI) -> None:
+    openai_server.refuse_format("json_schema", 500, "json_schema is not supported")
+    openai_server.refuse_format("json_object_schema", 422, "schema: unsupported")
+    openai_server.refuse_format("ollama_format", 400, "unknown field: format")
+    openai_server.refuse_format("guided_json", 400, "guided decoding is off")
+    openai_server.script(
+        text_reply("Here is the diagnosis:\n" + json.dumps(model_diagnosis()) + "\nHope it helps!")
+    )
+    client = _client(openai_server, breaker_failure_threshold=1)
+    try:
+        completion = await client.complete(MESSAGES, model="tiny")
+    finally:
+        await client.close()
+    formats = [output_format(r.json) for r in openai_server.chat_requests]
+    assert formats == ["json_schema", "json_object_schema", "ollama_format", "guided_json", "text"]
+    bodies = [r.json for r in openai_server.chat_requests]
+    assert bodies[2]["format"]["type"] == "object"
+    assert bodies[3]["guided_json"]["type"] == "object"
+    assert "response_format" not in bodies[4]
+    assert completion.response_format == "text"
+    diagnosis, problem = parse_diagnosis(completion.content)
+    assert diagnosis is not None, problem
+    assert diagnosis.category.value == "oom_killed"
+    assert client.breaker.state is BreakerState.CLOSED
+
+
+async def test_a_500_that_names_no_format_is_an_outage(openai_server: FakeOpenAI) -> None:
+    openai_server.script(error_reply(500, "CUDA error: out of memory"))
+    client = _client(openai_server, breaker_failure_threshold=1, max_retries=0)
+    try:
+        with pytest.raises(ModelUnavailable, match="CUDA"):
+            await client.complete(MESSAGES, model="gpt-4o-mini")
+    finally:
+        await client.close()
+    assert client.breaker.state is BreakerState.OPEN
+    assert client.format_mode("gpt-4o-mini") == "json_schema", "nothing learned from an outage"
+
+
+async def test_a_fixed_format_that_is_refused_says_to_negotiate(
+    openai_server: FakeOpenAI,
+) -> None:
+    openai_server.refuse_format("json_object_schema", 500, "failed to parse grammar")
+    client = _client(openai_server, response_format="json_object_schema")
+    try:
+        with pytest.raises(ModelRequestError, match="ONCALLM_LLM_RESPONSE_FORMAT=auto"):
+            await client.complete(MESSAGES, model="smollm2")
+    finally:
+        await client.close()
+    assert len(openai_server.chat_requests) == 1
+    assert not client.breaker.is_open
+
+
+async def test_model_concurrency_one_serves_one_request_at_a_time(
+    openai_server: FakeOpenAI,
+) -> None:
+    openai_server.script(*[json_reply(model_diagnosis(), delay=0.2)] * 2)
+    client = _client(openai_server, concurrency=1)
+    try:
+        await asyncio.gather(
+            client.complete(MESSAGES, model="gpt-4o-mini"),
+            client.complete(MESSAGES, model="gpt-4o-mini"),
+        )
+    finally:
+        await client.close()
+    first, second = openai_server.chat_requests
+    assert second.at - first.at >= 0.2, "the second waited for the first"
 
 
 async def test_json_schema_required_and_refused_is_a_request_error(

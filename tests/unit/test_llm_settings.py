@@ -58,6 +58,22 @@ def test_base_url_alone_enables_a_local_model_without_key() -> None:
     assert settings.prompt_budget("deep") == 32000
     assert settings.prompt_budget("quick") == 2000
     assert settings.describe()["api_key"] == "(unset)"
+    assert settings.concurrency == 4
+
+
+def test_model_concurrency_and_transcript_bound() -> None:
+    settings = LLMSettings.from_env(
+        {
+            "ONCALLM_LLM_BASE_URL": "http://llama.models:8080/v1",
+            "ONCALLM_LLM_CONCURRENCY": "1",
+            "ONCALLM_LLM_MAX_TRANSCRIPT_BYTES": "65536",
+            "ONCALLM_LLM_RESPONSE_FORMAT": "json_object_schema",
+        }
+    )
+    assert settings.concurrency == 1
+    assert settings.max_transcript_bytes == 65536
+    assert settings.response_format == "json_object_schema"
+    assert LLMSettings.from_env({"ONCALLM_LLM_CONCURRENCY": "0"}).concurrency == 1
 
 
 def test_redact_patterns_one_per_line() -> None:
@@ -73,7 +89,7 @@ def test_redact_patterns_one_per_line() -> None:
         ({"ONCALLM_REDACT_PATTERNS": "ok\n(unclosed"}, "not a valid regular expression"),
         ({"ONCALLM_LLM_MAX_RETRIES": "three"}, "ONCALLM_LLM_MAX_RETRIES.*whole number"),
         ({"ONCALLM_LLM_TIMEOUT_SECONDS": "-1"}, "must not be negative"),
-        ({"ONCALLM_LLM_RESPONSE_FORMAT": "xml"}, "json_schema, json_object, auto"),
+        ({"ONCALLM_LLM_RESPONSE_FORMAT": "xml"}, "auto, json_schema, json_object_schema"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:

@@ -74,16 +74,9 @@ def parse_diagnosis(content: str | None) -> tuple[Diagnosis | None, str]:
     """
     if not content or not content.strip():
         return None, "the reply was empty"
-    text = content.strip()
-    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", text, re.DOTALL)
-    if fenced:
-        text = fenced.group(1)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return None, f"the reply is not JSON ({exc.msg} at character {exc.pos})"
-    if not isinstance(data, dict):
-        return None, "the reply must be one JSON object"
+    data, problem = extract_json_object(content)
+    if data is None:
+        return None, problem
     try:
         return Diagnosis.model_validate(_fit_lengths(data)), ""
     except ValidationError as exc:
@@ -92,6 +85,47 @@ def parse_diagnosis(content: str | None) -> tuple[Diagnosis | None, str]:
             for err in exc.errors()[:8]
         )
         return None, f"the reply does not match the schema ({problems})"
+
+
+#: Where a JSON object is looked for in a reply with prose around it, at most this many
+#: opening braces are tried (a reply is a few kB; this bounds the work on a pathological one).
+MAX_JSON_STARTS = 64
+
+
+def extract_json_object(content: str) -> tuple[dict[str, Any] | None, str]:
+    """The JSON object in a reply: the whole reply, a fenced block, or the first ``{...}``
+    that parses inside prose (models without constrained output like to add some).
+
+    Returns the object, or None and a reason the model can act on.
+    """
+    text = content.strip()
+    fenced = re.search(r"```(?:json)?\s*(.*?)\s*```", text, re.DOTALL)
+    candidates = [fenced.group(1)] if fenced else []
+    candidates.append(text)
+    first_error = ""
+    for candidate in candidates:
+        try:
+            data = json.loads(candidate)
+        except json.JSONDecodeError as exc:
+            first_error = first_error or f"the reply is not JSON ({exc.msg} at character {exc.pos})"
+            continue
+        if isinstance(data, dict):
+            return data, ""
+        return None, "the reply must be one JSON object"
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    tries = 0
+    while start != -1 and tries < MAX_JSON_STARTS:
+        tries += 1
+        try:
+            data, _ = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(data, dict):
+            return data, ""
+        start = text.find("{", start + 1)
+    return None, first_error or "the reply holds no JSON object"
 
 
 def ground(

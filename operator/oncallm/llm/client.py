@@ -6,9 +6,12 @@ so that every attempt is counted, bounded and visible: exponential backoff with 
 ``retry-after-ms``) up to ``max_retry_after_seconds``. A call whose retries are exhausted
 counts as one failure of the :class:`~oncallm.llm.breaker.CircuitBreaker`.
 
-Structured output: ``json_schema`` (strict) where the endpoint supports it; in ``auto`` mode a
-400 to a ``json_schema`` request is retried at once with ``json_object`` and the client
-remembers, per model, to use JSON mode from then on.
+Structured output is negotiated per model (``auto``, the default): the first request tries
+``json_schema``; an endpoint that refuses it (any 4xx or 5xx whose body names the response
+format, the schema or the grammar: llama.cpp answers 500) is asked again at once with the next
+form in :data:`NEGOTIATION_ORDER`, down to plain text from which the JSON object is taken. A
+refusal is an answer, not an outage: it costs no retry and never counts against the breaker.
+The form that worked is remembered per model, so the probe happens once.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import email.utils
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,7 +38,25 @@ from oncallm.llm.settings import NO_KEY, LLMSettings
 
 log = logging.getLogger(__name__)
 
-FormatMode = Literal["json_schema", "json_object"]
+FormatMode = Literal[
+    "json_schema", "json_object_schema", "ollama_format", "guided_json", "json_object", "text"
+]
+
+#: What ``auto`` tries, in order: the most portable constraint first, no constraint last.
+NEGOTIATION_ORDER: tuple[FormatMode, ...] = (
+    "json_schema",
+    "json_object_schema",
+    "ollama_format",
+    "guided_json",
+    "text",
+)
+
+#: Words in an error body that make it a refusal of the response format rather than an
+#: outage: a server that cannot build the grammar is up, and will answer a simpler request.
+_FORMAT_REFUSAL = re.compile(
+    r"response_format|json_schema|schema|grammar|guided|structured output|\bformat\b",
+    re.IGNORECASE,
+)
 
 
 class ModelUnavailable(Exception):
@@ -106,8 +128,10 @@ class ModelClient:
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
-        #: models at this endpoint that answered 400 to a json_schema response_format
-        self._schema_refused: set[str] = set()
+        #: per model, the response format the endpoint accepted (``auto`` mode)
+        self._formats: dict[str, FormatMode] = {}
+        #: requests in flight to the endpoint (ONCALLM_LLM_CONCURRENCY)
+        self._slots = asyncio.Semaphore(max(1, settings.concurrency))
 
     @classmethod
     def from_settings(cls, settings: LLMSettings, **kwargs: Any) -> ModelClient | None:
@@ -121,11 +145,16 @@ class ModelClient:
         return self.settings.endpoint
 
     def format_mode(self, model: str) -> FormatMode:
-        """The response_format the next request for ``model`` will use."""
+        """The response format the next request for ``model`` will use."""
         mode = self.settings.response_format
-        if mode == "json_object" or (mode == "auto" and model in self._schema_refused):
-            return "json_object"
-        return "json_schema"
+        if mode != "auto":
+            return mode
+        return self._formats.get(model, NEGOTIATION_ORDER[0])
+
+    @property
+    def negotiated(self) -> dict[str, FormatMode]:
+        """What ``auto`` learned so far, per model."""
+        return dict(self._formats)
 
     async def close(self) -> None:
         """Close the HTTP connections."""
@@ -138,12 +167,36 @@ class ModelClient:
         model: str,
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str | None = None,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
     ) -> Completion:
         """One chat completion with structured output.
 
-        Raises :class:`ModelUnavailable` when the breaker is open or retries ran out, and
-        :class:`ModelRequestError` when the endpoint refused the request.
+        ``schema`` is the reply's JSON schema (the Diagnosis schema by default);
+        ``max_tokens`` overrides the reply cap. At most ``concurrency`` calls are in flight;
+        the others wait here. Raises :class:`ModelUnavailable` when the breaker is open or
+        retries ran out, and :class:`ModelRequestError` when the endpoint refused the request.
         """
+        async with self._slots:
+            return await self._guarded(
+                messages,
+                model=model,
+                tools=tools,
+                tool_choice=tool_choice,
+                schema=schema or diagnosis_json_schema(),
+                max_tokens=max_tokens or self.settings.max_output_tokens,
+            )
+
+    async def _guarded(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str,
+        tools: list[dict[str, Any]] | None,
+        tool_choice: str | None,
+        schema: dict[str, Any],
+        max_tokens: int,
+    ) -> Completion:
         if not self.breaker.before_call():
             wait = self.breaker.seconds_until_retry()
             raise ModelUnavailable(
@@ -153,7 +206,12 @@ class ModelClient:
         recorded = False
         try:
             completion = await self._complete(
-                messages, model=model, tools=tools, tool_choice=tool_choice
+                messages,
+                model=model,
+                tools=tools,
+                tool_choice=tool_choice,
+                schema=schema,
+                max_tokens=max_tokens,
             )
             self.breaker.record_success()
             recorded = True
@@ -180,32 +238,49 @@ class ModelClient:
         model: str,
         tools: list[dict[str, Any]] | None,
         tool_choice: str | None,
+        schema: dict[str, Any],
+        max_tokens: int,
     ) -> Completion:
         mode = self.format_mode(model)
         attempt = 0
         started = self._clock()
         while True:
             request = self._request(
-                messages, model=model, mode=mode, tools=tools, tool_choice=tool_choice
+                messages,
+                model=model,
+                mode=mode,
+                tools=tools,
+                tool_choice=tool_choice,
+                schema=schema,
+                max_tokens=max_tokens,
             )
             retry_after: float | None = None
             try:
                 response = await self.openai.chat.completions.create(**request)
-            except openai.BadRequestError as exc:
-                if mode == "json_schema" and self.settings.response_format == "auto":
-                    log.warning(
-                        "The model endpoint %s refused response_format json_schema for model "
-                        "%s (%s); using json_object from now on. Set "
-                        "ONCALLM_LLM_RESPONSE_FORMAT=json_object to skip this probe.",
-                        self.endpoint,
-                        model,
-                        _error_text(exc),
-                    )
-                    self._schema_refused.add(model)
-                    mode = "json_object"
-                    continue
-                raise ModelRequestError(_refusal(exc, model), exc.status_code) from exc
             except openai.APIStatusError as exc:
+                if exc.status_code != 429 and is_format_refusal(exc):
+                    following = self._next_format(model, mode)
+                    if following is not None:
+                        log.warning(
+                            "The model endpoint %s refused the response format %s for model %s "
+                            "(HTTP %d: %s); trying %s. Set ONCALLM_LLM_RESPONSE_FORMAT=%s to "
+                            "skip this probe.",
+                            self.endpoint,
+                            mode,
+                            model,
+                            exc.status_code,
+                            _error_text(exc),
+                            following,
+                            following,
+                        )
+                        mode = following
+                        continue
+                    raise ModelRequestError(
+                        f"the model endpoint refused the response format {mode} (HTTP "
+                        f"{exc.status_code}: {_error_text(exc)}); set "
+                        "ONCALLM_LLM_RESPONSE_FORMAT=auto to negotiate one it accepts",
+                        exc.status_code,
+                    ) from exc
                 if exc.status_code != 429 and exc.status_code < 500:
                     raise ModelRequestError(_refusal(exc, model), exc.status_code) from exc
                 reason = f"HTTP {exc.status_code}: {_error_text(exc)}"
@@ -220,6 +295,14 @@ class ModelClient:
                     f"cannot read ({exc}); check it is an OpenAI-compatible chat API"
                 ) from exc
             else:
+                if self.settings.response_format == "auto" and self._formats.get(model) != mode:
+                    self._formats[model] = mode
+                    log.info(
+                        "The model endpoint %s takes the response format %s for model %s",
+                        self.endpoint,
+                        mode,
+                        model,
+                    )
                 return self._completion(
                     response, mode, attempt + 1, self._clock() - started, messages
                 )
@@ -241,6 +324,17 @@ class ModelClient:
             await self._sleep(delay)
             attempt += 1
 
+    def _next_format(self, model: str, refused: FormatMode) -> FormatMode | None:
+        """The form to try after ``refused`` (``auto`` only), remembered for ``model``."""
+        if self.settings.response_format != "auto" or refused not in NEGOTIATION_ORDER:
+            return None
+        index = NEGOTIATION_ORDER.index(refused)
+        if index + 1 >= len(NEGOTIATION_ORDER):
+            return None
+        following = NEGOTIATION_ORDER[index + 1]
+        self._formats[model] = following
+        return following
+
     def backoff(self, attempt: int) -> float:
         """The wait before retry ``attempt + 1``: base * 2^attempt, capped, with jitter.
 
@@ -260,20 +354,25 @@ class ModelClient:
         mode: FormatMode,
         tools: list[dict[str, Any]] | None,
         tool_choice: str | None,
+        schema: dict[str, Any],
+        max_tokens: int,
     ) -> dict[str, Any]:
         request: dict[str, Any] = {"model": model, "messages": messages}
         if mode == "json_schema":
             request["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {
-                    "name": "diagnosis",
-                    "strict": True,
-                    "schema": diagnosis_json_schema(),
-                },
+                "json_schema": {"name": "diagnosis", "strict": True, "schema": schema},
             }
-        else:
+        elif mode == "json_object_schema":
+            # llama.cpp's server: JSON mode constrained by a schema it turns into a grammar
+            request["response_format"] = {"type": "json_object", "schema": schema}
+        elif mode == "ollama_format":
+            request["extra_body"] = {"format": schema}
+        elif mode == "guided_json":
+            request["extra_body"] = {"guided_json": schema}
+        elif mode == "json_object":
             request["response_format"] = {"type": "json_object"}
-        request[self.settings.max_tokens_field] = self.settings.max_output_tokens
+        request[self.settings.max_tokens_field] = max_tokens
         if self.settings.temperature is not None:
             request["temperature"] = self.settings.temperature
         if tools:
@@ -356,6 +455,25 @@ def parse_retry_after(headers: Any, *, now: datetime | None = None) -> float | N
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def is_format_refusal(exc: openai.APIStatusError) -> bool:
+    """True when an error answer names the response format, the schema or the grammar.
+
+    Such an answer (a 400, a 422, or llama.cpp's 500 to ``json_schema``) says the endpoint is
+    up and refuses this form of request; a simpler form may work. Anything else is an outage
+    or a refusal of the request as a whole.
+    """
+    texts = [_error_text(exc)]
+    if isinstance(exc.body, dict):
+        error = exc.body.get("error")
+        if isinstance(error, dict) and error.get("param"):
+            texts.append(str(error["param"]))
+    try:
+        texts.append(exc.response.text[:2000])
+    except Exception:  # a streamed or closed body: the message is enough
+        pass
+    return any(_FORMAT_REFUSAL.search(t) for t in texts)
 
 
 def _error_text(exc: openai.APIStatusError) -> str:

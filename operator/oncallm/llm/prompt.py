@@ -229,13 +229,17 @@ RULES_ONLY_FIELDS = ("chain", "secondary")
 """Diagnosis fields the model's reply leaves out: the pipeline keeps the rules' chain."""
 
 
-def diagnosis_json_schema() -> dict[str, Any]:
-    """A strict JSON schema for :class:`Diagnosis` (``response_format`` ``json_schema``).
+def diagnosis_json_schema(evidence_ids: list[str] | None = None) -> dict[str, Any]:
+    """A strict, grammar-friendly JSON schema for :class:`Diagnosis`.
 
-    Strict mode wants every property required, no extra properties and no length keywords;
-    lengths are stated in the instructions and enforced when the reply is validated. The
-    causal chain and secondary causes are the rules' (:data:`RULES_ONLY_FIELDS`): the model
-    is not asked for them.
+    It is what every constrained mode sends (``json_schema``, llama.cpp's ``json_object``
+    with a schema, Ollama's ``format``, vLLM's ``guided_json``), so it keeps to what all of
+    them turn into a grammar: every property required, no extra properties, the category an
+    enum, and no length or range keywords (``maxLength``/``maxItems`` expand into grammars
+    llama.cpp cannot build). Lengths are stated in the instructions and enforced after
+    parsing. With ``evidence_ids``, the cited ids are an enum of them, so a constrained model
+    cannot invent one. The causal chain and secondary causes are the rules'
+    (:data:`RULES_ONLY_FIELDS`): the model is not asked for them.
     """
     source = Diagnosis.model_json_schema(by_alias=True)
     for name in RULES_ONLY_FIELDS:
@@ -272,6 +276,11 @@ def diagnosis_json_schema() -> dict[str, Any]:
         return node
 
     schema: dict[str, Any] = clean(source)
+    if evidence_ids:
+        schema["properties"]["evidence"]["items"] = {
+            "type": "string",
+            "enum": list(dict.fromkeys(evidence_ids)),
+        }
     return schema
 
 

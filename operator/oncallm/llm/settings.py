@@ -15,7 +15,25 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
-ResponseFormatMode = Literal["json_schema", "json_object", "auto"]
+#: How the reply is constrained to the Diagnosis schema; ``auto`` negotiates (see client.py).
+ResponseFormatMode = Literal[
+    "auto",
+    "json_schema",
+    "json_object_schema",
+    "ollama_format",
+    "guided_json",
+    "json_object",
+    "text",
+]
+RESPONSE_FORMATS: tuple[str, ...] = (
+    "auto",
+    "json_schema",
+    "json_object_schema",
+    "ollama_format",
+    "guided_json",
+    "json_object",
+    "text",
+)
 
 #: Where OpenAI itself answers; used when a key is set but no base URL.
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -75,13 +93,18 @@ class LLMSettings:
     trial call (half-open) checks whether the endpoint is back."""
 
     response_format: ResponseFormatMode = "auto"
-    """``ONCALLM_LLM_RESPONSE_FORMAT``: ``json_schema`` (strict structured output),
-    ``json_object`` (JSON mode, for endpoints without schemas) or ``auto`` (try
-    ``json_schema``, fall back to ``json_object`` when the endpoint answers 400, remember)."""
+    """``ONCALLM_LLM_RESPONSE_FORMAT``: how the reply is held to the schema. ``auto`` learns
+    it per model: ``json_schema`` (OpenAI, vLLM, Ollama), then ``json_object_schema``
+    (``json_object`` with a ``schema``: llama.cpp), ``ollama_format`` (Ollama's ``format``),
+    ``guided_json`` (vLLM's guided decoding), then ``text`` (no constraint; the JSON object is
+    taken out of the reply). The endpoint refusing one (any 4xx or 5xx naming the response
+    format, the schema or the grammar) moves to the next; the outcome is remembered. Set one
+    of them to skip the probe; ``json_object`` (JSON mode without a schema) only by hand."""
 
     max_output_tokens: int = 1500
     """``ONCALLM_LLM_MAX_OUTPUT_TOKENS``: the reply's token cap; a diagnosis is a few hundred
-    tokens, so this only stops a runaway model."""
+    tokens, so this only stops a runaway model. A reply cut at the cap (``finish_reason``
+    ``length``) is asked for once more, shorter, under half the cap, then dropped."""
 
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     """``ONCALLM_LLM_MAX_TOKENS_FIELD``: the request field carrying the cap. OpenAI's reasoning
@@ -114,6 +137,16 @@ class LLMSettings:
     max_tool_result_chars: int = 6000
     """``ONCALLM_LLM_MAX_TOOL_RESULT_CHARS``: a tool result (deep analyses) is cut to this
     many characters, so one huge log cannot fill the context window."""
+
+    concurrency: int = 4
+    """``ONCALLM_LLM_CONCURRENCY``: requests in flight to the endpoint at once; the others
+    wait their turn. A self-hosted server (llama.cpp, Ollama on one GPU) serves one request
+    at a time, so set 1 there; a hosted API takes more."""
+
+    max_transcript_bytes: int = 256 * 1024
+    """``ONCALLM_LLM_MAX_TRANSCRIPT_BYTES``: the redacted prompt and the raw replies of an
+    analysis, kept in the ConfigMap ``<analysis>-model`` for the web view, are cut to this
+    (a ConfigMap holds at most 1 MiB)."""
 
     max_tool_calls_per_round: int = 4
     """``ONCALLM_LLM_MAX_TOOL_CALLS_PER_ROUND``: tool calls executed per round; more are
@@ -173,7 +206,7 @@ class LLMSettings:
             response_format=_choice(
                 env,
                 "ONCALLM_LLM_RESPONSE_FORMAT",
-                ("json_schema", "json_object", "auto"),
+                RESPONSE_FORMATS,
                 defaults.response_format,
             ),  # type: ignore[arg-type]
             max_output_tokens=_int(
@@ -204,6 +237,10 @@ class LLMSettings:
             ),
             max_tool_calls_per_round=_int(
                 env, "ONCALLM_LLM_MAX_TOOL_CALLS_PER_ROUND", defaults.max_tool_calls_per_round
+            ),
+            concurrency=max(1, _int(env, "ONCALLM_LLM_CONCURRENCY", defaults.concurrency)),
+            max_transcript_bytes=_int(
+                env, "ONCALLM_LLM_MAX_TRANSCRIPT_BYTES", defaults.max_transcript_bytes
             ),
         )
 
