@@ -440,6 +440,8 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding |
     pod = next((p for p in ctx.pods if p.name == first.object_name), None)
     c = _probed_container(pod, kind) if pod else None
     restarts = c.restart_count if c else 0
+    if kind == "Readiness" and pod is not None and _recovered(pod):
+        return None  # ready again: the failures were a passing state, not a cause
     score = 0.8 if (kind != "Readiness" and (restarts or kills)) else 0.62
     probe = ""
     if c is not None:
@@ -483,6 +485,12 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding |
         ],
         commands=cmds,
     )
+
+
+def _recovered(pod: PodSnapshot) -> bool:
+    """The pod is Ready again and every container runs and is ready."""
+    ready = pod.conditions.get("Ready", ("", "", ""))[0] == "True"
+    return ready and all(c.ready and c.state == "running" for c in pod.containers if not c.init)
 
 
 def _probed_container(pod: PodSnapshot, kind: str) -> ContainerSnapshot | None:
@@ -735,6 +743,8 @@ def app_crash_exception(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fin
     if not hits:
         if code in (None, 0) or not (c.restart_count or c.state == "terminated"):
             return None
+        if c.state == "running" and c.ready:
+            return None  # it runs and is ready: past exits without a reason prove nothing
         return Finding(
             Category.APP_CRASH_EXCEPTION,
             0.45,
