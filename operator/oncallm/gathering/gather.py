@@ -17,7 +17,7 @@ from oncallm.gathering.scope import HistorySource, MetricsSource, Scope
 from oncallm.gathering.settings import GatherSettings
 from oncallm.gathering.sources import SOURCES, Source
 from oncallm.gathering.sources.metrics import alert_expression, standard_queries
-from oncallm.gathering.target import resolve_target
+from oncallm.gathering.target import refine_target, resolve_target
 from oncallm.models.alert import Alert
 from oncallm.models.evidence import Context
 from oncallm.models.policy import AnalysisPolicy
@@ -45,12 +45,19 @@ async def gather(
     sources: tuple[Source, ...] = SOURCES,
 ) -> Context:
     """Everything an engineer would look at for ``alert``, as a Context."""
+    settings = settings or GatherSettings()
     target = resolve_target(alert)
+    try:
+        # A node given by IP (a node exporter's instance) becomes the Node that has it.
+        async with asyncio.timeout(settings.source_timeout):
+            target = await refine_target(target, reader)
+    except TimeoutError:
+        pass  # the address stays the name; the nodes source reports the node as missing
     scope = Scope(
         alert=alert,
         reader=reader,
         policy=policy,
-        settings=settings or GatherSettings(),
+        settings=settings,
         now=now or datetime.now(UTC),
         target=target,
         ctx=Context(alert=alert, target=target),

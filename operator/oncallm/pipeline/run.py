@@ -221,7 +221,8 @@ class Pipeline:
         analysed = time.perf_counter()
         metrics.STAGE_SECONDS.labels("analyzing").observe(analysed - gathered)
 
-        status = self._status(analysis, ctx, target, policy, outcome, evidence)
+        # ctx.target: gathering may have refined the target (a node given by its IP).
+        status = self._status(analysis, ctx, ctx.target, policy, outcome, evidence)
         status.timings = StageTimings(
             gathering=round(gathered - started, 3), analyzing=round(analysed - gathered, 3)
         )
