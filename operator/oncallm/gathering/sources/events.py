@@ -24,6 +24,11 @@ def event_base_id(event: EventSnapshot) -> str:
     return f"event/{event.object_kind or 'Object'}/{event.object_name}/{event.reason or 'Event'}"
 
 
+MAX_EVENT_NAMESPACES = 5
+"""Namespaces whose events one analysis lists: the target's and those of its pods, for an
+alert about pods across namespaces (cluster-wide overcommit). Each is one list call."""
+
+
 async def read(scope: Scope) -> None:
     ctx, target = scope.ctx, scope.target
     ns = target.namespace
@@ -42,9 +47,11 @@ async def read(scope: Scope) -> None:
     for hpa in ctx.hpas:
         wanted.add(("HorizontalPodAutoscaler", hpa.name))
     raw: list[Obj] = []
-    if ns:
-        async with scope.guard("events"):
-            raw.extend(await scope.reader.list("Event", ns))
+    # the target's namespace, then those of the gathered pods (a cluster-wide alert's pods)
+    namespaces = list(dict.fromkeys([*([ns] if ns else []), *(p.namespace for p in ctx.pods)]))
+    for namespace in namespaces[:MAX_EVENT_NAMESPACES]:
+        async with scope.guard(f"events in {namespace}"):
+            raw.extend(await scope.reader.list("Event", namespace))
     for node in scope.node_names():
         async with scope.guard(f"events of node {node}"):
             raw.extend(

@@ -86,6 +86,40 @@ async def read(scope: Scope) -> None:
         selector = ((svc or {}).get("spec") or {}).get("selector") or {}
         if selector:
             scope.raw_pods = await reader.list("Pod", ns, label_selector=label_selector(selector))
+    elif t.kind == "PodDisruptionBudget" and ns:
+        await _disruption_budget(scope, ns, t.name)
+    elif t.kind == "Cluster" and scope.alert.name in CAPACITY_ALERTS:
+        # Overcommit is a cluster-wide sum: what it costs is the pods that no longer fit.
+        pending = await reader.list("Pod", None, field_selector="status.phase=Pending")
+        scope.raw_pods = [p for p in pending if not (p.get("spec") or {}).get("nodeName")]
+
+
+CAPACITY_ALERTS = frozenset(
+    {
+        "KubeCPUOvercommit",
+        "KubeMemoryOvercommit",
+        "KubeCPUQuotaOvercommit",
+        "KubeMemoryQuotaOvercommit",
+    }
+)
+"""Cluster-wide capacity alerts: their evidence is the unscheduled pods, wherever they are."""
+
+
+async def _disruption_budget(scope: Scope, namespace: str, name: str) -> None:
+    """A PodDisruptionBudget stands for the pods it selects and their controller: too few
+    healthy pods is what the budget reports, why they are unhealthy is theirs."""
+    pdb = await scope.get("PodDisruptionBudget", namespace, name)
+    selector = ((pdb or {}).get("spec") or {}).get("selector") or {}
+    labels = selector.get("matchLabels") or {}
+    if not labels:
+        return
+    pods = await scope.reader.list("Pod", namespace, label_selector=label_selector(labels))
+    owners = {controller_of(p) for p in pods} - {None}
+    if len(owners) == 1:
+        kind, owner = next(iter(owners))  # type: ignore[misc]
+        await _by_name(scope, kind, namespace, owner)
+    if not scope.raw_pods:
+        scope.raw_pods = pods
 
 
 async def _by_name(
