@@ -196,6 +196,20 @@ class HPASnapshot(Snapshot):
     metrics: list[str] = Field(default_factory=list)
 
 
+class RoleBindingSnapshot(Snapshot):
+    """A RoleBinding (or ClusterRoleBinding) and what its role grants, read after a 403."""
+
+    name: str
+    namespace: str | None = None
+    role_kind: str = "Role"
+    role_name: str = ""
+    role_exists: bool = True
+    #: ``ServiceAccount ns/name``, ``User name``, ``Group name``
+    subjects: list[str] = Field(default_factory=list)
+    #: one entry per policy rule: ``verbs=get,list resources=pods groups=``
+    rules: list[tuple[list[str], list[str], list[str]]] = Field(default_factory=list)
+
+
 class NetworkPolicySnapshot(Snapshot):
     name: str
     namespace: str
@@ -243,6 +257,9 @@ class Context(Snapshot):
     limit_ranges: list[LimitRangeSnapshot] = Field(default_factory=list)
     hpas: list[HPASnapshot] = Field(default_factory=list)
     network_policies: list[NetworkPolicySnapshot] = Field(default_factory=list)
+    #: the bindings of a namespace whose ServiceAccount was refused (403), and its accounts
+    role_bindings: list[RoleBindingSnapshot] = Field(default_factory=list)
+    service_accounts: list[str] = Field(default_factory=list)
     metrics: list[MetricSnapshot] = Field(default_factory=list)
     history: list[HistorySnapshot] = Field(default_factory=list)
     #: ConfigMaps and Secrets referenced by the pods that do not exist (names only)

@@ -31,6 +31,7 @@ from oncallm.analysis.rules.base import (
     target_pod,
     workload_state,
 )
+from oncallm.gathering.sources.role_bindings import grants, role_binding_id
 from oncallm.models.analysis import Category
 from oncallm.models.evidence import Context, NetworkPolicySnapshot, ServiceSnapshot
 
@@ -442,6 +443,38 @@ _FORBIDDEN = re.compile(
 )
 
 
+def _near_miss(
+    ctx: Context, verb: str, resource: str, group: str, sa_ns: str | None, sa: str | None
+) -> tuple[str, list[str]] | None:
+    """The binding one step from working: it grants exactly what was refused, but binds another
+    subject (a renamed ServiceAccount, a dropped subject), or its role is gone."""
+    if not sa:
+        return None
+    me = f"ServiceAccount {sa_ns}/{sa}"
+    for b in ctx.role_bindings:
+        if not b.role_exists and me in b.subjects:
+            return (
+                f"RoleBinding {b.name} binds {me} to {b.role_kind} {b.role_name}, which does not "
+                "exist",
+                [role_binding_id(b.name)],
+            )
+    for b in ctx.role_bindings:
+        if me in b.subjects or not grants(b, verb, resource, group):
+            continue
+        others = [s.split("/", 1)[-1] for s in b.subjects if s.startswith("ServiceAccount ")]
+        text = (
+            f"RoleBinding {b.name} grants {verb} {resource} through {b.role_kind} {b.role_name}, "
+            f"but binds {', '.join(b.subjects) or 'nobody'}, not {me}"
+        )
+        if others and sa not in others:
+            text += (
+                f"; the pod runs as ServiceAccount {sa} where ServiceAccount {others[0]} was "
+                "meant (set serviceAccountName, or add the subject)"
+            )
+        return text, [role_binding_id(b.name)]
+    return None
+
+
 def rbac_forbidden(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """The API server answers 403: the pod's service account lacks a Role(Binding)."""
     hits = grep(ctx, ev, _FORBIDDEN)
@@ -473,6 +506,7 @@ def rbac_forbidden(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
         )
     if pod is not None:
         cmds += pod_commands(ctx, pod, c)
+    near = _near_miss(ctx, verb, res.split("/")[0], group, sa_ns, sa)
     return Finding(
         Category.RBAC_FORBIDDEN,
         0.92,
@@ -481,12 +515,13 @@ def rbac_forbidden(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
             f"The Kubernetes API refuses requests of {who} (used by "
             f"{pod.name if pod else ctx.target.display}): it may not {verb} {resource} {scope}, "
             f"{quote_line(hits[-1].line if hits else forbidden_events[0].message, 220)}; no "
-            "Role/ClusterRole bound to it grants this."
+            "Role/ClusterRole bound to it grants this" + (f": {near[0]}" if near else "") + "."
         ),
         evidence=ev.cite(
             *cite_hits(hits),
             *[ev.event(e) for e in forbidden_events[:2]],
             *(pod_cites(ev, pod, c) if pod else []),
+            *(near[1] if near else []),
         ),
         impact=f"{workload_state(ctx)}; the feature that needs {resource} does not work.",
         immediate_actions=[

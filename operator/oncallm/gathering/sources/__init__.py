@@ -20,6 +20,7 @@ from oncallm.gathering.sources import (
     nodes,
     pods,
     pvcs,
+    role_bindings,
     services,
     workload,
 )
@@ -38,6 +39,7 @@ SOURCES: tuple[Source, ...] = (
     hpas.SOURCE,
     network_policies.SOURCE,
     metrics.SOURCE,
+    role_bindings.SOURCE,
     history.SOURCE,
 )
 """Every source. Gathering runs them stage by stage (the sources of a stage at once, in this

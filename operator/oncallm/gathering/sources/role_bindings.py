@@ -1,0 +1,134 @@
+"""After a 403 from the API server: the refused namespace's RoleBindings, their roles, and its
+ServiceAccounts.
+
+A ServiceAccount is refused because no binding grants it what it asked for. The usual reasons
+are one step away: a binding that grants exactly that but names another subject (a chart
+renamed the ServiceAccount, an edit dropped a subject), or a binding whose Role is gone. The
+source reads nothing unless a log line or event of the analysis shows such a refusal.
+
+Evidence: ``rolebinding/<name>`` for each binding read (its role, its subjects and what the
+role grants).
+"""
+
+from __future__ import annotations
+
+import re
+
+from oncallm.gathering.objects import Obj, meta
+from oncallm.gathering.scope import Scope
+from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
+from oncallm.models.analysis import EvidenceSource
+from oncallm.models.evidence import Context, RoleBindingSnapshot
+
+REFUSED = re.compile(
+    r"forbidden: User \\?\"system:serviceaccount:(?P<ns>[\w.-]+):(?P<sa>[\w.-]+)\\?\" cannot"
+    r"(?:.*? in the namespace \\?\"(?P<where>[\w.-]+)\\?\")?",
+    re.IGNORECASE,
+)
+"""The API server's refusal of a ServiceAccount, with the namespace it was refused in."""
+
+MAX_BINDINGS = 20
+"""RoleBindings of the refused namespace that are read (each may cost one Role GET)."""
+
+
+def role_binding_id(name: str) -> str:
+    """``rolebinding/<name>``: a RoleBinding, its role's rules and its subjects."""
+    return f"rolebinding/{name}"
+
+
+def _refused_namespace(ctx: Context) -> str | None:
+    texts = [e.message for e in ctx.events] + [line for lg in ctx.logs for line in lg.lines]
+    for text in texts:
+        m = REFUSED.search(text)
+        if m:
+            return m.group("where") or m.group("ns")
+    return None
+
+
+async def read(scope: Scope) -> None:
+    ns = _refused_namespace(scope.ctx)
+    if ns is None:
+        return
+    async with scope.guard(f"rolebindings in {ns}"):
+        bindings = (await scope.reader.list("RoleBinding", ns))[:MAX_BINDINGS]
+        roles: dict[tuple[str, str], Obj | None] = {}
+        for binding in bindings:
+            ref = binding.get("roleRef") or {}
+            key = (str(ref.get("kind", "Role")), str(ref.get("name", "")))
+            if key not in roles:
+                kind, name = key
+                roles[key] = await scope.get(kind, ns if kind == "Role" else None, name)
+            scope.ctx.role_bindings.append(role_binding_snapshot(binding, roles[key]))
+    async with scope.guard(f"serviceaccounts in {ns}"):
+        scope.ctx.service_accounts = sorted(
+            str(meta(sa).get("name", "")) for sa in await scope.reader.list("ServiceAccount", ns)
+        )
+
+
+def role_binding_snapshot(binding: Obj, role: Obj | None) -> RoleBindingSnapshot:
+    ref = binding.get("roleRef") or {}
+    subjects = []
+    for s in binding.get("subjects") or []:
+        kind, name = str(s.get("kind", "")), str(s.get("name", ""))
+        if kind == "ServiceAccount":
+            ns = s.get("namespace") or meta(binding).get("namespace") or ""
+            subjects.append(f"ServiceAccount {ns}/{name}")
+        else:
+            subjects.append(f"{kind} {name}")
+    rules = [
+        (
+            [str(v) for v in r.get("verbs") or []],
+            [str(x) for x in r.get("resources") or []],
+            [str(g) for g in r.get("apiGroups") or []],
+        )
+        for r in (role or {}).get("rules") or []
+    ]
+    return RoleBindingSnapshot(
+        name=str(meta(binding).get("name", "")),
+        namespace=meta(binding).get("namespace"),
+        role_kind=str(ref.get("kind", "Role")),
+        role_name=str(ref.get("name", "")),
+        role_exists=role is not None,
+        subjects=subjects,
+        rules=rules,
+    )
+
+
+def grants(binding: RoleBindingSnapshot, verb: str, resource: str, group: str) -> bool:
+    """Whether the binding's role allows ``verb`` on ``resource`` in API group ``group``."""
+    for verbs, resources, groups in binding.rules:
+        if (verb in verbs or "*" in verbs) and (resource in resources or "*" in resources):
+            if group in groups or "*" in groups or (not groups and group == ""):
+                return True
+    return False
+
+
+def evidence(ctx: Context, out: EvidenceOut) -> None:
+    for b in ctx.role_bindings:
+        grants_text = "; ".join(
+            f"{','.join(verbs)} {','.join(res)}" for verbs, res, _ in b.rules[:6]
+        )
+        out.add(
+            Tier.OBJECT_BAD,
+            role_binding_id(b.name),
+            EvidenceSource.WORKLOAD,
+            f"rolebinding/{b.namespace}/{b.name}",
+            f"binds {b.role_kind} {b.role_name}"
+            + ("" if b.role_exists else " (which does not exist)")
+            + f" to {', '.join(b.subjects) or 'nobody'}"
+            + (f"; grants {grants_text}" if grants_text else ""),
+        )
+
+
+SOURCE = Source(
+    "role_bindings",
+    Stage.LEADS,
+    read,
+    evidence,
+    resources=(
+        "rolebindings.rbac.authorization.k8s.io",
+        "roles.rbac.authorization.k8s.io",
+        "clusterroles.rbac.authorization.k8s.io",
+        "serviceaccounts",
+    ),
+)
