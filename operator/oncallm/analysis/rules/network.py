@@ -156,9 +156,16 @@ _DNS = re.compile(
 _HOST = re.compile(
     r"lookup ([\w.-]+)|ENOTFOUND ([\w.-]+)|EAI_AGAIN ([\w.-]+)|host name \"([\w.-]+)\""
     r"|UnknownHostException: ([\w.-]+)|resolve host:? '?([\w.-]+)|translate host name \"([\w.-]+)\""
-    r"|host='([\w.-]+)'"
+    r"|host='([\w.-]+)'|name resolution \(([\w.-]+)\)|resolve '([\w.-]+)'"
 )
-_DNS_SERVER = re.compile(r"server misbehaving|on [\d.]+:53: (?:read|dial) udp.*i/o timeout", re.I)
+_DNS_SERVER = re.compile(
+    r"server misbehaving|on [\d.]+:53: (?:read|dial) udp.*i/o timeout"
+    r"|Temporary failure in name resolution|EAI_AGAIN|connection timed out; no servers could be"
+    r" reached",
+    re.I,
+)
+"""The resolver got no answer (a timeout, SERVFAIL), as opposed to an answer that the name
+does not exist: the DNS path is broken, not the name."""
 
 
 def dns_failure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
@@ -174,7 +181,7 @@ def dns_failure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
             hosts.append(host)
     server_side = any(_DNS_SERVER.search(h.line) for h in hits)
     score = 0.86
-    if server_side and _egress_blocked(ctx):
+    if server_side and any(_denies_dns(np) for np in ctx.network_policies):
         score = 0.7  # the NetworkPolicy rule explains why DNS does not answer
     crashed = crashed_container(ctx)
     pod, c = crashed if crashed else (target_pod(ctx), None)
@@ -189,6 +196,12 @@ def dns_failure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
         )
     else:
         why = "the name does not exist in DNS or the upstream resolver fails"
+    if not server_side and pod is not None:
+        sources = sorted(
+            {cm for c2 in pod.containers for cm in c2.config_maps} | set(pod.config_maps)
+        )
+        if sources:
+            why += f"; the pod takes its configuration from ConfigMap {', '.join(sources[:3])}"
     ns = namespace(ctx)
     cmds = []
     if pod is not None:
@@ -257,12 +270,67 @@ def _egress_blocked(ctx: Context) -> bool:
     return any(_denies_egress(np) for np in ctx.network_policies)
 
 
+def _denies_dns(np: NetworkPolicySnapshot) -> bool:
+    """An egress policy of the pod with no rule that lets DNS (port 53) out: every lookup then
+    times out, whatever the name."""
+    if not _denies_egress(np):
+        return False
+    for rule in np.egress:
+        ports = rule.partition(" ports ")[2]
+        if not ports or any(p.split("/")[0] in ("53", "dns", "dns-tcp") for p in ports.split(",")):
+            return False
+    return True
+
+
+def _dns_blocked(ctx: Context, ev: EvidenceIndex) -> Finding | None:
+    """Lookups time out while a NetworkPolicy of the pod lets no DNS traffic out."""
+    policies = [np for np in ctx.network_policies if _denies_dns(np)]
+    if not policies:
+        return None
+    hits = [h for h in grep(ctx, ev, _DNS) if _DNS_SERVER.search(h.line)]
+    if not hits:
+        return None
+    np = policies[0]
+    crashed = crashed_container(ctx)
+    pod, c = crashed if crashed else (target_pod(ctx), None)
+    who = f"pod {pod.name}" if pod else "the alerted pods"
+    rules = "; ".join(np.egress) if np.egress else "none: all egress is denied"
+    return Finding(
+        Category.NETWORK_POLICY_BLOCK,
+        0.9,
+        summary=f"NetworkPolicy {np.name} blocks DNS (port 53) from {who}, so every lookup fails.",
+        root_cause=(
+            f"NetworkPolicy {np.namespace}/{np.name} selects {who} and restricts its egress "
+            f"without allowing DNS (UDP/TCP 53 to kube-dns; allowed egress: {rules}), so name "
+            f"lookups time out: {quote_line(hits[-1].line, 160)}. CoreDNS itself is not at fault."
+        ),
+        evidence=ev.cite(
+            netpol_id(np.name), *cite_hits(hits), *(pod_cites(ev, pod, c) if pod else [])
+        ),
+        impact=f"{workload_state(ctx)}; every call by name fails before it is sent.",
+        immediate_actions=[
+            f"Add an egress rule to NetworkPolicy {np.name} allowing UDP and TCP 53 to the "
+            "kube-dns pods in kube-system, or revert the policy change.",
+        ],
+        recommendations=[
+            "Start every egress allow-list from a shared 'allow DNS' policy.",
+        ],
+        commands=[
+            kc.describe("networkpolicy", np.namespace, np.name),
+            *(pod_commands(ctx, pod, c) if pod else []),
+        ],
+    )
+
+
 def network_policy_block(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """Connections time out to a Service that has ready endpoints, and a NetworkPolicy that
     selects the pod restricts its egress without allowing that Service."""
     policies = [np for np in ctx.network_policies if _denies_egress(np)]
     if not policies:
         return None
+    dns = _dns_blocked(ctx, ev)
+    if dns is not None:
+        return dns
     timeouts = [h for h in grep(ctx, ev, _TIMEOUT) if is_error_line(h.line)]
     healthy = [s for s in ctx.services if s.relation == "dependency" and s.ready_endpoints > 0]
     blocked = [(np, s) for s in healthy for np in policies if not _allows(np, s)]
