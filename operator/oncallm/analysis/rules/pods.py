@@ -702,9 +702,11 @@ _CRASH = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _EXCEPTION_LINE = re.compile(
-    r"^\s*(?:panic: |Exception in thread|fatal error: |\w+(?:\.\w+)*(?:Error|Exception)\b:?"
-    r"|[a-z_]\w*(?:\.\w+)+: )"
+    r"^\s*(?:panic: |Exception in thread|fatal error: |[\w$]+(?:\.[\w$]+)*(?:Error|Exception)\b:?"
+    r"|[a-z_][\w$]*(?:\.[\w$]+)+: )"
 )
+_FRAME = re.compile(r"^\s*(?:at [\w$.<>]+\(|File \"|\.\.\. \d+ more|goroutine \d+)")
+"""A stack frame: where the error passed, never what it was."""
 
 
 _REMOTE_REFUSAL = re.compile(
@@ -803,6 +805,7 @@ def _exception_line(hits: list[Hit], log: LogSnapshot | None) -> str:
     for h in hits:
         if h.line.startswith("panic:") or "Exception in thread" in h.line:
             return h.line
+    hits = [h for h in hits if not _FRAME.search(h.line)] or hits
     named = [h for h in hits if _EXCEPTION_LINE.search(h.line)]
     if named:
         return named[-1].line
