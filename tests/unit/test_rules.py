@@ -1305,3 +1305,164 @@ def test_every_rule_states_its_mechanism_and_scope() -> None:
     for rule in RULES:
         assert len(rule.mechanism) > 40, rule.name
         assert (rule.wrap is not None) == (rule.scope.value == "wrapper"), rule.name
+
+
+# --- one step further: the mechanisms behind the pod's symptom --------------------------------
+
+
+def test_a_heap_flag_above_the_memory_limit_is_named_in_the_oom() -> None:
+    jvm = container(
+        last_reason="OOMKilled",
+        last_exit_code=137,
+        limits={"cpu": "1", "memory": "2Gi"},
+        env={"JAVA_TOOL_OPTIONS": "-Xms3g -Xmx3g -XX:+UseG1GC"},
+    )
+    d = check(ctx(pods=[pod(POD, jvm)]), Category.OOM_KILLED)
+    assert "-Xmx3g" in d.root_cause and "JAVA_TOOL_OPTIONS" in d.root_cause
+
+
+def test_an_image_for_another_architecture_is_an_image_error_naming_the_node_arch() -> None:
+    arm = node()
+    arm.labels = {"kubernetes.io/arch": "arm64"}
+    c = ctx(
+        nodes=[arm],
+        logs=[log("exec /usr/local/bin/agent: exec format error")],
+    )
+    d = check(c, Category.IMAGE_PULL_ERROR)
+    assert "arm64" in d.root_cause and "exec format error" in d.root_cause
+
+
+def test_a_command_missing_from_the_image_is_bad_config_on_the_last_termination() -> None:
+    c = container(
+        last_reason="StartError",
+        last_exit_code=128,
+        last_message="failed to create containerd task: failed to create shim task: OCI runtime "
+        'create failed: runc create failed: unable to start container process: exec: "gunicorn": '
+        "executable file not found in $PATH: unknown",
+    )
+    d = check(ctx(pods=[pod(POD, c)]), Category.BAD_CONFIG)
+    assert "gunicorn" in d.root_cause
+
+
+def test_an_exception_quoting_an_env_vars_value_is_bad_config() -> None:
+    c = container(env={"BATCH_SIZE": "5k", "LOG_LEVEL": "info"})
+    trace = (
+        "Traceback (most recent call last):\n"
+        '  File "/app/send.py", line 187, in main\n'
+        '    batch_size = int(os.environ.get("BATCH_SIZE", "500"))\n'
+        "ValueError: invalid literal for int() with base 10: '5k'"
+    )
+    d = check(ctx(pods=[pod(POD, c)], logs=[log(trace)]), Category.BAD_CONFIG)
+    assert "BATCH_SIZE" in d.root_cause
+
+
+def test_a_config_file_parse_error_is_bad_config_naming_the_file_and_configmap() -> None:
+    c = container(config_maps=["api-rules"])
+    trace = (
+        "Traceback (most recent call last):\n"
+        '  File "/app/config.py", line 58, in load_rules\n'
+        "    doc = yaml.safe_load(fh)\n"
+        "yaml.scanner.ScannerError: while scanning for the next token\n"
+        "found character '\\t' that cannot start any token\n"
+        '  in "/etc/api/rules.yaml", line 14, column 1'
+    )
+    d = check(ctx(pods=[pod(POD, c)], logs=[log(trace)]), Category.BAD_CONFIG)
+    assert "/etc/api/rules.yaml" in d.root_cause and "api-rules" in d.root_cause
+
+
+def _running_ready() -> ContainerSnapshot:
+    return container(
+        state="running",
+        reason="",
+        message="",
+        ready=True,
+        restart_count=1,
+        last_state="terminated",
+        last_reason="OOMKilled",
+        last_exit_code=137,
+        last_finished_at="2025-05-12T09:40:00Z",  # two days before the alert
+    )
+
+
+def test_a_termination_long_before_the_alert_is_history() -> None:
+    ready = pod(POD, _running_ready(), conditions={"Ready": ("True", "", "")})
+    found = {f.category for f in evaluate(ctx(pods=[ready]))}
+    assert Category.OOM_KILLED not in found
+
+
+def test_readiness_failures_of_a_pod_that_is_ready_again_prove_nothing() -> None:
+    ready = pod(POD, _running_ready(), conditions={"Ready": ("True", "", "")})
+    c = ctx(
+        pods=[ready],
+        events=[
+            event("Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503")
+        ],
+        alert=alert("KubePodNotReady", container=""),
+    )
+    check(c, Category.UNKNOWN)
+
+
+def test_a_rollout_that_cannot_attach_its_readwriteonce_volume_is_rollout_stuck() -> None:
+    pending = _new_pod(
+        container(
+            state="waiting",
+            reason="ContainerCreating",
+            message="",
+            restart_count=0,
+            last_state=None,
+            last_reason="",
+            last_exit_code=None,
+            **_NEW,
+        ),
+        phase="Pending",
+        pvcs=["api-data"],
+    )
+    c = _stuck_rollout(
+        pending,
+        events=[
+            event(
+                "FailedAttachVolume",
+                f'Multi-Attach error for volume "pvc-1f2e" Volume is already used by pod(s) {POD}',
+                name=NEW_POD,
+            )
+        ],
+    )
+    d = check(c, Category.ROLLOUT_STUCK)
+    assert "api-data" in d.root_cause and "Recreate" in " ".join(d.immediate_actions)
+
+
+def test_dns_timeouts_under_an_egress_policy_without_port_53_are_the_policy() -> None:
+    policy = NetworkPolicySnapshot(
+        name="api-egress",
+        namespace=NS,
+        pod_selector={"app": "api"},
+        policy_types=["Egress"],
+        egress=["pods {'app': 'orders-db'} ports 5432/TCP"],
+        selects_target=True,
+    )
+    c = ctx(
+        network_policies=[policy],
+        logs=[log("ERROR: [Errno -3] Temporary failure in name resolution (orders-db.orders.svc)")],
+    )
+    d = check(c, Category.NETWORK_POLICY_BLOCK)
+    assert "api-egress" in d.root_cause and "53" in d.root_cause
+
+
+def test_a_403_names_the_binding_that_grants_it_to_another_serviceaccount() -> None:
+    from oncallm.models.evidence import RoleBindingSnapshot
+
+    binding = RoleBindingSnapshot(
+        name="pod-launcher",
+        namespace=NS,
+        role_kind="Role",
+        role_name="pod-launcher",
+        subjects=[f"ServiceAccount {NS}/worker"],
+        rules=[(["get", "list", "create"], ["pods"], [""])],
+    )
+    refusal = (
+        'pods is forbidden: User "system:serviceaccount:orders:api" cannot list resource '
+        '"pods" in API group "" in the namespace "orders"'
+    )
+    c = ctx(role_bindings=[binding], logs=[log(f"ERROR kubernetes client: {refusal}")])
+    d = check(c, Category.RBAC_FORBIDDEN)
+    assert "pod-launcher" in d.root_cause and "worker" in d.root_cause
