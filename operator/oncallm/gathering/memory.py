@@ -3,7 +3,9 @@
 For unit tests of gathering and for evaluating scenarios offline (``oncallm eval --offline``),
 where the same gathering code runs without an API server. Label selectors (equality terms)
 and the field selectors gathering uses (``involvedObject.*``, ``spec.nodeName``,
-``metadata.name``) behave as the API server's.
+``metadata.name``) behave as the API server's. Any kind can be read; with ``api_version``,
+only objects whose ``apiVersion`` is of that group (and version, when given) match, and an
+object written without ``apiVersion`` matches any.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
-from oncallm.gathering.reader import SourceError
+from oncallm.gathering.reader import SourceError, split_api_version
 
 Obj = dict[str, Any]
 
@@ -41,12 +43,14 @@ class MemoryReader:
         if kind in self.forbidden:
             raise SourceError(kind, f"forbidden: cannot list {kind} (test)")
 
-    async def get(self, kind: str, namespace: str | None, name: str) -> Obj | None:
+    async def get(
+        self, kind: str, namespace: str | None, name: str, *, api_version: str | None = None
+    ) -> Obj | None:
         self._check(kind)
         for obj in self.objects:
             meta = obj.get("metadata") or {}
             if (
-                obj.get("kind") == kind
+                _kind_matches(obj, kind, api_version)
                 and meta.get("name") == name
                 and (namespace is None or meta.get("namespace") in (namespace, None))
             ):
@@ -59,12 +63,14 @@ class MemoryReader:
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        *,
+        api_version: str | None = None,
     ) -> list[Obj]:
         self._check(kind)
         out = []
         for obj in self.objects:
             meta = obj.get("metadata") or {}
-            if obj.get("kind") != kind:
+            if not _kind_matches(obj, kind, api_version):
                 continue
             if namespace is not None and meta.get("namespace") != namespace:
                 continue
@@ -88,6 +94,16 @@ class MemoryReader:
             )
         lines = text.splitlines()
         return "\n".join(lines[-tail_lines:]) if tail_lines > 0 else ""
+
+
+def _kind_matches(obj: Obj, kind: str, api_version: str | None) -> bool:
+    if obj.get("kind") != kind:
+        return False
+    if api_version is None or not obj.get("apiVersion"):
+        return True
+    group, version = split_api_version(api_version)
+    have_group, have_version = split_api_version(str(obj["apiVersion"]))
+    return group == have_group and version in (None, have_version)
 
 
 def _labels_match(selector: str, labels: dict[str, str]) -> bool:

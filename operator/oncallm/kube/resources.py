@@ -1,4 +1,9 @@
-"""Where each kind of object lives in the API: path prefix, plural, namespaced or not."""
+"""Where each kind of object lives in the API: path prefix, plural, namespaced or not.
+
+The table holds the kinds OnCallM itself reads and writes: a fast path that needs no
+request. Every other kind (any built-in one, any custom resource) is found through the API
+server's discovery documents by :class:`oncallm.kube.discovery.Discovery`.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,12 @@ class Resource:
     @property
     def api_version(self) -> str:
         return self.prefix.removeprefix("/apis/").removeprefix("/api/")
+
+    @property
+    def group(self) -> str:
+        """The API group; ``""`` for the core group."""
+        version = self.api_version
+        return version.split("/", 1)[0] if "/" in version else ""
 
     def path(self, namespace: str | None = None, name: str | None = None) -> str:
         """The collection path, or an object's path when ``name`` is given."""
@@ -72,7 +83,11 @@ RESOURCES: dict[str, Resource] = {r.kind: r for r in _TABLE}
 
 
 def resource(kind: str) -> Resource:
+    """A kind of the table; any other kind needs :class:`~oncallm.kube.discovery.Discovery`."""
     try:
         return RESOURCES[kind]
     except KeyError:
-        raise KeyError(f"OnCallM does not know the kind {kind!r}") from None
+        raise KeyError(
+            f"{kind!r} is not in OnCallM's table of kinds; resolve it with "
+            "oncallm.kube.discovery.Discovery"
+        ) from None
