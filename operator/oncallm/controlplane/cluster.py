@@ -35,7 +35,7 @@ import yaml
 
 from oncallm.controlplane import certs
 from oncallm.controlplane.build import repo_root, resolve_binary
-from oncallm.controlplane.kubelet_logs import plant_log
+from oncallm.controlplane.kubelet_logs import plant_log, remove_log
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,10 @@ SERVICE_CIDR = "10.96.0.0/12"
 CONTROLLERS = "garbage-collector-controller,namespace-controller,serviceaccount-controller"
 #: How long the API server may take to say ready; a cold start on 2 busy cores takes ~10 s.
 READY_TIMEOUT = 120.0
+#: The Node address type the API server tries first to reach a node's kubelet: planted Nodes
+#: keep their own addresses (a scenario's InternalIP is evidence) and get one of this type,
+#: 127.0.0.1, for the kubelet-log server. The API server accepts any type name here.
+KUBELET_ADDRESS_TYPE = "OnCallMKubeletLogs"
 #: The default folder of ``oncallm controlplane up``; tests use a temporary one each run.
 DEFAULT_FOLDER = Path(os.environ.get("ONCALLM_CONTROLPLANE_DIR", "/tmp/oncallm-controlplane"))
 
@@ -67,6 +71,9 @@ class State:
     kubelet_port: int
     admin_token: str
     pids: dict[str, int] = field(default_factory=dict)
+    #: the address type planted Nodes route pods/log with (InternalIP for a control plane
+    #: started before KUBELET_ADDRESS_TYPE existed)
+    kubelet_address_type: str = "InternalIP"
 
 
 class LocalControlPlane:
@@ -147,6 +154,7 @@ class LocalControlPlane:
             etcd_peer_port=free_port(),
             kubelet_port=free_port(),
             admin_token=secrets.token_hex(24),
+            kubelet_address_type=KUBELET_ADDRESS_TYPE,
         )
         cm_token = secrets.token_hex(24)
         (self.folder / "tokens.csv").write_text(
@@ -197,7 +205,7 @@ class LocalControlPlane:
                 f"--service-account-key-file={pki.sa_pub}",
                 f"--service-account-signing-key-file={pki.sa_key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-preferred-address-types={KUBELET_ADDRESS_TYPE},InternalIP",
                 f"--kubelet-certificate-authority={pki.ca_cert}",
                 f"--kubelet-client-certificate={pki.kubelet_cert}",
                 f"--kubelet-client-key={pki.kubelet_key}",
@@ -429,10 +437,20 @@ class LocalControlPlane:
         """Serve ``text`` as a container's (previous) log through ``pods/log``."""
         plant_log(self.logs_folder, namespace, pod, container, text, previous=previous)
 
+    def remove_log(
+        self, namespace: str, pod: str, container: str, *, previous: bool = False
+    ) -> None:
+        """Stop serving a log planted with :meth:`plant_log`."""
+        remove_log(self.logs_folder, namespace, pod, container, previous=previous)
+
     def node_status(self) -> dict[str, Any]:
-        """The part of a Node's status that routes ``pods/log`` to the kubelet-log server."""
+        """The part of a Node's status that routes ``pods/log`` to the kubelet-log server.
+
+        Its address has the type :data:`KUBELET_ADDRESS_TYPE`, which the API server tries
+        first, so a planted Node keeps its own addresses beside it."""
+        assert self.state is not None, "the control plane is not up"
         return {
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "addresses": [{"type": self.state.kubelet_address_type, "address": "127.0.0.1"}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
         }
 

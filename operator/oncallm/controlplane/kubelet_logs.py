@@ -37,6 +37,19 @@ def plant_log(
     return path
 
 
+def remove_log(
+    folder: Path, namespace: str, pod: str, container: str, *, previous: bool = False
+) -> None:
+    """Stop serving a planted log (the pod's folder goes once it is empty)."""
+    path = log_path(folder, namespace, pod, container, previous)
+    path.unlink(missing_ok=True)
+    for parent in (path.parent, path.parent.parent):
+        try:
+            parent.rmdir()
+        except OSError:  # not empty, or already gone
+            break
+
+
 def _tail(text: str, lines: int | None) -> str:
     if lines is None:
         return text
