@@ -173,6 +173,8 @@ def load_scenario(path: Path) -> Scenario:
     return Scenario.model_validate(data)
 
 
-def load_scenarios(folder: Path) -> list[Scenario]:
-    files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+def load_scenarios(folder: Path, *, recursive: bool = False) -> list[Scenario]:
+    """The scenario files of ``folder`` (and of its subfolders, when ``recursive``), by path."""
+    glob = folder.rglob if recursive else folder.glob
+    files = sorted([*glob("*.yaml"), *glob("*.yml")])
     return [load_scenario(p) for p in files]

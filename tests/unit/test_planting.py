@@ -1,0 +1,89 @@
+"""The planter's pure parts: CRDs it generates, the planting order, Node routing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from oncallm.scenarios.plant import generated_crd, merge_node_status, planting_order, plural_of
+
+
+@pytest.mark.parametrize(
+    ("kind", "plural"),
+    [
+        ("ExternalSecret", "externalsecrets"),
+        ("Certificate", "certificates"),
+        ("ClusterPolicy", "clusterpolicies"),
+        ("Gateway", "gateways"),
+        ("Prometheus", "prometheuses"),
+        ("Ingress", "ingresses"),
+        ("Match", "matches"),
+    ],
+)
+def test_plurals_follow_kubernetes_rule(kind: str, plural: str) -> None:
+    assert plural_of(kind) == plural
+
+
+def test_a_generated_crd_takes_any_object_and_has_a_status_subresource() -> None:
+    crd = generated_crd("cert-manager.io", "v1", "Certificate", "certificates", "Namespaced")
+    assert crd["metadata"]["name"] == "certificates.cert-manager.io"
+    assert "api-approved.kubernetes.io" not in crd["metadata"]["annotations"]
+    (version,) = crd["spec"]["versions"]
+    assert version["schema"]["openAPIV3Schema"] == {
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
+    assert version["subresources"] == {"status": {}}
+    assert version["served"] and version["storage"]
+    # A protected group (Gateway API) needs the approval annotation, or the server refuses it.
+    gateway = generated_crd("gateway.networking.k8s.io", "v1", "Gateway", "gateways", "Namespaced")
+    assert "api-approved.kubernetes.io" in gateway["metadata"]["annotations"]
+
+
+def obj(kind: str, name: str, **meta: Any) -> dict[str, Any]:
+    return {"kind": kind, "metadata": {"name": name, "namespace": "ns", **meta}}
+
+
+def test_admission_prerequisites_first_owners_before_owned_quotas_last() -> None:
+    objects = [
+        obj("ResourceQuota", "compute"),
+        obj("Pod", "api-1", ownerReferences=[{"kind": "ReplicaSet", "name": "api"}]),
+        obj("ReplicaSet", "api", ownerReferences=[{"kind": "Deployment", "name": "api"}]),
+        obj("Deployment", "api"),
+        obj("ServiceAccount", "api"),
+        {"kind": "PriorityClass", "metadata": {"name": "critical"}},
+    ]
+    order = [(o["kind"], o["metadata"]["name"]) for o in planting_order(objects)]
+    assert order == [
+        ("ServiceAccount", "api"),
+        ("PriorityClass", "critical"),
+        ("Deployment", "api"),
+        ("ReplicaSet", "api"),
+        ("Pod", "api-1"),
+        ("ResourceQuota", "compute"),
+    ]
+
+
+def test_a_planted_node_keeps_its_own_addresses() -> None:
+    routing = {
+        "addresses": [{"type": "OnCallMKubeletLogs", "address": "127.0.0.1"}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+    }
+    status = {
+        "addresses": [
+            {"type": "InternalIP", "address": "10.0.161.12"},
+            {"type": "Hostname", "address": "ip-10-0-161-12"},
+        ],
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }
+    merged = merge_node_status(status, routing)
+    assert merged["addresses"] == [*status["addresses"], *routing["addresses"]]
+    assert merged["conditions"] == status["conditions"]
+    assert merged["daemonEndpoints"] == routing["daemonEndpoints"]
+    # A control plane that routes by InternalIP replaces only the InternalIP.
+    old = {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}]}
+    assert merge_node_status(status, old)["addresses"] == [
+        {"type": "Hostname", "address": "ip-10-0-161-12"},
+        {"type": "InternalIP", "address": "127.0.0.1"},
+    ]
