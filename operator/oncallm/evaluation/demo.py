@@ -28,16 +28,22 @@ NAMESPACE = "oncallm-demo"
 async def _demo(plane: LocalControlPlane, scenarios_dir: Path, port: int, serve: bool) -> None:
     from oncallm.evaluation.stack import running_stack
     from oncallm.kube.api import ClientSettings, KubeAPI
-    from oncallm.scenarios.plant import ensure_namespace
+    from oncallm.scenarios.plant import Planter, ensure_namespace
 
     api = await KubeAPI.connect(ClientSettings(kubeconfig=str(plane.kubeconfig), qps=0))
+    # What the demo plants stays, for the engineer to look at.
+    planter = Planter(
+        api,
+        node_status=plane.node_status(),
+        plant_log=lambda ns, pod, c, text, prev: plane.plant_log(ns, pod, c, text, previous=prev),
+    )
     try:
         await ensure_namespace(api, NAMESPACE)
         async with running_stack(str(plane.kubeconfig), NAMESPACE, port=port) as stack:
             names = []
             for scenario_name in DEMO_SCENARIOS:
                 scenario = load_scenario(scenarios_dir / f"{scenario_name}.yaml")
-                name, _ = await plant_and_alert(api, stack, plane, scenario)
+                name, _, _ = await plant_and_alert(planter, stack, scenario)
                 print(
                     f"alert sent: {scenario.alert['labels']['alertname']:<28} "
                     f"({scenario.description.strip()[:70]}…)"

@@ -3,14 +3,22 @@
 A scenario is correct when the category is the expected one and every expected mention
 appears in the report (case-insensitive). ``--offline`` runs the same gathering, rules and
 report on an in-memory cluster: no API server, for quick iterations on rules.
+
+``DIR`` is read recursively. A scenario's split is the subfolder it sits in (``corpus``,
+``blind``); files at the top are the ``tuned`` split. The printout has a row per scenario,
+a score per split, a confusion matrix of categories and the overall score. Hidden splits
+(``blind``) show only their score and their own confusion matrix, in the printout and in the
+results file alike, so rule writers can run them without reading them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +32,18 @@ from oncallm.models.policy import DEFAULT_POLICY
 from oncallm.reports import render_report
 from oncallm.scenarios.model import Scenario, load_scenarios
 
+log = logging.getLogger(__name__)
+
 #: Seconds one scenario's analysis may take before it counts as failed.
 SCENARIO_TIMEOUT = 120.0
+#: The split of the scenarios at the top of the folder.
+TUNED = "tuned"
+#: Splits shown only as a score and a confusion matrix: never a scenario's name or details.
+HIDDEN_SPLITS = frozenset({"blind"})
+#: Subfolder names that are splits even when the folder itself is given (``eval .../blind``).
+SPLIT_FOLDERS = frozenset({"corpus", "blind"})
+#: The order splits are reported in; others follow alphabetically.
+SPLIT_ORDER = ("tuned", "corpus", "blind")
 
 
 @dataclass
@@ -39,6 +57,7 @@ class Result:
     seconds: float = 0.0
     error: str | None = None
     analysis: str | None = None
+    split: str = TUNED
 
     @property
     def correct(self) -> bool:
@@ -76,6 +95,9 @@ async def evaluate_offline(scenario: Scenario) -> Result:
             immediate_actions=diagnosis.immediate_actions,
             recommendations=diagnosis.recommendations,
             evidence=[known[i] for i in diagnosis.evidence if i in known],
+            chain=diagnosis.chain or None,
+            secondary_causes=diagnosis.secondary or None,
+            missing_evidence=ctx.missing,
             commands=diagnosis.commands,
             analyzer="rules",
         ),
@@ -94,89 +116,132 @@ async def evaluate_offline(scenario: Scenario) -> Result:
 
 
 async def evaluate_on_cluster(
-    scenarios: list[Scenario], kubeconfig: str, namespace: str, plane: Any
+    scenarios: list[Scenario],
+    kubeconfig: str,
+    namespace: str,
+    plane: Any,
+    hidden: set[str] | None = None,
 ) -> list[Result]:
-    """Plant each scenario on the cluster, send its alert through the webhook, score."""
+    """Plant each scenario on the cluster, send its alert through the webhook, score; then
+    remove what was planted. ``hidden`` names scenarios whose analyses are deleted once
+    scored (a hidden split leaves nothing to read)."""
     from oncallm.evaluation.stack import running_stack
-    from oncallm.kube.api import ApiError, ClientSettings, KubeAPI
-    from oncallm.kube.resources import resource
-    from oncallm.scenarios.plant import ensure_namespace
+    from oncallm.kube.api import ClientSettings, KubeAPI
+    from oncallm.scenarios.plant import Planter, ensure_namespace
 
     api = await KubeAPI.connect(ClientSettings(kubeconfig=kubeconfig, qps=0))
+    planter = Planter(
+        api,
+        node_status=plane.node_status(),
+        plant_log=lambda ns, pod, c, text, prev: plane.plant_log(ns, pod, c, text, previous=prev),
+        remove_log=lambda ns, pod, c, prev: plane.remove_log(ns, pod, c, previous=prev),
+    )
     results: list[Result] = []
     try:
         await ensure_namespace(api, namespace)
         async with running_stack(kubeconfig, namespace) as stack:
             for scenario in scenarios:
-                try:
-                    name, started = await plant_and_alert(api, stack, plane, scenario)
-                    aa = await wait_finished(api, namespace, name, SCENARIO_TIMEOUT)
-                    finished = time.perf_counter()
-                    phase = (aa.get("status") or {}).get("phase")
-                    status = aa.get("status") or {}
-                    report = ""
-                    if status.get("reportConfigMap"):
-                        try:
-                            cm = await api.request(
-                                "GET",
-                                resource("ConfigMap").path(namespace, status["reportConfigMap"]),
-                            )
-                            report = cm.get("data", {}).get("report.md", "")
-                        except ApiError:
-                            report = ""
-                    found, missing = score(scenario, status.get("category"), report)
-                    results.append(
-                        Result(
-                            scenario=scenario.name,
-                            expected=scenario.expect.category.value,
-                            got=status.get("category"),
-                            mentions_found=found,
-                            mentions_missing=missing,
-                            analyzer=status.get("analyzer"),
-                            seconds=round(finished - started, 3),
-                            error=None
-                            if phase == "Completed"
-                            else f"phase {phase}: {status.get('reason')}",
-                            analysis=name,
-                        )
-                    )
-                except Exception as err:  # one broken scenario must not stop the run
-                    results.append(
-                        Result(
-                            scenario=scenario.name,
-                            expected=scenario.expect.category.value,
-                            got=None,
-                            error=f"{type(err).__name__}: {err}",
-                        )
-                    )
+                began = time.perf_counter()
+                result = await _one_on_cluster(api, planter, stack, namespace, scenario)
+                results.append(result)
+                log.debug(
+                    "scenario %s: %.2f s in all, %.2f s from alert to report",
+                    "(hidden)" if hidden and scenario.name in hidden else scenario.name,
+                    time.perf_counter() - began,
+                    result.seconds,
+                )
+                if hidden and scenario.name in hidden and result.analysis:
+                    await _forget_analysis(api, namespace, result.analysis)
     finally:
-        await api.close()
+        try:
+            await planter.close()
+        finally:
+            await api.close()
     return results
 
 
-async def plant_and_alert(
-    api: Any, stack: Any, plane: Any, scenario: Scenario
-) -> tuple[str, float]:
-    """Plant a scenario afresh (its namespaces cleared first), send its alert.
+async def _one_on_cluster(
+    api: Any, planter: Any, stack: Any, namespace: str, scenario: Scenario
+) -> Result:
+    from oncallm.kube.api import ApiError
+    from oncallm.kube.resources import resource
 
-    Returns the analysis name and when (``time.perf_counter()``) the alert was sent."""
-    from oncallm.scenarios.plant import clear_namespace, plant, wait_namespace_gone
+    planting = None
+    try:
+        name, started, planting = await plant_and_alert(planter, stack, scenario)
+        aa = await wait_finished(api, namespace, name, SCENARIO_TIMEOUT)
+        finished = time.perf_counter()
+        status = aa.get("status") or {}
+        phase = status.get("phase")
+        report = ""
+        if status.get("reportConfigMap"):
+            try:
+                cm = await api.request(
+                    "GET", resource("ConfigMap").path(namespace, status["reportConfigMap"])
+                )
+                report = cm.get("data", {}).get("report.md", "")
+            except ApiError:
+                report = ""
+        found, missing = score(scenario, status.get("category"), report)
+        return Result(
+            scenario=scenario.name,
+            expected=scenario.expect.category.value,
+            got=status.get("category"),
+            mentions_found=found,
+            mentions_missing=missing,
+            analyzer=status.get("analyzer"),
+            seconds=round(finished - started, 3),
+            error=None if phase == "Completed" else f"phase {phase}: {status.get('reason')}",
+            analysis=name,
+        )
+    except Exception as err:  # one broken scenario must not stop the run
+        return Result(
+            scenario=scenario.name,
+            expected=scenario.expect.category.value,
+            got=None,
+            error=f"{type(err).__name__}: {err}",
+        )
+    finally:
+        if planting is not None:
+            try:
+                await planter.remove(planting)
+            except Exception as err:  # the next scenario's planting says what is left
+                log.warning("removing scenario %s: %s", scenario.name, err)
 
+
+async def _forget_analysis(api: Any, namespace: str, name: str) -> None:
+    """Delete an analysis (its report ConfigMap follows by owner reference) and its Events."""
+    from oncallm.kube.api import ApiError
+    from oncallm.kube.resources import resource
+
+    events = resource("Event")
+    try:
+        await api.request("DELETE", resource("AlertAnalysis").path(namespace, name))
+        listing = await api.request(
+            "GET", events.path(namespace), query={"fieldSelector": f"involvedObject.name={name}"}
+        )
+        for event in listing.get("items", []):
+            await api.request("DELETE", events.path(namespace, event["metadata"]["name"]))
+    except ApiError as err:
+        log.warning("deleting a hidden analysis: %s", err.status)
+
+
+async def plant_and_alert(planter: Any, stack: Any, scenario: Scenario) -> tuple[str, float, Any]:
+    """Plant a scenario afresh (what an earlier run left of it cleared first), send its alert.
+
+    Returns the analysis name, when (``time.perf_counter()``) the alert was sent, and the
+    :class:`~oncallm.scenarios.plant.Planting` (for ``planter.remove``)."""
     shifted = scenario.shift()
-    for ns in scenario.namespaces():
-        await clear_namespace(api, ns)
-    for ns in scenario.namespaces():
-        await wait_namespace_gone(api, ns)
-    await plant(
-        api,
-        shifted,
-        node_status=plane.node_status(),
-        plant_log=lambda ns, pod, c, text, prev: plane.plant_log(ns, pod, c, text, previous=prev),
-    )
-    alert = shifted.alert.model_dump(mode="json", by_alias=True, exclude_none=True)
-    sent = time.perf_counter()
-    answer = await stack.send(notification(alert, scenario.name))
-    return str(answer[0]["analysis"].split("/", 1)[1]), sent
+    await planter.clear_leftovers(shifted)
+    planting = await planter.plant(shifted)
+    try:
+        alert = shifted.alert.model_dump(mode="json", by_alias=True, exclude_none=True)
+        sent = time.perf_counter()
+        answer = await stack.send(notification(alert, scenario.name))
+    except BaseException:
+        await planter.remove(planting)
+        raise
+    return str(answer[0]["analysis"].split("/", 1)[1]), sent, planting
 
 
 async def wait_finished(api: Any, namespace: str, name: str, timeout: float) -> dict[str, Any]:
@@ -208,38 +273,126 @@ def notification(alert: dict[str, Any], group: str) -> dict[str, Any]:
     }
 
 
+def split_of(folder: Path, scenario: Scenario) -> str:
+    """The subfolder of ``folder`` the scenario's file is in; ``tuned`` at the top (or the
+    folder's own name when it is a split folder itself)."""
+    path = Path(scenario.path or "")
+    try:
+        parts = path.resolve().relative_to(folder.resolve()).parts
+    except ValueError:
+        return TUNED
+    if len(parts) > 1:
+        return parts[0]
+    return folder.resolve().name if folder.resolve().name in SPLIT_FOLDERS else TUNED
+
+
+def _split_rank(split: str) -> tuple[int, str]:
+    return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split)
+
+
 def table(results: list[Result]) -> str:
-    rows = [("scenario", "expected", "got", "mentions", "ok")]
-    for r in results:
+    """One row per scenario (none of a hidden split), a score per split, the confusion
+    matrix of the visible splits, then of each hidden split, and the overall score."""
+    visible = [r for r in results if r.split not in HIDDEN_SPLITS]
+    rows = [("scenario", "split", "expected", "got", "mentions", "ok")]
+    for r in visible:
         mentions = f"{len(r.mentions_found)}/{len(r.mentions_found) + len(r.mentions_missing)}"
         if r.mentions_missing:
             mentions += " (missing: " + ", ".join(r.mentions_missing) + ")"
         rows.append(
             (
                 r.scenario,
+                r.split,
                 r.expected,
                 r.got or f"error: {r.error}",
                 mentions,
                 "yes" if r.correct else "NO",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    last = len(rows[0]) - 1
+    widths = [max(len(row[i]) for row in rows) for i in range(last)]
     lines = [
-        "  ".join(cell.ljust(widths[i]) if i < 4 else cell for i, cell in enumerate(row))
+        "  ".join(cell.ljust(widths[i]) if i < last else cell for i, cell in enumerate(row))
         for row in rows
     ]
+    splits = sorted({r.split for r in results}, key=_split_rank)
+    for split in splits:
+        lines.append(score_line(split, [r for r in results if r.split == split]))
+    shown = [s for s in splits if s not in HIDDEN_SPLITS]
+    if visible:
+        lines.append(
+            f"confusion, {' + '.join(shown)} (expected: right/all, then what it got instead):"
+        )
+        lines.extend(confusion(visible))
+    for split in splits:
+        if split in HIDDEN_SPLITS:
+            lines.append(f"confusion, {split} only:")
+            lines.extend(confusion([r for r in results if r.split == split]))
     correct = sum(r.correct for r in results)
     lines.append(f"{correct}/{len(results)} correct")
     return "\n".join(lines)
 
 
+def score_line(split: str, results: list[Result]) -> str:
+    """``split: N/M correct``; a hidden split adds how many failed to run, by error type only."""
+    line = f"{split}: {sum(r.correct for r in results)}/{len(results)} correct"
+    if split in HIDDEN_SPLITS:
+        errors = Counter(_error_type(r.error) for r in results if r.error)
+        if errors:
+            kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(errors.items()))
+            line += f" ({sum(errors.values())} not analysed: {kinds})"
+    return line
+
+
+def confusion(results: list[Result]) -> list[str]:
+    """Expected x got, one line per expected category: how many were right, then each wrong
+    answer with its count (``error`` when the scenario produced no analysis)."""
+    cells: dict[str, Counter[str]] = {}
+    for r in results:
+        cells.setdefault(r.expected, Counter())[r.got or "error"] += 1
+    width = max((len(e) for e in cells), default=0)
+    lines = []
+    for expected in sorted(cells):
+        counts = cells[expected]
+        right = f"{counts[expected]}/{sum(counts.values())}"
+        wrong = sorted(
+            ((got, n) for got, n in counts.items() if got != expected), key=lambda c: (-c[1], c[0])
+        )
+        line = f"  {expected.ljust(width)}  {right:>5}"
+        if wrong:
+            line += "  " + ", ".join(f"{got} {n}" for got, n in wrong)
+        lines.append(line)
+    return lines
+
+
+def _error_type(error: str | None) -> str:
+    head = (error or "").split(":", 1)[0]
+    return head if head.isidentifier() or head.startswith("phase") else "error"
+
+
+def result_record(r: Result) -> dict[str, Any]:
+    """A result as the results file holds it; a hidden split's without its scenario."""
+    if r.split in HIDDEN_SPLITS:
+        return {
+            "split": r.split,
+            "expected": r.expected,
+            "got": r.got,
+            "correct": r.correct,
+            "error": _error_type(r.error) if r.error else None,
+        }
+    return asdict(r) | {"correct": r.correct}
+
+
 def run_eval(
     folder: Path, *, offline: bool, output: Path, controlplane_dir: Path | None, namespace: str
 ) -> int:
-    scenarios = load_scenarios(folder)
+    scenarios = load_scenarios(folder, recursive=True)
     if not scenarios:
         print(f"no scenario files (*.yaml) in {folder}")
         return 2
+    scenarios.sort(key=lambda s: (_split_rank(split_of(folder, s)), s.path or ""))
+    splits = [split_of(folder, s) for s in scenarios]
+    hidden = {s.name for s, split in zip(scenarios, splits, strict=True) if split in HIDDEN_SPLITS}
     if offline:
         results = asyncio.run(_offline(scenarios))
     else:
@@ -253,13 +406,17 @@ def run_eval(
                 print(f"scenario metrics served by Prometheus at {prometheus_url}", flush=True)
             try:
                 results = asyncio.run(
-                    evaluate_on_cluster(scenarios, str(plane.kubeconfig), namespace, plane)
+                    evaluate_on_cluster(
+                        scenarios, str(plane.kubeconfig), namespace, plane, hidden=hidden
+                    )
                 )
             finally:
                 if saved is None:
                     os.environ.pop("ONCALLM_PROMETHEUS_URL", None)
                 else:
                     os.environ["ONCALLM_PROMETHEUS_URL"] = saved
+    for result, split in zip(results, splits, strict=True):
+        result.split = split
     print(table(results))
     times = sorted(r.seconds for r in results if r.correct or r.got)
     if times and not offline:
@@ -267,7 +424,7 @@ def run_eval(
             f"alert to completed report: median {times[len(times) // 2]:.2f} s, "
             f"max {times[-1]:.2f} s"
         )
-    output.write_text(json.dumps([asdict(r) | {"correct": r.correct} for r in results], indent=2))
+    output.write_text(json.dumps([result_record(r) for r in results], indent=2))
     print(f"results: {output}")
     return 0
 
