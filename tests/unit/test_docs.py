@@ -531,7 +531,7 @@ def test_every_source_is_in_the_id_table() -> None:
     text = section(RULES_DOC.read_text(), "Evidence first")
     documented = set()
     for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
         if line.startswith("|") and len(cells) == 3:
             documented |= set(re.findall(r"`(\w+)`", cells[2]))
     missing = [s.name for s in SOURCES if s.evidence is not None and s.name not in documented]

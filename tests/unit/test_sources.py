@@ -64,3 +64,333 @@ async def test_a_node_exporter_ip_becomes_the_node_before_the_sources_read() -> 
     assert [n.name for n in ctx.nodes] == ["worker-2"]
     assert "node/worker-2/Ready" in ids(ctx)
     assert not ctx.missing
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def pod(
+    name: str,
+    ns: str = "shop",
+    *,
+    node: str = "worker-1",
+    labels: dict[str, str] | None = None,
+    owner: tuple[str, str] | None = None,
+    created: float = -60,
+    phase: str = "Running",
+    containers: list[dict[str, Any]] | None = None,
+    volumes: list[dict[str, Any]] | None = None,
+    status: dict[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": ns,
+        "labels": labels or {},
+        "creationTimestamp": t(created),
+    }
+    if owner:
+        meta["ownerReferences"] = [{"kind": owner[0], "name": owner[1], "controller": True}]
+    cs = containers or [{"name": "app", "image": "app:1"}]
+    return {
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {"nodeName": node, "containers": cs, "volumes": volumes or [], **spec},
+        "status": {
+            "phase": phase,
+            "containerStatuses": [
+                {"name": c["name"], "ready": True, "restartCount": 0, "state": {"running": {}}}
+                for c in cs
+            ],
+            **(status or {}),
+        },
+    }
+
+
+def resources(**kinds: dict[str, str]) -> dict[str, Any]:
+    return {"resources": kinds}
+
+
+def node_obj(name: str = "worker-1", **conditions: str) -> dict[str, Any]:
+    return {
+        "kind": "Node",
+        "metadata": {"name": name},
+        "status": {
+            "conditions": [
+                {
+                    "type": c,
+                    "status": s,
+                    "reason": f"Kubelet{c}",
+                    "message": f"{c} is {s}",
+                    "lastHeartbeatTime": t(-20),
+                    "lastTransitionTime": t(-19),
+                }
+                for c, s in ({"Ready": "True"} | conditions).items()
+            ]
+        },
+    }
+
+
+def event(
+    kind: str, name: str, reason: str, message: str, ns: str | None = "shop", minutes: float = -2
+) -> dict[str, Any]:
+    return {
+        "kind": "Event",
+        "metadata": {"name": f"{name}.{reason}", "namespace": ns or "default"},
+        "involvedObject": {"kind": kind, "name": name, "namespace": ns},
+        "type": "Warning",
+        "reason": reason,
+        "message": message,
+        "count": 1,
+        "lastTimestamp": t(minutes),
+    }
+
+
+# -- quota consumers -------------------------------------------------------------------------
+
+
+def quota(used: str, hard: str, resource: str = "requests.cpu") -> dict[str, Any]:
+    return {
+        "kind": "ResourceQuota",
+        "metadata": {"name": "compute", "namespace": "shop"},
+        "status": {"hard": {resource: hard}, "used": {resource: used}},
+    }
+
+
+async def test_a_full_quota_names_its_largest_and_oldest_consumers() -> None:
+    cpu = [{"name": "app", "image": "a", **resources(requests={"cpu": "1"})}]
+    small = [{"name": "app", "image": "a", **resources(requests={"cpu": "250m"})}]
+    web = {"pod-template-hash": "7d9f8c6b5", "app": "web"}
+    objects = [
+        quota("4250m", "4"),
+        *(
+            pod(f"web-7d9f8c6b5-{i}", labels=web, owner=("ReplicaSet", "web-7d9f8c6b5"),
+                containers=cpu, created=-30)
+            for i in range(3)
+        ),
+        pod("report-1", owner=("Job", "report"), containers=small, created=-600),
+        pod("done-1", owner=("Job", "old"), containers=cpu, phase="Succeeded"),
+        pod("lonely", containers=cpu, created=-5),
+    ]  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", pod="lonely"), objects)
+    [snap] = ctx.quota_consumers
+    assert (snap.quota, snap.resource, snap.used, snap.hard) == ("compute", "requests.cpu",
+                                                                 "4250m", "4")  # fmt: skip
+    found = [(c.kind, c.name, c.amount_text, len(c.pods)) for c in snap.consumers]
+    assert found == [
+        ("Deployment", "web", "3", 3),
+        ("Pod", "lonely", "1", 1),
+        ("Job", "report", "250m", 1),
+    ]
+    assert snap.consumers[0].labels == web
+    assert snap.consumers[2].oldest == t(-600)
+    evidence = ids(ctx)
+    assert "quota/compute/requests.cpu/Deployment/web" in evidence
+    assert evidence.index("quota/compute/requests.cpu/Deployment/web") < evidence.index(
+        "quota/compute/requests.cpu/Job/report"
+    )
+
+
+async def test_a_quota_with_room_reads_no_consumers() -> None:
+    reader = MemoryReader([quota("1", "4"), pod("lonely")])
+    ctx = await gather(alert(namespace="shop", pod="lonely"), reader, DEFAULT_POLICY, now=NOW)
+    assert ctx.quota_consumers == []
+
+
+# -- node storage ----------------------------------------------------------------------------
+
+EVICTED = (
+    "The node was low on resource: ephemeral-storage. Threshold quantity: 10Gi, available: "
+    "4Gi. Container transcoder was using 28Gi, request is 0, has larger consumption of "
+    "ephemeral-storage. "
+)
+
+
+async def test_disk_pressure_names_who_uses_the_nodes_ephemeral_storage() -> None:
+    scratch = [{"name": "scratch", "emptyDir": {}}]
+    limited = [{"name": "cache", "emptyDir": {"sizeLimit": "2Gi"}}]
+    capped = [{"name": "app", "image": "a", **resources(limits={"ephemeral-storage": "1Gi"})}]
+    objects = [
+        node_obj(DiskPressure="True"),
+        pod("transcoder-1", owner=("ReplicaSet", "transcoder-5c9"), volumes=scratch,
+            labels={"pod-template-hash": "5c9"}, phase="Failed",
+            status={"reason": "Evicted", "message": EVICTED}),
+        pod("cache-1", ns="other", volumes=limited, containers=capped),
+        pod("plain-1", ns="other"),
+    ]  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", pod="transcoder-1"), objects)
+    [snap] = ctx.node_storage
+    assert snap.disk_pressure and snap.evictions == 1
+    assert (snap.threshold, snap.available) == ("10Gi", "4Gi")
+    first, second = snap.pods
+    assert (first.pod, first.evicted, first.usage, first.owner_name) == (
+        "transcoder-1", True, {"transcoder": "28Gi"}, "transcoder")  # fmt: skip
+    assert [(v.name, v.size_limit) for v in second.empty_dirs] == [("cache", "2Gi")]
+    assert second.limits == {"app": "1Gi"}
+    evidence = ids(ctx)
+    assert {"storage/worker-1", "storage/worker-1/transcoder-1", "storage/worker-1/cache-1"} <= set(
+        evidence
+    )
+    assert "storage/worker-1/plain-1" not in evidence
+
+
+async def test_a_healthy_node_reads_no_storage() -> None:
+    ctx = await gathered(alert(namespace="shop", pod="a"), [node_obj(), pod("a")])
+    assert ctx.node_storage == [] and ctx.node_health == []
+
+
+# -- node health -----------------------------------------------------------------------------
+
+
+async def test_a_not_ready_node_shows_its_heartbeat_oom_kills_and_unbounded_pods() -> None:
+    bounded = [{"name": "app", "image": "a", **resources(limits={"memory": "1Gi"})}]
+    greedy = [{"name": "java", "image": "j", **resources(requests={"memory": "512Mi"})}]
+    objects = [
+        node_obj(Ready="Unknown"),
+        pod("api-1", containers=bounded),
+        pod("batch-1", ns="jobs", containers=greedy, owner=("Job", "batch")),
+        event("Node", "worker-1", "SystemOOM",
+              "System OOM encountered, victim process: java, pid: 4121", ns=None, minutes=-300),
+        event("Node", "worker-1", "OOMKilling",
+              "Memory cgroup out of memory: Killed process 4188 (python3) total-vm:1kB",
+              ns=None, minutes=-290),
+        event("Node", "worker-1", "NodeNotReady", "Node worker-1 status is now: NodeNotReady",
+              ns=None),
+    ]  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", pod="api-1"), objects)
+    [health] = ctx.node_health
+    assert [e.reason for e in health.oom_events] == ["OOMKilling", "SystemOOM"]
+    assert health.oom_victims == ["python3 (pid 4188)", "java (pid 4121)"]
+    [unbounded] = health.pods_without_memory_limit
+    assert (unbounded.pod, unbounded.containers, unbounded.memory_request) == (
+        "batch-1", ["java"], "512Mi")  # fmt: skip
+    ready = next(c for c in health.conditions if c.type == "Ready")
+    assert (ready.status, ready.last_heartbeat) == ("Unknown", t(-20))
+    evidence = ids(ctx)
+    for expected in ("node/worker-1/heartbeat", "node/worker-1/oom",
+                     "node/worker-1/no-memory-limit/batch-1"):  # fmt: skip
+        assert expected in evidence
+    # The OOM kills are older than the event window, yet they are the lead.
+    assert "event/Node/worker-1/SystemOOM" not in evidence
+
+
+# -- scheduling ------------------------------------------------------------------------------
+
+
+async def test_failed_scheduling_is_parsed_into_reasons_with_node_counts() -> None:
+    message = (
+        "0/6 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, "
+        "2 Insufficient nvidia.com/gpu, 3 node(s) didn't match Pod's node affinity/selector. "
+        "preemption: 0/6 nodes are available: 6 Preemption is not helpful for scheduling."
+    )
+    pending = pod("train-0", node="", phase="Pending")
+    pending["spec"].pop("nodeName")
+    ctx = await gathered(
+        alert(namespace="shop", pod="train-0"),
+        [pending, event("Pod", "train-0", "FailedScheduling", message)],
+    )
+    [snap] = ctx.scheduling
+    assert (snap.available, snap.total) == (0, 6)
+    assert [(r.kind, r.nodes, r.resource, r.taint) for r in snap.reasons] == [
+        ("taint", 1, None, "dedicated=gpu"),
+        ("insufficient", 2, "nvidia.com/gpu", None),
+        ("node_affinity", 3, None, None),
+    ]
+    assert snap.preemption.startswith("0/6 nodes are available")
+    item = next(e for e in index_evidence(ctx).items if e.id == "scheduling/train-0")
+    assert "insufficient nvidia.com/gpu on 2 nodes" in item.excerpt
+
+
+# -- DNS -------------------------------------------------------------------------------------
+
+
+def coredns(name: str, *, crashing: bool = False) -> dict[str, Any]:
+    obj = pod(name, ns="kube-system", labels={"k8s-app": "kube-dns"},
+              containers=[{"name": "coredns", "image": "coredns:1.11"}])  # fmt: skip
+    if crashing:
+        obj["status"]["containerStatuses"][0] |= {
+            "ready": False,
+            "restartCount": 9,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+        }
+    return obj
+
+
+def corefile(forward: str) -> dict[str, Any]:
+    text = f".:53 {{\n    errors\n    forward . {forward} {{\n       max_concurrent 1000\n    }}\n"
+    text += "    cache 30\n    loop\n    reload\n}\ncorp.example:53 {\n    forward . 10.20.0.9\n}\n"
+    return {
+        "kind": "ConfigMap",
+        "metadata": {"name": "coredns", "namespace": "kube-system"},
+        "data": {"Corefile": text},
+    }
+
+
+KUBE_DNS = [
+    {"kind": "Service", "metadata": {"name": "kube-dns", "namespace": "kube-system"},
+     "spec": {"clusterIP": "10.96.0.10", "selector": {"k8s-app": "kube-dns"}}},
+    {"kind": "Endpoints", "metadata": {"name": "kube-dns", "namespace": "kube-system"},
+     "subsets": [{"notReadyAddresses": [{"ip": "10.244.1.2"}]}]},
+]  # fmt: skip
+
+
+def crashed_app() -> dict[str, Any]:
+    app = pod("bridge-1")
+    app["status"]["containerStatuses"][0] |= {
+        "ready": False,
+        "restartCount": 3,
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+    }
+    return app
+
+
+async def test_name_resolution_failures_bring_in_coredns_and_its_dead_upstream() -> None:
+    ctx = await gathered(
+        alert(namespace="shop", pod="bridge-1"),
+        [crashed_app(), coredns("coredns-a"), corefile("10.20.0.2 10.20.0.3"), *KUBE_DNS],
+        **{
+            "shop__bridge-1__app": "dial tcp: lookup hub.example.net on 10.96.0.10:53: "
+            "server misbehaving",
+            "kube-system__coredns-a__coredns": "[ERROR] plugin/errors: 2 hub.example.net. A: "
+            "read udp 10.244.1.12:44811->10.20.0.2:53: i/o timeout",
+        },
+    )
+    dns = ctx.dns
+    assert dns is not None and "server misbehaving" in dns.trigger
+    assert [(f.zone, f.targets) for f in dns.forwards] == [
+        (".", ["10.20.0.2", "10.20.0.3"]),
+        ("corp.example", ["10.20.0.9"]),
+    ]
+    assert dns.loop_plugin and not dns.forwards_to_resolv_conf
+    assert dns.dead_upstreams == ["10.20.0.2"]
+    assert dns.service is not None and dns.service.ready_endpoints == 0
+    evidence = ids(ctx)
+    for expected in ("dns/corefile", "dns/upstream/10.20.0.2", "dns/service",
+                     "dns/coredns/coredns-a", "dns/log/coredns-a/coredns/current#L1"):  # fmt: skip
+        assert expected in evidence, expected
+
+
+async def test_a_forward_loop_is_flagged() -> None:
+    objects = [crashed_app(), coredns("coredns-a", crashing=True), corefile("/etc/resolv.conf")]
+    reader = MemoryReader(objects)
+    reader.add_log("shop", "bridge-1", "app", "getaddrinfo EAI_AGAIN kafka.shop.svc", previous=True)
+    reader.add_log(
+        "kube-system", "coredns-a", "coredns",
+        '[FATAL] plugin/loop: Loop (127.0.0.1:40414 -> :53) detected for zone ".", see '
+        "https://coredns.io/plugins/loop#troubleshooting.", previous=True,
+    )  # fmt: skip
+    ctx = await gather(alert(namespace="shop", pod="bridge-1"), reader, DEFAULT_POLICY, now=NOW)
+    dns = ctx.dns
+    assert dns is not None and dns.forwards_to_resolv_conf and dns.loop_detected
+    item = next(e for e in index_evidence(ctx).items if e.id == "dns/loop")
+    assert "/etc/resolv.conf" in item.excerpt
+
+
+async def test_without_resolution_failures_coredns_is_not_read() -> None:
+    reader = MemoryReader([crashed_app(), coredns("coredns-a")], forbidden={"ConfigMap"})
+    reader.add_log("shop", "bridge-1", "app", "panic: nil map", previous=True)
+    ctx = await gather(alert(namespace="shop", pod="bridge-1"), reader, DEFAULT_POLICY, now=NOW)
+    assert ctx.dns is None
+    assert not [m for m in ctx.missing if "coredns" in m.source or "ConfigMap" in m.source]

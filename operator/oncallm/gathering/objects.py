@@ -43,6 +43,19 @@ def controller_of(obj: Obj) -> tuple[str, str] | None:
     return None
 
 
+def workload_of(pod: Obj) -> tuple[str, str]:
+    """The workload a pod belongs to, as people name it: its controller, a ReplicaSet as its
+    Deployment (by the pod-template-hash suffix), the pod itself when it has none."""
+    owner = controller_of(pod)
+    if owner is None:
+        return "Pod", name_of(pod)
+    kind, name = owner
+    template_hash = (meta(pod).get("labels") or {}).get("pod-template-hash")
+    if kind == "ReplicaSet" and template_hash and name.endswith(f"-{template_hash}"):
+        return "Deployment", name[: -len(template_hash) - 1]
+    return kind, name
+
+
 def match_labels(obj: Obj) -> dict[str, str]:
     """A workload's ``spec.selector.matchLabels``."""
     return dict(((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})

@@ -66,6 +66,8 @@ class PodSnapshot(Snapshot):
     secrets: list[str] = Field(default_factory=list)
     deleting: bool = False
     created_at: str | None = None
+    #: the pod spec's imagePullSecrets (names; the ServiceAccount's come on top)
+    image_pull_secrets: list[str] = Field(default_factory=list)
 
     def container(self, name: str) -> ContainerSnapshot | None:
         return next((c for c in self.containers if c.name == name), None)
@@ -210,6 +212,46 @@ class RoleBindingSnapshot(Snapshot):
     rules: list[tuple[list[str], list[str], list[str]]] = Field(default_factory=list)
 
 
+class LabelRequirement(Snapshot):
+    """One matchExpressions term: ``key In (a, b)``, ``key Exists`` ..."""
+
+    key: str
+    operator: str
+    values: list[str] = Field(default_factory=list)
+
+
+class LabelSelector(Snapshot):
+    """A label selector with both halves; an empty one selects everything."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_expressions: list[LabelRequirement] = Field(default_factory=list)
+
+
+class PolicyPeer(Snapshot):
+    """One ``from``/``to`` entry of a NetworkPolicy rule. A pod selector alone means pods of
+    the policy's namespace; a namespace selector alone, every pod of those namespaces."""
+
+    pod_selector: LabelSelector | None = None
+    namespace_selector: LabelSelector | None = None
+    ip_block: str | None = None
+    ip_block_except: list[str] = Field(default_factory=list)
+
+
+class PolicyPort(Snapshot):
+    """One port of a NetworkPolicy rule: a number or a named container port."""
+
+    protocol: str = "TCP"
+    port: str | None = None
+    end_port: int | None = None
+
+
+class PolicyRule(Snapshot):
+    """One ingress or egress rule: no peers means any peer, no ports any port."""
+
+    peers: list[PolicyPeer] = Field(default_factory=list)
+    ports: list[PolicyPort] = Field(default_factory=list)
+
+
 class NetworkPolicySnapshot(Snapshot):
     name: str
     namespace: str
@@ -219,6 +261,365 @@ class NetworkPolicySnapshot(Snapshot):
     ingress: list[str] = Field(default_factory=list)
     egress: list[str] = Field(default_factory=list)
     selects_target: bool = False
+    #: the full podSelector (matchLabels and matchExpressions)
+    selector: LabelSelector | None = None
+    #: whether the policy names its policyTypes (else: Ingress, and Egress if it has egress)
+    policy_types_set: bool = True
+    ingress_rules: list[PolicyRule] = Field(default_factory=list)
+    egress_rules: list[PolicyRule] = Field(default_factory=list)
+
+
+# -- leads: what the evidence so far points at (gathering/sources/, stage LEADS and after) ----
+
+
+class QuotaConsumer(Snapshot):
+    """A workload (or a pod without one) using a resource that a full ResourceQuota caps."""
+
+    kind: str
+    name: str
+    #: its pods in the namespace that count against the quota (not Succeeded or Failed)
+    pods: list[str] = Field(default_factory=list)
+    #: its share of the resource in base units (cores, bytes, a count) and as text
+    amount: float = 0.0
+    amount_text: str = ""
+    #: creationTimestamp of its oldest pod
+    oldest: str | None = None
+    #: the labels of its first pod
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class QuotaConsumersSnapshot(Snapshot):
+    """Who uses one resource of a ResourceQuota at or over its limit: the largest first."""
+
+    quota: str
+    namespace: str
+    resource: str
+    used: str = ""
+    hard: str = ""
+    consumers: list[QuotaConsumer] = Field(default_factory=list)
+
+
+class EmptyDirVolume(Snapshot):
+    name: str
+    size_limit: str | None = None
+    medium: str = ""
+
+
+class EphemeralStorageUse(Snapshot):
+    """A pod on a node under disk pressure and what it does with ephemeral storage."""
+
+    pod: str
+    namespace: str
+    owner_kind: str | None = None
+    owner_name: str | None = None
+    phase: str = ""
+    evicted: bool = False
+    empty_dirs: list[EmptyDirVolume] = Field(default_factory=list)
+    #: container -> its ephemeral-storage request and limit (None: unset)
+    requests: dict[str, str] = Field(default_factory=dict)
+    limits: dict[str, str] = Field(default_factory=dict)
+    #: what the kubelet's eviction said each container used: container -> usage (``28Gi``)
+    usage: dict[str, str] = Field(default_factory=dict)
+    #: the largest of ``usage`` in bytes
+    used_bytes: float | None = None
+    message: str = ""
+
+
+class NodeStorageSnapshot(Snapshot):
+    """A node with DiskPressure or ephemeral-storage evictions, and who uses its disk."""
+
+    node: str
+    disk_pressure: bool = False
+    #: pods on it evicted for ephemeral storage
+    evictions: int = 0
+    #: the kubelet's threshold and what was left, from an eviction message
+    threshold: str | None = None
+    available: str | None = None
+    pods: list[EphemeralStorageUse] = Field(default_factory=list)
+
+
+class NodeCondition(Snapshot):
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+    last_heartbeat: str | None = None
+    last_transition: str | None = None
+
+
+class PodWithoutMemoryLimit(Snapshot):
+    pod: str
+    namespace: str
+    owner_kind: str | None = None
+    owner_name: str | None = None
+    #: the containers without ``limits.memory``
+    containers: list[str] = Field(default_factory=list)
+    #: the pod's memory request, summed (None: none set)
+    memory_request: str | None = None
+
+
+class NodeHealthSnapshot(Snapshot):
+    """A node that is not Ready (or under memory pressure): its conditions with times, the
+    system OOM kills on it and the pods on it that no memory limit bounds."""
+
+    node: str
+    conditions: list[NodeCondition] = Field(default_factory=list)
+    #: SystemOOM (kubelet) and OOMKilling (kernel monitor) events on the node, newest first
+    oom_events: list[EventSnapshot] = Field(default_factory=list)
+    #: processes those events name as killed (``java (pid 4121)``)
+    oom_victims: list[str] = Field(default_factory=list)
+    pods_without_memory_limit: list[PodWithoutMemoryLimit] = Field(default_factory=list)
+
+
+class SchedulingReason(Snapshot):
+    """One reason of a FailedScheduling message and how many nodes it excluded.
+
+    ``kind`` is one of ``insufficient`` (``resource``: cpu, memory, nvidia.com/gpu ...),
+    ``taint`` (``taint``: key=value:effect), ``node_affinity`` (affinity or nodeSelector),
+    ``pod_affinity``, ``pod_anti_affinity``, ``topology_spread``, ``volume_node_affinity``,
+    ``pvc_unbound``, ``unschedulable`` (cordoned), ``ports``, ``too_many_pods``,
+    ``volume_limit``, ``not_ready``, ``other``."""
+
+    kind: str
+    nodes: int | None = None
+    resource: str | None = None
+    taint: str | None = None
+    text: str = ""
+
+
+class SchedulingSnapshot(Snapshot):
+    """A pod's FailedScheduling message, parsed."""
+
+    pod: str
+    namespace: str
+    #: ``0/6 nodes are available``: 0 and 6
+    available: int | None = None
+    total: int | None = None
+    reasons: list[SchedulingReason] = Field(default_factory=list)
+    #: what the scheduler said about preemption, as written
+    preemption: str = ""
+    message: str = ""
+    count: int = 1
+    last_seen: str | None = None
+
+
+class DNSForward(Snapshot):
+    """One ``forward`` of the Corefile: the zone and where its queries go."""
+
+    zone: str
+    targets: list[str] = Field(default_factory=list)
+
+
+class DNSSnapshot(Snapshot):
+    """The cluster DNS after name-resolution failures: CoreDNS's pods, logs and Corefile."""
+
+    #: the line (log or event) that showed the failure
+    trigger: str = ""
+    pods: list[PodSnapshot] = Field(default_factory=list)
+    logs: list[LogSnapshot] = Field(default_factory=list)
+    service: ServiceSnapshot | None = None
+    corefile: str | None = None
+    forwards: list[DNSForward] = Field(default_factory=list)
+    #: the ``loop`` plugin is enabled
+    loop_plugin: bool = False
+    #: a zone forwards to ``/etc/resolv.conf``: a loop when the node's resolver is a local stub
+    forwards_to_resolv_conf: bool = False
+    #: CoreDNS log lines where the loop plugin detected a loop
+    loop_detected: list[str] = Field(default_factory=list)
+    #: forward targets CoreDNS's logs show timing out or failing
+    dead_upstreams: list[str] = Field(default_factory=list)
+
+
+class WebhookSnapshot(Snapshot):
+    """An admission webhook an event or status names (``failed calling webhook "x"``)."""
+
+    name: str
+    #: the message that named it
+    error: str = ""
+    #: False: no Validating/MutatingWebhookConfiguration has a webhook of that name
+    found: bool = True
+    configuration: str = ""
+    kind: str = ""
+    failure_policy: str = "Fail"
+    timeout_seconds: int | None = None
+    #: what it intercepts, e.g. ``CREATE pods``
+    rules: list[str] = Field(default_factory=list)
+    namespace_selector: LabelSelector | None = None
+    service_namespace: str | None = None
+    service_name: str | None = None
+    service_port: int | None = None
+    path: str | None = None
+    url: str | None = None
+    service_exists: bool | None = None
+    ready_endpoints: int = 0
+    not_ready_endpoints: int = 0
+    #: the caBundle's earliest notAfter, when it parses
+    ca_not_after: str | None = None
+    ca_expired: bool | None = None
+    #: cert-manager's ``cert-manager.io/inject-ca-from`` (``namespace/certificate``)
+    inject_ca_from: str | None = None
+
+
+class SecretRefresher(Snapshot):
+    """What keeps a pull Secret fresh: a CronJob whose jobs write it."""
+
+    kind: str
+    name: str
+    namespace: str
+    suspended: bool = False
+    schedule: str = ""
+    last_schedule: str | None = None
+    last_success: str | None = None
+    #: its newest Jobs, newest first: ``name: failed (BackoffLimitExceeded) at ...``
+    recent_jobs: list[str] = Field(default_factory=list)
+    failed_jobs: int = 0
+    #: its annotations (``suspended-by``, change tickets)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class PullSecretSnapshot(Snapshot):
+    """One image pull Secret of a pod whose pull the registry refused."""
+
+    name: str
+    namespace: str
+    #: where the pod gets it: ``pod spec`` or ``serviceaccount <name>``
+    via: str = "pod spec"
+    #: False when the kubelet said it could not retrieve it; None: unknown (OnCallM never
+    #: reads Secrets)
+    exists: bool | None = None
+    refreshers: list[SecretRefresher] = Field(default_factory=list)
+    #: ExternalSecrets whose target is this Secret (see ``Context.external_secrets``)
+    external_secrets: list[str] = Field(default_factory=list)
+
+
+class PullCredentialsSnapshot(Snapshot):
+    """A pod whose image pull failed with 401/403/unauthorized/denied, and its credentials."""
+
+    pod: str
+    namespace: str
+    image: str = ""
+    registry: str = ""
+    error: str = ""
+    service_account: str | None = None
+    #: False when the ServiceAccount does not exist
+    service_account_exists: bool | None = None
+    secrets: list[PullSecretSnapshot] = Field(default_factory=list)
+
+
+class PodPort(Snapshot):
+    name: str = ""
+    port: int
+    protocol: str = "TCP"
+
+
+class PeerPod(Snapshot):
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    ports: list[PodPort] = Field(default_factory=list)
+
+
+class NamespaceSnapshot(Snapshot):
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class NetworkPathSnapshot(Snapshot):
+    """A connection the pods' logs show failing, and the NetworkPolicies on both ends of it,
+    evaluated: podSelector, namespaceSelector (``Context.namespaces``), ipBlock, ports."""
+
+    #: as the logs or the environment name it (``kafka-bootstrap.kafka-ops.svc:9092``)
+    destination: str
+    #: ``service``, ``ip`` or ``dns`` (the cluster DNS: kube-dns, port 53)
+    kind: str = "service"
+    #: the line that named it
+    line: str = ""
+    source_pod: str = ""
+    source_namespace: str = ""
+    source_labels: dict[str, str] = Field(default_factory=dict)
+    namespace: str | None = None
+    service: str | None = None
+    service_exists: bool | None = None
+    ip: str | None = None
+    #: the port the source connects to, and the destination pods' port it maps to
+    port: int | None = None
+    target_port: int | None = None
+    protocol: str = "TCP"
+    pods: list[PeerPod] = Field(default_factory=list)
+    #: egress: the source pods' policies with Egress; None when none applies (all allowed)
+    egress_policies: list[str] = Field(default_factory=list)
+    egress_allowed: bool | None = None
+    egress_allowed_by: list[str] = Field(default_factory=list)
+    #: ingress: the destination namespace's policies selecting its pods
+    ingress_policies: list[NetworkPolicySnapshot] = Field(default_factory=list)
+    ingress_allowed: bool | None = None
+    ingress_allowed_by: list[str] = Field(default_factory=list)
+
+
+class ExternalSecretSnapshot(Snapshot):
+    """An ExternalSecret (external-secrets.io) that renders a Secret the pods use."""
+
+    name: str
+    namespace: str
+    target: str
+    store: str = ""
+    refresh_interval: str | None = None
+    refresh_time: str | None = None
+    #: condition type -> (status, reason, message)
+    conditions: dict[str, tuple[str, str, str]] = Field(default_factory=dict)
+    #: why it was gathered: the Secret's use (``imagePullSecret of pod x``)
+    why: str = ""
+
+
+class CertificateSnapshot(Snapshot):
+    """A cert-manager Certificate whose Secret the pods mount or a webhook's CA comes from."""
+
+    name: str
+    namespace: str
+    secret_name: str = ""
+    issuer_kind: str = "Issuer"
+    issuer_name: str = ""
+    dns_names: list[str] = Field(default_factory=list)
+    not_before: str | None = None
+    not_after: str | None = None
+    renewal_time: str | None = None
+    failed_issuance_attempts: int | None = None
+    last_failure_time: str | None = None
+    conditions: dict[str, tuple[str, str, str]] = Field(default_factory=dict)
+    why: str = ""
+
+
+class IssuerSnapshot(Snapshot):
+    """A cert-manager Issuer or ClusterIssuer of a gathered Certificate."""
+
+    kind: str
+    name: str
+    namespace: str | None = None
+    #: ``ca``, ``acme``, ``vault``, ``selfSigned`` ...
+    type: str = ""
+    conditions: dict[str, tuple[str, str, str]] = Field(default_factory=dict)
+    #: False when it does not exist
+    exists: bool = True
+
+
+class ArgoApplicationSnapshot(Snapshot):
+    """The Argo CD Application that manages the alerted workload."""
+
+    name: str
+    namespace: str
+    project: str = ""
+    repo: str = ""
+    path: str = ""
+    target_revision: str = ""
+    sync_status: str = ""
+    health_status: str = ""
+    revision: str = ""
+    operation_phase: str = ""
+    operation_message: str = ""
+    finished_at: str | None = None
+    conditions: list[str] = Field(default_factory=list)
+    #: the workload's own sync and health in the Application
+    resource_status: str = ""
+    resource_health: str = ""
 
 
 class MetricSnapshot(Snapshot):
@@ -264,6 +665,21 @@ class Context(Snapshot):
     history: list[HistorySnapshot] = Field(default_factory=list)
     #: ConfigMaps and Secrets referenced by the pods that do not exist (names only)
     missing_objects: list[str] = Field(default_factory=list)
+    # leads (gathering/sources/): each read only when the evidence before points there
+    quota_consumers: list[QuotaConsumersSnapshot] = Field(default_factory=list)
+    node_storage: list[NodeStorageSnapshot] = Field(default_factory=list)
+    node_health: list[NodeHealthSnapshot] = Field(default_factory=list)
+    scheduling: list[SchedulingSnapshot] = Field(default_factory=list)
+    dns: DNSSnapshot | None = None
+    webhooks: list[WebhookSnapshot] = Field(default_factory=list)
+    pull_credentials: list[PullCredentialsSnapshot] = Field(default_factory=list)
+    #: the labels of the namespaces on either end of a network path
+    namespaces: list[NamespaceSnapshot] = Field(default_factory=list)
+    network_paths: list[NetworkPathSnapshot] = Field(default_factory=list)
+    external_secrets: list[ExternalSecretSnapshot] = Field(default_factory=list)
+    certificates: list[CertificateSnapshot] = Field(default_factory=list)
+    issuers: list[IssuerSnapshot] = Field(default_factory=list)
+    argo_applications: list[ArgoApplicationSnapshot] = Field(default_factory=list)
     missing: list[MissingEvidence] = Field(default_factory=list)
     #: gathered evidence, flattened with stable ids (filled by ``oncallm.gathering.evidence``)
     evidence: list[EvidenceRef] = Field(default_factory=list)

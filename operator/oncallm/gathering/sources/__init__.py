@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from oncallm.gathering.sources import (
     config_refs,
+    dns,
     events,
     history,
     hpas,
@@ -17,10 +18,14 @@ from oncallm.gathering.sources import (
     metrics,
     namespace_limits,
     network_policies,
+    node_health,
+    node_storage,
     nodes,
     pods,
     pvcs,
+    quota_consumers,
     role_bindings,
+    scheduling,
     services,
     workload,
 )
@@ -41,6 +46,12 @@ SOURCES: tuple[Source, ...] = (
     metrics.SOURCE,
     role_bindings.SOURCE,
     history.SOURCE,
+    # Leads: each reads only when the evidence before points at it.
+    quota_consumers.SOURCE,
+    node_storage.SOURCE,
+    node_health.SOURCE,
+    scheduling.SOURCE,
+    dns.SOURCE,
 )
 """Every source. Gathering runs them stage by stage (the sources of a stage at once, in this
 order); evidence is flattened in this order, then sorted by tier (stably), so within a tier

@@ -162,6 +162,9 @@ def pod_snapshot(pod: Obj) -> PodSnapshot:
         secrets=sorted({s for s in secrets if s}),
         deleting=bool(m.get("deletionTimestamp")),
         created_at=m.get("creationTimestamp"),
+        image_pull_secrets=[
+            str(ref.get("name")) for ref in spec.get("imagePullSecrets") or [] if ref.get("name")
+        ],
     )
 
 

@@ -1,0 +1,280 @@
+"""The cluster DNS, once the pods' logs or events show names that do not resolve: CoreDNS's
+pods in kube-system (``k8s-app=kube-dns``), their log tails, the ``kube-dns`` Service's
+endpoints and the ``coredns`` ConfigMap's Corefile.
+
+The Corefile is read for what breaks resolution cluster-wide: ``forward . /etc/resolv.conf``
+(a loop when the node's resolver is a local stub such as systemd-resolved's 127.0.0.53; the
+``loop`` plugin then stops CoreDNS), and forward targets that CoreDNS's own logs show timing
+out (a dead upstream).
+
+Evidence: ``dns/corefile``, ``dns/loop``, ``dns/upstream/<ip>``, ``dns/service``,
+``dns/coredns/<pod>`` and ``dns/log/<pod>/<container>/<previous|current>#L<n>`` (the error
+lines of CoreDNS's logs).
+"""
+
+from __future__ import annotations
+
+import re
+
+from oncallm.gathering.scope import Scope
+from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
+from oncallm.gathering.sources.pods import describe_pod, pod_is_unhealthy, pod_snapshot
+from oncallm.gathering.sources.services import service_snapshot
+from oncallm.models.analysis import EvidenceSource
+from oncallm.models.evidence import Context, DNSForward, DNSSnapshot, LogSnapshot, PodSnapshot
+
+NAMESPACE = "kube-system"
+LABEL = "k8s-app=kube-dns"
+CONFIG_MAP = "coredns"
+SERVICE = "kube-dns"
+#: CoreDNS pods whose logs are read, and lines of each.
+MAX_PODS = 3
+LOG_LINES = 100
+
+NAME_RESOLUTION_FAILURE = re.compile(
+    r"no such host|temporary failure in name resolution|name or service not known"
+    r"|\bENOTFOUND\b|\bEAI_AGAIN\b|getaddrinfo|UnknownHostException|could not resolve host"
+    r"|server misbehaving|\bNXDOMAIN\b|\bSERVFAIL\b|lookup \S+ on [\d.:\[\]a-f]+:53"
+    r"|name resolution|dns (?:lookup|resolution) (?:failed|error)",
+    re.IGNORECASE,
+)
+"""A line that says a name did not resolve (Go, glibc, Node.js, Java, curl)."""
+
+_LOOP = re.compile(r"plugin/loop.*(?:loop|detected)", re.IGNORECASE)
+_UPSTREAM_FAILURE = re.compile(
+    r"(?:->|\s)\[?(\d{1,3}(?:\.\d{1,3}){3}|[0-9a-f:]+)\]?:53\b[^\n]*?"
+    r"(?:i/o timeout|connection refused|no route to host|network is unreachable)"
+    r"|(?:i/o timeout|connection refused)[^\n]*?(\d{1,3}(?:\.\d{1,3}){3}):53\b",
+    re.IGNORECASE,
+)
+
+
+def corefile_id() -> str:
+    """``dns/corefile``: the coredns ConfigMap's forwards and plugins."""
+    return "dns/corefile"
+
+
+def loop_id() -> str:
+    """``dns/loop``: CoreDNS's loop plugin found queries coming back to itself."""
+    return "dns/loop"
+
+
+def upstream_id(ip: str) -> str:
+    """``dns/upstream/<ip>``: a forward target that does not answer."""
+    return f"dns/upstream/{ip}"
+
+
+def dns_service_id() -> str:
+    """``dns/service``: the kube-dns Service and its endpoints."""
+    return "dns/service"
+
+
+def coredns_pod_id(pod: str) -> str:
+    """``dns/coredns/<pod>``: one CoreDNS pod's state."""
+    return f"dns/coredns/{pod}"
+
+
+def coredns_line_id(log: LogSnapshot, lineno: int) -> str:
+    """``dns/log/<pod>/<container>/<previous|current>#L<n>``: a line of CoreDNS's log."""
+    which = "previous" if log.previous else "current"
+    return f"dns/log/{log.pod}/{log.container}/{which}#L{lineno}"
+
+
+def resolution_failure(ctx: Context) -> str | None:
+    """The first line of the pods' logs, events or container messages that shows a name that
+    did not resolve; None when there is none."""
+    texts: list[str] = []
+    for log in sorted(ctx.logs, key=lambda lg: not lg.previous):
+        texts.extend(log.lines)
+    texts.extend(e.message for e in ctx.events)
+    for pod in ctx.pods:
+        for c in pod.containers:
+            texts.extend((c.message, c.last_message))
+    return next((t.strip() for t in texts if t and NAME_RESOLUTION_FAILURE.search(t)), None)
+
+
+async def read(scope: Scope) -> None:
+    trigger = resolution_failure(scope.ctx)
+    if trigger is None:
+        return
+    dns = DNSSnapshot(trigger=trigger)
+    scope.ctx.dns = dns
+    reader = scope.reader
+    async with scope.guard("coredns pods"):
+        dns.pods = [
+            pod_snapshot(p) for p in await reader.list("Pod", NAMESPACE, label_selector=LABEL)
+        ]
+    for pod in dns.pods[:MAX_PODS]:
+        for c in [c for c in pod.containers if not c.init][:1]:
+            if c.restart_count > 0 or c.last_state == "terminated":
+                await _log(scope, dns, pod, c.name, previous=True)
+            await _log(scope, dns, pod, c.name, previous=False)
+    async with scope.guard(f"configmap {NAMESPACE}/{CONFIG_MAP}"):
+        config = await scope.get("ConfigMap", NAMESPACE, CONFIG_MAP)
+        dns.corefile = ((config or {}).get("data") or {}).get("Corefile")
+    async with scope.guard(f"service {NAMESPACE}/{SERVICE}"):
+        svc = await scope.get("Service", NAMESPACE, SERVICE)
+        if svc is not None:
+            endpoints = await scope.get("Endpoints", NAMESPACE, SERVICE)
+            dns.service = service_snapshot(svc, endpoints, dns.pods, "dependency")
+    examine(dns)
+
+
+async def _log(
+    scope: Scope, dns: DNSSnapshot, pod: PodSnapshot, container: str, *, previous: bool
+) -> None:
+    tail = min(LOG_LINES, scope.policy.spec.sources.log_lines or LOG_LINES)
+    limit = scope.settings.max_line_chars
+    async with scope.guard(f"logs {NAMESPACE}/{pod.name}/{container}"):
+        text = await scope.reader.logs(
+            NAMESPACE, pod.name, container, previous=previous, tail_lines=tail
+        )
+        lines = [ln if len(ln) <= limit else ln[:limit] + " …" for ln in text.splitlines()]
+        dns.logs.append(
+            LogSnapshot(
+                pod=pod.name,
+                namespace=NAMESPACE,
+                container=container,
+                previous=previous,
+                lines=lines[-tail:],
+                truncated=len(lines) >= tail,
+            )
+        )
+
+
+def parse_corefile(corefile: str) -> tuple[list[DNSForward], bool]:
+    """The forwards of each server block and whether any block enables ``loop``."""
+    forwards: list[DNSForward] = []
+    loop = False
+    zone = "."
+    depth = 0
+    for raw in corefile.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        words = line.replace("{", " { ").replace("}", " } ").split()
+        if depth == 0 and words and words[0] != "}":
+            zone = words[0].split(":", 1)[0].removeprefix("dns://") or "."
+        elif depth == 1 and words[0] == "forward" and len(words) >= 3:
+            targets = [w for w in words[2:] if w not in ("{", "}")]
+            forwards.append(DNSForward(zone=zone, targets=targets))
+        elif depth == 1 and words[0] == "loop":
+            loop = True
+        depth += words.count("{") - words.count("}")
+    return forwards, loop
+
+
+def examine(dns: DNSSnapshot) -> None:
+    """Fill in what the Corefile and CoreDNS's logs say: forwards, loops, dead upstreams."""
+    if dns.corefile:
+        dns.forwards, dns.loop_plugin = parse_corefile(dns.corefile)
+    dns.forwards_to_resolv_conf = any("/etc/resolv.conf" in f.targets for f in dns.forwards)
+    targets = {t.split(":")[0] for f in dns.forwards for t in f.targets}
+    lines = [ln for log in dns.logs for ln in log.lines]
+    dns.loop_detected = [ln.strip() for ln in lines if _LOOP.search(ln)][:3]
+    dead: list[str] = []
+    for ln in lines:
+        for match in _UPSTREAM_FAILURE.finditer(ln):
+            ip = match.group(1) or match.group(2)
+            if ip and ip in targets and ip not in dead:
+                dead.append(ip)
+    dns.dead_upstreams = dead
+
+
+def _describe_corefile(dns: DNSSnapshot) -> str:
+    forwards = "; ".join(f"{f.zone} -> {' '.join(f.targets)}" for f in dns.forwards)
+    parts = [f"forward {forwards}" if forwards else "no forward"]
+    parts.append("loop plugin on" if dns.loop_plugin else "no loop plugin")
+    if dns.forwards_to_resolv_conf:
+        parts.append(
+            "forwards to /etc/resolv.conf: the node's resolver (a loop if it is a local stub "
+            "such as 127.0.0.53)"
+        )
+    if dns.dead_upstreams:
+        parts.append(f"upstreams not answering: {', '.join(dns.dead_upstreams)}")
+    return "; ".join(parts)
+
+
+def evidence(ctx: Context, out: EvidenceOut) -> None:
+    dns = ctx.dns
+    if dns is None:
+        return
+    obj = f"configmap/{NAMESPACE}/{CONFIG_MAP}"
+    broken_config = bool(dns.dead_upstreams or (dns.loop_detected and dns.forwards_to_resolv_conf))
+    if dns.corefile is not None:
+        out.add(
+            Tier.OBJECT_BAD if broken_config else Tier.BACKGROUND,
+            corefile_id(),
+            EvidenceSource.SERVICE,
+            obj,
+            _describe_corefile(dns),
+        )
+    if dns.loop_detected:
+        cause = "; the Corefile forwards to /etc/resolv.conf" if dns.forwards_to_resolv_conf else ""
+        out.add(
+            Tier.OBJECT_BAD,
+            loop_id(),
+            EvidenceSource.LOG,
+            f"pod/{NAMESPACE}/coredns",
+            f"CoreDNS's loop plugin detected a forwarding loop: {dns.loop_detected[0]}{cause}",
+        )
+    for ip in dns.dead_upstreams:
+        zones = ", ".join(
+            f.zone for f in dns.forwards if ip in [t.split(":")[0] for t in f.targets]
+        )
+        failing = [ln for log in dns.logs for ln in log.lines if ip in ln]
+        out.add(
+            Tier.OBJECT_BAD,
+            upstream_id(ip),
+            EvidenceSource.LOG,
+            obj,
+            f"forward target {ip} (zone {zones or '?'}) does not answer: {len(failing)} CoreDNS "
+            f"log lines fail on it, e.g. {failing[0].strip() if failing else '-'}",
+        )
+    if dns.service is not None:
+        svc = dns.service
+        out.add(
+            Tier.OBJECT_BAD if svc.ready_endpoints == 0 else Tier.BACKGROUND,
+            dns_service_id(),
+            EvidenceSource.SERVICE,
+            f"service/{NAMESPACE}/{SERVICE}",
+            f"cluster DNS {svc.cluster_ip or ''}: {svc.ready_endpoints} ready / "
+            f"{svc.not_ready_endpoints} not ready endpoints"
+            + ("" if svc.ready_endpoints else " (no ready endpoints)"),
+        )
+    for pod in dns.pods:
+        containers = "; ".join(
+            f"{c.name} {c.state}{' ' + c.reason if c.reason else ''}, restarts {c.restart_count},"
+            f" ready {str(c.ready).lower()}"
+            for c in pod.containers
+            if not c.init
+        )
+        out.add(
+            Tier.OBJECT_BAD if pod_is_unhealthy(pod) else Tier.BACKGROUND,
+            coredns_pod_id(pod.name),
+            EvidenceSource.POD_STATUS,
+            f"pod/{NAMESPACE}/{pod.name}",
+            f"{describe_pod(pod)}; {containers}",
+        )
+    for log in sorted(dns.logs, key=lambda lg: not lg.previous):
+        errors, _ = out.kept_lines(log)
+        for lineno in errors:
+            line = log.lines[lineno - 1].rstrip()
+            if line.strip():
+                eid = out.add(
+                    Tier.OBJECT_BAD,
+                    coredns_line_id(log, lineno),
+                    EvidenceSource.LOG,
+                    f"pod/{NAMESPACE}/{log.pod}/{log.container}",
+                    line,
+                )
+                out.index_line(log, lineno, eid)
+
+
+SOURCE = Source(
+    "dns",
+    Stage.LEADS,
+    read,
+    evidence,
+    resources=("pods", "pods/log", "configmaps", "services", "endpoints"),
+)

@@ -1,0 +1,210 @@
+"""Who fills a full ResourceQuota: for each resource at or over its hard limit, the workloads
+of the namespace that use it, largest first, with their oldest pod and labels.
+
+Reads only when the ``namespace_limits`` source found a quota at its limit: the namespace's
+pods (compute resources, ``pods``) or claims (``requests.storage``,
+``persistentvolumeclaims``). Pods count as their controller (a ReplicaSet as its Deployment);
+Succeeded and Failed pods do not count, as for the quota itself.
+
+Evidence: ``quota/<quota>/<resource>/<Kind>/<name>`` for each consumer, the three largest among
+the broken objects.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from oncallm.gathering.objects import Obj, meta, name_of, workload_of
+from oncallm.gathering.scope import Scope
+from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier, kv
+from oncallm.gathering.sources.namespace_limits import quota_full_resources
+from oncallm.models.analysis import EvidenceSource
+from oncallm.models.evidence import Context, QuotaConsumer, QuotaConsumersSnapshot, QuotaSnapshot
+from oncallm.models.quantity import parse_quantity
+
+#: Consumers kept per resource: the largest, plus the oldest few if they are not among them.
+MAX_CONSUMERS = 10
+OLDEST = 3
+#: Consumers per resource among the broken objects; the rest are background.
+TOP = 3
+
+_STORAGE = re.compile(
+    r"(?:^|\.)requests\.storage$|^persistentvolumeclaims$|persistentvolumeclaims$"
+)
+_COUNTED_ELSEWHERE = re.compile(
+    r"^count/(?!pods$)|^(?:services|configmaps|secrets|replicationcontrollers)"
+)
+
+
+def consumer_id(quota: str, resource: str, kind: str, name: str) -> str:
+    """``quota/<quota>/<resource>/<Kind>/<name>``: one user of a full quota's resource."""
+    return f"quota/{quota}/{resource}/{kind}/{name}"
+
+
+async def read(scope: Scope) -> None:
+    full = [(q, r) for q in scope.ctx.quotas for r in quota_full_resources(q)]
+    full = [(q, r) for q, r in full if not _COUNTED_ELSEWHERE.search(r)]
+    if not full:
+        return
+    pods: dict[str, list[Obj]] = {}
+    claims: dict[str, list[Obj]] = {}
+    for quota, resource in full:
+        ns = quota.namespace
+        if _STORAGE.search(resource):
+            if ns not in claims:
+                claims[ns] = await scope.reader.list("PersistentVolumeClaim", ns)
+            found = claim_consumers(resource, claims[ns])
+        else:
+            if ns not in pods:
+                pods[ns] = await scope.reader.list("Pod", ns)
+            found = pod_consumers(resource, pods[ns])
+        scope.ctx.quota_consumers.append(snapshot(quota, resource, found))
+
+
+@dataclass
+class _Tally:
+    kind: str
+    name: str
+    pods: list[str] = field(default_factory=list)
+    amount: float = 0.0
+    oldest: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def pod_amount(resource: str, pod: Obj) -> float:
+    """What one pod counts against a quota's resource: ``pods`` 1, ``requests.cpu`` (or
+    ``cpu``) the larger of its containers' sum and its largest init container, and so on."""
+    if resource in ("pods", "count/pods"):
+        return 1.0
+    which, _, name = resource.partition(".")
+    if which not in ("requests", "limits"):
+        which, name = "requests", resource
+    spec = pod.get("spec") or {}
+
+    def value(container: Obj) -> float:
+        qty = ((container.get("resources") or {}).get(which) or {}).get(name)
+        return (parse_quantity(str(qty)) or 0.0) if qty is not None else 0.0
+
+    containers = sum(value(c) for c in spec.get("containers") or [])
+    inits = max((value(c) for c in spec.get("initContainers") or []), default=0.0)
+    return max(containers, inits)
+
+
+def pod_consumers(resource: str, pods: list[Obj]) -> list[_Tally]:
+    tallies: dict[tuple[str, str], _Tally] = {}
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        amount = pod_amount(resource, pod)
+        if amount <= 0:
+            continue
+        kind, name = workload_of(pod)
+        tally = tallies.setdefault((kind, name), _Tally(kind, name))
+        tally.pods.append(name_of(pod))
+        tally.amount += amount
+        created = meta(pod).get("creationTimestamp")
+        if created and (tally.oldest is None or str(created) < tally.oldest):
+            tally.oldest = str(created)
+        if not tally.labels:
+            tally.labels = dict(meta(pod).get("labels") or {})
+    return list(tallies.values())
+
+
+def claim_consumers(resource: str, claims: list[Obj]) -> list[_Tally]:
+    out = []
+    storage_class = (
+        resource.split(".storageclass.storage.k8s.io/")[0] if "storageclass" in resource else None
+    )
+    for claim in claims:
+        spec = claim.get("spec") or {}
+        if storage_class and spec.get("storageClassName") != storage_class:
+            continue
+        if resource.endswith("persistentvolumeclaims"):
+            amount = 1.0
+        else:
+            request = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+            amount = (parse_quantity(str(request)) or 0.0) if request is not None else 0.0
+        if amount <= 0:
+            continue
+        created = meta(claim).get("creationTimestamp")
+        out.append(
+            _Tally(
+                "PersistentVolumeClaim",
+                name_of(claim),
+                amount=amount,
+                oldest=str(created) if created else None,
+                labels=dict(meta(claim).get("labels") or {}),
+            )
+        )
+    return out
+
+
+def amount_text(resource: str, value: float) -> str:
+    """A quota amount as people write it: ``6500m`` CPU, ``12Gi`` memory, ``3`` pods."""
+    if "cpu" in resource:
+        return (
+            f"{value:g}" if value >= 1 and float(value).is_integer() else f"{round(value * 1000)}m"
+        )
+    if any(word in resource for word in ("memory", "storage", "hugepages")):
+        gib = value / 1024**3
+        return f"{gib:.3g}Gi" if gib >= 1 else f"{round(value / 1024**2)}Mi"
+    return f"{value:g}"
+
+
+def snapshot(quota: QuotaSnapshot, resource: str, tallies: list[_Tally]) -> QuotaConsumersSnapshot:
+    by_size = sorted(tallies, key=lambda t: (-t.amount, t.oldest or "~", t.name))
+    kept = by_size[:MAX_CONSUMERS]
+    for tally in sorted(tallies, key=lambda t: (t.oldest or "~", t.name))[:OLDEST]:
+        if tally not in kept:
+            kept.append(tally)
+    return QuotaConsumersSnapshot(
+        quota=quota.name,
+        namespace=quota.namespace,
+        resource=resource,
+        used=quota.used.get(resource, ""),
+        hard=quota.hard.get(resource, ""),
+        consumers=[
+            QuotaConsumer(
+                kind=t.kind,
+                name=t.name,
+                pods=sorted(t.pods),
+                amount=t.amount,
+                amount_text=amount_text(resource, t.amount),
+                oldest=t.oldest,
+                labels=t.labels,
+            )
+            for t in kept
+        ],
+    )
+
+
+def evidence(ctx: Context, out: EvidenceOut) -> None:
+    for snap in ctx.quota_consumers:
+        hard = parse_quantity(snap.hard)
+        for rank, c in enumerate(snap.consumers):
+            share = f" ({100 * c.amount / hard:.0f}% of hard {snap.hard})" if hard else ""
+            pods = f"{len(c.pods)} pods" if c.kind != "PersistentVolumeClaim" else "the claim"
+            text = (
+                f"{c.kind} {c.name}: {pods} use {c.amount_text} of {snap.resource}{share}; "
+                f"quota {snap.quota} used {snap.used or '?'}/{snap.hard or '?'}"
+                + (f"; oldest since {c.oldest}" if c.oldest else "")
+                + (f"; labels {kv(c.labels)}" if c.labels else "")
+            )
+            out.add(
+                Tier.OBJECT_BAD if rank < TOP else Tier.BACKGROUND,
+                consumer_id(snap.quota, snap.resource, c.kind, c.name),
+                EvidenceSource.QUOTA,
+                f"resourcequota/{snap.namespace}/{snap.quota}",
+                text,
+                time=c.oldest,
+            )
+
+
+SOURCE = Source(
+    "quota_consumers",
+    Stage.LEADS,
+    read,
+    evidence,
+    resources=("pods", "persistentvolumeclaims"),
+)
