@@ -103,3 +103,34 @@ async def test_the_pipeline_reports_every_id_its_diagnosis_cites(
     report = next(b for m, _, b in api.sent if m == "POST" and b.get("kind") == "ConfigMap")
     for evidence_id in cited:
         assert evidence_id in report["data"]["report.md"], evidence_id
+
+
+@pytest.mark.parametrize("path", TUNED, ids=[p.stem for p in TUNED])
+async def test_offline_eval_reports_every_id_its_diagnosis_cites(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``oncallm eval --offline`` reads the evidence settings from the environment, as the
+    operator does, and builds the evidence once."""
+    from oncallm.evaluation import runner
+
+    monkeypatch.setenv("ONCALLM_EVIDENCE_MAX_ERROR_LINES", "1")
+    monkeypatch.setenv("ONCALLM_EVIDENCE_TAIL_LINES", "1")
+    built: list[tuple[Any, Baseline]] = []
+    reported: list[AlertAnalysis] = []
+
+    def recording(ctx: Any, *args: Any, **kwargs: Any) -> Baseline:
+        result = build_baseline(ctx, *args, **kwargs)
+        built.append((ctx, result))
+        return result
+
+    def render(analysis: AlertAnalysis, *args: Any, **kwargs: Any) -> dict[str, str]:
+        reported.append(analysis)
+        return {"report.md": ""}
+
+    monkeypatch.setattr(runner, "build_baseline", recording)
+    monkeypatch.setattr(runner, "render_report", render)
+    await runner.evaluate_offline(load_scenario(path))
+    [(ctx, result)] = built
+    small = EvidenceSettings(max_error_lines=1, tail_lines=1)
+    assert result.evidence.ids == index_evidence(ctx, small).ids
+    assert [e.id for e in reported[0].status.evidence] == result.diagnosis.evidence

@@ -23,8 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oncallm.analysis.evidence import build_evidence
-from oncallm.analysis.rules import diagnose
+from oncallm.analysis.baseline import build_baseline
+from oncallm.analysis.evidence import EvidenceSettings
+from oncallm.analysis.rules import RuleSettings
 from oncallm.evaluation.prometheus import scenario_prometheus
 from oncallm.gathering.gather import gather
 from oncallm.models.analysis import AlertAnalysis, AlertAnalysisSpec, AlertAnalysisStatus, AlertSpec
@@ -77,9 +78,10 @@ async def evaluate_offline(scenario: Scenario) -> Result:
     started = time.perf_counter()
     shifted = scenario.shift()
     ctx = await gather(shifted.alert, shifted.memory_reader(), DEFAULT_POLICY, now=shifted.now)
-    ctx.evidence = build_evidence(ctx)
-    diagnosis = diagnose(ctx)
-    known = {e.id: e for e in ctx.evidence}
+    # As the operator does: the evidence built once, with the settings of the environment.
+    rules = build_baseline(ctx, EvidenceSettings.from_env(), RuleSettings.from_env())
+    diagnosis = rules.diagnosis
+    known = {e.id: e for e in rules.evidence.items}
     analysis = AlertAnalysis(
         metadata={"name": scenario.name, "namespace": "offline"},
         spec=AlertAnalysisSpec(alert=AlertSpec.from_alert(shifted.alert)),
