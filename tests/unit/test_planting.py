@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from oncallm.scenarios.plant import generated_crd, merge_node_status, planting_order, plural_of
+from oncallm.scenarios.plant import (
+    admissible,
+    generated_crd,
+    implied_prerequisites,
+    merge_node_status,
+    planting_order,
+    plural_of,
+)
 
 
 @pytest.mark.parametrize(
@@ -87,3 +94,58 @@ def test_a_planted_node_keeps_its_own_addresses() -> None:
         {"type": "Hostname", "address": "ip-10-0-161-12"},
         {"type": "InternalIP", "address": "127.0.0.1"},
     ]
+
+
+def test_a_job_copied_from_a_cluster_keeps_its_selector() -> None:
+    uid = {"batch.kubernetes.io/controller-uid": "8767a292", "controller-uid": "8767a292"}
+    template = {"metadata": {"labels": {**uid, "job-name": "send"}}}
+    with_selector = admissible(
+        {"kind": "Job", "spec": {"selector": {"matchLabels": uid}, "template": template}}
+    )
+    assert with_selector["spec"]["manualSelector"] is True
+    assert with_selector["spec"]["selector"] == {"matchLabels": uid}
+    without = admissible({"kind": "Job", "spec": {"template": template}})
+    assert without["spec"]["selector"] == {"matchLabels": uid}
+    plain = admissible({"kind": "Job", "spec": {"template": {"metadata": {"labels": {"a": "b"}}}}})
+    assert "manualSelector" not in plain["spec"]  # the server generates its selector
+
+
+def test_a_typed_secret_gets_the_keys_its_type_requires() -> None:
+    tls = admissible({"kind": "Secret", "type": "kubernetes.io/tls", "data": {"ca.crt": "Y2E="}})
+    assert tls["data"] == {"ca.crt": "Y2E=", "tls.crt": "", "tls.key": ""}
+    given = admissible(
+        {
+            "kind": "Secret",
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {".dockerconfigjson": "{}"},
+        }
+    )
+    assert "data" not in given
+    opaque = admissible({"kind": "Secret", "type": "Opaque"})
+    assert "data" not in opaque
+
+
+def test_what_admission_needs_of_a_pod_is_implied_when_left_out() -> None:
+    pod = {
+        "kind": "Pod",
+        "metadata": {"name": "api-1", "namespace": "ns"},
+        "spec": {"serviceAccountName": "api", "priorityClassName": "high", "priority": 1000},
+    }
+    second = {**pod, "metadata": {"name": "api-2", "namespace": "ns"}}
+    implied = implied_prerequisites([pod, second])  # each named once
+    assert [(r.kind, ns, b["metadata"]["name"]) for r, ns, b in implied] == [
+        ("ServiceAccount", "ns", "api"),
+        ("PriorityClass", None, "high"),
+    ]
+    assert implied[1][2]["value"] == 1000
+    given = [
+        pod,
+        obj("ServiceAccount", "api"),
+        {"kind": "PriorityClass", "metadata": {"name": "high"}},
+    ]
+    assert implied_prerequisites(given) == []
+    builtin = {
+        **pod,
+        "spec": {"serviceAccountName": "default", "priorityClassName": "system-node-critical"},
+    }
+    assert implied_prerequisites([builtin]) == []

@@ -279,7 +279,7 @@ class Planter:
         rest = [o for o in objects if o.get("kind") != "CustomResourceDefinition"]
         resources = await self._resolve(rest)
         await self._service_ranges(rest)
-        accounts = await self._implied_service_accounts(rest, planting)
+        implied = await self._implied_prerequisites(rest, planting)
         to_delete: list[Obj] = []
         admission = []
         for obj in planting_order(rest):
@@ -289,8 +289,8 @@ class Planter:
             result = await self._create(obj, resources[_type(obj)], planting)
             if (obj.get("metadata") or {}).get("deletionTimestamp"):
                 to_delete.append(result)
-        for account in accounts:
-            await self._delete(account)
+        for planted in implied:
+            await self._delete(planted)
         for ev in shifted.event_objects():
             await self._create(ev, resource("Event"), planting)
         for lg in shifted.scenario.logs:
@@ -470,9 +470,7 @@ class Planter:
         if "ownerReferences" in meta:
             meta["ownerReferences"] = refs
         body.setdefault("apiVersion", res.api_version)
-        spec = body.get("spec")
-        if kind == "Job" and isinstance(spec, dict) and spec.get("selector"):
-            spec.setdefault("manualSelector", True)
+        admissible(body)
         status = body.pop("status", None)
         if kind == "Node":
             status = merge_node_status(status or {}, self.node_status)
@@ -558,35 +556,20 @@ class Planter:
             self.service_cidrs.append(name)
             covered.append(net)
 
-    async def _implied_service_accounts(
-        self, objects: list[Obj], planting: Planting
-    ) -> list[Planted]:
-        """Create the ServiceAccounts the scenario's pods name but it leaves out (admission
-        refuses such pods); returns them, to delete once the pods are planted."""
-        present = {
-            ((o.get("metadata") or {}).get("namespace"), (o.get("metadata") or {}).get("name"))
-            for o in objects
-            if o.get("kind") == "ServiceAccount"
-        }
-        accounts = resource("ServiceAccount")
+    async def _implied_prerequisites(self, objects: list[Obj], planting: Planting) -> list[Planted]:
+        """Create what the scenario's pods name but it leaves out, which admission refuses a
+        pod without: its ServiceAccount, its PriorityClass. Returns them, to delete once the
+        pods are planted (the scenario's cluster has them no more than it says)."""
         created: list[Planted] = []
-        for obj in objects:
-            if obj.get("kind") != "Pod":
-                continue
-            spec = obj.get("spec") or {}
-            name = spec.get("serviceAccountName") or spec.get("serviceAccount")
-            ns = (obj.get("metadata") or {}).get("namespace")
-            if not name or name == "default" or not ns or (ns, name) in present:
-                continue
-            present.add((ns, name))
-            body = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}}
+        for res, namespace, body in implied_prerequisites(objects):
+            name = body["metadata"]["name"]
             try:
-                await self.api.request("POST", accounts.path(ns), body=body)
+                await self.api.request("POST", res.path(namespace), body=body)
             except ApiError as err:
                 if err.status != 409:
                     raise
                 continue  # it exists already: it stays
-            created.append(Planted(accounts, ns, name))
+            created.append(Planted(res, namespace, name))
             planting.planted.append(created[-1])  # removed with the planting if it fails
         return created
 
@@ -767,6 +750,94 @@ def _crd_version(version: str, *, storage: bool) -> Obj:
         },
         "subresources": {"status": {}},
     }
+
+
+#: Labels the API server puts on a Job's pod template, with the Job's uid, unless the Job
+#: has ``manualSelector``; a scenario copied from a cluster carries the original uid.
+_JOB_UID_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid")
+#: The data keys each Secret type requires (the API server refuses the Secret without them).
+#: Scenarios leave secret data out; OnCallM never reads it, so empty stand-ins do.
+_SECRET_KEYS = {
+    "kubernetes.io/tls": {"tls.crt": "", "tls.key": ""},
+    "kubernetes.io/ssh-auth": {"ssh-privatekey": ""},
+    "kubernetes.io/dockerconfigjson": {".dockerconfigjson": "e30="},  # base64 of {}
+    "kubernetes.io/dockercfg": {".dockercfg": "e30="},
+}
+
+
+def admissible(body: Obj) -> Obj:
+    """``body`` changed (in place) only as far as the API server needs to accept an object
+    copied from another cluster as it is: a Job keeps its selector (``manualSelector``), a
+    typed Secret gets the keys its type requires."""
+    kind = body.get("kind")
+    spec = body.get("spec")
+    if kind == "Job" and isinstance(spec, dict):
+        labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        uid_labels = {k: v for k, v in labels.items() if k in _JOB_UID_LABELS}
+        if spec.get("selector"):
+            spec["manualSelector"] = True
+        elif uid_labels:
+            spec["manualSelector"] = True
+            spec["selector"] = {"matchLabels": uid_labels}
+    if kind == "Secret":
+        required = _SECRET_KEYS.get(str(body.get("type")), {})
+        given = {**(body.get("data") or {}), **(body.get("stringData") or {})}
+        missing = {k: v for k, v in required.items() if k not in given}
+        if missing:
+            body["data"] = {**(body.get("data") or {}), **missing}
+    return body
+
+
+def implied_prerequisites(objects: list[Obj]) -> list[tuple[Resource, str | None, Obj]]:
+    """The ServiceAccounts and PriorityClasses the scenario's pods name but it leaves out, as
+    (resource, namespace, body). A PriorityClass takes the pod's ``spec.priority`` as its
+    value, so the priority admission computes what the pod says."""
+    present = {
+        (
+            o.get("kind"),
+            (o.get("metadata") or {}).get("namespace"),
+            (o.get("metadata") or {}).get("name"),
+        )
+        for o in objects
+    }
+    out: list[tuple[Resource, str | None, Obj]] = []
+    for obj in objects:
+        if obj.get("kind") != "Pod":
+            continue
+        spec = obj.get("spec") or {}
+        ns = (obj.get("metadata") or {}).get("namespace")
+        account = spec.get("serviceAccountName") or spec.get("serviceAccount")
+        if (
+            account
+            and account != "default"
+            and ns
+            and ("ServiceAccount", ns, account) not in present
+        ):
+            present.add(("ServiceAccount", ns, account))
+            body: Obj = {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": account},
+            }
+            out.append((resource("ServiceAccount"), ns, body))
+        priority = spec.get("priorityClassName")
+        if priority and not str(priority).startswith("system-"):
+            if ("PriorityClass", None, priority) not in present:
+                present.add(("PriorityClass", None, priority))
+                classes = resource("PriorityClass")
+                body = {
+                    "apiVersion": classes.api_version,
+                    "kind": "PriorityClass",
+                    "metadata": {"name": priority},
+                    "value": int(spec.get("priority") or 0),
+                }
+                out.append((classes, None, body))
+    return out
+
+
+_PRIORITY_CLASSES = Resource(
+    "PriorityClass", "/apis/scheduling.k8s.io/v1", "priorityclasses", False
+)
 
 
 def merge_node_status(status: Obj, routing: Obj) -> Obj:
