@@ -22,6 +22,7 @@ from oncallm.analysis.evidence import (
 )
 from oncallm.analysis.rules.base import (
     Finding,
+    Link,
     RuleSettings,
     events,
     namespace,
@@ -29,6 +30,7 @@ from oncallm.analysis.rules.base import (
     target_pod,
     workload_state,
 )
+from oncallm.gathering.sources.quota_consumers import consumer_id
 from oncallm.models.analysis import Category
 from oncallm.models.evidence import Context, NodeSnapshot, PodSnapshot
 
@@ -421,6 +423,31 @@ _QUOTA = re.compile(
 QUOTA_ALERTS = ("KubeQuotaExceeded", "KubeQuotaFullyUsed")
 
 
+def _quota_consumers(ctx: Context, quota: str, creating: set[str]) -> tuple[str, list[Link]]:
+    """The largest and the oldest users of the quota's exhausted resources: who to scale down
+    or delete to make room. The refused workload itself is named last, if at all."""
+    texts: list[str] = []
+    links: list[Link] = []
+    for snap in ctx.quota_consumers:
+        if snap.quota != quota:
+            continue
+        ranked = [c for c in snap.consumers if c.name not in creating] or snap.consumers
+        for c in ranked[:2]:
+            pods = f", {len(c.pods)} pod{'s' if len(c.pods) != 1 else ''}" if c.pods else ""
+            since = f", oldest pod from {c.oldest}" if c.oldest else ""
+            text = f"{c.kind} {c.name} holds {c.amount_text or '?'} of {snap.resource}{pods}{since}"
+            if text not in texts:
+                texts.append(text)
+                links.append(
+                    Link(
+                        summary=f"{text} ({snap.used}/{snap.hard} used in quota {quota}).",
+                        evidence=[consumer_id(quota, snap.resource, c.kind, c.name)],
+                        category=Category.QUOTA_EXCEEDED,
+                    )
+                )
+    return "; ".join(texts[:3]), links[:3]
+
+
 def quota_exceeded(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """The namespace's ResourceQuota refuses new pods (FailedCreate "exceeded quota")."""
     failed = [e for e in ctx.events if _QUOTA.search(e.message)]
@@ -456,6 +483,8 @@ def quota_exceeded(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
     score = 0.94 if (failed or cond_msgs) and "must specify" not in message else 0.85
     if not failed and not cond_msgs:
         score = 0.7
+    creating = {creator.object_name} if creator else set()
+    consumers, because = _quota_consumers(ctx, qname, creating)
     return Finding(
         Category.QUOTA_EXCEEDED,
         score,
@@ -466,10 +495,13 @@ def quota_exceeded(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
             + f", so {who} cannot create pods"
             + (f": {quote_line(message, 260)}" if message else f" (alert {ctx.alert.name})")
             + "."
+            + (f" What uses it: {consumers}." if consumers else "")
         ),
+        because=because,
         evidence=ev.cite(
             *[ev.event(e) for e in failed[:3]],
             quota_id(qname),
+            *[eid for link in because for eid in link.evidence],
             *[workload_id(w.kind, w.name) for w, _ in cond_msgs[:1]],
             ALERT_ID if not failed else None,
         ),

@@ -29,6 +29,17 @@ MAX_EVENT_NAMESPACES = 5
 alert about pods across namespaces (cluster-wide overcommit). Each is one list call."""
 
 
+NAMED_IN_MESSAGES = ("ResourceQuota", "PersistentVolume", "StorageClass", "LimitRange")
+"""Target kinds other objects' events name in their message rather than as their subject: a
+ReplicaSet's FailedCreate says "exceeded quota: compute", a claim's event names its volume."""
+
+
+def _names(message: str, kind: str, name: str) -> bool:
+    if kind == "ResourceQuota":
+        return f"quota: {name}" in message
+    return f'"{name}"' in message or f" {name} " in f" {message} "
+
+
 async def read(scope: Scope) -> None:
     ctx, target = scope.ctx, scope.target
     ns = target.namespace
@@ -64,10 +75,15 @@ async def read(scope: Scope) -> None:
         wanted.add(("Node", node))
     events = [event_snapshot(e) for e in raw]
     cutoff = scope.now - window
+    named = target.kind in NAMED_IN_MESSAGES
     kept = [
         e
         for e in events
-        if (e.object_kind, e.object_name) in wanted and _after(e.last_seen, cutoff)
+        if (
+            (e.object_kind, e.object_name) in wanted
+            or (named and _names(e.message, target.kind, target.name))
+        )
+        and _after(e.last_seen, cutoff)
     ]
     kept.sort(key=lambda e: (e.type != "Warning", _neg_time(e.last_seen)))
     seen: set[tuple[str, str, str, str]] = set()

@@ -37,6 +37,32 @@ _COUNTED_ELSEWHERE = re.compile(
 )
 
 
+_REFUSED = re.compile(
+    r"exceeded quota: (?P<quota>[\w.-]+), requested: (?P<requested>[^,]+(?:,[\w./-]+=[^,]+)*)"
+)
+"""The quota admission's refusal: ``exceeded quota: q, requested: limits.memory=4Gi, used: ...``."""
+
+
+def refused_resources(ctx: Context) -> list[tuple[QuotaSnapshot, str]]:
+    """(quota, resource) pairs a refusal names: a quota below its hard limit still refuses a
+    pod that would cross it, so "almost full" is full for that pod."""
+    out: list[tuple[QuotaSnapshot, str]] = []
+    messages = [e.message for e in ctx.events]
+    messages += [m for w in [ctx.workload, *ctx.owners] if w for (_, _, m) in w.conditions.values()]
+    for message in messages:
+        m = _REFUSED.search(message)
+        if m is None:
+            continue
+        quota = next((q for q in ctx.quotas if q.name == m.group("quota")), None)
+        if quota is None:
+            continue
+        for part in m.group("requested").split(","):
+            resource = part.split("=", 1)[0].strip()
+            if resource in quota.hard and (quota, resource) not in out:
+                out.append((quota, resource))
+    return out
+
+
 def consumer_id(quota: str, resource: str, kind: str, name: str) -> str:
     """``quota/<quota>/<resource>/<Kind>/<name>``: one user of a full quota's resource."""
     return f"quota/{quota}/{resource}/{kind}/{name}"
@@ -44,6 +70,7 @@ def consumer_id(quota: str, resource: str, kind: str, name: str) -> str:
 
 async def read(scope: Scope) -> None:
     full = [(q, r) for q in scope.ctx.quotas for r in quota_full_resources(q)]
+    full += [(q, r) for q, r in refused_resources(scope.ctx) if (q, r) not in full]
     full = [(q, r) for q, r in full if not _COUNTED_ELSEWHERE.search(r)]
     if not full:
         return
