@@ -61,7 +61,7 @@ def test_nothing_of_a_blind_scenario_is_shown_or_written() -> None:
 
 def test_the_split_is_the_subfolder(tmp_path: Path) -> None:
     source = yaml.safe_load((SCENARIOS / "reports-oom.yaml").read_text())
-    for folder in ("", "corpus", "blind", "blind/deeper"):
+    for folder in ("", "corpus", "blind", "blind/deeper", "blind-b"):
         (tmp_path / folder).mkdir(parents=True, exist_ok=True)
         data = {**source, "name": f"oom-{folder.replace('/', '-') or 'top'}"}
         (tmp_path / folder / f"{data['name']}.yaml").write_text(yaml.safe_dump(data))
@@ -74,6 +74,11 @@ def test_the_split_is_the_subfolder(tmp_path: Path) -> None:
     assert split(tmp_path / "blind" / "deeper" / "oom-blind-deeper.yaml", tmp_path) == "blind"
     # The split folder given itself keeps its split: its scenarios stay hidden.
     assert split(tmp_path / "blind" / "oom-blind.yaml", tmp_path / "blind") == "blind"
+    deeper = tmp_path / "blind" / "deeper"
+    assert split(deeper / "oom-blind-deeper.yaml", deeper) == "blind"
+    # Any blind… folder is hidden, a part still being written as well.
+    assert split(tmp_path / "blind-b" / "oom-blind-b.yaml", tmp_path) == "blind-b"
+    assert "oom-blind-b" not in table([Result("oom-blind-b", "oom_killed", None, split="blind-b")])
 
 
 def test_offline_eval_loads_the_folder_recursively(

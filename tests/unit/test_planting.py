@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
 
-from oncallm.scenarios.plant import (
-    admissible,
-    generated_crd,
-    implied_prerequisites,
-    merge_node_status,
-    planting_order,
-    plural_of,
-)
+from oncallm.scenarios.admissible import admissible, implied_prerequisites
+from oncallm.scenarios.plant import generated_crd, merge_node_status, planting_order, plural_of
 
 
 @pytest.mark.parametrize(
@@ -149,3 +144,50 @@ def test_what_admission_needs_of_a_pod_is_implied_when_left_out() -> None:
         "spec": {"serviceAccountName": "default", "priorityClassName": "system-node-critical"},
     }
     assert implied_prerequisites([builtin]) == []
+
+
+def test_a_finished_jobs_status_gets_what_validation_requires() -> None:
+    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+              "lastTransitionTime": "2025-05-14T09:40:00Z"}  # fmt: skip
+    job = admissible({"kind": "Job", "spec": {}, "status": {"active": 1, "conditions": [failed]}})
+    assert [c["type"] for c in job["status"]["conditions"]] == ["FailureTarget", "Failed"]
+    assert job["status"]["conditions"][0]["reason"] == "BackoffLimitExceeded"
+    assert job["status"]["startTime"] == "2025-05-14T09:40:00Z"
+    assert job["status"]["active"] == 0 and "completionTime" not in job["status"]
+    done = {"type": "Complete", "status": "True", "lastTransitionTime": "2025-05-14T09:40:00Z"}
+    met = {**done, "type": "SuccessCriteriaMet"}
+    job = admissible(
+        {"kind": "Job", "status": {"startTime": "2025-05-14T09:00:00Z", "conditions": [met, done]}}
+    )
+    assert [c["type"] for c in job["status"]["conditions"]] == ["SuccessCriteriaMet", "Complete"]
+    assert job["status"]["startTime"] == "2025-05-14T09:00:00Z"
+    assert job["status"]["completionTime"] == "2025-05-14T09:40:00Z"
+
+
+def test_empty_pod_ips_are_left_out() -> None:
+    pod = admissible(
+        {"kind": "Pod", "status": {"podIP": "", "podIPs": [{"ip": ""}], "hostIP": "10.0.0.1"}}
+    )
+    assert pod["status"] == {"hostIP": "10.0.0.1"}
+    kept = admissible(
+        {"kind": "Pod", "status": {"podIP": "10.1.0.5", "podIPs": [{"ip": "10.1.0.5"}]}}
+    )
+    assert kept["status"]["podIPs"] == [{"ip": "10.1.0.5"}]
+
+
+def test_placeholders_in_byte_fields_are_planted_as_their_base64() -> None:
+    hooks = admissible(
+        {
+            "kind": "ValidatingWebhookConfiguration",
+            "webhooks": [
+                {"clientConfig": {"caBundle": "LS0tLS1CRUdJTi...(truncated)"}},
+                {"clientConfig": {"caBundle": "TFMwdExTMUNSVWRK\nTGk0dQ=="}},
+            ],
+        }
+    )
+    first, second = (h["clientConfig"]["caBundle"] for h in hooks["webhooks"])
+    assert base64.b64decode(first).decode() == "LS0tLS1CRUdJTi...(truncated)"
+    assert second == "TFMwdExTMUNSVWRK\nTGk0dQ=="  # base64 with a line break, as Go reads it
+    secret = admissible({"kind": "Secret", "data": {"password": "<redacted>", "user": "YWRtaW4="}})
+    assert secret["data"]["user"] == "YWRtaW4="
+    assert base64.b64decode(secret["data"]["password"]) == b"<redacted>"

@@ -39,9 +39,10 @@ log = logging.getLogger(__name__)
 SCENARIO_TIMEOUT = 120.0
 #: The split of the scenarios at the top of the folder.
 TUNED = "tuned"
-#: Splits shown only as a score and a confusion matrix: never a scenario's name or details.
-HIDDEN_SPLITS = frozenset({"blind"})
-#: Subfolder names that are splits even when the folder itself is given (``eval .../blind``).
+#: Splits shown only as a score and a confusion matrix, never a scenario's name or details:
+#: ``blind`` and any folder named ``blind…`` (``blind-b``, a part still being written).
+HIDDEN_PREFIX = "blind"
+#: Folder names that are splits even when the folder itself is given (``eval .../corpus``).
 SPLIT_FOLDERS = frozenset({"corpus", "blind"})
 #: The order splits are reported in; others follow alphabetically.
 SPLIT_ORDER = ("tuned", "corpus", "blind")
@@ -144,11 +145,12 @@ async def evaluate_on_cluster(
         async with running_stack(kubeconfig, namespace) as stack:
             for scenario in scenarios:
                 began = time.perf_counter()
-                result = await _one_on_cluster(api, planter, stack, namespace, scenario)
+                quiet = bool(hidden and scenario.name in hidden)
+                result = await _one_on_cluster(api, planter, stack, namespace, scenario, quiet)
                 results.append(result)
                 log.debug(
                     "scenario %s: %.2f s in all, %.2f s from alert to report",
-                    "(hidden)" if hidden and scenario.name in hidden else scenario.name,
+                    "(hidden)" if quiet else scenario.name,
                     time.perf_counter() - began,
                     result.seconds,
                 )
@@ -163,14 +165,14 @@ async def evaluate_on_cluster(
 
 
 async def _one_on_cluster(
-    api: Any, planter: Any, stack: Any, namespace: str, scenario: Scenario
+    api: Any, planter: Any, stack: Any, namespace: str, scenario: Scenario, quiet: bool
 ) -> Result:
     from oncallm.kube.api import ApiError
     from oncallm.kube.resources import resource
 
     planting = None
     try:
-        name, started, planting = await plant_and_alert(planter, stack, scenario)
+        name, started, planting = await plant_and_alert(planter, stack, scenario, quiet=quiet)
         aa = await wait_finished(api, namespace, name, SCENARIO_TIMEOUT)
         finished = time.perf_counter()
         status = aa.get("status") or {}
@@ -208,7 +210,10 @@ async def _one_on_cluster(
             try:
                 await planter.remove(planting)
             except Exception as err:  # the next scenario's planting says what is left
-                log.warning("removing scenario %s: %s", scenario.name, err)
+                if quiet:
+                    log.warning("removing a hidden scenario failed (%s)", type(err).__name__)
+                else:
+                    log.warning("removing scenario %s: %s", scenario.name, err)
 
 
 async def _forget_analysis(api: Any, namespace: str, name: str) -> None:
@@ -228,14 +233,16 @@ async def _forget_analysis(api: Any, namespace: str, name: str) -> None:
         log.warning("deleting a hidden analysis: %s", err.status)
 
 
-async def plant_and_alert(planter: Any, stack: Any, scenario: Scenario) -> tuple[str, float, Any]:
+async def plant_and_alert(
+    planter: Any, stack: Any, scenario: Scenario, *, quiet: bool = False
+) -> tuple[str, float, Any]:
     """Plant a scenario afresh (what an earlier run left of it cleared first), send its alert.
 
     Returns the analysis name, when (``time.perf_counter()``) the alert was sent, and the
     :class:`~oncallm.scenarios.plant.Planting` (for ``planter.remove``)."""
     shifted = scenario.shift()
     await planter.clear_leftovers(shifted)
-    planting = await planter.plant(shifted)
+    planting = await planter.plant(shifted, quiet=quiet)
     try:
         alert = shifted.alert.model_dump(mode="json", by_alias=True, exclude_none=True)
         sent = time.perf_counter()
@@ -275,17 +282,24 @@ def notification(alert: dict[str, Any], group: str) -> dict[str, Any]:
     }
 
 
+def is_hidden(split: str) -> bool:
+    return split.startswith(HIDDEN_PREFIX)
+
+
 def split_of(folder: Path, scenario: Scenario) -> str:
-    """The subfolder of ``folder`` the scenario's file is in; ``tuned`` at the top (or the
-    folder's own name when it is a split folder itself)."""
-    path = Path(scenario.path or "")
+    """The subfolder of ``folder`` the scenario's file is in; ``tuned`` at the top. A hidden
+    folder anywhere on the way (``eval tests/scenarios/blind``, ``blind/sub``) hides it."""
+    root = folder.resolve()
     try:
-        parts = path.resolve().relative_to(folder.resolve()).parts
+        below = Path(scenario.path or "").resolve().relative_to(root).parts[:-1]
     except ValueError:
-        return TUNED
-    if len(parts) > 1:
-        return parts[0]
-    return folder.resolve().name if folder.resolve().name in SPLIT_FOLDERS else TUNED
+        below = ()
+    for part in (*root.parts, *below):
+        if is_hidden(part):
+            return part
+    if below:
+        return below[0]
+    return root.name if root.name in SPLIT_FOLDERS else TUNED
 
 
 def _split_rank(split: str) -> tuple[int, str]:
@@ -295,7 +309,7 @@ def _split_rank(split: str) -> tuple[int, str]:
 def table(results: list[Result]) -> str:
     """One row per scenario (none of a hidden split), a score per split, the confusion
     matrix of the visible splits, then of each hidden split, and the overall score."""
-    visible = [r for r in results if r.split not in HIDDEN_SPLITS]
+    visible = [r for r in results if not is_hidden(r.split)]
     rows = [("scenario", "split", "expected", "got", "mentions", "ok")]
     for r in visible:
         mentions = f"{len(r.mentions_found)}/{len(r.mentions_found) + len(r.mentions_missing)}"
@@ -320,14 +334,14 @@ def table(results: list[Result]) -> str:
     splits = sorted({r.split for r in results}, key=_split_rank)
     for split in splits:
         lines.append(score_line(split, [r for r in results if r.split == split]))
-    shown = [s for s in splits if s not in HIDDEN_SPLITS]
+    shown = [s for s in splits if not is_hidden(s)]
     if visible:
         lines.append(
             f"confusion, {' + '.join(shown)} (expected: right/all, then what it got instead):"
         )
         lines.extend(confusion(visible))
     for split in splits:
-        if split in HIDDEN_SPLITS:
+        if is_hidden(split):
             lines.append(f"confusion, {split} only:")
             lines.extend(confusion([r for r in results if r.split == split]))
     correct = sum(r.correct for r in results)
@@ -338,7 +352,7 @@ def table(results: list[Result]) -> str:
 def score_line(split: str, results: list[Result]) -> str:
     """``split: N/M correct``; a hidden split adds how many failed to run, by error type only."""
     line = f"{split}: {sum(r.correct for r in results)}/{len(results)} correct"
-    if split in HIDDEN_SPLITS:
+    if is_hidden(split):
         errors = Counter(_error_type(r.error) for r in results if r.error)
         if errors:
             kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(errors.items()))
@@ -374,7 +388,7 @@ def _error_type(error: str | None) -> str:
 
 def result_record(r: Result) -> dict[str, Any]:
     """A result as the results file holds it; a hidden split's without its scenario."""
-    if r.split in HIDDEN_SPLITS:
+    if is_hidden(r.split):
         return {
             "split": r.split,
             "expected": r.expected,
@@ -394,7 +408,7 @@ def run_eval(
         return 2
     scenarios.sort(key=lambda s: (_split_rank(split_of(folder, s)), s.path or ""))
     splits = [split_of(folder, s) for s in scenarios]
-    hidden = {s.name for s, split in zip(scenarios, splits, strict=True) if split in HIDDEN_SPLITS}
+    hidden = {s.name for s, split in zip(scenarios, splits, strict=True) if is_hidden(split)}
     if offline:
         results = asyncio.run(_offline(scenarios))
     else:

@@ -40,6 +40,7 @@ from oncallm.gathering.reader import split_api_version
 from oncallm.kube.api import ApiError, KubeAPI
 from oncallm.kube.discovery import Discovery
 from oncallm.kube.resources import Resource, resource
+from oncallm.scenarios.admissible import admissible, implied_prerequisites
 from oncallm.scenarios.model import ShiftedScenario
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,11 @@ class Planting:
     namespaces: list[str] = field(default_factory=list)
     #: logs planted, as (namespace, pod, container, previous)
     logs: list[tuple[str, str, str, bool]] = field(default_factory=list)
+    #: log what concerns this scenario at debug level only (a hidden split's)
+    quiet: bool = False
+
+    def log(self, message: str, *args: Any) -> None:
+        log.log(logging.DEBUG if self.quiet else logging.WARNING, message, *args)
 
 
 async def ensure_namespace(api: KubeAPI, name: str, body: Obj | None = None) -> bool:
@@ -254,17 +260,18 @@ class Planter:
                 await wait_namespace_gone(self.api, ns)
 
     # -- planting --------------------------------------------------------------------------
-    async def plant(self, shifted: ShiftedScenario) -> Planting:
+    async def plant(self, shifted: ShiftedScenario, *, quiet: bool = False) -> Planting:
         """Plant everything; what was created is in the returned :class:`Planting`. A
-        planting that fails part-way is removed before the error goes up."""
-        planting = Planting(scenario=shifted.scenario.name)
+        planting that fails part-way is removed before the error goes up. ``quiet`` logs
+        nothing about the scenario above debug level (a hidden split's)."""
+        planting = Planting(scenario=shifted.scenario.name, quiet=quiet)
         try:
             await self._plant(shifted, planting)
         except BaseException:
             try:
                 await self.remove(planting)
             except Exception as err:  # the planting's own error says more
-                log.warning("removing the failed planting of %s: %s", planting.scenario, err)
+                planting.log("removing the failed planting of %s: %s", planting.scenario, err)
             raise
         return planting
 
@@ -456,7 +463,7 @@ class Planter:
             if owner is None:
                 # The scenario leaves the owner out: the garbage collector would delete an
                 # object whose owner uid does not exist, so plant it without that reference.
-                log.warning(
+                planting.log(
                     "%s %s: owner %s %s is not in the scenario; planted without it",
                     kind,
                     meta.get("name"),
@@ -750,94 +757,6 @@ def _crd_version(version: str, *, storage: bool) -> Obj:
         },
         "subresources": {"status": {}},
     }
-
-
-#: Labels the API server puts on a Job's pod template, with the Job's uid, unless the Job
-#: has ``manualSelector``; a scenario copied from a cluster carries the original uid.
-_JOB_UID_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid")
-#: The data keys each Secret type requires (the API server refuses the Secret without them).
-#: Scenarios leave secret data out; OnCallM never reads it, so empty stand-ins do.
-_SECRET_KEYS = {
-    "kubernetes.io/tls": {"tls.crt": "", "tls.key": ""},
-    "kubernetes.io/ssh-auth": {"ssh-privatekey": ""},
-    "kubernetes.io/dockerconfigjson": {".dockerconfigjson": "e30="},  # base64 of {}
-    "kubernetes.io/dockercfg": {".dockercfg": "e30="},
-}
-
-
-def admissible(body: Obj) -> Obj:
-    """``body`` changed (in place) only as far as the API server needs to accept an object
-    copied from another cluster as it is: a Job keeps its selector (``manualSelector``), a
-    typed Secret gets the keys its type requires."""
-    kind = body.get("kind")
-    spec = body.get("spec")
-    if kind == "Job" and isinstance(spec, dict):
-        labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-        uid_labels = {k: v for k, v in labels.items() if k in _JOB_UID_LABELS}
-        if spec.get("selector"):
-            spec["manualSelector"] = True
-        elif uid_labels:
-            spec["manualSelector"] = True
-            spec["selector"] = {"matchLabels": uid_labels}
-    if kind == "Secret":
-        required = _SECRET_KEYS.get(str(body.get("type")), {})
-        given = {**(body.get("data") or {}), **(body.get("stringData") or {})}
-        missing = {k: v for k, v in required.items() if k not in given}
-        if missing:
-            body["data"] = {**(body.get("data") or {}), **missing}
-    return body
-
-
-def implied_prerequisites(objects: list[Obj]) -> list[tuple[Resource, str | None, Obj]]:
-    """The ServiceAccounts and PriorityClasses the scenario's pods name but it leaves out, as
-    (resource, namespace, body). A PriorityClass takes the pod's ``spec.priority`` as its
-    value, so the priority admission computes what the pod says."""
-    present = {
-        (
-            o.get("kind"),
-            (o.get("metadata") or {}).get("namespace"),
-            (o.get("metadata") or {}).get("name"),
-        )
-        for o in objects
-    }
-    out: list[tuple[Resource, str | None, Obj]] = []
-    for obj in objects:
-        if obj.get("kind") != "Pod":
-            continue
-        spec = obj.get("spec") or {}
-        ns = (obj.get("metadata") or {}).get("namespace")
-        account = spec.get("serviceAccountName") or spec.get("serviceAccount")
-        if (
-            account
-            and account != "default"
-            and ns
-            and ("ServiceAccount", ns, account) not in present
-        ):
-            present.add(("ServiceAccount", ns, account))
-            body: Obj = {
-                "apiVersion": "v1",
-                "kind": "ServiceAccount",
-                "metadata": {"name": account},
-            }
-            out.append((resource("ServiceAccount"), ns, body))
-        priority = spec.get("priorityClassName")
-        if priority and not str(priority).startswith("system-"):
-            if ("PriorityClass", None, priority) not in present:
-                present.add(("PriorityClass", None, priority))
-                classes = resource("PriorityClass")
-                body = {
-                    "apiVersion": classes.api_version,
-                    "kind": "PriorityClass",
-                    "metadata": {"name": priority},
-                    "value": int(spec.get("priority") or 0),
-                }
-                out.append((classes, None, body))
-    return out
-
-
-_PRIORITY_CLASSES = Resource(
-    "PriorityClass", "/apis/scheduling.k8s.io/v1", "priorityclasses", False
-)
 
 
 def merge_node_status(status: Obj, routing: Obj) -> Obj:
