@@ -394,3 +394,312 @@ async def test_without_resolution_failures_coredns_is_not_read() -> None:
     ctx = await gather(alert(namespace="shop", pod="bridge-1"), reader, DEFAULT_POLICY, now=NOW)
     assert ctx.dns is None
     assert not [m for m in ctx.missing if "coredns" in m.source or "ConfigMap" in m.source]
+
+
+# -- admission webhooks ----------------------------------------------------------------------
+
+WEBHOOK_ERROR = (
+    'Error creating: Internal error occurred: failed calling webhook "check.example.io": '
+    'failed to call webhook: Post "https://checker.guard.svc:443/validate?timeout=10s": tls: '
+    "failed to verify certificate: x509: certificate has expired or is not yet valid: current "
+    "time 2025-05-14T09:51:20Z is after 2025-05-14T02:11:40Z"
+)
+
+
+def self_signed_ca(days: int) -> str:
+    """A base64 PEM CA certificate valid from a year ago for ``days`` days."""
+    import base64
+    from datetime import timedelta as td
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-ca")])
+    start = datetime.now(UTC) - td(days=365)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(start)
+        .not_valid_after(start + td(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    return base64.b64encode(cert.public_bytes(serialization.Encoding.PEM)).decode()
+
+
+def webhook_config(ca_days: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "guard", "annotations": {"cert-manager.io/inject-ca-from":
+                                                       "guard/checker-cert"}},
+        "webhooks": [
+            {"name": "other.example.io", "clientConfig": {"url": "https://x"}},
+            {
+                "name": "check.example.io",
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 10,
+                "rules": [{"operations": ["CREATE"], "resources": ["pods"]}],
+                "namespaceSelector": {"matchLabels": {"team": "shop"}},
+                "clientConfig": {
+                    "service": {"namespace": "guard", "name": "checker", "port": 443,
+                                "path": "/validate"},
+                    "caBundle": self_signed_ca(ca_days),
+                },
+            },
+        ],
+    }  # fmt: skip
+
+
+async def test_a_failing_webhook_brings_its_configuration_service_and_certificates() -> None:
+    deployment = {
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "replicas": 2},
+        "status": {"conditions": [{"type": "ReplicaFailure", "status": "True",
+                                   "reason": "FailedCreate", "message": WEBHOOK_ERROR}]},
+    }  # fmt: skip
+    objects = [
+        deployment,
+        webhook_config(ca_days=30),
+        {"kind": "Service", "metadata": {"name": "checker", "namespace": "guard"}, "spec": {}},
+        {"kind": "Endpoints", "metadata": {"name": "checker", "namespace": "guard"}},
+        {"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+         "metadata": {"name": "checker-cert", "namespace": "guard"},
+         "spec": {"secretName": "checker-tls", "issuerRef": {"name": "guard-ca"}},
+         "status": {"notAfter": "2025-05-14T02:11:40Z",
+                    "conditions": [{"type": "Ready", "status": "False", "reason": "Expired",
+                                    "message": "Certificate expired"}]}},
+    ]  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", deployment="web"), objects)
+    [hook] = ctx.webhooks
+    assert (hook.found, hook.kind, hook.configuration) == (True, "ValidatingWebhookConfiguration",
+                                                           "guard")  # fmt: skip
+    assert (hook.failure_policy, hook.timeout_seconds, hook.rules) == ("Fail", 10, ["CREATE pods"])
+    assert (hook.service_namespace, hook.service_name, hook.path) == ("guard", "checker",
+                                                                      "/validate")  # fmt: skip
+    assert hook.service_exists and hook.ready_endpoints == 0
+    assert hook.ca_expired is True and hook.ca_not_after
+    assert hook.serving_not_after == "2025-05-14T02:11:40Z"
+    assert hook.inject_ca_from == "guard/checker-cert"
+    # the Certificate the CA comes from, and its missing Issuer
+    [cert] = ctx.certificates
+    assert cert.name == "checker-cert" and "check.example.io" in cert.why
+    [issuer] = ctx.issuers
+    assert (issuer.kind, issuer.name, issuer.exists) == ("Issuer", "guard-ca", False)
+    evidence = ids(ctx)
+    for expected in ("webhook/check.example.io", "webhook/check.example.io/service",
+                     "certificate/checker-cert", "issuer/Issuer/guard-ca"):  # fmt: skip
+        assert expected in evidence, expected
+    assert not [e for e in evidence if e.startswith("netpath/")]  # the API server calls it
+
+
+async def test_no_webhook_message_reads_no_webhook_configuration() -> None:
+    reader = MemoryReader([pod("a"), node_obj()], forbidden={"ValidatingWebhookConfiguration"})
+    ctx = await gather(alert(namespace="shop", pod="a"), reader, DEFAULT_POLICY, now=NOW)
+    assert ctx.webhooks == [] and not ctx.missing
+
+
+# -- network paths ---------------------------------------------------------------------------
+
+
+def namespace(name: str, **labels: str) -> dict[str, Any]:
+    return {"kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+def policy(name: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "NetworkPolicy", "metadata": {"name": name, "namespace": ns}, "spec": spec}
+
+
+async def test_a_namespace_selector_that_misses_the_real_labels_denies_the_path() -> None:
+    app = crashed_app()
+    broker = pod("kafka-0", ns="brokers", labels={"app": "kafka"},
+                 containers=[{"name": "kafka", "image": "k",
+                              "ports": [{"name": "client", "containerPort": 9092}]}])  # fmt: skip
+    objects = [
+        app,
+        broker,
+        namespace("shop", team="shopping"),
+        namespace("brokers", team="data"),
+        {"kind": "Service", "metadata": {"name": "kafka", "namespace": "brokers"},
+         "spec": {"selector": {"app": "kafka"},
+                  "ports": [{"port": 9092, "targetPort": "client"}]}},
+        policy("clients", "brokers", {
+            "podSelector": {"matchExpressions": [{"key": "app", "operator": "In",
+                                                  "values": ["kafka"]}]},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "shop"}}}],
+                         "ports": [{"port": "client"}]}],
+        }),
+        policy("unrelated", "brokers", {"podSelector": {"matchLabels": {"app": "zookeeper"}}}),
+    ]  # fmt: skip
+    line = "WARN connection to kafka.brokers.svc.cluster.local:9092 could not be established"
+    ctx = await gathered(alert(namespace="shop", pod="bridge-1"), objects,
+                         **{"shop__bridge-1__app": line})  # fmt: skip
+    [path] = ctx.network_paths
+    assert (path.kind, path.namespace, path.service, path.port, path.target_port) == (
+        "service", "brokers", "kafka", 9092, 9092)  # fmt: skip
+    assert path.egress_allowed is None  # no egress policy on the source
+    assert [p.name for p in path.ingress_policies] == ["clients"]
+    assert path.ingress_allowed is False
+    assert {n.name: n.labels["team"] for n in ctx.namespaces} == {"shop": "shopping",
+                                                                  "brokers": "data"}  # fmt: skip
+    evidence = ids(ctx)
+    for expected in ("netpath/kafka.brokers:9092", "netpath/kafka.brokers:9092/ingress/clients",
+                     "namespace/brokers"):  # fmt: skip
+        assert expected in evidence, expected
+
+
+async def test_egress_without_dns_and_outside_the_ip_block_are_denied() -> None:
+    app = crashed_app()
+    app["metadata"]["labels"] = {"app": "batch"}
+    objects = [
+        app,
+        policy("batch-egress", "shop", {
+            "podSelector": {},
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.49.0.0/16"]}}],
+                        "ports": [{"protocol": "TCP", "port": 5432}]}],
+        }),
+    ]  # fmt: skip
+    log = (
+        "getaddrinfo EAI_AGAIN db.example.com\n"
+        "connect to 10.49.200.17:5432 failed: dial tcp 10.49.200.17:5432: i/o timeout\n"
+        "connect to 10.50.0.9:5432 failed: dial tcp 10.50.0.9:5432: i/o timeout"
+    )
+    ctx = await gathered(alert(namespace="shop", pod="bridge-1"), objects,
+                         **{"shop__bridge-1__app": log})  # fmt: skip
+    paths = {p.destination: p for p in ctx.network_paths}
+    assert paths["dns"].egress_allowed is False and paths["dns"].protocol == "UDP"
+    assert paths["10.49.200.17:5432"].egress_allowed is False  # the except
+    assert paths["10.50.0.9:5432"].egress_allowed is True
+    assert paths["10.50.0.9:5432"].egress_allowed_by == ["batch-egress"]
+
+
+# -- pull credentials and the custom resources behind them -----------------------------------
+
+
+def pulling(name: str, secret: str, message: str) -> dict[str, Any]:
+    obj = pod(name, owner=("ReplicaSet", "agent-5c9"), labels={"pod-template-hash": "5c9"},
+              imagePullSecrets=[{"name": secret}])  # fmt: skip
+    obj["spec"]["containers"][0]["image"] = "registry.example.com/edge/agent:3.3.0"
+    obj["status"]["containerStatuses"][0] |= {
+        "ready": False,
+        "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling"}},
+    }
+    return obj
+
+
+def cronjob(name: str, secret: str, *, suspend: bool = False) -> dict[str, Any]:
+    return {
+        "kind": "CronJob",
+        "metadata": {"name": name, "namespace": "shop", "annotations": {"ops/why": "CHG-1"}},
+        "spec": {"schedule": "0 */6 * * *", "suspend": suspend, "jobTemplate": {"spec": {
+            "template": {"spec": {"containers": [{"name": "refresh", "args": [
+                f"kubectl create secret docker-registry {secret} --dry-run=client -o yaml"]}]}}}}},
+        "status": {"lastScheduleTime": t(-120), "lastSuccessfulTime": t(-800)},
+    }  # fmt: skip
+
+
+async def test_a_refused_pull_names_the_secrets_their_refresher_and_its_failed_jobs() -> None:
+    refusal = (
+        'Failed to pull image "registry.example.com/edge/agent:3.3.0": failed to authorize: '
+        "unexpected status: 401 Unauthorized"
+    )
+    job = {
+        "kind": "Job",
+        "metadata": {"name": "refresh-1", "namespace": "shop", "creationTimestamp": t(-120),
+                     "ownerReferences": [{"kind": "CronJob", "name": "refresh",
+                                          "controller": True}]},
+        "status": {"conditions": [{"type": "Failed", "status": "True",
+                                   "reason": "BackoffLimitExceeded"}]},
+    }  # fmt: skip
+    objects = [
+        pulling("agent-5c9-a", "registry-creds", "x"),
+        {"kind": "ServiceAccount", "metadata": {"name": "default", "namespace": "shop"},
+         "imagePullSecrets": [{"name": "sa-creds"}]},
+        cronjob("refresh", "registry-creds"),
+        cronjob("other", "unrelated-secret"),
+        job,
+        event("Pod", "agent-5c9-a", "Failed", refusal),
+        event("Pod", "agent-5c9-a", "FailedToRetrieveImagePullSecret",
+              "Unable to retrieve some image pull secrets (sa-creds); attempting to pull the "
+              "image may not succeed."),
+    ]  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", pod="agent-5c9-a"), objects)
+    [creds] = ctx.pull_credentials
+    assert (creds.registry, creds.service_account) == ("registry.example.com", "default")
+    assert "401 Unauthorized" in creds.error
+    by_name = {s.name: s for s in creds.secrets}
+    assert (by_name["registry-creds"].via, by_name["registry-creds"].exists) == ("pod spec", None)
+    assert (by_name["sa-creds"].via, by_name["sa-creds"].exists) == ("serviceaccount default",
+                                                                     False)  # fmt: skip
+    [refresher] = by_name["registry-creds"].refreshers
+    assert (refresher.name, refresher.last_success, refresher.failed_jobs) == ("refresh",
+                                                                               t(-800), 1)  # fmt: skip
+    assert refresher.recent_jobs[0].startswith("refresh-1: failed (BackoffLimitExceeded)")
+    assert refresher.annotations == {"ops/why": "CHG-1"}
+    evidence = {e.id: e for e in index_evidence(ctx).items}
+    assert "401 Unauthorized" in evidence["pullcreds/agent-5c9-a"].excerpt
+    assert "does not exist" in evidence["pullsecret/sa-creds"].excerpt
+    assert "refresher/CronJob/refresh" in evidence and "refresher/CronJob/other" not in evidence
+
+
+async def test_an_external_secret_behind_a_pull_secret_and_an_argo_application() -> None:
+    external = {
+        "apiVersion": "external-secrets.io/v1beta1",
+        "kind": "ExternalSecret",
+        "metadata": {"name": "robot", "namespace": "shop"},
+        "spec": {"refreshInterval": "1h", "target": {"name": "robot-creds"},
+                 "secretStoreRef": {"kind": "ClusterSecretStore", "name": "vault"}},
+        "status": {"refreshTime": t(-20000), "conditions": [
+            {"type": "Ready", "status": "False", "reason": "SecretSyncedError",
+             "message": "could not get secret data from provider"}]},
+    }  # fmt: skip
+    app = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "agent", "namespace": "argocd"},
+        "spec": {"project": "edge", "source": {"repoURL": "https://git/edge", "path": "agent",
+                                               "targetRevision": "main"}},
+        "status": {"sync": {"status": "Synced", "revision": "abc123"},
+                   "health": {"status": "Degraded"},
+                   "resources": [{"kind": "Deployment", "name": "agent", "namespace": "shop",
+                                  "status": "Synced", "health": {"status": "Degraded"}}]},
+    }  # fmt: skip
+    deployment = {
+        "kind": "Deployment",
+        "metadata": {"name": "agent", "namespace": "shop"},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}}},
+    }
+    puller = pulling("agent-5c9-a", "robot-creds", "x")
+    puller["metadata"]["labels"]["app"] = "agent"
+    refusal = 'Failed to pull image "x": 403 Forbidden: denied'
+    objects = [puller, deployment, external, app, event("Pod", "agent-5c9-a", "Failed", refusal)]
+    ctx = await gathered(alert(namespace="shop", deployment="agent"), objects)
+    [es] = ctx.external_secrets
+    assert (es.name, es.target, es.store) == ("robot", "robot-creds", "ClusterSecretStore/vault")
+    assert ctx.pull_credentials[0].secrets[0].external_secrets == ["robot"]
+    [application] = ctx.argo_applications
+    assert (application.health_status, application.resource_health) == ("Degraded", "Degraded")
+    evidence = {e.id: e for e in index_evidence(ctx).items}
+    assert "ExternalSecret robot" in evidence["pullsecret/robot-creds"].excerpt
+    assert "SecretSyncedError" in evidence["externalsecret/robot"].excerpt
+    assert "health Degraded" in evidence["argocd/agent"].excerpt
+
+
+async def test_without_the_crds_custom_resources_are_quietly_absent() -> None:
+    puller = pulling("agent-5c9-a", "robot-creds", "x")
+    del puller["metadata"]["ownerReferences"]
+    ctx = await gathered(
+        alert(namespace="shop", pod="agent-5c9-a"),
+        [puller, node_obj(), event("Pod", "agent-5c9-a", "Failed", "pull: 401 Unauthorized")],
+    )
+    assert ctx.pull_credentials
+    assert ctx.external_secrets == [] and ctx.certificates == [] and ctx.argo_applications == []
+    assert not ctx.missing

@@ -83,9 +83,12 @@ class Scope:
     def missing(self, source: str, reason: str) -> None:
         self.ctx.missing.append(MissingEvidence(source=source, reason=reason))
 
-    async def get(self, kind: str, namespace: str | None, name: str) -> Obj | None:
-        """One object, its ``kind`` filled in (the API server leaves it out of some answers)."""
-        obj = await self.reader.get(kind, namespace, name)
+    async def get(
+        self, kind: str, namespace: str | None, name: str, *, api_version: str | None = None
+    ) -> Obj | None:
+        """One object, its ``kind`` filled in (the API server leaves it out of some answers);
+        ``api_version`` for a kind outside the reader's table (see ``KubeReader``)."""
+        obj = await self.reader.get(kind, namespace, name, api_version=api_version)
         if obj is not None:
             obj.setdefault("kind", kind)
         return obj

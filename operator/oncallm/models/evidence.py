@@ -315,6 +315,8 @@ class EphemeralStorageUse(Snapshot):
     phase: str = ""
     evicted: bool = False
     empty_dirs: list[EmptyDirVolume] = Field(default_factory=list)
+    #: hostPath volumes it mounts writable: the node's disk, outside the kubelet's accounting
+    host_paths: list[str] = Field(default_factory=list)
     #: container -> its ephemeral-storage request and limit (None: unset)
     requests: dict[str, str] = Field(default_factory=dict)
     limits: dict[str, str] = Field(default_factory=dict)
@@ -456,6 +458,8 @@ class WebhookSnapshot(Snapshot):
     #: the caBundle's earliest notAfter, when it parses
     ca_not_after: str | None = None
     ca_expired: bool | None = None
+    #: the serving certificate's notAfter, as the API server's x509 error states it
+    serving_not_after: str | None = None
     #: cert-manager's ``cert-manager.io/inject-ca-from`` (``namespace/certificate``)
     inject_ca_from: str | None = None
 

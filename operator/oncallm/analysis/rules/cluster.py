@@ -30,6 +30,7 @@ from oncallm.analysis.rules.base import (
     target_pod,
     workload_state,
 )
+from oncallm.gathering.sources.node_storage import FILESYSTEM_ALERTS, storage_id, storage_pod_id
 from oncallm.gathering.sources.quota_consumers import consumer_id
 from oncallm.models.analysis import Category
 from oncallm.models.evidence import Context, NodeSnapshot, PodSnapshot
@@ -139,6 +140,48 @@ _DISK_EVICTION = re.compile(
 _USING = re.compile(r"Container (\S+) was using (\S+?),")
 
 
+def _disk_filler(ctx: Context, node: str, evicted: list[str]) -> tuple[str, list[Link]]:
+    """Who fills the node's disk: the pod the kubelet measured using the most, else the pods
+    writing without a bound (an emptyDir without sizeLimit and no ephemeral-storage limit, a
+    writable hostPath). Evicted pods are often the victims: the kubelet evicts pods above
+    their request, and a pod with an unbounded scratch volume may not be the one evicted."""
+    snap = next((s for s in ctx.node_storage if s.node == node), None)
+    if snap is None:
+        return "", []
+    measured = sorted(
+        (u for u in snap.pods if u.used_bytes and not u.evicted), key=lambda u: -(u.used_bytes or 0)
+    )
+    unbounded = [
+        u
+        for u in snap.pods
+        if not u.evicted
+        and u.phase in ("Running", "Pending", "")
+        and (u.host_paths or (not u.limits and any(not v.size_limit for v in u.empty_dirs)))
+    ]
+    picks = measured[:1] or unbounded[:3]
+    texts = []
+    for u in picks:
+        owner = f" ({u.owner_kind} {u.owner_name})" if u.owner_kind else ""
+        if u.host_paths:
+            how = f"writes hostPath {', '.join(u.host_paths)}, which no limit bounds"
+        elif u.usage:
+            how = "used " + ", ".join(f"{c} {q}" for c, q in u.usage.items())
+        else:
+            dirs = ", ".join(v.name for v in u.empty_dirs if not v.size_limit)
+            how = f"writes emptyDir {dirs} with no sizeLimit and no ephemeral-storage limit"
+        texts.append(f"pod {u.namespace}/{u.pod}{owner} {how}")
+    if not texts:
+        return "", []
+    lead = "the writer" if len(texts) == 1 else "the writers that can fill it"
+    text = f"{lead}: " + "; ".join(texts)
+    link = Link(
+        summary=f"On node {node}, {text}.",
+        evidence=[storage_id(node), *(storage_pod_id(node, u.pod) for u in picks)],
+        category=Category.DISK_PRESSURE,
+    )
+    return text, [link]
+
+
 def disk_pressure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """Pods evicted because their node ran out of disk (DiskPressure, ephemeral-storage)."""
     evicted = [p for p in ctx.pods if p.reason == "Evicted" and _DISK_EVICTION.search(p.message)]
@@ -153,9 +196,13 @@ def disk_pressure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding |
     node = next((n for n in nodes_under if n.name in involved), None)
     if node is None and ctx.target.kind == "Node":
         node = next((n for n in nodes_under if n.name == ctx.target.name), None)
-    if node is None and not evicted and not evict_events:
+    filling = ctx.target.kind == "Node" and ctx.alert.name.startswith(FILESYSTEM_ALERTS)
+    if node is None and not evicted and not evict_events and not filling:
         return None
     score = 0.92 if node is not None else 0.84
+    if node is None and filling:
+        node = next((n for n in ctx.nodes if n.name == ctx.target.name), None)
+        score = 0.88
     if node is None:
         name = next((p.node_name for p in evicted if p.node_name), None)
         node = next((n for n in ctx.nodes if n.name == name), None)
@@ -164,6 +211,8 @@ def disk_pressure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding |
     hog = _USING.search(message)
     cond = node.conditions.get("DiskPressure", ("", "", "")) if node else ("", "", "")
     evicted_names = [p.name for p in evicted]
+    filler, because = _disk_filler(ctx, node_name, evicted_names)
+    mount = ctx.alert.labels.get("mountpoint")
     return Finding(
         Category.DISK_PRESSURE,
         score,
@@ -183,10 +232,20 @@ def disk_pressure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding |
             )
             + (f" — {quote_line(message, 200)}" if message else "")
             + (f"; container {hog.group(1)} alone used {hog.group(2)}" if hog else "")
-            + ". The pods are victims; the node's disk is the cause."
+            + (
+                f"; filesystem {mount} is filling (alert {ctx.alert.name})"
+                if filling and mount
+                else ""
+            )
+            + ". The pods are victims; the node's disk is the cause"
+            + (f": {filler}" if filler else "")
+            + "."
         ),
+        because=because,
         evidence=ev.cite(
             node_condition_id(node_name, "DiskPressure"),
+            ALERT_ID if filling else None,
+            *[eid for link in because for eid in link.evidence],
             *[pod_id(n) for n in evicted_names[:3]],
             *[ev.event(e) for e in (evict_events[:2] + node_events[:2])],
             node_id(node_name),

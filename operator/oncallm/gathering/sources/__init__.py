@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from oncallm.gathering.sources import (
     config_refs,
+    custom_resources,
     dns,
     events,
     history,
@@ -17,16 +18,19 @@ from oncallm.gathering.sources import (
     logs,
     metrics,
     namespace_limits,
+    network_paths,
     network_policies,
     node_health,
     node_storage,
     nodes,
     pods,
+    pull_credentials,
     pvcs,
     quota_consumers,
     role_bindings,
     scheduling,
     services,
+    webhooks,
     workload,
 )
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
@@ -52,6 +56,10 @@ SOURCES: tuple[Source, ...] = (
     node_health.SOURCE,
     scheduling.SOURCE,
     dns.SOURCE,
+    webhooks.SOURCE,
+    network_paths.SOURCE,
+    pull_credentials.SOURCE,
+    custom_resources.SOURCE,
 )
 """Every source. Gathering runs them stage by stage (the sources of a stage at once, in this
 order); evidence is flattened in this order, then sorted by tier (stably), so within a tier

@@ -34,6 +34,9 @@ class Stage(IntEnum):
     LEADS = 4
     """Leads the evidence so far opens: a full quota's consumers, a failing webhook, CoreDNS
     after name-resolution errors. Each source here reads nothing unless its lead is there."""
+    DEEPER = 5
+    """What the leads point at: the custom resources behind a pull Secret, a mounted Secret or
+    a webhook's certificate."""
 
 
 class Tier(IntEnum):

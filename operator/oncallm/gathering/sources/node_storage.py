@@ -49,9 +49,15 @@ def storage_pod_id(node: str, pod: str) -> str:
     return f"storage/{node}/{pod}"
 
 
+FILESYSTEM_ALERTS = ("NodeFilesystemSpaceFillingUp", "NodeFilesystemAlmostOutOfSpace")
+"""node-exporter alerts about a node's filesystem: read who writes to the node's disk."""
+
+
 def nodes_to_read(ctx: Context) -> list[str]:
     """The pods' nodes under DiskPressure, and the nodes of pods evicted for storage."""
     names = {n.name for n in ctx.nodes if n.conditions.get("DiskPressure", ("",))[0] == "True"}
+    if ctx.target.kind == "Node" and ctx.alert.name.startswith(FILESYSTEM_ALERTS):
+        names.add(ctx.target.name)  # node-exporter sees the disk fill before the kubelet acts
     for pod in ctx.pods:
         if pod.node_name and pod.reason == "Evicted" and RESOURCE in pod.message:
             names.add(pod.node_name)
@@ -90,6 +96,11 @@ def storage_use(pod: Obj) -> EphemeralStorageUse:
         for v in spec.get("volumes") or []
         if "emptyDir" in v
     ]
+    host_paths = [
+        str((v["hostPath"] or {}).get("path", ""))
+        for v in spec.get("volumes") or []
+        if "hostPath" in v and _mounted_writable(spec, str(v.get("name", "")))
+    ]
     message = str(status.get("message", ""))
     usage = {m.group(1): m.group(2) for m in _USING.finditer(message)}
     used = [parse_quantity(u) for u in usage.values()]
@@ -102,6 +113,7 @@ def storage_use(pod: Obj) -> EphemeralStorageUse:
         phase=str(status.get("phase", "")),
         evicted=evicted,
         empty_dirs=empty_dirs,
+        host_paths=host_paths,
         requests=requests,
         limits=limits,
         usage=usage,
@@ -110,9 +122,18 @@ def storage_use(pod: Obj) -> EphemeralStorageUse:
     )
 
 
+def _mounted_writable(spec: Obj, volume: str) -> bool:
+    for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+        for m in c.get("volumeMounts") or []:
+            if m.get("name") == volume and not m.get("readOnly"):
+                return True
+    return False
+
+
 def _uses_storage(use: EphemeralStorageUse) -> bool:
     return bool(
         (use.evicted and RESOURCE in use.message)
+        or use.host_paths
         or use.usage
         or use.requests
         or use.limits
@@ -150,6 +171,8 @@ def describe_use(u: EphemeralStorageUse) -> str:
     for v in u.empty_dirs:
         limit = f"sizeLimit {v.size_limit}" if v.size_limit else "no sizeLimit"
         parts.append(f"emptyDir {v.name} ({v.medium + ', ' if v.medium else ''}{limit})")
+    for path in u.host_paths:
+        parts.append(f"writes hostPath {path} (no limit applies)")
     if u.requests:
         parts.append("requests " + ", ".join(f"{c}={q}" for c, q in u.requests.items()))
     parts.append(
