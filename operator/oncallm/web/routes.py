@@ -187,6 +187,7 @@ class _WebView:
             step_index=steps.index(current) if current in steps else len(steps),
             title=f"{analysis.spec.alert.labels.get('alertname', '')}",
             target=present.target_display(analysis),
+        members = views.incident_members(analysis, self.store.all())
             severity=present.severity(analysis),
             received=present.received_time(analysis),
             age=present.format_age(present.received_time(analysis), now),
@@ -212,6 +213,11 @@ class _WebView:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         analysis = self.store.get(namespace, name)
         if analysis is None:
+            members=[views.row(m, now) for m in members[: self.settings.list_limit]],
+            members_more=max(0, len(members) - self.settings.list_limit),
+            primary_path=views.analysis_path(
+                namespace, status.incident.primary if status.incident else name
+            ),
             return self.page(
                 "not_found.html", root="../../../", status=404, namespace=namespace, name=name
             )
@@ -221,7 +227,8 @@ class _WebView:
             [],
             self.settings.history_limit,
         )
-        files = render_report(analysis, history)
+        members = views.incident_members(analysis, self.store.all())
+        files = render_report(analysis, history, members=members)
         if request.match_info["file"] == "report.md":
             return web.Response(
                 text=files["report.md"], content_type="text/markdown", charset="utf-8"
