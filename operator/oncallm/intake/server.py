@@ -15,8 +15,10 @@ from aiohttp import web
 from oncallm.intake.app import build_app
 from oncallm.intake.settings import IntakeSettings
 from oncallm.kube import watcher
-from oncallm.kube.api import ClientSettings, KubeAPI
+from oncallm.kube.api import ApiError, ClientSettings, KubeAPI
+from oncallm.kube.resources import resource
 from oncallm.kube.store import AnalysisStore
+from oncallm.models.analysis import TRANSCRIPT_KEY
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +30,26 @@ class RunningSidecar:
     url: str
 
 
-def _add_web_view(app: web.Application, store: AnalysisStore, settings: IntakeSettings) -> None:
+def _add_web_view(
+    app: web.Application, api: KubeAPI, store: AnalysisStore, settings: IntakeSettings
+) -> None:
     from oncallm.web import WebSettings, add_web_routes
 
     web_settings = WebSettings.from_env()
     if settings.report_base_url and not web_settings.base_url:
         web_settings.base_url = settings.report_base_url
-    add_web_routes(app, store, web_settings)
+
+    async def transcripts(namespace: str, name: str) -> str | None:
+        # the analysis's own ConfigMap, read on demand: transcripts stay out of the store
+        try:
+            cm = await api.request("GET", resource("ConfigMap").path(namespace, name))
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+        return str(((cm or {}).get("data") or {}).get(TRANSCRIPT_KEY, "")) or None
+
+    add_web_routes(app, store, web_settings, transcripts)
 
 
 @asynccontextmanager
@@ -46,7 +61,7 @@ async def running_sidecar(
     store = AnalysisStore()
     watch = asyncio.create_task(watcher.keep_current(api, store, settings.namespace))
     app = build_app(api, store, settings)
-    _add_web_view(app, store, settings)
+    _add_web_view(app, api, store, settings)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)

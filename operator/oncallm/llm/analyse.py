@@ -21,9 +21,10 @@ from pydantic import BaseModel, Field, ValidationError
 
 from oncallm.llm import metrics
 from oncallm.llm.client import Completion, ModelClient, ModelRequestError, ModelUnavailable
-from oncallm.llm.prompt import PromptStats, build_prompt
+from oncallm.llm.judge import judge
+from oncallm.llm.prompt import PromptStats, build_prompt, diagnosis_json_schema
 from oncallm.llm.tools import TOOL_DEFINITIONS, ToolBackend, ToolRunner
-from oncallm.models.analysis import Category, Diagnosis, EvidenceRef, TokenUsage
+from oncallm.models.analysis import Category, Diagnosis, EvidenceRef, ModelCall, TokenUsage
 from oncallm.models.evidence import Context
 from oncallm.models.policy import AnalysisPolicy, Depth
 
@@ -45,15 +46,23 @@ class ModelOutcome(BaseModel):
     model: str | None = None
     """The model asked (also when its answer was not used)."""
     outcome: str = "skipped"
-    """One word for metrics and logs: accepted, rejected, invalid, unavailable, breaker_open,
-    budget_spent, disabled, unconfigured, error."""
+    """One word for metrics and logs: accepted, rejected, invalid, runaway, unavailable,
+    breaker_open, budget_spent, disabled, unconfigured, error."""
     notes: list[str] = Field(default_factory=list)
     """Sentences for the report: why the model was not used, what was dropped or cut."""
     dropped_claims: int = 0
     """Evidence ids the model cited that match nothing gathered (dropped)."""
     token_usage: TokenUsage = Field(default_factory=TokenUsage)
+    """Tokens of every call, also when the answer was not used."""
+    calls: list[ModelCall] = Field(default_factory=list)
+    """Every call to the model: tokens, seconds, finish reason, whether or not it was used."""
     latency_seconds: float = 0.0
     """Time spent in the model stage, retries and tool calls included."""
+    disagreement: bool = False
+    """The model named another category than the rules (whoever's stands)."""
+    transcript: list[dict[str, Any]] = Field(default_factory=list)
+    """What left the cluster and what came back: the exact (redacted) messages sent and the
+    raw replies, in order. Bound it with :func:`transcript_json` before storing it."""
     prompt: PromptStats | None = None
     upgrade_pending: bool = False
     """True when the model was unavailable (down, breaker open): re-running the analysis
@@ -105,14 +114,16 @@ def extract_json_object(content: str) -> tuple[dict[str, Any] | None, str]:
     first_error = ""
     for candidate in candidates:
         try:
-            data = json.loads(candidate)
+            # strict=False: a raw newline inside a string (grammar-constrained servers let
+            # one through) is no reason to lose the answer
+            data = json.loads(candidate, strict=False)
         except json.JSONDecodeError as exc:
             first_error = first_error or f"the reply is not JSON ({exc.msg} at character {exc.pos})"
             continue
         if isinstance(data, dict):
             return data, ""
         return None, "the reply must be one JSON object"
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(strict=False)
     start = text.find("{")
     tries = 0
     while start != -1 and tries < MAX_JSON_STARTS:
@@ -229,6 +240,13 @@ class _Run:
         self.tool_evidence: list[EvidenceRef] = []
         self.redactions = 0
         self.tool_calls = 0
+        self.calls: list[ModelCall] = []
+        self.transcript: list[dict[str, Any]] = []
+        #: the conversation as last sent, with the replies (to append only what is new)
+        self.transcript_sent: list[dict[str, Any]] = []
+        self.disagreement = False
+        #: evidence ids the model may cite, in prompt order (tool results are added)
+        self.known_ids = [e.id for e in evidence]
 
     def _rules(
         self, outcome: str, note: str, *, upgrade: bool = False, **extra: Any
@@ -243,6 +261,9 @@ class _Run:
             redactions=self.redactions,
             tool_calls=self.tool_calls,
             tool_evidence=self.tool_evidence,
+            calls=self.calls,
+            transcript=self.transcript,
+            disagreement=self.disagreement,
             **extra,
         )
 
@@ -308,20 +329,48 @@ class _Run:
         result.latency_seconds = time.monotonic() - started
         result.prompt = prompt.stats
         result.token_usage = self.usage
+        result.calls = self.calls
+        result.transcript = self.transcript
         return result
 
-    async def _ask(self, messages: list[dict[str, Any]], *, offer_tools: bool) -> Completion:
+    async def _ask(
+        self, messages: list[dict[str, Any]], *, offer_tools: bool, max_tokens: int | None = None
+    ) -> Completion:
+        # What is sent is recorded before it leaves, so an outage still shows what was tried.
+        for message in messages[len(self.transcript_sent) :]:
+            self.transcript.append(dict(message))
+        self.transcript_sent = list(messages)
         completion = await self.client.complete(
             messages,
             model=self.model,
             tools=TOOL_DEFINITIONS if self.use_tools else None,
             tool_choice=("auto" if offer_tools else "none") if self.use_tools else None,
+            schema=diagnosis_json_schema(self.known_ids),
+            max_tokens=max_tokens,
         )
         self.usage = TokenUsage(
             prompt=self.usage.prompt + completion.prompt_tokens,
             completion=self.usage.completion + completion.completion_tokens,
             total=self.usage.total + completion.prompt_tokens + completion.completion_tokens,
         )
+        self.calls.append(
+            ModelCall(
+                model=self.model,
+                format=completion.response_format,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                seconds=round(completion.latency_seconds, 3),
+                finish_reason=completion.finish_reason,
+                attempts=completion.attempts,
+            )
+        )
+        reply: dict[str, Any] = {"role": "assistant", "content": completion.content}
+        if completion.message.get("tool_calls"):
+            reply["tool_calls"] = completion.message["tool_calls"]
+        if completion.finish_reason:
+            reply["finish_reason"] = completion.finish_reason
+        self.transcript.append(reply)
+        self.transcript_sent.append(reply)
         return completion
 
     async def _converse(self, messages: list[dict[str, Any]], nonce: str) -> ModelOutcome:
@@ -340,8 +389,34 @@ class _Run:
         rounds = 0
         refused_rounds = 0
         corrected = False
+        shortened = False
+        max_tokens: int | None = None
         while True:
-            completion = await self._ask(conversation, offer_tools=rounds < self.max_rounds)
+            completion = await self._ask(
+                conversation, offer_tools=rounds < self.max_rounds, max_tokens=max_tokens
+            )
+            if completion.finish_reason == "length" and not completion.tool_calls:
+                cap = max_tokens or self.settings.max_output_tokens
+                if shortened:
+                    return self._rules(
+                        "runaway",
+                        f"The model {self.model} ran past its token cap twice ({cap} tokens "
+                        "the second time) and its reply was dropped; the built-in rules stand.",
+                    )
+                # A runaway reply (a loop, an endless list) is asked for once more, shorter.
+                shortened = True
+                max_tokens = max(64, cap // 2)
+                cut = (completion.content or "")[:400]
+                conversation.append({"role": "assistant", "content": cut})
+                conversation.append(
+                    {
+                        "role": "user",
+                        "content": f"Your reply ran past {cap} tokens and was cut off. Reply "
+                        "again with only the JSON object, much shorter: one-sentence summary "
+                        "and root cause, at most 3 items in each list.",
+                    }
+                )
+                continue
             if completion.tool_calls and runner is not None:
                 conversation.append(completion.message)
                 if rounds >= self.max_rounds:
@@ -372,6 +447,7 @@ class _Run:
                     self.redactions += result.redactions
                     if result.evidence is not None:
                         known.add(result.evidence.id)
+                        self.known_ids.append(result.evidence.id)
                         self.tool_evidence.append(result.evidence)
                     conversation.append(result.message)
                 continue
@@ -413,6 +489,21 @@ class _Run:
             )
             outcome.dropped_claims = dropped
             return outcome
+        verdict = judge(
+            accepted,
+            self.baseline,
+            [*self.evidence, *self.tool_evidence],
+            confident_rules=self.settings.confident_rules_threshold,
+        )
+        if verdict.disagreement:
+            self.disagreement = True
+            metrics.DISAGREEMENTS.labels(kept="model" if verdict.accept else "rules").inc()
+        if not verdict.accept:
+            outcome = self._rules("rejected", verdict.note or "The rules stand.")
+            outcome.dropped_claims = dropped
+            return outcome
+        if verdict.note:
+            self.notes.append(verdict.note)
         if accepted.category == self.baseline.category and not accepted.chain:
             # the model agrees on the cause: the rules' chain and secondary causes still hold
             accepted = accepted.model_copy(
@@ -430,12 +521,47 @@ class _Run:
             redactions=self.redactions,
             tool_calls=self.tool_calls,
             tool_evidence=self.tool_evidence,
+            calls=self.calls,
+            transcript=self.transcript,
+            disagreement=self.disagreement,
         )
 
 
+def transcript_json(transcript: list[dict[str, Any]], max_bytes: int) -> str:
+    """The transcript as indented JSON of at most ``max_bytes`` (UTF-8).
+
+    Each message keeps its start; the longest contents are cut first (marked ``…[cut N
+    chars]``) until the whole fits, so every message still shows who said what.
+    """
+    messages = [dict(m) for m in transcript]
+
+    def dump() -> str:
+        return json.dumps({"messages": messages}, ensure_ascii=False, indent=1)
+
+    text = dump()
+    while len(text.encode()) > max_bytes:
+        sizes = [len(str(m.get("content") or "")) for m in messages]
+        if not sizes or max(sizes) <= 200:
+            return text.encode()[:max_bytes].decode(errors="ignore")
+        index = sizes.index(max(sizes))
+        content = str(messages[index]["content"])
+        excess = len(text.encode()) - max_bytes
+        keep = max(200, len(content) - excess - 64)
+        messages[index]["content"] = content[:keep] + f" …[cut {len(content) - keep} chars]"
+        text = dump()
+    return text
+
+
 def _fit_lengths(data: dict[str, Any]) -> dict[str, Any]:
-    """Cut strings and lists that exceed Diagnosis's limits (by field name or alias)."""
+    """Cut strings and lists that exceed Diagnosis's limits (by field name or alias), and
+    bring a confidence given in percent (86 for 0.86) or past the ends into 0..1: the
+    grammar-friendly schema leaves both unchecked until here."""
     out = dict(data)
+    confidence = out.get("confidence")
+    if isinstance(confidence, int | float) and not isinstance(confidence, bool):
+        if 1 < confidence <= 100:
+            confidence = confidence / 100
+        out["confidence"] = min(1.0, max(0.0, float(confidence)))
     for name, info in Diagnosis.model_fields.items():
         limit = next(
             (m.max_length for m in info.metadata if isinstance(m, annotated_types.MaxLen)), None

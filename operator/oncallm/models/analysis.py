@@ -202,41 +202,35 @@ class Diagnosis(KubeModel):
     secondary: list[CauseLink] = Field(default_factory=list, max_length=4)
 
 
-class IncidentRole(StrEnum):
-    """An analysis' part in its incident."""
-
-    PRIMARY = "primary"
-    """Diagnoses the incident's cause once (the model is asked here only)."""
-    MEMBER = "member"
-    """Shares the primary's root cause; completes as soon as it is known."""
-
-
-class IncidentRef(KubeModel):
-    """The incident an analysis belongs to: alerts grouped by the cause they share."""
-
-    cause: str = Field(min_length=1, max_length=300)
-    """The object the cause is about, ``service/orders/orders-db``, ``node/worker-2``,
-    ``revision/shop/checkout-7d9f8c6b5`` (docs/incidents.md)."""
-    role: IncidentRole
-    primary: str
-    """The analysis that diagnosed the cause (this one, on the primary)."""
-    members: int = Field(default=0, ge=0)
-    """Members besides the primary: kept current on the primary, as of joining on a member."""
-    reason: str = Field(default="", max_length=600)
-    """Why a member joined: the same cause proven, or the same revision failing the same way."""
-
-
 class TokenUsage(KubeModel):
     prompt: int = 0
     completion: int = 0
     total: int = 0
 
 
+#: The key of the model transcript inside its ConfigMap (``status.modelTranscript``).
+TRANSCRIPT_KEY = "transcript.json"
+
+
+class ModelCall(KubeModel):
+    """One call to the model, recorded whether or not its answer was used."""
+
+    model: str
+    format: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    finish_reason: str | None = None
+    attempts: int = 1
+
+
 class StageTimings(KubeModel):
-    """Seconds spent in each stage of the analysis."""
+    """Seconds spent in each stage of the analysis; ``model`` is the part of ``analyzing``
+    spent waiting for the model (queue, retries and tool rounds included)."""
 
     gathering: float | None = None
     analyzing: float | None = None
+    model: float | None = None
     reporting: float | None = None
     total: float | None = None
 
@@ -270,7 +264,11 @@ class AlertAnalysisStatus(KubeModel):
     commands: list[str] | None = None
     analyzer: str | None = None
     policy: str | None = None
+    model: str | None = None
+    model_outcome: str | None = None
     token_usage: TokenUsage | None = None
+    model_calls: list[ModelCall] | None = None
+    model_transcript: str | None = None
     timings: StageTimings | None = None
     notes: list[str] | None = None
     report_config_map: str | None = None
@@ -284,7 +282,6 @@ class AlertAnalysisStatus(KubeModel):
 
 class AlertAnalysis(KubeModel):
     api_version: Literal["oncallm.io/v1alpha1"] = "oncallm.io/v1alpha1"
-    incident: IncidentRef | None = None
     kind: Literal["AlertAnalysis"] = "AlertAnalysis"
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: AlertAnalysisSpec

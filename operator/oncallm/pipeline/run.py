@@ -21,7 +21,7 @@ from oncallm.gathering.settings import GatherSettings
 from oncallm.gathering.target import resolve_target
 from oncallm.intake.naming import LABEL_FINGERPRINT
 from oncallm.kube.api import KubeAPI
-from oncallm.llm.analyse import ModelOutcome, analyse_with_model
+from oncallm.llm.analyse import ModelOutcome, analyse_with_model, transcript_json
 from oncallm.llm.client import ModelClient
 from oncallm.llm.tools import ToolBackend
 from oncallm.models.alert import Alert, AlertStatus
@@ -41,7 +41,7 @@ from oncallm.models.policy import AnalysisPolicy
 from oncallm.pipeline import metrics
 from oncallm.pipeline.settings import OperatorSettings
 from oncallm.pipeline.tools import KubeToolBackend
-from oncallm.pipeline.writes import patch_status, post_event, write_report
+from oncallm.pipeline.writes import patch_status, post_event, write_report, write_transcript
 from oncallm.reports import ReportSettings, render_report
 
 log = logging.getLogger(__name__)
@@ -224,8 +224,17 @@ class Pipeline:
         # ctx.target: gathering may have refined the target (a node given by its IP).
         status = self._status(analysis, ctx, ctx.target, policy, outcome, evidence)
         status.timings = StageTimings(
-            gathering=round(gathered - started, 3), analyzing=round(analysed - gathered, 3)
+            gathering=round(gathered - started, 3),
+            analyzing=round(analysed - gathered, 3),
+            model=round(outcome.latency_seconds, 3) if outcome.calls else None,
         )
+        if outcome.transcript and self.model is not None:
+            # what left the cluster, beside the report: the exact redacted prompt and replies
+            status.model_transcript = await write_transcript(
+                self.api,
+                analysis,
+                transcript_json(outcome.transcript, self.model.settings.max_transcript_bytes),
+            )
         final = analysis.model_copy(update={"status": status})
         files = render_report(
             final,
@@ -307,7 +316,10 @@ class Pipeline:
             commands=diag.commands,
             analyzer=outcome.analyzer,
             policy=policy.name,
-            token_usage=outcome.token_usage if outcome.used_model else None,
+            model=outcome.model if outcome.calls else None,
+            model_outcome=outcome.outcome if outcome.model else None,
+            token_usage=outcome.token_usage if outcome.calls else None,
+            model_calls=outcome.calls or None,
             notes=notes,
             report_url=self.report_url(analysis),
             conditions=conditions,

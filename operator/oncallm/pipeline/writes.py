@@ -8,7 +8,14 @@ from typing import Any
 
 from oncallm.kube.api import ApiError, KubeAPI
 from oncallm.kube.resources import resource
-from oncallm.models.analysis import API_VERSION, KIND, AlertAnalysis, AlertAnalysisStatus, rfc3339
+from oncallm.models.analysis import (
+    API_VERSION,
+    KIND,
+    TRANSCRIPT_KEY,
+    AlertAnalysis,
+    AlertAnalysisStatus,
+    rfc3339,
+)
 
 
 async def patch_status(api: KubeAPI, analysis: AlertAnalysis, status: AlertAnalysisStatus) -> None:
@@ -26,9 +33,30 @@ def report_name(analysis_name: str) -> str:
     return f"{analysis_name}-report"
 
 
+def transcript_name(analysis_name: str) -> str:
+    return f"{analysis_name}-model"
+
+
 async def write_report(api: KubeAPI, analysis: AlertAnalysis, files: dict[str, str]) -> str:
     """Create or replace the report ConfigMap, owned by the analysis (garbage-collected with it)."""
-    name = report_name(analysis.name)
+    return await _write_config_map(api, analysis, report_name(analysis.name), "report", files)
+
+
+async def write_transcript(api: KubeAPI, analysis: AlertAnalysis, transcript: str) -> str:
+    """Create or replace the ConfigMap ``<analysis>-model``: the exact redacted prompt and the
+    raw replies (already bounded), owned by the analysis like its report."""
+    return await _write_config_map(
+        api,
+        analysis,
+        transcript_name(analysis.name),
+        "model-transcript",
+        {TRANSCRIPT_KEY: transcript},
+    )
+
+
+async def _write_config_map(
+    api: KubeAPI, analysis: AlertAnalysis, name: str, component: str, files: dict[str, str]
+) -> str:
     body: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -37,7 +65,7 @@ async def write_report(api: KubeAPI, analysis: AlertAnalysis, files: dict[str, s
             "namespace": analysis.namespace,
             "labels": {
                 "app.kubernetes.io/name": "oncallm",
-                "app.kubernetes.io/component": "report",
+                "app.kubernetes.io/component": component,
                 "oncallm.io/analysis": analysis.name,
             },
             "ownerReferences": [

@@ -12,6 +12,7 @@ Live pages (a running analysis, the list) long-poll their API URL with ``HEAD`` 
 from __future__ import annotations
 
 import hashlib
+import json
 import mimetypes
 import secrets
 import time
@@ -32,6 +33,10 @@ from oncallm.web.auth import Authenticator
 from oncallm.web.settings import WebSettings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Reads an analysis's model transcript (the ConfigMap named by ``status.modelTranscript``):
+#: ``(namespace, config map name) -> transcript.json text``, None when it is gone.
+TranscriptLoader = Callable[[str, str], Awaitable[str | None]]
 
 #: Scripts and styles only from the view itself; no inline code, no frames, no plugins.
 PAGE_CSP = (
@@ -56,7 +61,13 @@ class _Static:
 
 
 class _WebView:
-    def __init__(self, store: AnalysisStore, settings: WebSettings) -> None:
+    def __init__(
+        self,
+        store: AnalysisStore,
+        settings: WebSettings,
+        transcripts: TranscriptLoader | None = None,
+    ) -> None:
+        self.transcripts = transcripts
         self.store = store
         self.settings = settings
         self.auth = Authenticator(settings)
@@ -187,7 +198,6 @@ class _WebView:
             step_index=steps.index(current) if current in steps else len(steps),
             title=f"{analysis.spec.alert.labels.get('alertname', '')}",
             target=present.target_display(analysis),
-        members = views.incident_members(analysis, self.store.all())
             severity=present.severity(analysis),
             received=present.received_time(analysis),
             age=present.format_age(present.received_time(analysis), now),
@@ -209,15 +219,43 @@ class _WebView:
             self_path=views.analysis_path(namespace, name),
         )
 
+    async def transcript_page(self, request: web.Request) -> web.StreamResponse:
+        """What left the cluster for the model, and what came back."""
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        analysis = self.store.get(namespace, name)
+        if analysis is None:
+            return self.page(
+                "not_found.html", root="../../../", status=404, namespace=namespace, name=name
+            )
+        status = analysis.status
+        messages: list[dict[str, Any]] | None = None
+        missing = "This analysis did not ask a model."
+        if status.model_transcript and self.transcripts is None:
+            missing = "This web view cannot read transcripts (no API access)."
+        elif status.model_transcript and self.transcripts is not None:
+            text = await self.transcripts(namespace, status.model_transcript)
+            if text is None:
+                missing = f"The ConfigMap {status.model_transcript} is gone."
+            else:
+                try:
+                    loaded = json.loads(text)
+                    messages = list(loaded.get("messages") or [])
+                except (ValueError, AttributeError):
+                    messages = [{"role": "(unreadable)", "content": text}]
+        return self.page(
+            "transcript.html",
+            root="../../../",
+            a=analysis,
+            s=status,
+            messages=messages,
+            missing=missing,
+            self_path=views.analysis_path(namespace, name),
+        )
+
     async def report_file(self, request: web.Request) -> web.StreamResponse:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         analysis = self.store.get(namespace, name)
         if analysis is None:
-            members=[views.row(m, now) for m in members[: self.settings.list_limit]],
-            members_more=max(0, len(members) - self.settings.list_limit),
-            primary_path=views.analysis_path(
-                namespace, status.incident.primary if status.incident else name
-            ),
             return self.page(
                 "not_found.html", root="../../../", status=404, namespace=namespace, name=name
             )
@@ -227,8 +265,7 @@ class _WebView:
             [],
             self.settings.history_limit,
         )
-        members = views.incident_members(analysis, self.store.all())
-        files = render_report(analysis, history, members=members)
+        files = render_report(analysis, history)
         if request.match_info["file"] == "report.md":
             return web.Response(
                 text=files["report.md"], content_type="text/markdown", charset="utf-8"
@@ -355,11 +392,17 @@ def _load_static() -> dict[str, _Static]:
     return files
 
 
-def add_web_routes(app: web.Application, store: AnalysisStore, settings: WebSettings) -> None:
+def add_web_routes(
+    app: web.Application,
+    store: AnalysisStore,
+    settings: WebSettings,
+    transcripts: TranscriptLoader | None = None,
+) -> None:
     """Serve the web view on ``app``: ``/``, ``/analyses/...``, ``/api/analyses...``,
     ``/static/...``. GET and HEAD only; ``/webhook``, ``/healthz``, ``/readyz`` and
-    ``/metrics`` stay free for the sidecar."""
-    view = _WebView(store, settings)
+    ``/metrics`` stay free for the sidecar. ``transcripts`` reads the model transcripts
+    shown at ``/analyses/<ns>/<name>/model``."""
+    view = _WebView(store, settings, transcripts)
     r = app.router
     g = view.guard
     r.add_get("/", g(view.index), name=f"{_ROUTE_PREFIX}-index")
@@ -367,6 +410,11 @@ def add_web_routes(app: web.Application, store: AnalysisStore, settings: WebSett
         "/analyses/{namespace}/{name}",
         g(view.analysis_page),
         name=f"{_ROUTE_PREFIX}-analysis",
+    )
+    r.add_get(
+        "/analyses/{namespace}/{name}/model",
+        g(view.transcript_page),
+        name=f"{_ROUTE_PREFIX}-transcript",
     )
     r.add_get(
         "/analyses/{namespace}/{name}/{file:report\\.(?:md|html)}",

@@ -1,0 +1,249 @@
+"""Never worse than the rules: the model's category against the evidence and the rules.
+
+The judge alone (pure), then analyse_with_model through the real openai client: a valid,
+grounded and wrong answer loses to the rules with both sides in the notes; runaway replies;
+every call recorded, used or not; the transcript of what left the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from prometheus_client import REGISTRY
+
+from oncallm.llm.analyse import analyse_with_model, parse_diagnosis, transcript_json
+from oncallm.llm.client import ModelClient
+from oncallm.llm.judge import NEEDS, judge, support
+from oncallm.models.analysis import Category, Diagnosis, EvidenceRef
+from tests.openai_server import FakeOpenAI, Reply, json_reply, openai_server
+from tests.unit.llm_fixtures import (
+    POD,
+    baseline,
+    context,
+    evidence,
+    model_client,
+    model_diagnosis,
+    policy,
+    unknown_baseline,
+)
+
+__all__ = ["model_client", "openai_server"]
+
+CONTAINER = f"container/{POD}/checkout"
+
+
+def _diagnosis(category: str, **overrides: object) -> Diagnosis:
+    data = model_diagnosis(category=category, **overrides)
+    diagnosis, problem = parse_diagnosis(json.dumps(data))
+    assert diagnosis is not None, problem
+    return diagnosis
+
+
+def _disagreements(kept: str) -> float:
+    return REGISTRY.get_sample_value("oncallm_llm_disagreements_total", {"kept": kept}) or 0.0
+
+
+def test_every_category_but_unknown_names_what_proves_it() -> None:
+    assert set(NEEDS) == set(Category) - {Category.UNKNOWN}
+
+
+def test_an_oom_needs_a_termination_or_kernel_record() -> None:
+    item, need = support(Category.OOM_KILLED, evidence())
+    assert item is not None and item.id == CONTAINER
+    without = [e for e in evidence() if e.id != CONTAINER]
+    item, need = support(Category.OOM_KILLED, without)
+    assert item is None
+    assert "exit-137" in need
+    kernel = EvidenceRef(
+        id="event/Node/w1/OOMKilling",
+        source="event",
+        object="node/w1",
+        excerpt="Warning OOMKilling: Memory cgroup out of memory: Killed process 4821 (java)",
+    )
+    assert support(Category.OOM_KILLED, [*without, kernel])[0] == kernel
+
+
+def test_an_image_error_needs_a_pull_event_or_waiting_reason() -> None:
+    assert support(Category.IMAGE_PULL_ERROR, evidence())[0] is None
+    pull = EvidenceRef(
+        id=f"event/Pod/{POD}/Failed",
+        source="event",
+        object=f"pod/shop/{POD}",
+        excerpt='Warning Failed: Failed to pull image "shop/checkout:2.14.2": not found',
+    )
+    assert support(Category.IMAGE_PULL_ERROR, [*evidence(), pull])[0] == pull
+
+
+def test_a_wrong_category_with_real_citations_loses_to_confident_rules() -> None:
+    # What SmolLM2 answered for an obvious OOMKilled container: valid, cited, wrong.
+    proposed = _diagnosis(
+        "app_crash_exception",
+        rootCause="The application crashed with an exception.",
+        confidence=0.5,
+    )
+    verdict = judge(proposed, baseline(), evidence(), confident_rules=0.6)
+    assert not verdict.accept and verdict.disagreement
+    assert verdict.note is not None
+    assert verdict.note.startswith(
+        'The model proposed app_crash_exception because "The application crashed'
+    )
+    assert "kept oom_killed because" in verdict.note
+    assert "app_crash_exception needs a crash in the logs" in verdict.note
+
+
+def test_a_supported_category_still_loses_to_a_confident_rules_finding() -> None:
+    extra = EvidenceRef(
+        id=f"log/{POD}/checkout/previous#L9",
+        source="log",
+        object=f"pod/shop/{POD}",
+        excerpt="panic: runtime error: invalid memory address or nil pointer dereference",
+    )
+    proposed = _diagnosis("app_crash_exception", evidence=[extra.id])
+    verdict = judge(proposed, baseline(0.9), [*evidence(), extra], confident_rules=0.6)
+    assert not verdict.accept
+    assert verdict.note is not None
+    assert "the rules found oom_killed with confidence 0.90" in verdict.note
+    assert extra.id in verdict.note
+
+
+def test_a_supported_category_beats_rules_that_know_nothing() -> None:
+    proposed = _diagnosis("oom_killed")
+    verdict = judge(proposed, unknown_baseline(), evidence(), confident_rules=0.6)
+    assert verdict.accept and verdict.disagreement
+    assert verdict.note is not None and CONTAINER in verdict.note
+
+
+def test_replacing_unsure_rules_takes_a_sure_model_citing_the_proof() -> None:
+    unsure = _diagnosis("oom_killed", confidence=0.4)
+    verdict = judge(unsure, unknown_baseline(), evidence(), confident_rules=0.6)
+    assert not verdict.accept and verdict.note is not None
+    assert "confidence 0.40 is below 0.60" in verdict.note
+    uncited = _diagnosis("oom_killed", evidence=[f"event/Pod/{POD}/BackOff"])
+    verdict = judge(uncited, unknown_baseline(), evidence(), confident_rules=0.6)
+    assert not verdict.accept and verdict.note is not None
+    assert f"cited none of the evidence that proves it (such as {CONTAINER})" in verdict.note
+
+
+def test_an_unsupported_category_loses_even_to_rules_that_know_nothing() -> None:
+    proposed = _diagnosis("image_pull_error")
+    verdict = judge(proposed, unknown_baseline(), evidence(), confident_rules=0.6)
+    assert not verdict.accept
+    assert verdict.note is not None and "needs an image pull event" in verdict.note
+
+
+def test_agreement_is_no_disagreement() -> None:
+    verdict = judge(_diagnosis("oom_killed"), baseline(), evidence(), confident_rules=0.6)
+    assert verdict.accept and not verdict.disagreement and verdict.note is None
+
+
+def test_a_percent_confidence_is_read_as_a_share() -> None:
+    assert _diagnosis("oom_killed", confidence=86).confidence == pytest.approx(0.86)
+    assert _diagnosis("oom_killed", confidence=250).confidence == 1.0
+
+
+async def test_the_rules_stand_against_a_wrong_model_and_both_show(
+    openai_server: FakeOpenAI, model_client: ModelClient
+) -> None:
+    openai_server.script(
+        json_reply(
+            model_diagnosis(
+                category="app_crash_exception",
+                rootCause="checkout crashed with an unhandled error.",
+                confidence=0.5,
+            ),
+            usage=(900, 120),
+        )
+    )
+    before = _disagreements("rules")
+    outcome = await analyse_with_model(context(), evidence(), baseline(), policy(), model_client)
+    assert outcome.outcome == "rejected"
+    assert outcome.diagnosis == baseline()
+    assert outcome.analyzer == "rules" and not outcome.used_model
+    assert outcome.disagreement
+    assert _disagreements("rules") == before + 1
+    note = outcome.notes[-1]
+    assert "The model proposed app_crash_exception because" in note
+    assert "kept oom_killed because" in note
+    # the call is on the record although its answer was not used
+    assert outcome.model == "gpt-4o-mini"
+    assert (outcome.token_usage.prompt, outcome.token_usage.completion) == (900, 120)
+    (call,) = outcome.calls
+    assert (call.prompt_tokens, call.completion_tokens) == (900, 120)
+    assert call.format == "json_schema" and call.finish_reason == "stop"
+    assert call.seconds > 0
+
+
+async def test_agreeing_on_the_category_the_model_text_stands_with_the_rules_chain(
+    openai_server: FakeOpenAI, model_client: ModelClient
+) -> None:
+    openai_server.script(json_reply(model_diagnosis()))
+    outcome = await analyse_with_model(context(), evidence(), baseline(), policy(), model_client)
+    assert outcome.outcome == "accepted" and not outcome.disagreement
+    assert outcome.diagnosis.root_cause.startswith("Since 2.14.1 checkout loads 48k")
+
+
+async def test_the_cited_ids_are_an_enum_of_the_prompt_evidence(
+    openai_server: FakeOpenAI, model_client: ModelClient
+) -> None:
+    openai_server.script(json_reply(model_diagnosis()))
+    await analyse_with_model(context(), evidence(), baseline(), policy(), model_client)
+    schema = openai_server.chat_requests[0].json["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["evidence"]["items"]["enum"] == [e.id for e in evidence()]
+
+
+async def test_a_runaway_reply_is_asked_for_once_shorter(
+    openai_server: FakeOpenAI, model_client: ModelClient
+) -> None:
+    openai_server.script(
+        Reply(content='{"category": "oom_killed", "summary": "a a a a a', finish_reason="length"),
+        json_reply(model_diagnosis()),
+    )
+    outcome = await analyse_with_model(context(), evidence(), baseline(), policy(), model_client)
+    assert outcome.outcome == "accepted"
+    first, second = (r.json for r in openai_server.chat_requests)
+    assert first["max_tokens"] == 1500 and second["max_tokens"] == 750
+    assert "ran past 1500 tokens" in second["messages"][-1]["content"]
+    assert [c.finish_reason for c in outcome.calls] == ["length", "stop"]
+
+
+async def test_a_reply_that_runs_away_twice_is_dropped(
+    openai_server: FakeOpenAI, model_client: ModelClient
+) -> None:
+    openai_server.script(
+        *[Reply(content='{"summary": "loop loop loop', finish_reason="length")] * 2
+    )
+    outcome = await analyse_with_model(context(), evidence(), baseline(), policy(), model_client)
+    assert outcome.outcome == "runaway"
+    assert outcome.diagnosis == baseline()
+    assert "ran past its token cap twice" in outcome.notes[-1]
+    assert len(outcome.calls) == 2 and outcome.token_usage.total > 0
+
+
+async def test_the_transcript_is_what_was_sent_and_what_came_back(
+    openai_server: FakeOpenAI, model_client: ModelClient
+) -> None:
+    openai_server.script(json_reply(model_diagnosis()))
+    outcome = await analyse_with_model(
+        context(), evidence(with_secrets=True), baseline(), policy(), model_client
+    )
+    sent = openai_server.chat_requests[0].json["messages"]
+    assert outcome.transcript[: len(sent)] == sent
+    assert outcome.transcript[-1]["role"] == "assistant"
+    assert json.loads(outcome.transcript[-1]["content"])["category"] == "oom_killed"
+    text = transcript_json(outcome.transcript, 256 * 1024)
+    assert "Pg-S3cr3t" not in text and "[REDACTED]" in text
+
+
+def test_the_transcript_is_bounded_and_keeps_every_message() -> None:
+    transcript = [
+        {"role": "system", "content": "rules " * 2000},
+        {"role": "user", "content": "evidence " * 20000},
+        {"role": "assistant", "content": '{"category": "oom_killed"}'},
+    ]
+    text = transcript_json(transcript, 16 * 1024)
+    assert len(text.encode()) <= 16 * 1024
+    messages = json.loads(text)["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant"]
+    assert "…[cut " in messages[1]["content"]
+    assert messages[2]["content"] == '{"category": "oom_killed"}'
