@@ -14,6 +14,7 @@ from oncallm.models.analysis import (
     AlertAnalysisStatus,
     Category,
     EvidenceSource,
+    IncidentRole,
     Phase,
 )
 from oncallm.models.policy import AnalysisPolicySpec, Depth
@@ -81,6 +82,7 @@ def test_enums_match() -> None:
     status = _schema("alertanalyses.yaml")["properties"]["status"]["properties"]
     assert status["phase"]["enum"] == [p.value for p in Phase]
     assert status["category"]["enum"] == [c.value for c in Category]
+    assert status["incident"]["properties"]["role"]["enum"] == [r.value for r in IncidentRole]
     assert status["evidence"]["items"]["properties"]["source"]["enum"] == [
         s.value for s in EvidenceSource
     ]
@@ -106,4 +108,13 @@ def test_printer_columns_tell_what_happened() -> None:
         for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]
         if not c.get("priority")
     ]
-    assert columns == ["Alert", "Target", "Severity", "Phase", "Root Cause", "Age"]
+    assert columns == [
+        "Alert",
+        "Target",
+        "Severity",
+        "Phase",
+        "Role",
+        "Incident",
+        "Root Cause",
+        "Age",
+    ]

@@ -141,6 +141,14 @@ def format_age(then: datetime | None, now: datetime) -> str:
     return f"{seconds // 86400}d"
 
 
+def sibling_url(url: str | None, name: str) -> str | None:
+    """The report address of another analysis of the same namespace, from this one's:
+    ``https://x/analyses/oncallm/a`` and ``b`` give ``https://x/analyses/oncallm/b``."""
+    if not url or "/" not in url:
+        return None
+    return http_url(url.rstrip("/").rsplit("/", 1)[0] + "/" + quote(name, safe=""))
+
+
 def http_url(url: str | None) -> str | None:
     """The URL when it is http(s), else None: alert data never becomes a ``javascript:`` link."""
     if not url or len(url) > MAX_LINK_CHARS:

@@ -173,6 +173,8 @@ class _Source:
     analysis: AlertAnalysis
     history: list[AlertAnalysis]
     now: datetime
+    #: the incident's members, when this analysis is its primary
+    members: list[AlertAnalysis]
     labels: list[tuple[str, str]]
     annotations: list[tuple[str, str]]
     timeline: list[present.TimelineEntry]
@@ -182,12 +184,19 @@ class _Source:
     silence_url: str | None
 
     @classmethod
-    def of(cls, analysis: AlertAnalysis, history: list[AlertAnalysis], now: datetime) -> _Source:
+    def of(
+        cls,
+        analysis: AlertAnalysis,
+        history: list[AlertAnalysis],
+        now: datetime,
+        members: list[AlertAnalysis] | None = None,
+    ) -> _Source:
         alert = analysis.spec.alert
         return cls(
             analysis=analysis,
             history=history,
             now=now,
+            members=list(members or []),
             labels=sorted(alert.labels.items()),
             annotations=sorted(alert.annotations.items()),
             timeline=present.timeline(analysis),
@@ -279,6 +288,8 @@ def _build_view(src: _Source, caps: _Caps, limit: int) -> dict[str, Any]:
         for h in earlier_items
     ]
 
+    incident = _incident_view(b, src)
+
     timings = status.timings
     timing_rows = []
     if timings is not None:
@@ -316,6 +327,7 @@ def _build_view(src: _Source, caps: _Caps, limit: int) -> dict[str, Any]:
         "category": present.category_label(status.category),
         "confidence": present.confidence_label(status.confidence),
         "impact": b.text(status.impact),
+        "incident": incident,
         "chain": chain,
         "chain_omitted": chain_omitted,
         "secondary": secondary,
@@ -353,6 +365,37 @@ def _build_view(src: _Source, caps: _Caps, limit: int) -> dict[str, Any]:
     }
     view["trim_notice"] = _trim_notice(b.trims)
     return view
+
+
+def _incident_view(b: _Builder, src: _Source) -> dict[str, Any] | None:
+    """The incident this analysis belongs to: its cause, its primary, and (on the primary)
+    the members, primary first in the web view's order."""
+    ref = src.analysis.status.incident
+    if ref is None:
+        return None
+    own_url = present.http_url(src.analysis.status.report_url)
+    members, omitted = b.take(src.members)
+    return {
+        "role": ref.role.value,
+        "cause": b.text(ref.cause),
+        "primary": b.text(ref.primary),
+        "primary_url": b.url(present.sibling_url(own_url, ref.primary)),
+        "members_count": max(ref.members, len(src.members)),
+        "reason": b.text(ref.reason),
+        "members": [
+            {
+                "name": b.text(m.name),
+                "alertname": b.text(m.spec.alert.labels.get("alertname", "")),
+                "target": b.text(present.target_display(m)),
+                "phase": present.phase(m).value,
+                "url": b.url(
+                    present.http_url(m.status.report_url) or present.sibling_url(own_url, m.name)
+                ),
+            }
+            for m in members
+        ],
+        "members_omitted": omitted + max(0, ref.members - len(src.members)),
+    }
 
 
 def _trim_notice(trims: _Trims) -> str:
@@ -452,10 +495,12 @@ def render_report(
     *,
     max_bytes: int = DEFAULT_MAX_REPORT_BYTES,
     now: datetime | None = None,
+    members: list[AlertAnalysis] | None = None,
 ) -> dict[str, str]:
     """``{"report.md": ..., "report.html": ...}`` for an analysis, together under ``max_bytes``.
 
-    ``history`` holds earlier analyses of the same alert, newest first. Whatever the analysis
+    ``history`` holds earlier analyses of the same alert, newest first; ``members`` the other
+    alerts of the incident this analysis is the primary of. Whatever the analysis
     holds, the result fits: the longest evidence excerpts are trimmed first, then other
     texts, then lists, and the report says what was trimmed.
     """
@@ -464,7 +509,7 @@ def render_report(
             f"max_bytes={max_bytes} is below {MIN_REPORT_BYTES}, too small for a report; "
             f"use the default ({DEFAULT_MAX_REPORT_BYTES})"
         )
-    src = _Source.of(analysis, list(history or []), now or datetime.now(UTC))
+    src = _Source.of(analysis, list(history or []), now or datetime.now(UTC), members)
     # No text or list can be longer than the budget and still fit, so cap them there first:
     # it changes nothing for sane input and keeps hostile input cheap.
     most_items = max_bytes // _MIN_ITEM_BYTES

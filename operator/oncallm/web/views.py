@@ -125,6 +125,8 @@ class Row:
     category: str
     age: str
     received: str
+    #: "primary" or "member" of an incident; "" otherwise
+    role: str = ""
 
 
 def row(analysis: AlertAnalysis, now: datetime) -> Row:
@@ -145,16 +147,25 @@ def row(analysis: AlertAnalysis, now: datetime) -> Row:
         category=present.category_label(analysis.status.category),
         age=present.format_age(received, now),
         received=present.format_time(received),
+        role=analysis.status.incident.role.value if analysis.status.incident else "",
     )
 
 
 @dataclass
 class Group:
-    """Analyses of alerts Alertmanager sent together (the same ``spec.groupKey``)."""
+    """Analyses shown as one card: an incident (alerts sharing a cause, its primary first), or
+    alerts Alertmanager sent together (the same ``spec.groupKey``)."""
 
     key: str
     label: str
     rows: list[Row] = field(default_factory=list)
+    #: "incident" or "alertmanager"
+    kind: str = "alertmanager"
+    #: an incident's cause, category and root cause (its primary's)
+    cause: str = ""
+    category: str = ""
+    root_cause: str = ""
+    primary_path: str = ""
 
 
 def group_label(group_key: str) -> str:
@@ -167,19 +178,56 @@ def group_label(group_key: str) -> str:
     return ", ".join(parts) or group_key
 
 
+def incident_key(analysis: AlertAnalysis) -> str:
+    """``<namespace>/<primary>`` of the analysis' incident; "" when it has none."""
+    ref = analysis.status.incident
+    return f"{analysis.namespace}/{ref.primary}" if ref is not None else ""
+
+
 def group_rows(
     analyses: list[AlertAnalysis], now: datetime, window: timedelta = timedelta(hours=1)
 ) -> list[Group]:
-    """Rows grouped by ``spec.groupKey``, in the order of each group's newest analysis.
+    """One card per incident with more than one alert (its primary first, then its members
+    newest first), then the rest grouped by ``spec.groupKey``; cards in the order of their
+    newest analysis.
 
     ``analyses`` must be newest first. Alertmanager keeps a group's key while the group
     lives, so the same key days apart is another incident: an analysis joins a group only
     when it was received within ``window`` of the group's oldest member. Analyses without a
     group key stand alone.
     """
+    sizes: dict[str, int] = {}
+    for analysis in analyses:
+        if key := incident_key(analysis):
+            sizes[key] = sizes.get(key, 0) + 1
+    incidents: dict[str, Group] = {}
     latest: dict[str, tuple[Group, datetime | None]] = {}
     ordered: list[Group] = []
     for analysis in analyses:
+        ikey = incident_key(analysis)
+        if ikey and sizes[ikey] > 1:
+            group = incidents.get(ikey)
+            if group is None:
+                ref = analysis.status.incident
+                assert ref is not None
+                group = incidents[ikey] = Group(
+                    key=ikey,
+                    label=ref.cause,
+                    kind="incident",
+                    cause=ref.cause,
+                    primary_path=analysis_path(analysis.namespace, ref.primary),
+                )
+                ordered.append(group)
+            if analysis.name == ikey.split("/", 1)[1]:
+                group.rows.insert(0, row(analysis, now))
+                group.category = present.category_label(analysis.status.category)
+                group.root_cause = present.short_root_cause(analysis)
+            else:
+                group.rows.append(row(analysis, now))
+                if not group.root_cause:  # members share the primary's, should it be filtered out
+                    group.category = present.category_label(analysis.status.category)
+                    group.root_cause = present.short_root_cause(analysis)
+            continue
         key = analysis.spec.group_key
         received = present.received_time(analysis)
         joined = latest.get(key) if key else None
@@ -219,6 +267,23 @@ def filter_options(analyses: Iterable[AlertAnalysis]) -> dict[str, list[str]]:
         "namespace": sorted(namespaces),
         "alertname": sorted(n for n in alertnames if n),
     }
+
+
+def incident_members(
+    analysis: AlertAnalysis, everything: Iterable[AlertAnalysis]
+) -> list[AlertAnalysis]:
+    """The members of the incident ``analysis`` is the primary of, newest first."""
+    ref = analysis.status.incident
+    if ref is None or ref.primary != analysis.name:
+        return []
+    return newest_first(
+        a
+        for a in everything
+        if a.namespace == analysis.namespace
+        and a.name != analysis.name
+        and a.status.incident is not None
+        and a.status.incident.primary == analysis.name
+    )
 
 
 def related(

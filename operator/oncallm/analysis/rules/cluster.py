@@ -30,6 +30,7 @@ from oncallm.analysis.rules.base import (
     target_pod,
     workload_state,
 )
+from oncallm.gathering.sources.node_health import no_memory_limit_id, oom_id
 from oncallm.gathering.sources.node_storage import FILESYSTEM_ALERTS, storage_id, storage_pod_id
 from oncallm.gathering.sources.quota_consumers import consumer_id
 from oncallm.models.analysis import Category
@@ -43,6 +44,48 @@ NODE_ALERTS = ("KubeNodeNotReady", "KubeNodeUnreachable", "KubeletDown", "NodeNo
 def _node_relevant(ctx: Context, node: NodeSnapshot) -> list[PodSnapshot]:
     """The gathered pods on the node; the node counts when it is the target or hosts them."""
     return [p for p in ctx.pods if p.node_name == node.name]
+
+
+def _node_trouble(ctx: Context, node: str) -> tuple[str, list[Link]]:
+    """What took the node down, when its own records say: system OOM kills and the pods on it
+    that no memory limit bounds (BestEffort first: the kernel's first victims are not always
+    the cause, the unbounded pod is), or the pressure condition's message."""
+    snap = next((s for s in ctx.node_health if s.node == node), None)
+    if snap is None:
+        return "", []
+    texts: list[str] = []
+    links: list[Link] = []
+    if snap.oom_events:
+        count = sum(e.count for e in snap.oom_events)
+        victims = f" (killed: {', '.join(snap.oom_victims[:3])})" if snap.oom_victims else ""
+        unbounded = sorted(
+            snap.pods_without_memory_limit, key=lambda u: u.memory_request is not None
+        )
+        names = [
+            f"pod {u.namespace}/{u.pod}"
+            + (f" ({u.owner_kind} {u.owner_name})" if u.owner_kind else "")
+            + (
+                " with no memory request or limit"
+                if u.memory_request is None
+                else " without a memory limit"
+            )
+            for u in unbounded[:2]
+        ]
+        text = f"the kernel ran out of memory {count} time{'s' if count != 1 else ''}{victims}"
+        if names:
+            text += "; nothing bounds the memory of " + " and ".join(names)
+        texts.append(text)
+        links.append(
+            Link(
+                summary=f"Node {node}: {text}.",
+                evidence=[oom_id(node), *(no_memory_limit_id(node, u.pod) for u in unbounded[:2])],
+                category=Category.NODE_NOT_READY,
+            )
+        )
+    for cond in snap.conditions:
+        if cond.type in ("MemoryPressure", "PIDPressure", "DiskPressure") and cond.status == "True":
+            texts.append(f"{cond.type}: {cond.message or cond.reason}")
+    return "; ".join(texts), links
 
 
 def node_not_ready(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
@@ -91,16 +134,21 @@ def node_not_ready(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
         for e in ctx.events
         if e.reason in ("NodeNotReady", "TaintManagerEviction", "NodeStatusUnknown", "Rebooted")
     ]
+    deeper, because = _node_trouble(ctx, node.name)
     return Finding(
         Category.NODE_NOT_READY,
         score,
         summary=f"Node {node.name} is {state}; the pods on it are down.",
         root_cause=(
             f"Node {node.name} is {state}: {quote_line(message or reason or 'no message')}"
-            f"{pods_text}. The pods are fine; their node is gone or its kubelet stopped reporting."
+            f"{pods_text}. The pods are fine; their node is gone or its kubelet stopped reporting"
+            + (f". On the node: {deeper}" if deeper else "")
+            + "."
         ),
+        because=because,
         evidence=ev.cite(
             node_condition_id(node.name, cond),
+            *[eid for link in because for eid in link.evidence],
             *[ev.event(e) for e in node_events[:3]],
             *[pod_id(p.name) for p in pods[:3]],
             node_id(node.name),

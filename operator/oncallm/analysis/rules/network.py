@@ -20,6 +20,7 @@ from oncallm.analysis.evidence import (
 from oncallm.analysis.rules.base import (
     Finding,
     Hit,
+    Link,
     RuleSettings,
     cite_hits,
     crashed_container,
@@ -31,6 +32,7 @@ from oncallm.analysis.rules.base import (
     target_pod,
     workload_state,
 )
+from oncallm.gathering.sources.dns import corefile_id, loop_id, upstream_id
 from oncallm.gathering.sources.role_bindings import grants, role_binding_id
 from oncallm.models.analysis import Category
 from oncallm.models.evidence import Context, NetworkPolicySnapshot, ServiceSnapshot
@@ -168,6 +170,53 @@ _DNS_SERVER = re.compile(
 does not exist: the DNS path is broken, not the name."""
 
 
+def _corefile_fault(ctx: Context) -> tuple[str, list[Link]]:
+    """CoreDNS's own fault, from its Corefile and logs: a forward to /etc/resolv.conf that the
+    loop plugin caught (the node's resolver is a local stub pointing back), or upstreams the
+    Corefile forwards to that do not answer."""
+    dns = ctx.dns
+    if dns is None:
+        return "", []
+    if dns.loop_detected:
+        text = (
+            "CoreDNS detected a forwarding loop"
+            + (
+                " (its Corefile forwards to /etc/resolv.conf, which points back at a local "
+                "resolver)"
+                if dns.forwards_to_resolv_conf
+                else ""
+            )
+            + f": {quote_line(dns.loop_detected[0], 160)}; the CoreDNS pods exit, so nothing "
+            "answers cluster DNS (ConfigMap kube-system/coredns)"
+        )
+        return text, [
+            Link(
+                summary=text + ".",
+                evidence=[loop_id(), corefile_id()],
+                category=Category.DNS_FAILURE,
+            )
+        ]
+    if dns.dead_upstreams:
+        zones = [
+            f"{f.zone} -> {' '.join(f.targets)}"
+            for f in dns.forwards
+            if any(t.split(":")[0] in dns.dead_upstreams for t in f.targets)
+        ]
+        text = (
+            f"CoreDNS forwards {'; '.join(zones) or 'queries'} (ConfigMap kube-system/coredns), "
+            f"and upstream {', '.join(dns.dead_upstreams)} does not answer, so CoreDNS returns "
+            "SERVFAIL for those names"
+        )
+        return text, [
+            Link(
+                summary=text + ".",
+                evidence=[corefile_id(), *(upstream_id(ip) for ip in dns.dead_upstreams[:2])],
+                category=Category.DNS_FAILURE,
+            )
+        ]
+    return "", []
+
+
 def dns_failure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """The pod cannot resolve a host name (NXDOMAIN, or the cluster DNS does not answer)."""
     hits = grep(ctx, ev, _DNS)
@@ -187,7 +236,10 @@ def dns_failure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
     pod, c = crashed if crashed else (target_pod(ctx), None)
     who = f"{c.name} in pod {pod.name}" if pod and c else (pod.name if pod else "the workload")
     host = hosts[0] if hosts else "a host name"
-    if server_side:
+    corefile, because = _corefile_fault(ctx)
+    if corefile:
+        why = corefile
+    elif server_side:
         why = "the cluster DNS service does not answer (CoreDNS down or unreachable)"
     elif host.endswith(".svc") or ".svc." in host or "." not in host:
         why = (
@@ -221,7 +273,12 @@ def dns_failure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
             + (f" (and {', '.join(hosts[1:3])})" if len(hosts) > 1 else "")
             + f" from {who}: {quote_line(hits[-1].line, 200)} — {why}."
         ),
-        evidence=ev.cite(*cite_hits(hits), *(pod_cites(ev, pod, c) if pod else [])),
+        evidence=ev.cite(
+            *cite_hits(hits),
+            *[eid for link in because for eid in link.evidence],
+            *(pod_cites(ev, pod, c) if pod else []),
+        ),
+        because=because,
         impact=f"{workload_state(ctx)}; every call to {host} fails before it is sent.",
         immediate_actions=[
             f"Resolve {host} from inside the pod (nslookup) to see whether the name or the DNS "

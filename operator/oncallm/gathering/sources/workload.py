@@ -88,6 +88,8 @@ async def read(scope: Scope) -> None:
             scope.raw_pods = await reader.list("Pod", ns, label_selector=label_selector(selector))
     elif t.kind == "PodDisruptionBudget" and ns:
         await _disruption_budget(scope, ns, t.name)
+    elif t.kind == "PersistentVolume":
+        await _volume(scope, t.name)
     elif t.kind == "Cluster" and scope.alert.name in CAPACITY_ALERTS:
         # Overcommit is a cluster-wide sum: what it costs is the pods that no longer fit.
         pending = await reader.list("Pod", None, field_selector="status.phase=Pending")
@@ -103,6 +105,30 @@ CAPACITY_ALERTS = frozenset(
     }
 )
 """Cluster-wide capacity alerts: their evidence is the unscheduled pods, wherever they are."""
+
+
+async def _volume(scope: Scope, name: str) -> None:
+    """A PersistentVolume stands for the claim it is bound to (its claimRef) and the pods that
+    mount that claim: a volume in error is felt by the workload that waits for it."""
+    pv = await scope.get("PersistentVolume", None, name)
+    ref = ((pv or {}).get("spec") or {}).get("claimRef") or {}
+    claim, namespace = ref.get("name"), ref.get("namespace")
+    if not claim or not namespace:
+        return
+    pods = [
+        p
+        for p in await scope.reader.list("Pod", str(namespace))
+        if any(
+            (v.get("persistentVolumeClaim") or {}).get("claimName") == claim
+            for v in (p.get("spec") or {}).get("volumes") or []
+        )
+    ]
+    owners = {controller_of(p) for p in pods} - {None}
+    if len(owners) == 1:
+        kind, owner = next(iter(owners))  # type: ignore[misc]
+        await _by_name(scope, kind, str(namespace), owner)
+    if not scope.raw_pods:
+        scope.raw_pods = pods
 
 
 async def _disruption_budget(scope: Scope, namespace: str, name: str) -> None:
