@@ -202,6 +202,30 @@ class Diagnosis(KubeModel):
     secondary: list[CauseLink] = Field(default_factory=list, max_length=4)
 
 
+class IncidentRole(StrEnum):
+    """An analysis' part in its incident."""
+
+    PRIMARY = "primary"
+    """Diagnoses the incident's cause once (the model is asked here only)."""
+    MEMBER = "member"
+    """Shares the primary's root cause; completes as soon as it is known."""
+
+
+class IncidentRef(KubeModel):
+    """The incident an analysis belongs to: alerts grouped by the cause they share."""
+
+    cause: str = Field(min_length=1, max_length=300)
+    """The object the cause is about, ``service/orders/orders-db``, ``node/worker-2``,
+    ``revision/shop/checkout-7d9f8c6b5`` (docs/incidents.md)."""
+    role: IncidentRole
+    primary: str
+    """The analysis that diagnosed the cause (this one, on the primary)."""
+    members: int = Field(default=0, ge=0)
+    """Members besides the primary: kept current on the primary, as of joining on a member."""
+    reason: str = Field(default="", max_length=600)
+    """Why a member joined: the same cause proven, or the same revision failing the same way."""
+
+
 class TokenUsage(KubeModel):
     prompt: int = 0
     completion: int = 0
@@ -260,6 +284,7 @@ class AlertAnalysisStatus(KubeModel):
     evidence: list[EvidenceRef] | None = None
     chain: list[CauseLink] | None = None
     secondary_causes: list[CauseLink] | None = None
+    incident: IncidentRef | None = None
     missing_evidence: list[MissingEvidence] | None = None
     commands: list[str] | None = None
     analyzer: str | None = None

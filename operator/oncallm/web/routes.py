@@ -187,6 +187,7 @@ class _WebView:
         current = present.phase(analysis)
         status = analysis.status
         steps = [Phase.PENDING, Phase.GATHERING, Phase.ANALYZING, Phase.COMPLETED]
+        members = views.incident_members(analysis, self.store.all())
         return self.page(
             "analysis.html",
             root="../../",
@@ -212,6 +213,11 @@ class _WebView:
                 analysis.spec.external_url, analysis.spec.alert.labels
             ),
             runbook_url=present.http_url(analysis.spec.alert.annotations.get("runbook_url")),
+            members=[views.row(m, now) for m in members[: self.settings.list_limit]],
+            members_more=max(0, len(members) - self.settings.list_limit),
+            primary_path=views.analysis_path(
+                namespace, status.incident.primary if status.incident else name
+            ),
             same_alert=[views.row(a, now) for a in same_alert],
             same_target=[views.row(a, now) for a in same_target],
             etag=views.etag(analysis),
@@ -265,7 +271,8 @@ class _WebView:
             [],
             self.settings.history_limit,
         )
-        files = render_report(analysis, history)
+        members = views.incident_members(analysis, self.store.all())
+        files = render_report(analysis, history, members=members)
         if request.match_info["file"] == "report.md":
             return web.Response(
                 text=files["report.md"], content_type="text/markdown", charset="utf-8"
