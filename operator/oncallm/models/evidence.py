@@ -68,6 +68,8 @@ class PodSnapshot(Snapshot):
     created_at: str | None = None
     #: the pod spec's imagePullSecrets (names; the ServiceAccount's come on top)
     image_pull_secrets: list[str] = Field(default_factory=list)
+    #: where it may run: nodeSelector, required node affinity terms, tolerations (one line each)
+    placement: list[str] = Field(default_factory=list)
 
     def container(self, name: str) -> ContainerSnapshot | None:
         return next((c for c in self.containers if c.name == name), None)
@@ -389,6 +391,27 @@ class SchedulingReason(Snapshot):
     text: str = ""
 
 
+class ResourceHolder(Snapshot):
+    """A workload whose pods hold an extended resource (a GPU) that a Pending pod waits for."""
+
+    kind: str
+    name: str
+    namespace: str
+    amount: float = 0.0
+    pods: list[str] = Field(default_factory=list)
+    nodes: list[str] = Field(default_factory=list)
+
+
+class ResourceHoldersSnapshot(Snapshot):
+    """Who holds a scarce extended resource across the cluster: the largest holders first."""
+
+    resource: str
+    #: what every running pod requests of it, and what the nodes offer
+    requested: float = 0.0
+    allocatable: float | None = None
+    holders: list[ResourceHolder] = Field(default_factory=list)
+
+
 class SchedulingSnapshot(Snapshot):
     """A pod's FailedScheduling message, parsed."""
 
@@ -674,6 +697,7 @@ class Context(Snapshot):
     node_storage: list[NodeStorageSnapshot] = Field(default_factory=list)
     node_health: list[NodeHealthSnapshot] = Field(default_factory=list)
     scheduling: list[SchedulingSnapshot] = Field(default_factory=list)
+    resource_holders: list[ResourceHoldersSnapshot] = Field(default_factory=list)
     dns: DNSSnapshot | None = None
     webhooks: list[WebhookSnapshot] = Field(default_factory=list)
     pull_credentials: list[PullCredentialsSnapshot] = Field(default_factory=list)

@@ -33,6 +33,7 @@ from oncallm.analysis.rules.base import (
 from oncallm.gathering.sources.node_health import no_memory_limit_id, oom_id
 from oncallm.gathering.sources.node_storage import FILESYSTEM_ALERTS, storage_id, storage_pod_id
 from oncallm.gathering.sources.quota_consumers import consumer_id
+from oncallm.gathering.sources.resource_holders import holder_id
 from oncallm.models.analysis import Category
 from oncallm.models.evidence import Context, NodeSnapshot, PodSnapshot
 
@@ -444,6 +445,40 @@ _UNSCHEDULABLE = re.compile(
 )
 
 
+_CONSTRAINED = re.compile(
+    r"didn't match Pod's node affinity|node affinity/selector|untolerated taint|"
+    r"didn't match pod topology spread",
+    re.I,
+)
+"""Scheduler reasons the pod's own placement (selector, affinity, tolerations) decides."""
+
+
+def _holders(ctx: Context, insufficient: list[str]) -> tuple[str, list[Link]]:
+    """Who holds the extended resource the pod waits for, largest first."""
+    texts: list[str] = []
+    links: list[Link] = []
+    for snap in ctx.resource_holders:
+        if snap.resource not in insufficient or not snap.holders:
+            continue
+        of = f" of {snap.allocatable:g}" if snap.allocatable else ""
+        names = [
+            f"{h.kind} {h.namespace}/{h.name} ({h.amount:g}{of}, {len(h.pods)} pod(s))"
+            for h in snap.holders[:2]
+        ]
+        text = f"{snap.resource} is held by " + " and ".join(names)
+        texts.append(text)
+        links.append(
+            Link(
+                summary=text + ".",
+                evidence=[
+                    holder_id(snap.resource, h.namespace, h.kind, h.name) for h in snap.holders[:2]
+                ],
+                category=Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE,
+            )
+        )
+    return "; ".join(texts), links
+
+
 def insufficient_resources_unschedulable(
     ctx: Context, ev: EvidenceIndex, _: RuleSettings
 ) -> Finding | None:
@@ -479,6 +514,10 @@ def insufficient_resources_unschedulable(
         if insufficient
         else "no node matches its scheduling constraints (affinity, selectors, taints)"
     )
+    held, because = _holders(ctx, insufficient)
+    constraints = ""
+    if pod is not None and pod.placement and _CONSTRAINED.search(message):
+        constraints = "; the pod " + ", ".join(pod.placement[:4])
     return Finding(
         Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE,
         0.9 if insufficient else 0.85,
@@ -487,15 +526,19 @@ def insufficient_resources_unschedulable(
             f"Pod {pod.name if pod else '?'} stays Pending because the scheduler finds {what}: "
             f"{quote_line(message, 260)}"
             + (f"; the pod requests {requests}" if requests else "")
+            + constraints
             + (
                 f"; the autoscaler does not add nodes: {quote_line(scale_up[0].message, 140)}"
                 if scale_up
                 else ""
             )
             + "."
+            + (f" {held}." if held else "")
         ),
+        because=because,
         evidence=ev.cite(
             *[ev.event(e) for e in sched[:2]],
+            *[eid for link in because for eid in link.evidence],
             pod_id(pod.name) if pod else None,
             *[ev.event(e) for e in scale_up[:1]],
             *[node_id(n.name) for n in ctx.nodes[:3]],

@@ -119,6 +119,31 @@ def container_snapshot(spec: Obj, status: Obj | None, *, init: bool = False) -> 
     )
 
 
+def placement(spec: Obj) -> list[str]:
+    """Where the pod may run, as the scheduler reads it: its nodeSelector, its required node
+    affinity terms and its tolerations, one short line each (``instance-type In c6i.4xlarge``)."""
+    out = [f"nodeSelector {k}={v}" for k, v in (spec.get("nodeSelector") or {}).items()]
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    for term in required.get("nodeSelectorTerms") or []:
+        for expr in term.get("matchExpressions") or []:
+            values = ",".join(str(v) for v in expr.get("values") or [])
+            out.append(
+                f"requires node {expr.get('key')} {expr.get('operator')}"
+                + (f" {values}" if values else "")
+            )
+    for tol in spec.get("tolerations") or []:
+        key = tol.get("key")
+        if key and not str(key).startswith("node.kubernetes.io/"):
+            out.append(
+                f"tolerates {key}"
+                + (f"={tol['value']}" if tol.get("value") else "")
+                + (f":{tol['effect']}" if tol.get("effect") else "")
+            )
+    return out[:12]
+
+
 def pod_snapshot(pod: Obj) -> PodSnapshot:
     m, spec, status = meta(pod), pod.get("spec") or {}, pod.get("status") or {}
     statuses = {s.get("name"): s for s in status.get("containerStatuses") or []}
@@ -165,6 +190,7 @@ def pod_snapshot(pod: Obj) -> PodSnapshot:
         image_pull_secrets=[
             str(ref.get("name")) for ref in spec.get("imagePullSecrets") or [] if ref.get("name")
         ],
+        placement=placement(spec),
     )
 
 
