@@ -15,8 +15,8 @@ the healthy background; within a tier, in the order of ``SOURCES``. The language
 prompt builder cuts this list from the end to fit its budget, so the order is part of the
 contract.
 
-The id helpers live with their sources; they are re-exported here, the one place the rules
-import ids from.
+The id helpers live with their sources (``gathering/sources/<name>.py``), which the rules
+import them from; the ids that predate the sources are re-exported here too.
 """
 
 from __future__ import annotations
