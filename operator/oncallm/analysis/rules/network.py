@@ -33,6 +33,7 @@ from oncallm.analysis.rules.base import (
     workload_state,
 )
 from oncallm.gathering.sources.dns import corefile_id, loop_id, upstream_id
+from oncallm.gathering.sources.network_paths import namespace_id, path_id, path_policy_id
 from oncallm.gathering.sources.role_bindings import grants, role_binding_id
 from oncallm.models.analysis import Category
 from oncallm.models.evidence import Context, NetworkPolicySnapshot, ServiceSnapshot
@@ -379,9 +380,91 @@ def _dns_blocked(ctx: Context, ev: EvidenceIndex) -> Finding | None:
     )
 
 
+def _denied_path(ctx: Context, ev: EvidenceIndex) -> Finding | None:
+    """A connection the logs show failing, to a destination that exists, that the policies on
+    its source (egress) or destination (ingress) side do not allow, evaluated with their full
+    semantics (podSelector, namespaceSelector against the namespaces' real labels, ipBlock,
+    ports). The policy that denies is the cause, whatever the client says about it."""
+    for path in ctx.network_paths:
+        if path.service_exists is False:
+            continue
+        if path.egress_allowed is False:
+            side, names = "egress from", path.egress_policies
+            where = f"{path.source_namespace}/{path.source_pod}"
+        elif path.ingress_allowed is False and path.pods:
+            side, names = "ingress to", [p.name for p in path.ingress_policies]
+            where = f"the pods of {path.namespace}/{path.service or path.destination}"
+        else:
+            continue
+        labels = next((n.labels for n in ctx.namespaces if n.name == path.source_namespace), {})
+        dest = f"{path.namespace}/{path.service}" if path.service else path.ip or path.destination
+        port = f" port {path.target_port or path.port}/{path.protocol}" if path.port else ""
+        pod = next((p for p in ctx.pods if p.name == path.source_pod), None) or target_pod(ctx)
+        c = pod.containers[0] if pod and pod.containers else None
+        policy_ids = [
+            netpol_id(n) if side.startswith("egress") else path_policy_id(path.destination, n)
+            for n in names
+        ]
+        hint = ""
+        if side.startswith("ingress") and labels:
+            hint = (
+                f"; the source namespace {path.source_namespace} is labelled "
+                f"{', '.join(f'{k}={v}' for k, v in sorted(labels.items())[:4])}"
+            )
+        return Finding(
+            Category.NETWORK_POLICY_BLOCK,
+            0.93,
+            summary=(
+                f"NetworkPolicy {', '.join(names)} denies {side} {where}: {path.source_pod} cannot "
+                f"reach {dest}{port}."
+            ),
+            root_cause=(
+                f"NetworkPolicy {', '.join(names)} denies {side} {where}, so the connection from "
+                f"{path.source_namespace}/{path.source_pod} to {dest}{port} fails"
+                + (f" ({quote_line(path.line, 160)})" if path.line else "")
+                + hint
+                + "; no rule of the policy matches this source, destination and port. The "
+                "destination itself runs."
+            ),
+            evidence=ev.cite(
+                path_id(path.destination),
+                *policy_ids,
+                namespace_id(path.source_namespace),
+                *(pod_cites(ev, pod, c) if pod else []),
+            ),
+            impact=f"{workload_state(ctx)}; every request over this path fails.",
+            immediate_actions=[
+                f"Fix NetworkPolicy {names[0] if names else '?'}: allow {side} {where} for "
+                f"{path.source_namespace}/{path.source_pod} on{port or ' its port'} (check its "
+                "podSelector, namespaceSelector against the namespace's labels, and ports), or "
+                "revert the policy or label change.",
+            ],
+            recommendations=[
+                "Select namespaces by kubernetes.io/metadata.name, which Kubernetes sets itself, "
+                "rather than hand-kept labels.",
+            ],
+            commands=[
+                *(
+                    kc.describe(
+                        "networkpolicy",
+                        path.source_namespace if side.startswith("egress") else path.namespace,
+                        n,
+                    )
+                    for n in names[:2]
+                ),
+                f"kubectl get namespace {path.source_namespace} --show-labels",
+                *(pod_commands(ctx, pod, c) if pod else []),
+            ],
+        )
+    return None
+
+
 def network_policy_block(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """Connections time out to a Service that has ready endpoints, and a NetworkPolicy that
     selects the pod restricts its egress without allowing that Service."""
+    path = _denied_path(ctx, ev)
+    if path is not None:
+        return path
     policies = [np for np in ctx.network_policies if _denies_egress(np)]
     if not policies:
         return None
