@@ -22,6 +22,7 @@ from oncallm.analysis.evidence import (
 from oncallm.analysis.rules.base import (
     Finding,
     Hit,
+    Link,
     RuleSettings,
     cite_hits,
     containers,
@@ -38,6 +39,12 @@ from oncallm.analysis.rules.base import (
     quote_line,
     stale_termination,
     workload_state,
+)
+from oncallm.gathering.sources.custom_resources import external_secret_id
+from oncallm.gathering.sources.pull_credentials import (
+    pull_credentials_id,
+    pull_secret_id,
+    refresher_id,
 )
 from oncallm.models.analysis import Category
 from oncallm.models.evidence import ContainerSnapshot, Context, LogSnapshot, PodSnapshot
@@ -221,12 +228,20 @@ def image_pull_error(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findin
     pod, c = stuck[0] if stuck else (None, None)
     messages = " ".join([e.message for e in pull_events] + [c.message if c else ""])
     image = c.image if c else _image_in(messages)
+    because: list[Link] = []
     if _PULL_NOT_FOUND.search(messages):
         why = "the tag or repository does not exist in the registry"
         fix = f"Point the workload at an image that exists (check the tag of {image})."
     elif _PULL_AUTH.search(messages):
         why = "the registry refuses the credentials (imagePullSecrets missing or expired)"
         fix = "Add or renew the imagePullSecret the pod's service account uses for this registry."
+        stale, because = _stale_credentials(ctx, pod)
+        if stale:
+            why = f"the registry refuses the credentials: {stale}"
+            fix = (
+                "Repair what refreshes the pull Secret (named in the root cause), run it once "
+                "by hand to renew the Secret, then delete the pods stuck in ImagePullBackOff."
+            )
     elif _PULL_NET.search(messages):
         why = "the node cannot reach the registry"
         fix = "Check the nodes' egress/proxy/DNS to the registry, or mirror the image."
@@ -241,9 +256,13 @@ def image_pull_error(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findin
     if w is not None and w.kind != "Job":
         cmds.append(kc.rollout_history(w.kind, w.namespace, w.name))
         cmds.append(kc.rollout_undo(w.kind, w.namespace, w.name))
+    because = (
+        because if _PULL_AUTH.search(messages) and not _PULL_NOT_FOUND.search(messages) else []
+    )
     return Finding(
         Category.IMAGE_PULL_ERROR,
         0.93,
+        because=because,
         summary=(
             f"Image {image} cannot be pulled"
             + (f" for pod {pod.name}" if pod else "")
@@ -259,6 +278,7 @@ def image_pull_error(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findin
         evidence=ev.cite(
             *(pod_cites(ev, pod, c) if pod else []),
             *[ev.event(e) for e in pull_events[:3]],
+            *[eid for link in because for eid in link.evidence],
             revision_id(new_rev) if new_rev else None,
         ),
         impact=f"{workload_state(ctx)}; pods with the new image never start.",
@@ -273,6 +293,55 @@ def image_pull_error(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findin
         ],
         commands=[*cmds, f"kubectl -n {ns} get events --field-selector reason=Failed"],
     )
+
+
+def _stale_credentials(ctx: Context, pod: PodSnapshot | None) -> tuple[str, list[Link]]:
+    """Why a pull Secret no longer works, one step past the 401/403: registry tokens (ECR's
+    last 12 hours) live only as long as what refreshes them, so name the Secret and its
+    refresher: a CronJob suspended or whose recent Jobs fail, an ExternalSecret not syncing,
+    or nothing at all. A Secret the kubelet could not retrieve does not exist."""
+    creds = next(
+        (p for p in ctx.pull_credentials if pod is None or p.pod == pod.name),
+        ctx.pull_credentials[0] if ctx.pull_credentials else None,
+    )
+    if creds is None or not creds.secrets:
+        return "", []
+    texts: list[str] = []
+    ids: list[str] = [pull_credentials_id(creds.pod)]
+    for secret in creds.secrets[:2]:
+        ids.append(pull_secret_id(secret.name))
+        if secret.exists is False:
+            texts.append(f"pull Secret {secret.name} does not exist")
+            continue
+        broken = []
+        for r in secret.refreshers:
+            ids.append(refresher_id(r.kind, r.name))
+            if r.suspended:
+                broken.append(f"CronJob {r.name} that refreshes it is suspended")
+            elif r.failed_jobs:
+                last = f" (last success {r.last_success})" if r.last_success else ""
+                broken.append(
+                    f"CronJob {r.name} that refreshes it failed its last {r.failed_jobs} "
+                    f"run(s){last}: {r.recent_jobs[0] if r.recent_jobs else ''}".rstrip(": ")
+                )
+        for name in secret.external_secrets:
+            es = next((e for e in ctx.external_secrets if e.name == name), None)
+            ids.append(external_secret_id(name))
+            ready = es.conditions.get("Ready", ("", "", "")) if es else ("", "", "")
+            if es is not None and ready[0] != "True":
+                broken.append(
+                    f"ExternalSecret {name} that renders it is not syncing"
+                    + (f" ({ready[1]}: {quote_line(ready[2], 140)})" if ready[2] else "")
+                    + (f", last refreshed {es.refresh_time}" if es.refresh_time else "")
+                )
+        if broken:
+            texts.append(f"pull Secret {secret.name} is stale: " + "; ".join(broken))
+        elif not secret.refreshers and not secret.external_secrets:
+            texts.append(f"pull Secret {secret.name} has expired and nothing refreshes it")
+    if not texts:
+        return "", []
+    text = "; ".join(texts)
+    return text, [Link(summary=text[:590] + ".", evidence=ids, category=Category.IMAGE_PULL_ERROR)]
 
 
 def _image_in(text: str) -> str:
