@@ -140,6 +140,15 @@ RULES: tuple[Rule, ...] = (
         check=network.dependency_unreachable,
     ),
     Rule(
+        "admission-webhook",
+        Category.DEPENDENCY_UNREACHABLE,
+        Scope.OUTSIDE,
+        "The API server refuses objects because it cannot call an admission webhook (failed "
+        "calling webhook): its Service has no ready endpoints, or its certificate expired "
+        "(then the category is cert_expired).",
+        check=network.admission_webhook,
+    ),
+    Rule(
         "network-policy-block",
         Category.NETWORK_POLICY_BLOCK,
         Scope.OUTSIDE,

@@ -32,9 +32,11 @@ from oncallm.analysis.rules.base import (
     target_pod,
     workload_state,
 )
+from oncallm.gathering.sources.custom_resources import certificate_id, issuer_id
 from oncallm.gathering.sources.dns import corefile_id, loop_id, upstream_id
 from oncallm.gathering.sources.network_paths import namespace_id, path_id, path_policy_id
 from oncallm.gathering.sources.role_bindings import grants, role_binding_id
+from oncallm.gathering.sources.webhooks import webhook_id, webhook_service_id
 from oncallm.models.analysis import Category
 from oncallm.models.evidence import Context, NetworkPolicySnapshot, ServiceSnapshot
 
@@ -604,6 +606,8 @@ def cert_expired(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | 
     if pod is not None:
         cmds += pod_commands(ctx, pod, c)
     what = "has expired" if expired else "is not trusted"
+    used = {sec for p in ctx.pods for sec in p.secrets}
+    chain, because = certificate_chain(ctx, secrets=used)
     return Finding(
         Category.CERT_EXPIRED,
         score,
@@ -618,8 +622,11 @@ def cert_expired(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | 
             + ", so TLS handshakes fail"
             + (f": {quote_line(hits[-1].line, 200)}" if hits else f" (alert {ctx.alert.name})")
             + "."
+            + (f" It was not renewed: {chain}." if chain else "")
         ),
+        because=because,
         evidence=ev.cite(
+            *[i for link in because for i in link.evidence],
             *cite_hits(hits),
             *(pod_cites(ev, pod, c) if pod else []),
             ALERT_ID if alert_only else None,
@@ -638,6 +645,148 @@ def cert_expired(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | 
         ],
         commands=cmds,
     )
+
+
+def certificate_chain(
+    ctx: Context, *, secrets: set[str] | None = None, webhook: str | None = None
+) -> tuple[str, list[Link]]:
+    """Why a certificate was not renewed, one step past the handshake: the cert-manager
+    Certificate that issues the Secret (or injects a webhook's CA), its Ready condition and
+    failed attempts, and its Issuer or ClusterIssuer when that is not Ready or missing."""
+    texts: list[str] = []
+    ids: list[str] = []
+    for cert in ctx.certificates:
+        wanted = (secrets is not None and cert.secret_name in secrets) or (
+            webhook is not None and webhook in cert.why
+        )
+        if not wanted:
+            continue
+        ready = cert.conditions.get("Ready", ("", "", ""))
+        issuer = next(
+            (i for i in ctx.issuers if i.kind == cert.issuer_kind and i.name == cert.issuer_name),
+            None,
+        )
+        text = f"Certificate {cert.namespace}/{cert.name} (Secret {cert.secret_name})"
+        if cert.not_after:
+            text += f" expires {cert.not_after}"
+        if ready[0] and ready[0] != "True":
+            text += f", Ready={ready[0]} {ready[1]}: {quote_line(ready[2], 140)}"
+        if cert.failed_issuance_attempts:
+            text += f", {cert.failed_issuance_attempts} failed issuance attempt(s)"
+        if issuer is not None:
+            i_ready = issuer.conditions.get("Ready", ("", "", ""))
+            if not issuer.exists:
+                text += f"; its {issuer.kind} {issuer.name} does not exist"
+            elif i_ready[0] != "True":
+                text += (
+                    f"; its {issuer.kind} {issuer.name} is not Ready ({i_ready[1]}: "
+                    f"{quote_line(i_ready[2], 140)})"
+                )
+            ids.append(issuer_id(issuer.kind, issuer.name))
+        texts.append(text)
+        ids.append(certificate_id(cert.name))
+    if not texts:
+        return "", []
+    text = "; ".join(texts[:2])
+    return text, [Link(summary=text[:590] + ".", evidence=ids, category=Category.CERT_EXPIRED)]
+
+
+_WEBHOOK_CERT = re.compile(r"x509:|certificate has expired|certificate signed by unknown", re.I)
+
+
+def admission_webhook(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """The API server cannot call an admission webhook (``failed calling webhook``), so with
+    failurePolicy Fail it refuses the objects the webhook intercepts: a ReplicaSet cannot
+    create its pods. The webhook's backend is the cause: its Service without ready endpoints,
+    or its serving certificate expired (and why cert-manager did not renew it)."""
+    for w in ctx.webhooks:
+        where = (
+            f"Service {w.service_namespace}/{w.service_name}"
+            if w.service_name
+            else (w.url or "its URL")
+        )
+        config = f"{w.kind} {w.configuration}" if w.configuration else "its configuration"
+        refused = next((e for e in ctx.events if f'webhook "{w.name}"' in e.message), None)
+        common_ev = [webhook_id(w.name), ev.event(refused) if refused else None]
+        if _WEBHOOK_CERT.search(w.error) or w.ca_expired:
+            chain, because = certificate_chain(ctx, webhook=w.name)
+            return Finding(
+                Category.CERT_EXPIRED,
+                0.93,
+                summary=(
+                    f"Admission webhook {w.name} presents an expired or untrusted certificate, "
+                    "so the API server refuses what it intercepts."
+                ),
+                root_cause=(
+                    f"The API server cannot call admission webhook {w.name} ({config}, "
+                    f"failurePolicy {w.failure_policy}) at {where}: TLS fails "
+                    f"({quote_line(w.error, 200)})"
+                    + (f"; the caBundle expired {w.ca_not_after}" if w.ca_expired else "")
+                    + ", so every request it intercepts"
+                    + (f" ({', '.join(w.rules[:2])})" if w.rules else "")
+                    + " is refused"
+                    + (f". {chain}" if chain else "")
+                    + "."
+                ),
+                because=because,
+                evidence=ev.cite(*common_ev, *[i for link in because for i in link.evidence]),
+                impact=f"{workload_state(ctx)}; no pod the webhook intercepts can be created.",
+                immediate_actions=[
+                    f"Renew the webhook's serving certificate (and its caBundle) for {where}; "
+                    "with cert-manager fix the Issuer named in the root cause, then `cmctl "
+                    "renew` the Certificate.",
+                    f"While it is broken, set failurePolicy Ignore on webhook {w.name} if "
+                    "admission may be skipped safely.",
+                ],
+                recommendations=[
+                    "Alert on webhook certificate expiry (cert-manager CertManagerCertExpirySoon) "
+                    "and on apiserver_admission_webhook_rejection_count.",
+                ],
+                commands=[
+                    f"kubectl get {w.kind.lower() or 'validatingwebhookconfiguration'} "
+                    f"{w.configuration or ''} -o yaml".replace("  ", " "),
+                    f"kubectl -n {w.service_namespace or namespace(ctx)} get "
+                    "certificates.cert-manager.io",
+                ],
+            )
+        if w.service_name and (w.service_exists is False or w.ready_endpoints == 0):
+            state = (
+                "does not exist"
+                if w.service_exists is False
+                else f"has no ready endpoints ({w.not_ready_endpoints} not ready)"
+            )
+            return Finding(
+                Category.DEPENDENCY_UNREACHABLE,
+                0.93,
+                summary=(
+                    f"Admission webhook {w.name} is down: {where} {state}, so the API server "
+                    "refuses what it intercepts."
+                ),
+                root_cause=(
+                    f"The API server cannot call admission webhook {w.name} ({config}, "
+                    f"failurePolicy {w.failure_policy}): its {where} {state} — "
+                    f"{quote_line(w.error, 200)}; every request it intercepts"
+                    + (f" ({', '.join(w.rules[:2])})" if w.rules else "")
+                    + " is refused, so the controllers cannot create their pods."
+                ),
+                evidence=ev.cite(*common_ev, webhook_service_id(w.name)),
+                impact=f"{workload_state(ctx)}; no pod the webhook intercepts can be created.",
+                immediate_actions=[
+                    f"Bring the webhook's backend back ({where}: scale its Deployment up, fix "
+                    "its pods), or set failurePolicy Ignore on it until it runs.",
+                ],
+                recommendations=[
+                    "Run webhook backends with 2+ replicas and a PodDisruptionBudget, and scope "
+                    "them with a namespaceSelector that excludes their own namespace.",
+                ],
+                commands=[
+                    kc.endpoints(w.service_namespace or namespace(ctx), w.service_name),
+                    f"kubectl -n {w.service_namespace} get pods -o wide",
+                    f"kubectl get {w.kind.lower() or 'validatingwebhookconfiguration'} "
+                    f"{w.configuration} -o yaml",
+                ],
+            )
+    return None
 
 
 # --- RBAC ---------------------------------------------------------------------------------------
