@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -66,10 +67,16 @@ class Result:
         return self.got == self.expected and not self.mentions_missing and not self.error
 
 
+_MD_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~])")
+"""A Markdown backslash escape: the report escapes what Markdown would otherwise format."""
+
+
 def score(
     scenario: Scenario, category: str | None, report_text: str
 ) -> tuple[list[str], list[str]]:
-    text = report_text.lower()
+    # Read the report as a person reads the rendered Markdown: ``SEND\_BATCH\_SIZE`` is
+    # SEND_BATCH_SIZE on the page.
+    text = _MD_ESCAPE.sub(r"\1", report_text).lower()
     found = [m for m in scenario.expect.mention if m.lower() in text]
     missing = [m for m in scenario.expect.mention if m.lower() not in text]
     return found, missing
