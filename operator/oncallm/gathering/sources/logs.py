@@ -33,6 +33,11 @@ async def read(scope: Scope) -> None:
     if src.log_lines == 0:
         return
     failing = [p for p in scope.ctx.pods if pod_is_unhealthy(p) and p.node_name]
+    if not failing:
+        # Nothing crashed, yet the alert fires (a Job that never finishes, a target that does
+        # not answer, a pod that is slow): the running pods' own words are the evidence left.
+        running = [p for p in scope.ctx.pods if p.node_name and p.phase == "Running"]
+        failing = sorted(running, key=lambda p: p.name != scope.target.name)
     tasks: list[Awaitable[None]] = []
     for pod in failing[: scope.settings.max_log_pods]:
         for c in _log_containers(pod, scope.target.container):
