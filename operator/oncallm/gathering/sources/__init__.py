@@ -30,6 +30,7 @@ from oncallm.gathering.sources import (
     resource_holders,
     role_bindings,
     scheduling,
+    scrape_paths,
     services,
     webhooks,
     workload,
@@ -60,6 +61,7 @@ SOURCES: tuple[Source, ...] = (
     dns.SOURCE,
     webhooks.SOURCE,
     network_paths.SOURCE,
+    scrape_paths.SOURCE,
     pull_credentials.SOURCE,
     custom_resources.SOURCE,
 )

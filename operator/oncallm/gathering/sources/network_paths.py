@@ -151,7 +151,7 @@ async def read(scope: Scope) -> None:
     if not wanted:
         return
     source = ctx.pods[0]
-    await _namespace(scope, ns)
+    await read_namespace(scope, ns)
     policies: dict[str, list[Obj]] = {}
     for dest in wanted:
         path = NetworkPathSnapshot(
@@ -170,7 +170,7 @@ async def read(scope: Scope) -> None:
         )
         async with scope.guard(f"network path to {dest.text}"):
             if dest.namespace and dest.service:
-                await _namespace(scope, dest.namespace)
+                await read_namespace(scope, dest.namespace)
                 await _service_end(scope, path, dest)
                 if dest.namespace not in policies:
                     policies[dest.namespace] = await scope.reader.list(
@@ -186,7 +186,8 @@ async def read(scope: Scope) -> None:
         ctx.network_paths.append(path)
 
 
-async def _namespace(scope: Scope, name: str) -> None:
+async def read_namespace(scope: Scope, name: str) -> None:
+    """Add a Namespace's labels to ``Context.namespaces`` (once): namespaceSelectors match them."""
     if any(n.name == name for n in scope.ctx.namespaces):
         return
     async with scope.guard(f"namespace {name}"):
