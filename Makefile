@@ -18,6 +18,9 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install OnCallM with its test tools
 
+model-server: install ## llama.cpp's OpenAI-compatible server and SmolLM2 into .venv (built once, cached in ~/.cache/oncallm)
+	tools/model-server/install $(VENV)
+
 build: install ## build the local control plane from Go modules (cached: a rebuild costs nothing)
 	$(VENV)/bin/oncallm controlplane build
 
@@ -56,4 +59,4 @@ e2e: install ## the kind suite (needs Docker and kind; skips elsewhere)
 clean: ## remove the virtualenv and caches (the control plane binary cache stays in ~/.cache/oncallm)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache artifacts
 
-.PHONY: help install build up down demo run test test-unit lint eval bench e2e clean
+.PHONY: help install model-server build up down demo run test test-unit lint eval bench e2e clean

@@ -19,8 +19,9 @@ from oncallm.scenarios.plant import clear_namespace, ensure_namespace
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: The local OpenAI-compatible server (fixture ``openai_server``).
-pytest_plugins = ["tests.openai_server"]
+#: The scripted OpenAI-compatible server (fixture ``openai_server``) and llama.cpp's real one
+#: with SmolLM2 (fixture ``llama_server``, started on first use).
+pytest_plugins = ["tests.openai_server", "tests.llama_server"]
 
 
 @pytest.fixture(scope="session")

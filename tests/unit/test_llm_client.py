@@ -169,6 +169,9 @@ async def test_a_500_refusing_json_schema_is_negotiated_down_without_opening_the
     assert schema["properties"]["category"]["enum"][-1] == "unknown"
     assert "maxLength" not in json.dumps(schema) and "maxItems" not in json.dumps(schema)
     assert set(schema["required"]) >= {"category", "summary", "rootCause", "evidence"}
+    assert schema["properties"]["evidence"]["minItems"] == 1, "a grammar makes it cite"
+    strict = openai_server.chat_requests[0].json["response_format"]["json_schema"]["schema"]
+    assert "minItems" not in json.dumps(strict), "OpenAI's strict mode refuses minItems"
     assert client.breaker.state is BreakerState.CLOSED
     assert client.breaker.consecutive_failures == 0
     assert client.negotiated == {"smollm2": "json_object_schema"}

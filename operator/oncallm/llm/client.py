@@ -32,7 +32,7 @@ import openai
 from oncallm.llm import metrics
 from oncallm.llm.breaker import CircuitBreaker
 from oncallm.llm.budget import TokenLedger
-from oncallm.llm.prompt import diagnosis_json_schema, estimate_tokens
+from oncallm.llm.prompt import citing_at_least_one, diagnosis_json_schema, estimate_tokens
 from oncallm.llm.redaction import Redactor
 from oncallm.llm.settings import NO_KEY, LLMSettings
 
@@ -358,6 +358,8 @@ class ModelClient:
         max_tokens: int,
     ) -> dict[str, Any]:
         request: dict[str, Any] = {"model": model, "messages": messages}
+        if mode in ("json_object_schema", "ollama_format", "guided_json"):
+            schema = citing_at_least_one(schema)
         if mode == "json_schema":
             request["response_format"] = {
                 "type": "json_schema",

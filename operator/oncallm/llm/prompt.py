@@ -119,15 +119,16 @@ def system_prompt(nonce: str, *, tools: bool) -> str:
         "5. [REDACTED] marks a secret removed on purpose; do not ask for it.\n"
         "6. Prefer read-only kubectl commands; name the object and namespace.\n"
         f"{tool_rule}"
-        "\nReply with ONE JSON object and nothing else, with these fields:\n"
+        "\nReply with ONE short JSON object and nothing else (a few hundred words at most), "
+        "with these fields in this order:\n"
         f'- "category": one of: {categories}\n'
+        '- "evidence": up to 20 evidence ids that prove the root cause\n'
+        '- "confidence": a number from 0 to 1\n'
         '- "summary": one sentence, at most 600 characters\n'
         '- "rootCause": what failed and why, at most 1200 characters\n'
-        '- "confidence": a number from 0 to 1\n'
         '- "impact": who or what is affected (may be "")\n'
         '- "immediateActions": up to 12 steps to restore service\n'
         '- "recommendations": up to 12 changes that prevent a repeat\n'
-        '- "evidence": up to 20 evidence ids that prove the root cause\n'
         '- "commands": up to 16 kubectl commands that confirm or fix it\n'
     )
 
@@ -276,12 +277,30 @@ def diagnosis_json_schema(evidence_ids: list[str] | None = None) -> dict[str, An
         return node
 
     schema: dict[str, Any] = clean(source)
+    # A constrained model writes the properties in this order: what decides the diagnosis
+    # first, so a reply that rambles on in its lists has already named and proven its cause.
+    first = ("category", "evidence", "confidence", "summary", "rootCause")
+    properties = schema["properties"]
+    order = [*(k for k in first if k in properties), *(k for k in properties if k not in first)]
+    schema["properties"] = {k: properties[k] for k in order}
+    schema["required"] = order
     if evidence_ids:
         schema["properties"]["evidence"]["items"] = {
             "type": "string",
             "enum": list(dict.fromkeys(evidence_ids)),
         }
     return schema
+
+
+def citing_at_least_one(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with ``minItems: 1`` on the cited evidence, for grammar-constrained servers
+    (llama.cpp, Ollama, vLLM): a small model otherwise answers with an empty list, which
+    proves nothing. Not for OpenAI's strict ``json_schema``, which refuses ``minItems``."""
+    out = json.loads(json.dumps(schema))
+    evidence = out.get("properties", {}).get("evidence")
+    if isinstance(evidence, dict) and evidence.get("type") == "array":
+        evidence["minItems"] = 1
+    return out
 
 
 def _hints(baseline: Diagnosis, redactor: Redactor) -> tuple[dict[str, Any], int]:
