@@ -412,6 +412,18 @@ class ResourceHoldersSnapshot(Snapshot):
     holders: list[ResourceHolder] = Field(default_factory=list)
 
 
+class RetentionSetting(Snapshot):
+    """A retention or clean-up setting, in a ConfigMap a volume's writer reads, that disables
+    deleting old data (``log.retention.ms=-1``)."""
+
+    config_map: str
+    namespace: str
+    file: str
+    key: str
+    value: str
+    line: int = 0
+
+
 class SchedulingSnapshot(Snapshot):
     """A pod's FailedScheduling message, parsed."""
 
@@ -698,6 +710,8 @@ class Context(Snapshot):
     node_health: list[NodeHealthSnapshot] = Field(default_factory=list)
     scheduling: list[SchedulingSnapshot] = Field(default_factory=list)
     resource_holders: list[ResourceHoldersSnapshot] = Field(default_factory=list)
+    #: retention turned off in the config of the pods writing a volume that fills up
+    retention_settings: list[RetentionSetting] = Field(default_factory=list)
     dns: DNSSnapshot | None = None
     webhooks: list[WebhookSnapshot] = Field(default_factory=list)
     pull_credentials: list[PullCredentialsSnapshot] = Field(default_factory=list)

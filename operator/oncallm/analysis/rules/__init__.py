@@ -211,6 +211,14 @@ RULES: tuple[Rule, ...] = (
         check=pods.bad_config,
     ),
     Rule(
+        "retention-disabled",
+        Category.BAD_CONFIG,
+        Scope.POD,
+        "A volume fills up because a retention or clean-up setting in the ConfigMap its writer "
+        "reads is turned off (-1, 0, unlimited).",
+        check=pods.retention_disabled,
+    ),
+    Rule(
         "failing-probe",
         Category.FAILING_PROBE,
         Scope.POD,

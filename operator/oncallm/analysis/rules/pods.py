@@ -12,6 +12,7 @@ import re
 
 from oncallm.analysis import commands as kc
 from oncallm.analysis.evidence import (
+    ALERT_ID,
     EvidenceIndex,
     container_id,
     is_error_line,
@@ -46,6 +47,7 @@ from oncallm.gathering.sources.pull_credentials import (
     pull_secret_id,
     refresher_id,
 )
+from oncallm.gathering.sources.retention import config_id
 from oncallm.models.analysis import Category
 from oncallm.models.evidence import ContainerSnapshot, Context, LogSnapshot, PodSnapshot
 from oncallm.models.quantity import parse_quantity
@@ -726,6 +728,53 @@ def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | No
             "undone.",
         ],
         commands=cmds,
+    )
+
+
+def retention_disabled(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """A volume fills up because its writer never deletes old data: a retention or clean-up
+    setting in the ConfigMap it reads is turned off. The configuration is the cause; a bigger
+    volume only postpones the alert."""
+    if not ctx.retention_settings:
+        return None
+    s = ctx.retention_settings[0]
+    others = [f"{o.key}={o.value}" for o in ctx.retention_settings[1:3]]
+    claim = ctx.target.name if ctx.target.kind == "PersistentVolumeClaim" else "the volume"
+    writers = sorted({p.name for p in ctx.pods if s.config_map in p.config_maps})
+    w = controller(ctx)
+    return Finding(
+        Category.BAD_CONFIG,
+        0.86,
+        summary=(
+            f"{claim} fills up because {s.key}={s.value} in ConfigMap {s.config_map} turns "
+            "retention off."
+        ),
+        root_cause=(
+            f"PersistentVolumeClaim {claim} keeps growing because its writer"
+            + (f" ({', '.join(writers[:3])})" if writers else "")
+            + f" never deletes old data: ConfigMap {s.namespace}/{s.config_map} ({s.file}, line "
+            f"{s.line}) sets {s.key}={s.value}"
+            + (f" (and {', '.join(others)})" if others else "")
+            + ", which disables retention."
+        ),
+        evidence=ev.cite(
+            *(config_id(r.config_map, r.key) for r in ctx.retention_settings[:3]), ALERT_ID
+        ),
+        impact=f"{workload_state(ctx)}; when the volume is full its writer stops accepting data.",
+        immediate_actions=[
+            f"Restore a retention limit for {s.key} in ConfigMap {s.config_map} (or set one per "
+            "topic/index) and restart or reload the writer so it deletes old data.",
+            f"If the volume is about to fill, expand PersistentVolumeClaim {claim} first (if its "
+            "StorageClass allows volume expansion).",
+        ],
+        recommendations=[
+            "Review retention changes like capacity changes: link the writer's retention "
+            "settings from the KubePersistentVolumeFillingUp runbook.",
+        ],
+        commands=[
+            f"kubectl -n {s.namespace} get configmap {s.config_map} -o yaml",
+            *([kc.rollout_restart(w.kind, w.namespace, w.name)] if w else []),
+        ],
     )
 
 
