@@ -17,7 +17,7 @@ def _controlplane(args: argparse.Namespace) -> int:
 
     folder = Path(args.dir)
     if args.action == "up":
-        plane = LocalControlPlane.running_or_started(folder)
+        plane = LocalControlPlane.running_or_started(folder, node=args.node)
         print(f"local control plane up at {plane.server}")
         print(f"export KUBECONFIG={plane.kubeconfig}")
         print(f"kubectl: {plane.kubectl}  (or any kubectl with that KUBECONFIG)")
@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dir",
         default=os.environ.get("ONCALLM_CONTROLPLANE_DIR", "/tmp/oncallm-controlplane"),
         help="where its data, certificates, logs and kubeconfig live",
+    )
+    cp.add_argument(
+        "--node",
+        action="store_true",
+        help="up: add a real node (kubelet, containerd, kube-proxy, CoreDNS, scheduler and the "
+        "workload controllers); needs root (docs/controlplane.md)",
     )
     cp.set_defaults(func=_controlplane)
 

@@ -4,7 +4,13 @@
 //	controlplane etcd ...                     (go.etcd.io/etcd/server/v3/etcdmain)
 //	controlplane kube-apiserver ...           (k8s.io/kubernetes/cmd/kube-apiserver)
 //	controlplane kube-controller-manager ...  (k8s.io/kubernetes/cmd/kube-controller-manager)
+//	controlplane kube-scheduler ...           (k8s.io/kubernetes/cmd/kube-scheduler)
+//	controlplane kubelet ...                  (k8s.io/kubernetes/cmd/kubelet)
+//	controlplane kube-proxy ...               (k8s.io/kubernetes/cmd/kube-proxy)
 //	controlplane kubectl ...                  (k8s.io/kubectl)
+//
+// The scheduler, kubelet and kube-proxy run only on a control plane started with a node
+// (`oncallm controlplane up --node`).
 //
 // A link named after a component (bin/kubectl -> controlplane) runs that
 // component, so the binary also serves as a plain kubectl.
@@ -14,6 +20,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,9 +30,12 @@ import (
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
+	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
-const usage = "usage: controlplane etcd|kube-apiserver|kube-controller-manager|kubectl [flags]"
+const usage = "usage: controlplane etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy|kubectl [flags]"
 
 func main() {
 	sub := filepath.Base(os.Args[0])
@@ -45,6 +55,12 @@ func main() {
 		os.Exit(cli.Run(apiserver.NewAPIServerCommand()))
 	case "kube-controller-manager":
 		os.Exit(cli.Run(controllermanager.NewControllerManagerCommand()))
+	case "kube-scheduler":
+		os.Exit(cli.Run(scheduler.NewSchedulerCommand()))
+	case "kubelet":
+		os.Exit(cli.Run(kubelet.NewKubeletCommand(context.Background())))
+	case "kube-proxy":
+		os.Exit(cli.Run(proxy.NewProxyCommand()))
 	case "kubectl":
 		os.Exit(cli.Run(kubectlcmd.NewDefaultKubectlCommand()))
 	default:

@@ -37,11 +37,12 @@ def cache_key(src: Path) -> str:
     for name in sorted(p.name for p in src.iterdir() if p.suffix in {".go", ".mod", ".sum"}):
         digest.update(name.encode())
         digest.update((src / name).read_bytes())
-    digest.update(_go_version().encode())
+    digest.update(go_version().encode())
     return digest.hexdigest()[:16]
 
 
-def _go_version() -> str:
+def go_version() -> str:
+    """``go env GOVERSION``, part of every cache key of a Go build."""
     go = shutil.which("go")
     if go is None:
         return "no-go"
@@ -68,7 +69,9 @@ def ensure_binary(cache_dir: Path | None = None) -> Path:
             "(https://go.dev/doc/install) or set ONCALLM_CONTROLPLANE_BIN to a built binary"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
+    # One temporary name per process: two processes building the same key at once (two test
+    # runs in one checkout) must not rename each other's half-written file.
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
     log.info("building the control plane (first time only; several minutes) into %s", target)
     started = time.monotonic()
     subprocess.run(
@@ -76,7 +79,7 @@ def ensure_binary(cache_dir: Path | None = None) -> Path:
         cwd=source_dir(),
         check=True,
     )
-    tmp.rename(target)
+    os.replace(tmp, target)
     log.info("built the control plane in %.0f s", time.monotonic() - started)
     return target
 

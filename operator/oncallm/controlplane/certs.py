@@ -81,8 +81,12 @@ def _issue(
     )
 
 
-def generate(folder: Path) -> CertFiles:
-    """Write a fresh CA, serving certificates and the service account key pair into ``folder``."""
+def generate(folder: Path, extra_hosts: tuple[str, ...] = ()) -> CertFiles:
+    """Write a fresh CA, serving certificates and the service account key pair into ``folder``.
+
+    ``extra_hosts`` are further names or addresses of both serving certificates (the local
+    node's address, where the API server and the kubelet listen with ``--node``).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     files = CertFiles(
         ca_cert=folder / "ca.crt",
@@ -125,6 +129,7 @@ def generate(folder: Path) -> CertFiles:
     files.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
 
     hosts = ["127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "10.96.0.1"]
+    hosts += [h for h in extra_hosts if h not in hosts]
     for cert_path, key_path, cn in (
         (files.apiserver_cert, files.apiserver_key, "kube-apiserver"),
         (files.kubelet_cert, files.kubelet_key, "kubelet-logs"),

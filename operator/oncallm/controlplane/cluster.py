@@ -11,10 +11,16 @@ The parts and why each is there:
   controllers: owner references, namespace deletion and ``default`` ServiceAccounts behave
   as in a cluster, while no workload, endpoint or node controller rewrites planted state.
 - a kubelet-log server (:mod:`oncallm.controlplane.kubelet_logs`) behind planted Nodes.
+
+With ``node=True`` (``oncallm controlplane up --node``) a real node joins
+(:mod:`oncallm.controlplane.node`): containerd, kubelet, kube-proxy, a CNI bridge and CoreDNS,
+plus kube-scheduler and the controller manager's workload controllers. Those would rewrite
+planted state, which is why the default control plane runs without them.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -26,6 +32,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,9 +40,10 @@ from typing import Any
 
 import yaml
 
-from oncallm.controlplane import certs
+from oncallm.controlplane import certs, images
 from oncallm.controlplane.build import repo_root, resolve_binary
 from oncallm.controlplane.kubelet_logs import plant_log, remove_log
+from oncallm.controlplane.node import NODE_IP, NODE_NAME, LocalNode, check_host
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +51,19 @@ log = logging.getLogger(__name__)
 SERVICE_CIDR = "10.96.0.0/12"
 #: Controllers that keep the API honest without touching planted pods, endpoints or nodes.
 CONTROLLERS = "garbage-collector-controller,namespace-controller,serviceaccount-controller"
-#: How long the API server may take to say ready; a cold start on 2 busy cores takes ~10 s.
+#: With a node: every controller a cluster runs by default (deployment, replicaset, statefulset,
+#: daemonset, job, cronjob, endpoints and EndpointSlices, PV binder, PVC protection,
+#: resourcequota, node lifecycle, pod GC, the kube-root-ca.crt publisher, ...).
+NODE_CONTROLLERS = "*"
+#: How long the API server (or the node) may take to say ready; a cold start on 2 busy cores
+#: takes ~10 s (the node: about a minute).
 READY_TIMEOUT = 120.0
 #: The Node address type the API server tries first to reach a node's kubelet: planted Nodes
 #: keep their own addresses (a scenario's InternalIP is evidence) and get one of this type,
 #: 127.0.0.1, for the kubelet-log server. The API server accepts any type name here.
 KUBELET_ADDRESS_TYPE = "OnCallMKubeletLogs"
+#: Manifests a node's control plane applies: RBAC for the API server's kubelet client, CoreDNS.
+ADDONS = Path(__file__).parent / "addons"
 #: The default folder of ``oncallm controlplane up``; tests use a temporary one each run.
 DEFAULT_FOLDER = Path(os.environ.get("ONCALLM_CONTROLPLANE_DIR", "/tmp/oncallm-controlplane"))
 
@@ -74,15 +89,25 @@ class State:
     #: the address type planted Nodes route pods/log with (InternalIP for a control plane
     #: started before KUBELET_ADDRESS_TYPE existed)
     kubelet_address_type: str = "InternalIP"
+    #: Where the API server listens: loopback, or the node's bridge address with a node.
+    apiserver_host: str = "127.0.0.1"
+    #: A real node runs beside it (``up --node``).
+    node: bool = False
+    #: The real kubelet's port on the node's address (0 without a node).
+    node_kubelet_port: int = 0
 
 
 class LocalControlPlane:
     """A real etcd + kube-apiserver + kube-controller-manager on loopback ports."""
 
-    def __init__(self, folder: Path | None = None) -> None:
+    def __init__(self, folder: Path | None = None, *, node: bool = False) -> None:
         self.folder = Path(folder or DEFAULT_FOLDER).resolve()
         self.state: State | None = None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._node = node
+        #: Seconds the last :meth:`up` took: ``up`` in all, and with a node ``images``
+        #: (building any image the cache lacked), ``node_ready`` and ``node``.
+        self.timings: dict[str, float] = {}
 
     # -- paths ---------------------------------------------------------------------------
     @property
@@ -101,7 +126,16 @@ class LocalControlPlane:
     @property
     def server(self) -> str:
         assert self.state is not None, "the control plane is not up"
-        return f"https://127.0.0.1:{self.state.apiserver_port}"
+        return f"https://{self.state.apiserver_host}:{self.state.apiserver_port}"
+
+    @property
+    def has_node(self) -> bool:
+        """Whether a real node runs beside this control plane."""
+        return bool(self.state.node if self.state else self._node)
+
+    @property
+    def node(self) -> LocalNode:
+        return LocalNode(self.folder)
 
     @property
     def kubelet_port(self) -> int:
@@ -123,17 +157,27 @@ class LocalControlPlane:
         return plane
 
     @classmethod
-    def running_or_started(cls, folder: Path | None = None) -> LocalControlPlane:
-        """The control plane running in ``folder``, or a new one started there."""
+    def running_or_started(
+        cls, folder: Path | None = None, *, node: bool = False
+    ) -> LocalControlPlane:
+        """The control plane running in ``folder``, or a new one started there (with a real
+        node when ``node``; a running one in the other mode is an error)."""
         try:
             plane = cls.attach(folder)
+        except RuntimeError:
+            plane = None
+        if plane is not None:
             if plane.is_running():
+                if plane.has_node != node:
+                    have = "with" if plane.has_node else "without"
+                    raise RuntimeError(
+                        f"the control plane in {plane.folder} runs {have} a node: "
+                        "`oncallm controlplane down` it first"
+                    )
                 return plane
             plane.down()  # a stale state.json from a stopped run
-        except RuntimeError:
-            pass
         log.info("starting the local control plane in %s", cls(folder).folder)
-        return cls(folder).up()
+        return cls(folder, node=node).up()
 
     def is_running(self) -> bool:
         if self.state is None:
@@ -145,7 +189,12 @@ class LocalControlPlane:
         started = time.monotonic()
         binary = resolve_binary()
         self.folder.mkdir(parents=True, exist_ok=True)
-        pki = certs.generate(self.folder / "pki")
+        node = self.node if self._node else None
+        if node is not None:
+            check_host()
+            node.reset()
+            node.setup_network()  # the API server listens on the bridge's address
+        pki = certs.generate(self.folder / "pki", extra_hosts=(NODE_IP,) if node else ())
         self.state = State(
             folder=str(self.folder),
             binary=str(binary),
@@ -155,12 +204,25 @@ class LocalControlPlane:
             kubelet_port=free_port(),
             admin_token=secrets.token_hex(24),
             kubelet_address_type=KUBELET_ADDRESS_TYPE,
+            apiserver_host=NODE_IP if node else "127.0.0.1",
+            node=node is not None,
+            node_kubelet_port=free_port() if node else 0,
         )
         cm_token = secrets.token_hex(24)
-        (self.folder / "tokens.csv").write_text(
+        tokens = (
             f'{self.state.admin_token},oncallm-admin,oncallm-admin,"system:masters"\n'
             f'{cm_token},system:kube-controller-manager,kcm,"system:masters"\n'
         )
+        node_tokens = {part: secrets.token_hex(24) for part in ("kubelet", "scheduler", "proxy")}
+        if node is not None:
+            # The identities kubeadm gives these parts, so the Node authorizer and the
+            # bootstrap RBAC roles (system:kube-scheduler, system:node-proxier) apply.
+            tokens += (
+                f'{node_tokens["kubelet"]},system:node:{NODE_NAME},kubelet,"system:nodes"\n'
+                f"{node_tokens['scheduler']},system:kube-scheduler,scheduler\n"
+                f"{node_tokens['proxy']},system:kube-proxy,kube-proxy\n"
+            )
+        (self.folder / "tokens.csv").write_text(tokens)
         (self.folder / "tokens.csv").chmod(0o600)
         (self.folder / "bin").mkdir(exist_ok=True)
         if self.kubectl.is_symlink() or self.kubectl.exists():
@@ -170,6 +232,13 @@ class LocalControlPlane:
         self._write_kubeconfig(
             self.folder / "controller-manager.kubeconfig", cm_token, "kube-controller-manager"
         )
+        if node is not None:
+            for part, user in (
+                ("kubelet", f"system:node:{NODE_NAME}"),
+                ("scheduler", "system:kube-scheduler"),
+                ("proxy", "system:kube-proxy"),
+            ):
+                self._write_kubeconfig(self.folder / f"{part}.kubeconfig", node_tokens[part], user)
         s = self.state
         etcd_data = self.folder / "etcd"
         self._spawn(
@@ -192,15 +261,16 @@ class LocalControlPlane:
             [
                 "kube-apiserver",
                 f"--etcd-servers=http://127.0.0.1:{s.etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.state.apiserver_host}",
+                f"--advertise-address={self.state.apiserver_host}",
                 f"--secure-port={s.apiserver_port}",
                 f"--cert-dir={self.folder / 'pki'}",
                 f"--tls-cert-file={pki.apiserver_cert}",
                 f"--tls-private-key-file={pki.apiserver_key}",
                 f"--client-ca-file={pki.ca_cert}",
                 f"--token-auth-file={self.folder / 'tokens.csv'}",
-                "--authorization-mode=RBAC",
+                # With a node, as in kubeadm: the Node authorizer and NodeRestriction.
+                "--authorization-mode=Node,RBAC" if node else "--authorization-mode=RBAC",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={pki.sa_pub}",
                 f"--service-account-signing-key-file={pki.sa_key}",
@@ -209,9 +279,17 @@ class LocalControlPlane:
                 f"--kubelet-certificate-authority={pki.ca_cert}",
                 f"--kubelet-client-certificate={pki.kubelet_cert}",
                 f"--kubelet-client-key={pki.kubelet_key}",
-                "--disable-admission-plugins=TaintNodesByCondition",
-                # The API server's own Endpoints would be 127.0.0.1, which Endpoints reject.
-                "--endpoint-reconciler-type=none",
+                *(
+                    # A real node gets its not-ready taints; its address is a valid endpoint.
+                    ["--enable-admission-plugins=NodeRestriction"]
+                    if node
+                    else [
+                        "--disable-admission-plugins=TaintNodesByCondition",
+                        # The API server's own Endpoints would be 127.0.0.1, which Endpoints
+                        # reject.
+                        "--endpoint-reconciler-type=none",
+                    ]
+                ),
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--v=1",
@@ -236,32 +314,150 @@ class LocalControlPlane:
             [
                 "kube-controller-manager",
                 f"--kubeconfig={self.folder / 'controller-manager.kubeconfig'}",
-                f"--controllers={CONTROLLERS}",
+                f"--controllers={NODE_CONTROLLERS if node else CONTROLLERS}",
                 "--leader-elect=false",
                 "--secure-port=0",
                 f"--root-ca-file={pki.ca_cert}",
+                *([f"--service-cluster-ip-range={SERVICE_CIDR}"] if node else []),
                 "--v=1",
             ],
         )
         self._save_state()
+        if node is not None:
+            self._start_node(node, pki)
         self.install_crds(crds or repo_root() / "crds")
+        self.timings["up"] = time.monotonic() - started
         log.info(
-            "local control plane ready at %s in %.1f s (kubeconfig %s)",
+            "local control plane%s ready at %s in %.1f s (kubeconfig %s)",
+            f" with node {NODE_NAME}" if node else "",
             self.server,
-            time.monotonic() - started,
+            self.timings["up"],
             self.kubeconfig,
         )
         return self
+
+    def _start_node(self, node: LocalNode, pki: certs.CertFiles) -> None:
+        """kube-scheduler, containerd with the images, kubelet, kube-proxy, then CoreDNS."""
+        assert self.state is not None
+        node_started = time.monotonic()
+        self._spawn(
+            "kube-scheduler",
+            [
+                "kube-scheduler",
+                f"--kubeconfig={self.folder / 'scheduler.kubeconfig'}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                "--v=1",
+            ],
+        )
+        built = [build() for build in images.NODE_IMAGES]
+        self.timings["images"] = sum(image.build_seconds for image in built)
+        node.start_containerd(self._spawn)
+        for image in built:
+            node.import_image(image)
+        self.kubectl_run("apply", "-f", str(ADDONS / "node-rbac.yaml"))
+        config = node.kubelet_config(
+            pki.ca_cert, pki.kubelet_cert, pki.kubelet_key, self.state.node_kubelet_port
+        )
+        node.start_kubelet(self._spawn, config, self.folder / "kubelet.kubeconfig")
+        node.start_kube_proxy(self._spawn, self.folder / "proxy.kubeconfig", free_port())
+        self._save_state()
+        # A folder's etcd keeps the last run's Node and pods: only what this kubelet
+        # reported since it started counts.
+        since = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+        self._wait_node_ready(since)
+        self.timings["node_ready"] = time.monotonic() - node_started
+        self.kubectl_run("apply", "-f", str(ADDONS / "coredns.yaml"))
+        self.wait_pods_ready("kube-system", "k8s-app=kube-dns", since)
+        self.timings["node"] = time.monotonic() - node_started
+
+    def _check_parts(self) -> None:
+        for name, proc in self._procs.items():
+            if proc.poll() is not None:
+                tail = _tail(self.folder / f"{name}.log")
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+
+    def _wait_node_ready(self, since: datetime.datetime) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        last = ""
+        while time.monotonic() < deadline:
+            self._check_parts()
+            status, body = self.request(f"/api/v1/nodes/{NODE_NAME}")
+            if status == 200:
+                conditions = json.loads(body).get("status", {}).get("conditions", [])
+                ready = [c for c in conditions if c.get("type") == "Ready"]
+                if (
+                    ready
+                    and ready[0].get("status") == "True"
+                    and _time(ready[0].get("lastHeartbeatTime")) >= since
+                ):
+                    return
+                last = ready[0].get("message", "") if ready else "no Ready condition yet"
+            else:
+                last = f"node not registered ({status})"
+            time.sleep(0.5)
+        raise TimeoutError(
+            f"node {NODE_NAME} not Ready after {READY_TIMEOUT:.0f} s ({last}); "
+            f"see {self.folder / 'kubelet.log'}"
+        )
+
+    def wait_pods_ready(
+        self,
+        namespace: str,
+        selector: str,
+        since: datetime.datetime | None = None,
+        timeout: float = READY_TIMEOUT,
+    ) -> None:
+        """Wait until every pod matching ``selector`` is Ready (since ``since``, if given)."""
+        deadline = time.monotonic() + timeout
+        last = "no pods yet"
+        query = urllib.parse.urlencode({"labelSelector": selector})
+        while time.monotonic() < deadline:
+            self._check_parts()
+            status, body = self.request(f"/api/v1/namespaces/{namespace}/pods?{query}")
+            pods = json.loads(body).get("items", []) if status == 200 else []
+            ready = []
+            for pod in pods:
+                cond = [
+                    c for c in pod.get("status", {}).get("conditions", []) if c["type"] == "Ready"
+                ]
+                fresh = since is None or (
+                    cond and _time(cond[0].get("lastTransitionTime")) >= since
+                )
+                ready.append(bool(cond and cond[0]["status"] == "True" and fresh))
+            if pods and all(ready):
+                return
+            if pods:
+                last = f"{ready.count(False)} of {len(pods)} not Ready"
+            time.sleep(0.5)
+        raise TimeoutError(
+            f"pods {selector} in {namespace} not Ready after {timeout:.0f} s: {last}"
+        )
 
     def down(self) -> None:
         """Stop every part and forget the state; the folder's data stays for inspection."""
         pids = dict(self.state.pids) if self.state else {}
         for name, proc in self._procs.items():
             pids.setdefault(name, proc.pid)
-        for name in ("kube-controller-manager", "kube-apiserver", "kubelet-logs", "etcd"):
+        node = self.node if self.has_node or "kubelet" in pids else None
+        for name in ("kube-proxy", "kubelet"):
+            if name in pids:
+                _terminate(pids[name])
+        if node is not None:
+            node.stop_containers()  # the shims and their containers outlive containerd
+        for name in (
+            "containerd",
+            "kube-scheduler",
+            "kube-controller-manager",
+            "kube-apiserver",
+            "kubelet-logs",
+            "etcd",
+        ):
             pid = pids.get(name)
             if pid is not None:
                 _terminate(pid)
+        if node is not None and self.state is not None:
+            node.stop(self.state.binary)
         for proc in self._procs.values():
             try:
                 proc.wait(timeout=10)
@@ -482,6 +678,12 @@ def _terminate(pid: int, timeout: float = 10.0) -> None:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _time(value: str | None) -> datetime.datetime:
+    if not value:
+        return datetime.datetime.min.replace(tzinfo=datetime.UTC)
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _tail(path: Path, lines: int = 30) -> str:

@@ -1,0 +1,3 @@
+module github.com/oncallm/oncallm/tools/images
+
+go 1.26.0
