@@ -1466,3 +1466,205 @@ def test_a_403_names_the_binding_that_grants_it_to_another_serviceaccount() -> N
     c = ctx(role_bindings=[binding], logs=[log(f"ERROR kubernetes client: {refusal}")])
     d = check(c, Category.RBAC_FORBIDDEN)
     assert "pod-launcher" in d.root_cause and "worker" in d.root_cause
+
+
+# --- leads: what the sources found one step further ---------------------------------------
+
+
+def test_a_volume_filling_with_retention_turned_off_is_bad_config() -> None:
+    from oncallm.models.evidence import RetentionSetting
+
+    c = ctx(
+        pods=[_old_pod()],
+        retention_settings=[
+            RetentionSetting(
+                config_map="broker-config",
+                namespace=NS,
+                file="server.properties",
+                key="log.retention.ms",
+                value="-1",
+                line=12,
+            )
+        ],
+        alert=alert("KubePersistentVolumeFillingUp", pod="", persistentvolumeclaim="data-0"),
+        target=TargetRef(kind="PersistentVolumeClaim", namespace=NS, name="data-0"),
+    )
+    d = check(c, Category.BAD_CONFIG)
+    assert "log.retention.ms=-1" in d.root_cause and "broker-config" in d.root_cause
+
+
+def _webhook(**kw: Any) -> Any:
+    from oncallm.models.evidence import WebhookSnapshot
+
+    base: dict[str, Any] = {
+        "name": "policy.acme.io",
+        "error": 'Internal error occurred: failed calling webhook "policy.acme.io": failed to '
+        'call webhook: Post "https://policy-svc.guard.svc:443/validate": no endpoints available '
+        'for service "policy-svc"',
+        "configuration": "policy",
+        "kind": "ValidatingWebhookConfiguration",
+        "service_namespace": "guard",
+        "service_name": "policy-svc",
+        "service_exists": True,
+        "ready_endpoints": 0,
+        "rules": ["CREATE pods"],
+    }
+    base.update(kw)
+    return WebhookSnapshot(**base)
+
+
+def _refused(message: str) -> EventSnapshot:
+    return event(
+        "FailedCreate", f"Error creating: {message}", kind="ReplicaSet", name="api-7d9f8c6b5"
+    )
+
+
+def test_a_webhook_without_endpoints_refusing_pods_is_its_unreachable_backend() -> None:
+    hook = _webhook()
+    c = ctx(pods=[], webhooks=[hook], events=[_refused(hook.error)])
+    d = check(c, Category.DEPENDENCY_UNREACHABLE)
+    assert "policy.acme.io" in d.root_cause and "guard/policy-svc" in d.root_cause
+
+
+def test_a_webhook_with_an_expired_certificate_names_the_issuer_that_failed() -> None:
+    from oncallm.models.evidence import CertificateSnapshot, IssuerSnapshot
+
+    hook = _webhook(
+        error='failed calling webhook "policy.acme.io": tls: failed to verify certificate: '
+        "x509: certificate has expired or is not yet valid",
+        ready_endpoints=2,
+    )
+    cert = CertificateSnapshot(
+        name="policy-serving",
+        namespace="guard",
+        secret_name="policy-tls",
+        issuer_kind="Issuer",
+        issuer_name="guard-ca",
+        conditions={"Ready": ("False", "Expired", "Certificate expired")},
+        why="the CA of webhook policy.acme.io is injected from it",
+    )
+    issuer = IssuerSnapshot(
+        kind="Issuer",
+        name="guard-ca",
+        namespace="guard",
+        conditions={"Ready": ("False", "ErrGetKeyPair", 'secret "guard-ca-key" not found')},
+    )
+    c = ctx(
+        pods=[],
+        webhooks=[hook],
+        certificates=[cert],
+        issuers=[issuer],
+        events=[_refused(hook.error)],
+    )
+    d = check(c, Category.CERT_EXPIRED)
+    assert "policy-serving" in d.root_cause and "guard-ca" in d.root_cause
+
+
+def test_a_401_names_the_pull_secret_and_its_suspended_refresher() -> None:
+    from oncallm.models.evidence import (
+        PullCredentialsSnapshot,
+        PullSecretSnapshot,
+        SecretRefresher,
+    )
+
+    puller = container(
+        state="waiting",
+        reason="ImagePullBackOff",
+        message='Back-off pulling image "123.dkr.ecr.eu-west-1.amazonaws.com/api:2.15.0"',
+        restart_count=0,
+        last_state=None,
+        last_exit_code=None,
+    )
+    refusal = (
+        'Failed to pull image "123.dkr.ecr.eu-west-1.amazonaws.com/api:2.15.0": failed to '
+        "authorize: failed to fetch anonymous token: unexpected status: 401 Unauthorized"
+    )
+    creds = PullCredentialsSnapshot(
+        pod=POD,
+        namespace=NS,
+        image="123.dkr.ecr.eu-west-1.amazonaws.com/api:2.15.0",
+        registry="123.dkr.ecr.eu-west-1.amazonaws.com",
+        error=refusal,
+        secrets=[
+            PullSecretSnapshot(
+                name="ecr-creds",
+                namespace=NS,
+                refreshers=[
+                    SecretRefresher(
+                        kind="CronJob", name="ecr-refresh", namespace=NS, suspended=True
+                    )
+                ],
+            )
+        ],
+    )
+    c = ctx(pods=[pod(POD, puller)], events=[event("Failed", refusal)], pull_credentials=[creds])
+    d = check(c, Category.IMAGE_PULL_ERROR)
+    assert "ecr-creds" in d.root_cause and "ecr-refresh" in d.root_cause
+    assert "suspended" in d.root_cause
+
+
+def test_a_pending_gpu_pod_names_who_holds_the_gpus() -> None:
+    from oncallm.models.evidence import ResourceHolder, ResourceHoldersSnapshot
+
+    waiting = pod(
+        POD,
+        container(state="waiting", reason="", message="", restart_count=0, last_state=None),
+        phase="Pending",
+        node_name=None,
+    )
+    c = ctx(
+        pods=[waiting],
+        events=[
+            event(
+                "FailedScheduling",
+                "0/4 nodes are available: 2 Insufficient nvidia.com/gpu, 2 node(s) didn't match "
+                "Pod's node affinity/selector. preemption: 0/4 nodes are available: 2 No "
+                "preemption victims found for incoming pod.",
+            )
+        ],
+        resource_holders=[
+            ResourceHoldersSnapshot(
+                resource="nvidia.com/gpu",
+                requested=8,
+                allocatable=8,
+                holders=[
+                    ResourceHolder(
+                        kind="Job", name="train-7", namespace="ml", amount=6, pods=["a", "b", "c"]
+                    )
+                ],
+            )
+        ],
+    )
+    d = check(c, Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE)
+    assert "ml/train-7" in d.root_cause and "6 of 8" in d.root_cause
+
+
+def test_a_path_denied_by_a_namespace_selector_names_the_policy_and_the_labels() -> None:
+    from oncallm.models.evidence import NamespaceSnapshot, NetworkPathSnapshot, PeerPod
+
+    path = NetworkPathSnapshot(
+        destination="kafka.brokers:9092",
+        line="TimeoutException: Timeout expired while fetching topic metadata",
+        source_pod=POD,
+        source_namespace=NS,
+        source_labels={"app": "api"},
+        namespace="brokers",
+        service="kafka",
+        service_exists=True,
+        port=9092,
+        target_port=9092,
+        pods=[PeerPod(name="kafka-0", labels={"app": "kafka"})],
+        egress_allowed=None,
+        ingress_policies=[
+            NetworkPolicySnapshot(
+                name="kafka-clients", namespace="brokers", policy_types=["Ingress"]
+            )
+        ],
+        ingress_allowed=False,
+    )
+    c = ctx(
+        network_paths=[path],
+        namespaces=[NamespaceSnapshot(name=NS, labels={"team": "shop"})],
+    )
+    d = check(c, Category.NETWORK_POLICY_BLOCK)
+    assert "kafka-clients" in d.root_cause and "team=shop" in d.root_cause
