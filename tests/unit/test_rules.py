@@ -1668,3 +1668,39 @@ def test_a_path_denied_by_a_namespace_selector_names_the_policy_and_the_labels()
     )
     d = check(c, Category.NETWORK_POLICY_BLOCK)
     assert "kafka-clients" in d.root_cause and "team=shop" in d.root_cause
+
+
+def test_two_independent_causes_are_primary_then_secondary() -> None:
+    pulling = pod(
+        "api-7d9f8c6b5-p2p2p",
+        container(
+            state="waiting",
+            reason="ImagePullBackOff",
+            message='Back-off pulling image "ghcr.io/acme/orders-api:2.15.0"',
+            restart_count=0,
+            last_state=None,
+            last_exit_code=None,
+        ),
+        phase="Pending",
+    )
+    down = node(
+        "orders-worker-2", Ready=("Unknown", "NodeStatusUnknown", "Kubelet stopped posting status.")
+    )
+    stranded = pod("api-7d9f8c6b5-n3n3n", node_name="orders-worker-2", deleting=True)
+    c = ctx(
+        pods=[pulling, stranded],
+        nodes=[node(), down],
+        events=[
+            event(
+                "Failed",
+                'Failed to pull image "ghcr.io/acme/orders-api:2.15.0": not found',
+                name="api-7d9f8c6b5-p2p2p",
+            )
+        ],
+        alert=alert("KubeDeploymentReplicasMismatch", pod="", container="", deployment="api"),
+        target=TargetRef(kind="Deployment", namespace=NS, name="api"),
+    )
+    d = diagnose(c)
+    categories = {d.category, *(link.category for link in d.secondary)}
+    assert {Category.IMAGE_PULL_ERROR, Category.NODE_NOT_READY} <= categories, d
+    assert d.secondary and d.secondary[0].role.value == "secondary"

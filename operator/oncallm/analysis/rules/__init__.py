@@ -279,6 +279,19 @@ class Verdict:
     findings: list[Finding] = field(default_factory=list)
 
 
+def _independent(finding: Finding, primary: Finding) -> bool:
+    """A second cause is independent when it shares no evidence with the root cause and is
+    about no object the root cause's text names: otherwise it is a part of the same chain (the
+    scheduling failure a self-blocking rollout causes, the pod a node's OOM names)."""
+    cited = set(primary.evidence) | {e for link in primary.because for e in link.evidence}
+    own = set(finding.evidence) - {ALERT_ID}
+    if own & cited:
+        return False
+    text = primary.root_cause + " ".join(link.summary for link in primary.because)
+    objects = {e.split("/")[1] for e in own if e.startswith(("pod/", "container/"))}
+    return not any(name in text for name in objects)
+
+
 def evaluate(
     ctx: Context, settings: RuleSettings | None = None, ev: EvidenceIndex | None = None
 ) -> list[Finding]:
@@ -346,14 +359,13 @@ def decide(
         primary = causes[0]
     else:
         primary = unknown(ctx, ev, settings)
-    cited = set(primary.evidence) - {ALERT_ID}
     secondary = [
         f
         for f in causes
         if f is not primary
         and f.category is not primary.category
         and f.score >= settings.secondary_cause_score
-        and not (set(f.evidence) - {ALERT_ID}) <= cited
+        and _independent(f, primary)
     ][:3]
     return Verdict(
         primary=primary,
