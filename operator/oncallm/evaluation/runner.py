@@ -24,18 +24,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from oncallm.analysis.baseline import build_baseline
 from oncallm.analysis.evidence import EvidenceSettings
 from oncallm.analysis.rules import RuleSettings
 from oncallm.evaluation.prometheus import scenario_prometheus
-from oncallm.gathering.gather import gather
+from oncallm.gathering.gather import MetricsSource, gather
+from oncallm.intake.naming import analysis_name
 from oncallm.models.analysis import AlertAnalysis, AlertAnalysisSpec, AlertAnalysisStatus, AlertSpec
 from oncallm.models.policy import DEFAULT_POLICY
+from oncallm.pipeline.prometheus import PrometheusSource
 from oncallm.reports import render_report
 from oncallm.scenarios.model import Scenario, load_scenarios
 
 log = logging.getLogger(__name__)
 
+#: The namespace of the analyses, as ``oncallm eval --namespace`` defaults it.
+DEFAULT_NAMESPACE = "oncallm-eval"
 #: Seconds one scenario's analysis may take before it counts as failed.
 SCENARIO_TIMEOUT = 120.0
 #: The split of the scenarios at the top of the folder.
@@ -82,16 +88,23 @@ def score(
     return found, missing
 
 
-async def evaluate_offline(scenario: Scenario) -> Result:
+async def evaluate_offline(
+    scenario: Scenario, namespace: str = DEFAULT_NAMESPACE, metrics: MetricsSource | None = None
+) -> Result:
+    """The analysis the operator would write, in memory. Named and placed as on the cluster
+    (``namespace``, the webhook's analysis name) and reading the same ``metrics``, so the
+    report reads the same."""
     started = time.perf_counter()
     shifted = scenario.shift()
-    ctx = await gather(shifted.alert, shifted.memory_reader(), DEFAULT_POLICY, now=shifted.now)
+    ctx = await gather(
+        shifted.alert, shifted.memory_reader(), DEFAULT_POLICY, metrics=metrics, now=shifted.now
+    )
     # As the operator does: the evidence built once, with the settings of the environment.
     rules = build_baseline(ctx, EvidenceSettings.from_env(), RuleSettings.from_env())
     diagnosis = rules.diagnosis
     known = {e.id: e for e in rules.evidence.items}
     analysis = AlertAnalysis(
-        metadata={"name": scenario.name, "namespace": "offline"},
+        metadata={"name": analysis_name(shifted.alert), "namespace": namespace},
         spec=AlertAnalysisSpec(alert=AlertSpec.from_alert(shifted.alert)),
         status=AlertAnalysisStatus(
             phase="Completed",
@@ -137,6 +150,7 @@ async def evaluate_on_cluster(
     scored (a hidden split leaves nothing to read)."""
     from oncallm.evaluation.stack import running_stack
     from oncallm.kube.api import ClientSettings, KubeAPI
+    from oncallm.kube.resources import resource
     from oncallm.scenarios.plant import Planter, ensure_namespace
 
     api = await KubeAPI.connect(ClientSettings(kubeconfig=kubeconfig, qps=0))
@@ -149,7 +163,16 @@ async def evaluate_on_cluster(
     results: list[Result] = []
     try:
         await ensure_namespace(api, namespace)
+        # An earlier run's analyses would be this run's history (same alerts, same
+        # fingerprints) and change its reports: each run starts without them.
+        analyses = resource("AlertAnalysis").path(namespace)
+        await api.request("DELETE", analyses)
         async with running_stack(kubeconfig, namespace) as stack:
+            deadline = time.monotonic() + SCENARIO_TIMEOUT  # the operator lifts finalizers
+            while (await api.request("GET", analyses)).get("items"):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the earlier analyses in {namespace} are not deleted")
+                await asyncio.sleep(0.1)
             for scenario in scenarios:
                 began = time.perf_counter()
                 quiet = bool(hidden and scenario.name in hidden)
@@ -417,7 +440,10 @@ def run_eval(
     splits = [split_of(folder, s) for s in scenarios]
     hidden = {s.name for s, split in zip(scenarios, splits, strict=True) if is_hidden(split)}
     if offline:
-        results = asyncio.run(_offline(scenarios))
+        with scenario_prometheus(scenarios) as prometheus_url:
+            if prometheus_url:
+                print(f"scenario metrics served by Prometheus at {prometheus_url}", flush=True)
+            results = asyncio.run(_offline(scenarios, namespace, prometheus_url))
     else:
         from oncallm.controlplane import LocalControlPlane
 
@@ -452,18 +478,23 @@ def run_eval(
     return 0
 
 
-async def _offline(scenarios: list[Scenario]) -> list[Result]:
-    results = []
-    for scenario in scenarios:
-        try:
-            results.append(await evaluate_offline(scenario))
-        except Exception as err:
-            results.append(
-                Result(
-                    scenario.name,
-                    scenario.expect.category.value,
-                    None,
-                    error=f"{type(err).__name__}: {err}",
-                )
-            )
-    return results
+async def _offline(
+    scenarios: list[Scenario], namespace: str = DEFAULT_NAMESPACE, prometheus_url: str | None = None
+) -> list[Result]:
+    """Every scenario in memory; with ``prometheus_url``, gathering reads the scenarios' metrics
+    from that Prometheus, as the operator does on the control plane."""
+    async with aiohttp.ClientSession() as session:
+        metrics = PrometheusSource(prometheus_url, session) if prometheus_url else None
+        return [await _offline_one(s, namespace, metrics) for s in scenarios]
+
+
+async def _offline_one(scenario: Scenario, namespace: str, metrics: MetricsSource | None) -> Result:
+    try:
+        return await evaluate_offline(scenario, namespace, metrics)
+    except Exception as err:
+        return Result(
+            scenario.name,
+            scenario.expect.category.value,
+            None,
+            error=f"{type(err).__name__}: {err}",
+        )
