@@ -47,8 +47,11 @@ lint: install ## ruff and mypy
 	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/mypy
 
-eval: build ## score the analysis on tests/scenarios on the local control plane (N/M correct)
+eval: build ## score tests/scenarios on the local control plane: a score per split, a confusion matrix, N/M correct
 	$(VENV)/bin/oncallm --log-level WARNING eval tests/scenarios --dir $(CONTROLPLANE_DIR)
+
+eval-offline: install ## the same scores in memory, without the control plane (seconds; the same answers)
+	$(VENV)/bin/oncallm --log-level WARNING eval tests/scenarios --offline
 
 bench: build ## benchmarks on the local control plane; prints figures
 	$(PY) bench/run.py
@@ -59,4 +62,4 @@ e2e: install ## the kind suite (needs Docker and kind; skips elsewhere)
 clean: ## remove the virtualenv and caches (the control plane binary cache stays in ~/.cache/oncallm)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache artifacts
 
-.PHONY: help install model-server build up down demo run test test-unit lint eval bench e2e clean
+.PHONY: help install model-server build up down demo run test test-unit lint eval eval-offline bench e2e clean
