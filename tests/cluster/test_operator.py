@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from oncallm.scenarios.model import Scenario, ShiftedScenario
 from oncallm.scenarios.plant import plant
 from tests.helpers.operator import operator_process, operator_running
 from tests.helpers.planting import wait_for
+from tests.helpers.storm import Storm, build_storm
 
 pytestmark = pytest.mark.cluster
 
@@ -188,3 +192,112 @@ async def test_sigkill_while_gathering_then_restart_completes_once(
     assert [e["reason"] for e in events["items"]] == ["AnalysisCompleted"]
     with pytest.raises(ApiError):
         await kube.request("GET", resource("ConfigMap").path(namespace, f"{name}-report-2"))
+
+
+async def test_sigkill_mid_incident_completes_every_member_exactly_once(
+    kube: KubeAPI, control_plane: LocalControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    """A storm of three incidents; the operator, slowed to four API requests a second (its
+    reads wait for them, never time out), is killed once some members completed. The next one completes the rest: every analysis reaches
+    Completed exactly once, each member names the one primary of its cause, the unrelated
+    alerts stay alone."""
+    storm = build_storm(namespace, per_incident=(4, 4, 4), unrelated=2, node_workloads=2)
+    try:
+        await _storm_incidents(kube, control_plane, namespace, tmp_path, storm)
+    finally:  # the storm's Nodes (and their Events, in default) outlive the namespace
+        for shifted in storm.scenarios:
+            for event in shifted.event_objects():
+                if event["involvedObject"].get("kind") == "Node":
+                    with contextlib.suppress(ApiError):
+                        await kube.request(
+                            "DELETE",
+                            resource("Event").path(
+                                event["metadata"]["namespace"], event["metadata"]["name"]
+                            ),
+                        )
+            for obj in shifted.objects:
+                if obj["kind"] == "Node":
+                    with contextlib.suppress(ApiError):
+                        await kube.request(
+                            "DELETE", resource("Node").path(None, obj["metadata"]["name"])
+                        )
+
+
+async def _storm_incidents(
+    kube: KubeAPI, control_plane: LocalControlPlane, namespace: str, tmp_path: Path, storm: Storm
+) -> None:
+    for shifted in storm.scenarios:
+        await plant_scenario(kube, control_plane, shifted)
+    transitions: Counter[str] = Counter()
+    watch = asyncio.create_task(_count_completions(kube, namespace, transitions))
+    log = tmp_path / "operator.log"
+    names = []
+    slow = {"ONCALLM_KUBE_QPS": "4", "ONCALLM_KUBE_BURST": "1", "ONCALLM_SOURCE_TIMEOUT": "300"}
+    first = operator_process(namespace, control_plane.kubeconfig, log, **slow)
+    try:
+        for raw in storm.alerts:
+            names.append(await create_analysis(kube, namespace, Alert.model_validate(raw)))
+
+        async def some_members_done() -> bool:
+            done = [n for n in names if n in transitions]
+            return 6 <= len(done) < len(names)
+
+        await wait_for(some_members_done, timeout=120, interval=0.05, what="some members done")
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    done_at_kill = {n for n in names if n in transitions}
+    groups_at_kill = Counter(
+        (storm.expected[raw["fingerprint"]], name in done_at_kill)
+        for name, raw in zip(names, storm.alerts, strict=True)
+    )
+    # mid-incident: an incident with members completed and members still to complete
+    assert any(
+        groups_at_kill[(group, True)] and groups_at_kill[(group, False)]
+        for group in ("node", "dependency", "rollout")
+    ), groups_at_kill
+    second = operator_process(namespace, control_plane.kubeconfig, log)
+    try:
+        for name in names:
+            await wait_phase(kube, namespace, name, {"Completed", "Failed"}, timeout=120)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+        watch.cancel()
+    assert {n: transitions[n] for n in names} == {n: 1 for n in names}, log.read_text()[-3000:]
+    statuses = {n: (await get_analysis(kube, namespace, n))["status"] for n in names}
+    by_incident: dict[str, set[str]] = {}
+    for name, raw in zip(names, storm.alerts, strict=True):
+        by_incident.setdefault(storm.expected[raw["fingerprint"]], set()).add(
+            statuses[name]["incident"]["primary"]
+        )
+    assert all(len(primaries) == 1 for primaries in by_incident.values()), by_incident
+    assert len({p for ps in by_incident.values() for p in ps}) == 3 + 2
+    events = await kube.request(
+        "GET",
+        resource("Event").path(namespace),
+        query={"fieldSelector": "reason=AnalysisCompleted"},
+    )
+    completed_events = Counter(e["involvedObject"]["name"] for e in events["items"])
+    assert set(completed_events.values()) <= {1}
+
+
+async def _count_completions(kube: KubeAPI, namespace: str, seen: Counter[str]) -> None:
+    """Count, per analysis, the watch events that take it into phase Completed."""
+    path = resource("AlertAnalysis").path(namespace)
+    phases: dict[str, str | None] = {}
+    version = (await kube.request("GET", path))["metadata"]["resourceVersion"]
+    while True:
+        try:
+            async for event in kube.watch(path, resource_version=version):
+                obj = event.get("object") or {}
+                version = (obj.get("metadata") or {}).get("resourceVersion", version)
+                name = str((obj.get("metadata") or {}).get("name"))
+                phase = (obj.get("status") or {}).get("phase")
+                if phase == "Completed" and phases.get(name) != "Completed":
+                    seen[name] += 1
+                phases[name] = phase
+        except ApiError:
+            await asyncio.sleep(0.2)

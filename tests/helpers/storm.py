@@ -178,6 +178,7 @@ def build_storm(
         oom = _rename(oom, "report-builder", name)
         oom["name"] = f"{prefix}-unrelated-{i}"
         oom["objects"] = [o for o in oom["objects"] if o["kind"] != "Node"]
+        oom["events"] = [e for e in oom["events"] if e["involvedObject"].get("kind") != "Node"]
         for obj in oom["objects"]:
             if obj["kind"] == "Pod":
                 obj["spec"]["nodeName"] = healthy[target_ns]

@@ -18,7 +18,7 @@ from oncallm.llm.settings import LLMSettings
 from oncallm.pipeline.prometheus import PrometheusSource
 from oncallm.pipeline.run import Pipeline
 from oncallm.pipeline.service import AnalysisService
-from oncallm.pipeline.settings import OperatorSettings
+from oncallm.pipeline.settings import IncidentSettings, OperatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,15 @@ log = logging.getLogger(__name__)
 WATCH_CLIENT_TIMEOUT = 300
 #: Server-side watch timeout, shorter than the client's so the server ends watches cleanly.
 WATCH_SERVER_TIMEOUT = 270
+#: kopf workers at once. kopf starts one per object with events in flight; ours only hand the
+#: event to the queue, so a worker's life is its idle timeout. Unbounded, a restart over 5,000
+#: analyses started 5,000 at once (1.7 GB, docs/bench.md); 100 hold at most 100 bodies.
+WORKER_LIMIT = 100
+#: Seconds an idle kopf worker waits for its object's next event before it exits and frees
+#: its slot. kopf's default (5 s) would let 100 slots see only 20 objects a second; at 0.2 s
+#: they see ~500, and an object's next event most often comes from our own status write,
+#: seconds later, when a new worker is as cheap as a kept one.
+WORKER_IDLE_TIMEOUT = 0.2
 
 
 @kopf.on.login()
@@ -41,25 +50,18 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    # Progress and diff-base in annotations: the structural CRD schema prunes unknown status
-    # fields, so kopf's default status storage would be dropped by the API server.
-    # A prefix of kopf's own: kopf ignores changes to annotations under its prefix, and
-    # `oncallm.io/reanalyze` must count as a change.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix="kopf.oncallm.io"
-    )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="kopf.oncallm.io", key="last-handled-configuration"
-    )
-    settings.persistence.finalizer = "oncallm.io/finalizer"
+    # No resource-changing handlers (handlers/alertanalysis.py watches events only), so kopf
+    # keeps no progress or diff-base on the objects; the status' phase is the only state.
     settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT
     # OnCallM watches its own namespace only; scanning namespaces and CRDs cluster-wide needs
     # rights it does not have, and kopf would retry them for about a minute at every start.
     settings.scanning.disabled = True
     settings.posting.level = logging.WARNING  # k8s Events for problems only; ours are explicit
-    # Handler retries are ours (RetryLater -> TemporaryError with a delay), not kopf's backoff.
+    # Only the AnalysisPolicy handler is synchronous; analyses run in OnCallM's own queue.
     settings.execution.max_workers = 4
+    settings.queueing.worker_limit = WORKER_LIMIT
+    settings.queueing.idle_timeout = WORKER_IDLE_TIMEOUT
 
     config = OperatorSettings.from_env()
     _serve_metrics(config.metrics_port)
@@ -71,10 +73,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     )
     reader = ApiReader(api)
     pipeline = Pipeline.from_env(api, reader, config, model, metrics_source)
-    service = AnalysisService(api, pipeline, config)
+    service = AnalysisService(api, pipeline, config, IncidentSettings.from_env())
     # Policies are known before the first analysis runs: kopf starts every watch at once, and
     # an analysis resumed at startup must not run under the built-in default by accident.
     await service.load_policies()
+    service.start()
     memo.service = service
     memo.api = api
     memo.session = session
@@ -120,6 +123,8 @@ async def _every(seconds: float, job: Any) -> None:
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    if getattr(memo, "service", None) is not None:
+        await memo.service.stop()
     for task in getattr(memo, "sweeps", []):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -135,4 +140,4 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.probe(id="analyses_waiting")
 def waiting(memo: kopf.Memo, **_: Any) -> int:
     service: AnalysisService | None = getattr(memo, "service", None)
-    return service.gate.waiting if service else 0
+    return service.queue.waiting if service else 0

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from oncallm.analysis.baseline import build_baseline
+from oncallm.analysis.baseline import Baseline, build_baseline
 from oncallm.analysis.evidence import EvidenceSettings
 from oncallm.analysis.rules import RuleSettings
 from oncallm.gathering.gather import gather
 from oncallm.gathering.reader import KubeReader
-from oncallm.gathering.scope import MetricsSource
+from oncallm.gathering.scope import HistorySource, MetricsSource
 from oncallm.gathering.settings import GatherSettings
+from oncallm.gathering.sources import SOURCES, Source
 from oncallm.gathering.target import resolve_target
 from oncallm.intake.naming import LABEL_FINGERPRINT
 from oncallm.kube.api import KubeAPI
@@ -31,6 +33,7 @@ from oncallm.models.analysis import (
     Condition,
     Diagnosis,
     EvidenceRef,
+    IncidentRef,
     Phase,
     StageTimings,
     TargetRef,
@@ -98,6 +101,8 @@ class RunResult:
     phase: Phase
     #: completed by the rules while the model was unavailable: ask the model again later
     model_pending: bool = False
+    #: the status written last (a completed analysis' whole status)
+    status: AlertAnalysisStatus | None = None
 
 
 @dataclass
@@ -113,6 +118,8 @@ class Pipeline:
     rule_settings: RuleSettings = field(default_factory=RuleSettings)
     report_settings: ReportSettings = field(default_factory=ReportSettings)
     tools: ToolBackend | None = None
+    #: earlier analyses of the same alert; None: a list call per analysis (ApiHistory)
+    history: HistorySource | None = None
 
     @classmethod
     def from_env(
@@ -164,6 +171,29 @@ class Pipeline:
 
     async def run(self, analysis: AlertAnalysis, policy: AnalysisPolicy, attempt: int) -> RunResult:
         """Analyse; returns the final phase. Raises ApiError on API failures (retry later)."""
+        skipped = await self.skip_if_due(analysis, policy)
+        if skipped is not None:
+            return skipped
+        started = time.perf_counter()
+        await self.mark_gathering(analysis, policy, attempt)
+        ctx = await self.gather(analysis, policy)
+        gathered = time.perf_counter()
+        metrics.STAGE_SECONDS.labels("gathering").observe(gathered - started)
+        await patch_status(
+            self.api,
+            analysis,
+            AlertAnalysisStatus(phase=Phase.ANALYZING, short_root_cause="analysing…"),
+        )
+        # The evidence is built once, with the operator's settings, and the rules, the model
+        # and the report all cite that one list.
+        rules = build_baseline(ctx, self.evidence_settings, self.rule_settings)
+        return await self.conclude(analysis, policy, ctx, rules, started=started, gathered=gathered)
+
+    async def skip_if_due(
+        self, analysis: AlertAnalysis, policy: AnalysisPolicy
+    ) -> RunResult | None:
+        """Skip an alert resolved before its analysis started, or one its policy does not
+        analyse; None when it is to be analysed."""
         alert = analysis.spec.alert.to_alert()
         if alert.status == AlertStatus.RESOLVED and analysis.status.phase in (None, Phase.PENDING):
             await self.skip(
@@ -179,8 +209,12 @@ class Pipeline:
                 analysis, f"policy {policy.name} has analyze: false for this alert", policy.name
             )
             return RunResult(Phase.SKIPPED)
+        return None
 
-        started = time.perf_counter()
+    async def mark_gathering(
+        self, analysis: AlertAnalysis, policy: AnalysisPolicy, attempt: int
+    ) -> None:
+        alert = analysis.spec.alert.to_alert()
         target = resolve_target(alert)
         await patch_status(
             self.api,
@@ -196,33 +230,59 @@ class Pipeline:
                 short_root_cause="gathering evidence…",
             ),
         )
-        ctx = await gather(
-            alert,
+
+    async def gather(
+        self,
+        analysis: AlertAnalysis,
+        policy: AnalysisPolicy,
+        sources: tuple[Source, ...] = SOURCES,
+    ) -> Context:
+        """Everything the policy reads for the alert (``sources``: all by default)."""
+        return await gather(
+            analysis.spec.alert.to_alert(),
             self.reader,
             policy,
             settings=self.gather_settings,
             metrics=self.metrics_source,
-            history=ApiHistory(self.reader, self.namespace),
+            history=self.history or ApiHistory(self.reader, self.namespace),
             exclude_analysis=analysis.name,
+            sources=sources,
         )
-        gathered = time.perf_counter()
-        metrics.STAGE_SECONDS.labels("gathering").observe(gathered - started)
 
-        await patch_status(
-            self.api,
-            analysis,
-            AlertAnalysisStatus(phase=Phase.ANALYZING, short_root_cause="analysing…"),
-        )
-        # The evidence is built once, with the operator's settings, and the rules, the model
-        # and the report all cite that one list.
-        rules = build_baseline(ctx, self.evidence_settings, self.rule_settings)
+    async def conclude(
+        self,
+        analysis: AlertAnalysis,
+        policy: AnalysisPolicy,
+        ctx: Context,
+        rules: Baseline,
+        *,
+        started: float,
+        gathered: float,
+        prompt_extra: list[EvidenceRef] | None = None,
+        incident: IncidentRef | None = None,
+        members: list[AlertAnalysis] | None = None,
+        on_outcome: Callable[[ModelOutcome, list[EvidenceRef]], None] | None = None,
+    ) -> RunResult:
+        """From the rules' diagnosis to the completed analysis: ask the model (with
+        ``prompt_extra`` after the alert, e.g. an incident's member symptoms), then the
+        status, the report (listing ``members``), the Event. ``on_outcome`` hears the final
+        diagnosis and the items it may cite as soon as it is known, before anything is
+        written."""
         evidence = rules.evidence.items
-        outcome = await self._model(ctx, evidence, rules.diagnosis, policy)
+        prompt = evidence
+        if prompt_extra:
+            prompt = [*evidence[:1], *prompt_extra, *evidence[1:]]
+        outcome = await self._model(ctx, prompt, rules.diagnosis, policy)
+        if prompt_extra:
+            evidence = prompt
+        if on_outcome is not None:
+            on_outcome(outcome, evidence)
         analysed = time.perf_counter()
         metrics.STAGE_SECONDS.labels("analyzing").observe(analysed - gathered)
 
         # ctx.target: gathering may have refined the target (a node given by its IP).
         status = self._status(analysis, ctx, ctx.target, policy, outcome, evidence)
+        status.incident = incident
         status.timings = StageTimings(
             gathering=round(gathered - started, 3),
             analyzing=round(analysed - gathered, 3),
@@ -238,8 +298,9 @@ class Pipeline:
         final = analysis.model_copy(update={"status": status})
         files = render_report(
             final,
-            _history_objects(analysis, ctx.history),
+            history_objects(analysis, ctx.history),
             max_bytes=self.report_settings.max_bytes,
+            members=members,
         )
         status.report_config_map = await write_report(self.api, analysis, files)
         reported = time.perf_counter()
@@ -256,7 +317,7 @@ class Pipeline:
             reason="AnalysisCompleted",
             message=f"{status.category}: {status.root_cause} (report: {status.report_url})",
         )
-        return RunResult(Phase.COMPLETED, model_pending=outcome.upgrade_pending)
+        return RunResult(Phase.COMPLETED, model_pending=outcome.upgrade_pending, status=status)
 
     async def _model(
         self, ctx: Context, evidence: list[EvidenceRef], baseline: Diagnosis, policy: AnalysisPolicy
@@ -352,9 +413,7 @@ def _condition(kind: str, status: str, reason: str, message: str) -> Condition:
     )
 
 
-def _history_objects(
-    analysis: AlertAnalysis, history: list[HistorySnapshot]
-) -> list[AlertAnalysis]:
+def history_objects(analysis: AlertAnalysis, history: list[HistorySnapshot]) -> list[AlertAnalysis]:
     """Earlier analyses of the same alert, as the report's 'earlier analyses' section reads them."""
     out = []
     for h in history:

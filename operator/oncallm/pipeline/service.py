@@ -1,25 +1,30 @@
-"""The operator's service: policies, bounded concurrency, retries, sweeps.
+"""The operator's service: policies, the queue of analyses, incidents, retries, sweeps.
 
-The kopf handlers hold one :class:`AnalysisService` in ``memo`` and call it; everything here
-is plain asyncio, tested without kopf.
+The kopf handlers hold one :class:`AnalysisService` in ``memo`` and hand it every
+AlertAnalysis event (:meth:`AnalysisService.accept`); it queues what is to be analysed and
+returns at once. Everything here is plain asyncio, tested without kopf.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from oncallm.kube.api import ApiError, KubeAPI
 from oncallm.kube.resources import resource
 from oncallm.models.analysis import AlertAnalysis, Phase
 from oncallm.models.policy import AnalysisPolicy, select_policy
-from oncallm.pipeline import metrics
-from oncallm.pipeline.run import Pipeline, RunResult
-from oncallm.pipeline.scheduler import PriorityGate
-from oncallm.pipeline.settings import OperatorSettings
+from oncallm.pipeline.history import HistoryIndex
+from oncallm.pipeline.incidents import IncidentFlow
+from oncallm.pipeline.queue import AnalysisQueue, RetryLater
+from oncallm.pipeline.run import Pipeline
+from oncallm.pipeline.settings import IncidentSettings, OperatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +35,73 @@ POLICY_LOAD_SECONDS = 30.0
 MODEL_PENDING_LABEL = "oncallm.io/model-pending"
 
 
-class RetryLater(Exception):
-    """The API server failed; try the analysis again after ``delay`` seconds."""
-
-    def __init__(self, message: str, delay: float) -> None:
-        super().__init__(message)
-        self.delay = delay
+__all__ = ["REANALYZE_ANNOTATION", "AnalysisService", "RetryLater"]
 
 
 class AnalysisService:
-    def __init__(self, api: KubeAPI, pipeline: Pipeline, settings: OperatorSettings) -> None:
+    def __init__(
+        self,
+        api: KubeAPI,
+        pipeline: Pipeline,
+        settings: OperatorSettings,
+        incidents: IncidentSettings | None = None,
+    ) -> None:
         self.api = api
         self.pipeline = pipeline
         self.settings = settings
-        self.gate = PriorityGate(settings.concurrency)
+        self.incident_settings = incidents or IncidentSettings()
         self.policies: dict[str, AnalysisPolicy] = {}
+        self.history = HistoryIndex()
+        if pipeline.history is None:
+            pipeline.history = self.history
+        self.queue = AnalysisQueue(self._run_entry, settings.concurrency)
+        self.incidents = IncidentFlow(
+            pipeline,
+            self.incident_settings,
+            idle=self.queue.idle,
+            resubmit=lambda analysis, attempt: self.queue.submit(
+                analysis, force=True, attempt=attempt
+            ),
+        )
+
+    # -- events (every AlertAnalysis event, from kopf) -------------------------------------
+    def accept(self, event_type: str | None, body: dict[str, Any]) -> bool:
+        """Take one AlertAnalysis event; True when it queued an analysis. Never raises: a
+        malformed object is logged and left alone."""
+        self.history.apply(event_type, body)
+        meta = body.get("metadata") or {}
+        namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        if event_type == "DELETED":
+            self.queue.forget(namespace, name)
+            with contextlib.suppress(ValidationError):
+                self.incidents.observe(event_type, AlertAnalysis.model_validate(body))
+            return False
+        try:
+            analysis = AlertAnalysis.model_validate(body)
+        except ValidationError as err:
+            log.warning("AlertAnalysis %s/%s is malformed and left alone: %s", namespace, name, err)
+            return False
+        self.incidents.observe(event_type, analysis)
+        if (meta.get("annotations") or {}).get(REANALYZE_ANNOTATION) == "true":
+            return self.queue.submit(analysis, force=True)
+        phase = analysis.status.phase
+        if phase is not None and phase.finished:
+            self.queue.finished(namespace, name)
+            return False
+        return self.queue.submit(analysis)
+
+    def start(self) -> None:
+        """Start the queue's workers (after the policies are loaded)."""
+        self.queue.start()
+
+    async def stop(self) -> None:
+        await self.queue.stop()
+        await self.incidents.close()
+
+    async def _run_entry(self, analysis: AlertAnalysis, attempt: int, force: bool) -> None:
+        await self.analyse(analysis, attempt, force=force)
+        if force and (analysis.metadata.get("annotations") or {}).get(REANALYZE_ANNOTATION):
+            await self.clear_reanalyze(analysis)
 
     # -- policies (kept current by the policy handlers) -----------------------------------
     async def load_policies(self) -> None:
@@ -93,9 +150,11 @@ class AnalysisService:
             policy.name,
             ", ".join(sorted(self.policies)) or "none",
         )
-        severity = analysis.spec.alert.labels.get("severity")
         try:
-            result = await self._run_in_slot(analysis, policy, attempt, severity)
+            if force or not self.incident_settings.enabled:
+                result = await self.pipeline.run(analysis, policy, attempt + 1)
+            else:
+                result = await self.incidents.run(analysis, policy, attempt)
         except ApiError as err:
             if err.status == 404:
                 return Phase.FAILED  # deleted meanwhile: nothing to write to
@@ -123,24 +182,6 @@ class AnalysisService:
             return Phase.FAILED
         await self._mark_model_pending(analysis, result.model_pending)
         return result.phase
-
-    async def _run_in_slot(
-        self, analysis: AlertAnalysis, policy: AnalysisPolicy, attempt: int, severity: str | None
-    ) -> RunResult:
-        metrics.WAITING.inc()
-        waiting = True
-        try:
-            async with self.gate.slot(severity):
-                metrics.WAITING.dec()
-                waiting = False
-                metrics.RUNNING.inc()
-                try:
-                    return await self.pipeline.run(analysis, policy, attempt + 1)
-                finally:
-                    metrics.RUNNING.dec()
-        finally:
-            if waiting:
-                metrics.WAITING.dec()
 
     async def _mark_model_pending(self, analysis: AlertAnalysis, pending: bool) -> None:
         """Label analyses the rules finished while the model was down, so a sweep finds them."""

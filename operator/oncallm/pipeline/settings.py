@@ -51,3 +51,43 @@ class OperatorSettings:
                 env.get("ONCALLM_UPGRADE_SWEEP_SECONDS", cls.upgrade_sweep_seconds)
             ),
         )
+
+
+@dataclass
+class IncidentSettings:
+    """How alerts are grouped into incidents (docs/incidents.md)."""
+
+    enabled: bool = True
+    """Group alerts by the cause they share (ONCALLM_INCIDENTS); false analyses every alert on
+    its own."""
+    window_seconds: float = 1800.0
+    """An incident takes new members until nothing joined it for this long
+    (ONCALLM_INCIDENT_WINDOW_SECONDS): the same node dying again tomorrow is a new incident."""
+    settle_seconds: float = 3.0
+    """With a model, how long a primary waits for members to arrive before the one model call,
+    so the prompt carries their symptoms (ONCALLM_INCIDENT_SETTLE_SECONDS); cut short when no
+    other alert is waiting. Without a model nothing waits."""
+    member_wait_seconds: float = 300.0
+    """Longest a member waits for its primary's diagnosis before it completes with the rules'
+    diagnosis of the incident (ONCALLM_INCIDENT_MEMBER_WAIT_SECONDS)."""
+    refresh_seconds: float = 5.0
+    """How often a completed primary's member count and report are brought up to date while
+    members join (ONCALLM_INCIDENT_REFRESH_SECONDS): one write per interval, not per member."""
+    max_incidents: int = 1000
+    """Open incidents kept in memory (ONCALLM_INCIDENT_MAX); the least recently joined go
+    first."""
+
+    @classmethod
+    def from_env(cls) -> IncidentSettings:
+        env = os.environ
+        return cls(
+            enabled=env.get("ONCALLM_INCIDENTS", "true").strip().lower()
+            not in ("false", "0", "no", "off"),
+            window_seconds=float(env.get("ONCALLM_INCIDENT_WINDOW_SECONDS", cls.window_seconds)),
+            settle_seconds=float(env.get("ONCALLM_INCIDENT_SETTLE_SECONDS", cls.settle_seconds)),
+            member_wait_seconds=float(
+                env.get("ONCALLM_INCIDENT_MEMBER_WAIT_SECONDS", cls.member_wait_seconds)
+            ),
+            refresh_seconds=float(env.get("ONCALLM_INCIDENT_REFRESH_SECONDS", cls.refresh_seconds)),
+            max_incidents=int(env.get("ONCALLM_INCIDENT_MAX", cls.max_incidents)),
+        )
