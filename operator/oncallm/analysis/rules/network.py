@@ -708,7 +708,8 @@ def admission_webhook(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findi
         config = f"{w.kind} {w.configuration}" if w.configuration else "its configuration"
         refused = next((e for e in ctx.events if f'webhook "{w.name}"' in e.message), None)
         common_ev = [webhook_id(w.name), ev.event(refused) if refused else None]
-        if _WEBHOOK_CERT.search(w.error) or w.ca_expired:
+        down = bool(w.service_name) and (w.service_exists is False or w.ready_endpoints == 0)
+        if not down and (_WEBHOOK_CERT.search(w.error) or w.ca_expired):
             chain, because = certificate_chain(ctx, webhook=w.name)
             return Finding(
                 Category.CERT_EXPIRED,
@@ -749,7 +750,7 @@ def admission_webhook(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findi
                     "certificates.cert-manager.io",
                 ],
             )
-        if w.service_name and (w.service_exists is False or w.ready_endpoints == 0):
+        if down:
             state = (
                 "does not exist"
                 if w.service_exists is False
@@ -780,7 +781,7 @@ def admission_webhook(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findi
                     "them with a namespaceSelector that excludes their own namespace.",
                 ],
                 commands=[
-                    kc.endpoints(w.service_namespace or namespace(ctx), w.service_name),
+                    kc.endpoints(w.service_namespace or namespace(ctx), w.service_name or ""),
                     f"kubectl -n {w.service_namespace} get pods -o wide",
                     f"kubectl get {w.kind.lower() or 'validatingwebhookconfiguration'} "
                     f"{w.configuration} -o yaml",

@@ -132,7 +132,7 @@ async def _destination(scope: Scope, labels: dict[str, str]) -> NetworkPathSnaps
         target = port.get("targetPort", path.port)
         named = {pp.name: pp.port for pod in path.pods for pp in pod.ports if pp.name}
         path.target_port = (
-            int(target) if str(target).isdigit() else named.get(str(target), path.port)
+            int(str(target)) if str(target).isdigit() else named.get(str(target), path.port)
         )
     return path
 

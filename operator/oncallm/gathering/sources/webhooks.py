@@ -71,7 +71,7 @@ async def read(scope: Scope) -> None:
                 obj.setdefault("kind", kind)
                 configurations.append(obj)
     for name, error in failing.items():
-        snap = webhook_snapshot(name, error, configurations)
+        snap = webhook_snapshot(name, error, configurations, scope.now)
         scope.ctx.webhooks.append(snap)
         if snap.service_name and snap.service_namespace:
             async with scope.guard(f"service {snap.service_namespace}/{snap.service_name}"):
@@ -83,7 +83,9 @@ async def read(scope: Scope) -> None:
                     snap.not_ready_endpoints += len(subset.get("notReadyAddresses") or [])
 
 
-def webhook_snapshot(name: str, error: str, configurations: list[Obj]) -> WebhookSnapshot:
+def webhook_snapshot(
+    name: str, error: str, configurations: list[Obj], now: datetime | None = None
+) -> WebhookSnapshot:
     snap = WebhookSnapshot(name=name, error=error, found=False)
     expired = _EXPIRED.search(error)
     if expired:
@@ -111,7 +113,7 @@ def webhook_snapshot(name: str, error: str, configurations: list[Obj]) -> Webhoo
             snap.path = service.get("path")
             snap.url = client.get("url")
             snap.inject_ca_from = (meta(config).get("annotations") or {}).get(INJECT_CA)
-            snap.ca_not_after, snap.ca_expired = ca_expiry(client.get("caBundle"))
+            snap.ca_not_after, snap.ca_expired = ca_expiry(client.get("caBundle"), now)
             return snap
     return snap
 
