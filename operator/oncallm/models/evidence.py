@@ -109,6 +109,10 @@ class WorkloadSnapshot(Snapshot):
     owner_kind: str | None = None
     owner_name: str | None = None
     progress_deadline_seconds: int | None = None
+    #: a StatefulSet's rolling update: its partition and its current and update revisions
+    partition: int | None = None
+    current_revision: str | None = None
+    update_revision: str | None = None
 
 
 class NodeSnapshot(Snapshot):

@@ -61,6 +61,14 @@ RULES: tuple[Rule, ...] = (
         wrap=workloads.rollout_stuck,
     ),
     Rule(
+        "statefulset-partition",
+        Category.ROLLOUT_STUCK,
+        Scope.WRAPPER,
+        "A StatefulSet's rolling update stops at its updateStrategy partition, so the ordinals "
+        "below it keep the old revision.",
+        wrap=workloads.partition_held,
+    ),
+    Rule(
         "hpa-maxed",
         Category.HPA_MAXED,
         Scope.WRAPPER,

@@ -337,6 +337,13 @@ _ATTACH = re.compile(
 )
 
 
+_WAITING_PROVISIONER = re.compile(
+    r"[Ww]aiting for a volume to be created,? either by (?:the )?external provisioner "
+    r"[\"']?([\w./-]+)[\"']?"
+)
+"""The PV controller waits on an out-of-tree provisioner that never answers."""
+
+
 def pvc_pending(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """A PersistentVolumeClaim the pod needs is not Bound (no StorageClass, no volume)."""
     pending = [p for p in ctx.pvcs if p.phase != "Bound"]
@@ -384,6 +391,13 @@ def pvc_pending(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
         why = (
             "it names no storage class and the cluster has no default StorageClass, so only a "
             "pre-made PersistentVolume could bind it and none matches"
+        )
+    elif prov and _WAITING_PROVISIONER.search(prov[0].message):
+        m = _WAITING_PROVISIONER.search(prov[0].message)
+        name = (m.group(1) if m else None) or (pvc.provisioner if pvc else None) or "?"
+        why = (
+            f"its external provisioner {name} has not created a volume: the provisioner is not "
+            "running or not registered (check its pods)"
         )
     elif prov:
         why = f"the provisioner fails: {quote_line(prov[0].message, 160)}"

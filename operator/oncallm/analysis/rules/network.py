@@ -541,7 +541,8 @@ def network_policy_block(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fi
 # --- expired certificates -----------------------------------------------------------------------
 
 _CERT_EXPIRED = re.compile(
-    r"certificate has expired|certificate expired|CERT_HAS_EXPIRED|CertificateExpiredException"
+    r"certificate has expired|certificate expired|certificate_expired|CERT_HAS_EXPIRED"
+    r"|CertificateExpiredException"
     r"|certificate is not yet valid|expired certificate|NotAfter: ",
     re.IGNORECASE,
 )
@@ -564,6 +565,14 @@ CERT_ALERTS = (
     "SSLCertExpiringSoon",
     "ProbeSSLCertExpire",
 )
+
+
+_PEER_REJECTS_OURS = re.compile(
+    r"Received fatal alert: certificate_expired|remote error: tls: expired certificate"
+    r"|alert certificate expired|SSLV3_ALERT_CERTIFICATE_EXPIRED",
+    re.I,
+)
+"""A TLS alert the peer sent: it refused the certificate this side presented (mTLS)."""
 
 
 def cert_expired(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
@@ -607,6 +616,12 @@ def cert_expired(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | 
         cmds += pod_commands(ctx, pod, c)
     what = "has expired" if expired else "is not trusted"
     used = {sec for p in ctx.pods for sec in p.secrets}
+    client = any(_PEER_REJECTS_OURS.search(h.line) for h in hits)
+    if client and pod is not None:
+        mounted = sorted(pod.secrets)
+        what = "has expired: the peer rejects this pod's own client certificate" + (
+            f" (Secrets the pod mounts: {', '.join(mounted[:3])})" if mounted else ""
+        )
     chain, because = certificate_chain(ctx, secrets=used)
     return Finding(
         Category.CERT_EXPIRED,
@@ -662,6 +677,8 @@ def certificate_chain(
         if not wanted:
             continue
         ready = cert.conditions.get("Ready", ("", "", ""))
+        if ready[0] == "True" and not cert.failed_issuance_attempts:
+            continue  # a Ready Certificate renews on time: not what failed
         issuer = next(
             (i for i in ctx.issuers if i.kind == cert.issuer_kind and i.name == cert.issuer_name),
             None,

@@ -159,6 +159,8 @@ _PULL_EVENT = re.compile(r"Failed to pull image|Back-off pulling image|ErrImageP
 _PULL_NOT_FOUND = re.compile(r"not found|manifest unknown|does not exist|no such manifest", re.I)
 _PULL_AUTH = re.compile(r"unauthori[sz]ed|authentication required|denied|403 Forbidden", re.I)
 _PULL_NET = re.compile(r"no such host|i/o timeout|connection refused|TLS handshake", re.I)
+_PULL_RATE = re.compile(r"toomanyrequests|429 Too Many Requests|pull rate limit", re.I)
+"""The registry throttles pulls (Docker Hub's anonymous limit): nothing is wrong with the image."""
 
 
 _WRONG_ARCH = re.compile(r"exec format error|no match for platform in manifest", re.I)
@@ -231,7 +233,16 @@ def image_pull_error(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findin
     messages = " ".join([e.message for e in pull_events] + [c.message if c else ""])
     image = c.image if c else _image_in(messages)
     because: list[Link] = []
-    if _PULL_NOT_FOUND.search(messages):
+    if _PULL_RATE.search(messages):
+        why = (
+            "the registry rate-limits the pulls (toomanyrequests: too many pulls from this "
+            "node's address without credentials)"
+        )
+        fix = (
+            f"Pull {image} with credentials (an imagePullSecret for the registry) or from a "
+            "mirror/pull-through cache, then delete the pods in ImagePullBackOff."
+        )
+    elif _PULL_NOT_FOUND.search(messages):
         why = "the tag or repository does not exist in the registry"
         fix = f"Point the workload at an image that exists (check the tag of {image})."
     elif _PULL_AUTH.search(messages):
@@ -594,7 +605,11 @@ _BAD_CONFIG = re.compile(
     r"|yaml\.(?:scanner|parser|constructor|composer)\.\w+Error|\b(?:Scanner|Parser)Error:"
     r"|JSONDecodeError|JsonParseException|MarkedYAMLException|TomlDecodeError"
     r"|found character .{1,8} that cannot start any token|mapping values are not allowed here"
-    r"|did not find expected key|could not find expected ':'",
+    r"|did not find expected key|could not find expected ':'"
+    # a configuration value of the wrong type: Spring's binder, Java's parsers, Go's flag/env
+    r"|Failed to bind properties under|failed to convert java\.lang\.String to"
+    r"|is not a valid (?:duration|number|integer|boolean|url|value)"
+    r"|NumberFormatException: For input string|DateTimeParseException|time: invalid duration",
     re.IGNORECASE,
 )
 _CONFIG_FILE = re.compile(r"""["']?(/[\w./-]+\.(?:ya?ml|json|toml|conf|cfg|ini|properties|xml))""")
@@ -865,9 +880,11 @@ def app_crash_exception(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fin
             return None
         if c.state == "running" and c.ready:
             return None  # it runs and is ready: past exits without a reason prove nothing
+        # An exit code without an error in the log, an OOM, a probe or a dependency proves no
+        # cause: say what was seen, and that it does not tell why.
         return Finding(
-            Category.APP_CRASH_EXCEPTION,
-            0.45,
+            Category.UNKNOWN,
+            0.3,
             summary=f"{c.name} in {pod.name} exits with code {code} and restarts.",
             root_cause=(
                 f"Container {c.name} of pod {pod.name} keeps exiting with code {code} "

@@ -315,6 +315,54 @@ def rollout_stuck(
     )
 
 
+def partition_held(
+    ctx: Context, ev: EvidenceIndex, settings: RuleSettings, causes: list[Finding]
+) -> Finding | None:
+    """A StatefulSet's update stops at its rollingUpdate partition: ordinals below it keep the
+    old revision by design. A partition left over from a canary is the rollout's own fault, so
+    this wrapper is at fault when no pod fails for a cause of its own."""
+    w = controller(ctx)
+    if w is None or w.kind != "StatefulSet" or not w.partition:
+        return None
+    if not w.update_revision or w.update_revision == w.current_revision:
+        return None
+    if (w.updated or 0) >= (w.desired or 0):
+        return None
+    cause = proven(causes, settings)
+    held = [f"{w.name}-{i}" for i in range(min(w.partition, w.desired or w.partition))]
+    return Finding(
+        Category.ROLLOUT_STUCK,
+        0.9,
+        summary=(
+            f"StatefulSet {w.name} stops its update at partition {w.partition}: "
+            f"{len(held)} of {w.desired} pods stay on revision {w.current_revision}."
+        ),
+        root_cause=(
+            f"StatefulSet {w.namespace}/{w.name} has updateStrategy rollingUpdate partition "
+            f"{w.partition}, so only ordinals >= {w.partition} move to revision "
+            f"{w.update_revision}; {', '.join(held[:4])} stay on {w.current_revision} "
+            f"({w.updated or 0}/{w.desired} updated). A partition left from a canary holds the "
+            "rollout."
+        ),
+        evidence=ev.cite(workload_id(w.kind, w.name), ALERT_ID),
+        impact=f"{workload_state(ctx)}; the StatefulSet runs two revisions side by side.",
+        immediate_actions=[
+            f"Set partition to 0 to finish the rollout: kubectl -n {w.namespace} patch "
+            f"statefulset {w.name} -p "
+            '\'{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}\'',
+        ],
+        recommendations=[
+            "Reset the partition in the same change that promotes a canary, or drive canaries "
+            "with a tool that does (Argo Rollouts, Flagger).",
+        ],
+        commands=[
+            kc.rollout_status(w.kind, w.namespace, w.name),
+            kc.describe(w.kind, w.namespace, w.name),
+        ],
+        at_fault=cause is None,
+    )
+
+
 # --- HPA at max ---------------------------------------------------------------------------------
 
 
@@ -535,6 +583,7 @@ __all__ = [
     "cpu_throttling",
     "hpa_maxed",
     "job_backoff_limit",
+    "partition_held",
     "pod_not_ready",
     "proven",
     "replicas_mismatch",

@@ -316,6 +316,12 @@ def workload_snapshot(
         snap.available = int(status.get("availableReplicas", 0) or 0)
         snap.unavailable = int(status.get("unavailableReplicas", 0) or 0)
         snap.progress_deadline_seconds = spec.get("progressDeadlineSeconds")
+        if kind == "StatefulSet":
+            rolling = (spec.get("updateStrategy") or {}).get("rollingUpdate") or {}
+            if rolling.get("partition") is not None:
+                snap.partition = int(rolling["partition"])
+            snap.current_revision = status.get("currentRevision")
+            snap.update_revision = status.get("updateRevision")
     elif kind == "DaemonSet":
         snap.desired = int(status.get("desiredNumberScheduled", 0) or 0)
         snap.ready = int(status.get("numberReady", 0) or 0)
@@ -360,6 +366,10 @@ def describe_workload(w: WorkloadSnapshot) -> str:
             f"desired {w.desired}, ready {w.ready}, updated {w.updated}, "
             f"available {w.available}, unavailable {w.unavailable or 0}"
         )
+    if w.update_revision and w.update_revision != w.current_revision:
+        parts.append(f"updating {w.current_revision} -> {w.update_revision}")
+    if w.partition:
+        parts.append(f"rollingUpdate partition {w.partition}")
     for cond, (status, reason, message) in w.conditions.items():
         parts.append(f"{cond}={status} {reason}: {message}".strip())
     return "; ".join(parts)
