@@ -70,6 +70,9 @@ class PodSnapshot(Snapshot):
     image_pull_secrets: list[str] = Field(default_factory=list)
     #: where it may run: nodeSelector, required node affinity terms, tolerations (one line each)
     placement: list[str] = Field(default_factory=list)
+    #: its DNS: dnsPolicy and the nameservers of its dnsConfig
+    dns_policy: str = "ClusterFirst"
+    nameservers: list[str] = Field(default_factory=list)
 
     def container(self, name: str) -> ContainerSnapshot | None:
         return next((c for c in self.containers if c.name == name), None)

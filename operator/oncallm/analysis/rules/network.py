@@ -38,7 +38,7 @@ from oncallm.gathering.sources.network_paths import namespace_id, path_id, path_
 from oncallm.gathering.sources.role_bindings import grants, role_binding_id
 from oncallm.gathering.sources.webhooks import webhook_id, webhook_service_id
 from oncallm.models.analysis import Category
-from oncallm.models.evidence import Context, NetworkPolicySnapshot, ServiceSnapshot
+from oncallm.models.evidence import Context, NetworkPolicySnapshot, PodSnapshot, ServiceSnapshot
 
 # --- dependency without endpoints ---------------------------------------------------------------
 
@@ -173,6 +173,28 @@ _DNS_SERVER = re.compile(
 does not exist: the DNS path is broken, not the name."""
 
 
+def _own_nameservers(ctx: Context, pod: PodSnapshot | None) -> str:
+    """A pod that sends its lookups somewhere else than the cluster DNS: dnsPolicy None or
+    Default, or a dnsConfig nameserver that is not the kube-dns Service's address."""
+    if pod is None or (pod.dns_policy.startswith("ClusterFirst") and not pod.nameservers):
+        return ""
+    cluster = ctx.dns.service.cluster_ip if ctx.dns and ctx.dns.service else None
+    servers = [n for n in pod.nameservers if n != cluster]
+    if pod.dns_policy == "None" and servers:
+        return (
+            f"pod {pod.name} resolves through its own dnsConfig (dnsPolicy None, nameserver "
+            f"{', '.join(servers)})"
+            + (f", not the cluster DNS at {cluster}" if cluster else "")
+            + ", and that server does not answer cluster names"
+        )
+    if pod.dns_policy == "Default":
+        return (
+            f"pod {pod.name} uses dnsPolicy Default: it resolves with its node's resolver, which "
+            "knows no cluster Service names"
+        )
+    return ""
+
+
 def _corefile_fault(ctx: Context) -> tuple[str, list[Link]]:
     """CoreDNS's own fault, from its Corefile and logs: a forward to /etc/resolv.conf that the
     loop plugin caught (the node's resolver is a local stub pointing back), or upstreams the
@@ -240,7 +262,10 @@ def dns_failure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
     who = f"{c.name} in pod {pod.name}" if pod and c else (pod.name if pod else "the workload")
     host = hosts[0] if hosts else "a host name"
     corefile, because = _corefile_fault(ctx)
-    if corefile:
+    own = _own_nameservers(ctx, pod)
+    if own:
+        why = own
+    elif corefile:
         why = corefile
     elif server_side:
         why = "the cluster DNS service does not answer (CoreDNS down or unreachable)"

@@ -191,6 +191,8 @@ def pod_snapshot(pod: Obj) -> PodSnapshot:
             str(ref.get("name")) for ref in spec.get("imagePullSecrets") or [] if ref.get("name")
         ],
         placement=placement(spec),
+        dns_policy=str(spec.get("dnsPolicy") or "ClusterFirst"),
+        nameservers=[str(n) for n in (spec.get("dnsConfig") or {}).get("nameservers") or []],
     )
 
 
