@@ -18,6 +18,17 @@ class Snapshot(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class EnvKeyRef(Snapshot):
+    """An env var taken from one key of a Secret or ConfigMap (``valueFrom``)."""
+
+    env: str
+    kind: str
+    name: str
+    key: str
+    #: ``optional: true``: a missing key leaves the variable unset instead of failing the pod
+    optional: bool = False
+
+
 class ContainerSnapshot(Snapshot):
     name: str
     image: str = ""
@@ -45,6 +56,13 @@ class ContainerSnapshot(Snapshot):
     config_maps: list[str] = Field(default_factory=list)
     secrets: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+    #: env vars taken from keys of Secrets and ConfigMaps
+    key_refs: list[EnvKeyRef] = Field(default_factory=list)
+    #: env vars resolved from the ConfigMaps it reads (envFrom, configMapKeyRef): var -> value;
+    #: filled by the ``config_refs`` source, never from Secrets
+    config_env: dict[str, str] = Field(default_factory=dict)
+    #: var -> the ConfigMap it came from
+    config_env_source: dict[str, str] = Field(default_factory=dict)
 
 
 class PodSnapshot(Snapshot):
@@ -607,6 +625,9 @@ class ExternalSecretSnapshot(Snapshot):
     name: str
     namespace: str
     target: str
+    #: the keys it writes into the Secret (spec.data and spec.template.data); None: not known
+    #: from the spec (dataFrom without a template)
+    keys: list[str] | None = None
     store: str = ""
     refresh_interval: str | None = None
     refresh_time: str | None = None
@@ -711,6 +732,8 @@ class Context(Snapshot):
     history: list[HistorySnapshot] = Field(default_factory=list)
     #: ConfigMaps and Secrets referenced by the pods that do not exist (names only)
     missing_objects: list[str] = Field(default_factory=list)
+    #: keys that env vars take from ConfigMaps that exist but lack them: ``ConfigMap ns/name key``
+    missing_keys: list[str] = Field(default_factory=list)
     # leads (gathering/sources/): each read only when the evidence before points there
     quota_consumers: list[QuotaConsumersSnapshot] = Field(default_factory=list)
     node_storage: list[NodeStorageSnapshot] = Field(default_factory=list)

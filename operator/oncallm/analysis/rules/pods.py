@@ -90,7 +90,7 @@ def missing_secret_or_configmap(ctx: Context, ev: EvidenceIndex, _: RuleSettings
         found.setdefault((_title(kind or "ConfigMap"), short), "")
         cites.append(missing_id(name))
     if not found:
-        return None
+        return _optional_key_missing(ctx, ev)
     if subject is None:
         mounting = next(
             (p for p in ctx.pods if any(e.object_name == p.name for e in ctx.events)),
@@ -135,6 +135,87 @@ def missing_secret_or_configmap(ctx: Context, ev: EvidenceIndex, _: RuleSettings
         ],
         commands=cmds,
     )
+
+
+def _optional_key_missing(ctx: Context, ev: EvidenceIndex) -> Finding | None:
+    """A crashing container takes an env var from a key its Secret or ConfigMap does not have,
+    through an ``optional: true`` ref: the kubelet starts it with the variable unset, so the
+    program fails on an empty value and says something confusing. The key is known missing
+    from a ConfigMap that exists, or from the keys the Secret's ExternalSecret writes."""
+    for pod, c in containers(ctx):
+        if not (c.restart_count or exit_code(c) not in (None, 0)):
+            continue
+        for ref in c.key_refs:
+            if not ref.optional:
+                continue
+            writer = ""
+            if ref.kind == "ConfigMap":
+                missing = f"key {ref.key}" in " ".join(
+                    k for k in ctx.missing_keys if f"/{ref.name} key " in k
+                )
+            else:
+                es = next(
+                    (
+                        e
+                        for e in ctx.external_secrets
+                        if e.target == ref.name and e.namespace == pod.namespace
+                    ),
+                    None,
+                )
+                missing = es is not None and es.keys is not None and ref.key not in es.keys
+                if es is not None and es.keys is not None:
+                    writer = (
+                        f"; ExternalSecret {es.name} writes only {', '.join(es.keys) or 'no keys'}"
+                    )
+            if not missing:
+                continue
+            crash = next(
+                (
+                    h
+                    for h in grep(ctx, ev, _EXCEPTION_LINE, pods=[pod.name])
+                    if h.log.container == c.name
+                ),
+                None,
+            )
+            return Finding(
+                Category.MISSING_SECRET_OR_CONFIGMAP,
+                0.9,
+                summary=(
+                    f"{c.name} in {pod.name} starts with {ref.env} unset: {ref.kind} {ref.name} "
+                    f"has no key {ref.key} (the ref is optional)."
+                ),
+                root_cause=(
+                    f"Container {c.name} of pod {pod.name} takes {ref.env} from key {ref.key} of "
+                    f"{ref.kind} {pod.namespace}/{ref.name} with optional: true, and the key is "
+                    f"not there{writer}; the kubelet starts it with {ref.env} unset"
+                    + (f", and it fails: {quote_line(crash.line, 160)}" if crash else "")
+                    + "."
+                ),
+                evidence=ev.cite(
+                    *pod_cites(ev, pod, c),
+                    *(cite_hits([crash]) if crash else []),
+                    *(
+                        external_secret_id(e.name)
+                        for e in ctx.external_secrets
+                        if e.target == ref.name
+                    ),
+                ),
+                impact=f"{workload_state(ctx)}; it crash-loops until the key exists.",
+                immediate_actions=[
+                    f"Add key {ref.key} to {ref.kind} {ref.name} (or point {ref.env} at the key "
+                    "that exists), then restart the pods.",
+                ],
+                recommendations=[
+                    "Avoid optional: true for settings the program cannot run without: a missing "
+                    "key then fails the pod with CreateContainerConfigError, which names it.",
+                ],
+                commands=[
+                    f"kubectl -n {pod.namespace} get {ref.kind.lower()} {ref.name} -o "
+                    "jsonpath='{.data}'",
+                    *pod_commands(ctx, pod, c),
+                ],
+            )
+    return None
 
 
 def _kind_name(m: re.Match[str]) -> tuple[str, str]:
@@ -628,6 +709,18 @@ def _config_file(hit_log: LogSnapshot | None, lineno: int) -> str | None:
     return None
 
 
+def _quoted_setting(c: ContainerSnapshot, hits: list[Hit]) -> str:
+    """The env var (and its ConfigMap) whose value an error line quotes: ``'15mins'``."""
+    values = {**c.config_env, **c.env}
+    for h in hits:
+        for value in _QUOTED.findall(h.line):
+            for var, v in values.items():
+                if v == value and not value.isdigit():
+                    origin = c.config_env_source.get(var) if var not in c.env else None
+                    return f"{var}={value}" + (f" from ConfigMap {origin}" if origin else "")
+    return ""
+
+
 _QUOTED = re.compile(r"""['"]([^'"\s]{2,80})['"]""")
 
 
@@ -640,12 +733,14 @@ def _config_value_crash(
     the program died converting its configuration, so the variable is the cause, not the code.
     """
     hits = [h for h in grep(ctx, ev, _EXCEPTION_LINE, pods=[pod.name]) if h.log.container == c.name]
+    values = {**c.config_env, **c.env}
     for h in reversed(hits):
         for value in _QUOTED.findall(h.line):
-            names = [k for k, v in c.env.items() if v == value and not value.isdigit()]
+            names = [k for k, v in values.items() if v == value and not value.isdigit()]
             if not names or value.lower() in ("true", "false", "none", "null"):
                 continue
             var = names[0]
+            origin = c.config_env_source.get(var) if var not in c.env else None
             code = exit_code(c)
             return Finding(
                 Category.BAD_CONFIG,
@@ -656,8 +751,9 @@ def _config_value_crash(
                 root_cause=(
                     f"Container {c.name} of pod {pod.name} exits"
                     + (f" with code {code}" if code is not None else "")
-                    + f" because the value of its environment variable {var} ({value!r}) is "
-                    f"invalid: {quote_line(h.line)}."
+                    + f" because the value of its environment variable {var} ({value!r}"
+                    + (f", from ConfigMap {origin}" if origin else "")
+                    + f") is invalid: {quote_line(h.line)}."
                 ),
                 evidence=ev.cite(*pod_cites(ev, pod, c), *cite_hits([h])),
                 impact=f"{workload_state(ctx)}; every run fails the same way until {var} is fixed.",
@@ -698,6 +794,7 @@ def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | No
     score = 0.86 if code in (1, 2, 64, 78) else 0.7
     hit = hits[0]
     file = _config_file(hit.log, hit.lineno)
+    culprit = _quoted_setting(c, hits)
     sources = [*c.config_maps, *(s for s in pod.config_maps if s not in c.config_maps)]
     changed = _recent_change(ctx)
     cmds = pod_commands(ctx, pod, c)
@@ -719,6 +816,7 @@ def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | No
             + (f" with code {code}" if code is not None else "")
             + f" right after start because its configuration is invalid: {quote_line(hit.line)}"
             + (f" in {file}" if file and file not in hit.line else "")
+            + (f"; the value is {culprit}" if culprit else "")
             + (
                 f"; the pod's configuration comes from ConfigMap {', '.join(sources[:3])}"
                 if sources

@@ -23,13 +23,46 @@ def missing_id(name: str) -> str:
     return f"missing/{name}"
 
 
+MAX_VALUE_CHARS = 256
+"""Longer ConfigMap values (whole files) are never resolved as env vars: they are files."""
+
+
 async def read(scope: Scope) -> None:
     ns = scope.namespace
     names = sorted({c for p in scope.ctx.pods for c in p.config_maps})[:MAX_CONFIG_MAPS]
+    data: dict[str, dict[str, str]] = {}
     for name in names:
         async with scope.guard(f"configmap {name}"):
-            if await scope.get("ConfigMap", ns, name) is None:
+            obj = await scope.get("ConfigMap", ns, name)
+            if obj is None:
                 scope.ctx.missing_objects.append(f"ConfigMap {ns}/{name}")
+            else:
+                data[name] = {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
+    resolve_env(scope.ctx, ns or "", data)
+
+
+def resolve_env(ctx: Context, namespace: str, data: dict[str, dict[str, str]]) -> None:
+    """The env vars the containers take from ConfigMaps, as the kubelet would set them, and
+    the keys they ask for that a ConfigMap lacks (an optional ref then leaves the var unset)."""
+    for pod in ctx.pods:
+        for c in pod.containers:
+            for name in c.config_maps:
+                if name not in data or any(r.name == name for r in c.key_refs):
+                    continue
+                for key, value in data[name].items():  # envFrom: every key
+                    if len(value) <= MAX_VALUE_CHARS and "\n" not in value:
+                        c.config_env.setdefault(key, value)
+                        c.config_env_source.setdefault(key, name)
+            for ref in c.key_refs:
+                if ref.kind != "ConfigMap" or ref.name not in data:
+                    continue
+                if ref.key in data[ref.name]:
+                    c.config_env[ref.env] = data[ref.name][ref.key]
+                    c.config_env_source[ref.env] = ref.name
+                else:
+                    missing = f"ConfigMap {namespace}/{ref.name} key {ref.key}"
+                    if missing not in ctx.missing_keys:
+                        ctx.missing_keys.append(missing)
 
 
 def evidence(ctx: Context, out: EvidenceOut) -> None:

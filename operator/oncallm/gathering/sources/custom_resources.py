@@ -95,6 +95,17 @@ async def _external_secrets(
                         s.external_secrets.append(snap.name)
 
 
+def external_secret_keys(spec: Obj) -> list[str] | None:
+    """The keys an ExternalSecret writes: its spec.data secretKeys and its template's data
+    keys; None when a dataFrom without a template decides them at sync time."""
+    template = ((spec.get("target") or {}).get("template") or {}).get("data") or {}
+    if template:
+        return sorted(str(k) for k in template)
+    if spec.get("dataFrom"):
+        return None
+    return sorted(str(d.get("secretKey")) for d in spec.get("data") or [] if d.get("secretKey"))
+
+
 def external_secret_snapshot(obj: Obj) -> ExternalSecretSnapshot:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     store = spec.get("secretStoreRef") or {}
@@ -102,6 +113,7 @@ def external_secret_snapshot(obj: Obj) -> ExternalSecretSnapshot:
         name=name_of(obj),
         namespace=str(meta(obj).get("namespace", "")),
         target=str((spec.get("target") or {}).get("name") or name_of(obj)),
+        keys=external_secret_keys(spec),
         store=f"{store.get('kind', 'SecretStore')}/{store.get('name', '?')}" if store else "",
         refresh_interval=spec.get("refreshInterval"),
         refresh_time=status.get("refreshTime"),

@@ -13,7 +13,7 @@ from oncallm.gathering.objects import Obj, conditions, controller_of, meta
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier, kv
 from oncallm.models.analysis import EvidenceSource
-from oncallm.models.evidence import ContainerSnapshot, Context, PodSnapshot
+from oncallm.models.evidence import ContainerSnapshot, Context, EnvKeyRef, PodSnapshot
 from oncallm.models.policy import Depth
 
 
@@ -77,13 +77,23 @@ def container_snapshot(spec: Obj, status: Obj | None, *, init: bool = False) -> 
     config_maps: list[str] = []
     secrets: list[str] = []
     env: dict[str, str] = {}
+    key_refs: list[EnvKeyRef] = []
     for var in spec.get("env") or []:
         source = var.get("valueFrom") or {}
-        if "configMapKeyRef" in source:
-            config_maps.append(source["configMapKeyRef"].get("name", ""))
-        elif "secretKeyRef" in source:
-            secrets.append(source["secretKeyRef"].get("name", ""))
-        elif "value" in var:
+        for ref_key, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
+            if ref_key in source:
+                ref = source[ref_key] or {}
+                (config_maps if kind == "ConfigMap" else secrets).append(ref.get("name", ""))
+                key_refs.append(
+                    EnvKeyRef(
+                        env=str(var.get("name", "")),
+                        kind=kind,
+                        name=str(ref.get("name", "")),
+                        key=str(ref.get("key", "")),
+                        optional=bool(ref.get("optional", False)),
+                    )
+                )
+        if "value" in var:
             env[str(var.get("name"))] = str(var.get("value"))
     for src in spec.get("envFrom") or []:
         if "configMapRef" in src:
@@ -116,6 +126,7 @@ def container_snapshot(spec: Obj, status: Obj | None, *, init: bool = False) -> 
         config_maps=[c for c in config_maps if c],
         secrets=[s for s in secrets if s],
         env=env,
+        key_refs=key_refs,
     )
 
 
