@@ -220,3 +220,17 @@ async def test_the_memory_reader_matches_the_group_when_asked() -> None:
         "ExternalSecret", "billing", "db", api_version="external-secrets.io/v1beta1"
     )
     assert await reader.list("Certificate", api_version="cert-manager.io") == []
+
+
+async def test_a_kind_without_api_version_reads_only_what_is_new() -> None:
+    api = DiscoveryAPI()
+    discovery = Discovery(api)  # type: ignore[arg-type]
+    assert await discovery.resolve("Rollout") is None
+    api.calls.clear()
+    assert await discovery.resolve("Rollout") is None
+    assert api.calls == ["/apis"]  # nothing new: one request
+    api.install("argoproj.io", ["v1alpha1"], "rollouts", "Rollout", True)
+    api.calls.clear()
+    rollout = await discovery.resolve("Rollout")
+    assert rollout is not None and rollout.api_version == "argoproj.io/v1alpha1"
+    assert api.calls == ["/apis", "/apis/argoproj.io/v1alpha1"]

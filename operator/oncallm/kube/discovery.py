@@ -6,9 +6,11 @@ lists every group. Every authenticated user may read them (the built-in ``system
 ClusterRole), so resolving a kind needs no RBAC grant beyond reading the kind itself.
 
 Kinds of OnCallM's own table (:mod:`oncallm.kube.resources`) resolve without a request.
-A group-version's list, once read, is kept: a kind found stays found. A kind not found is
-asked again next time (one small request), so a CRD installed a moment ago is seen at once;
-concurrent look-ups of one document share a single request.
+A group-version's list, once read, is kept: a kind found stays found. A kind not found in
+the group-version it is asked in is asked again next time (one small request), so a CRD
+installed a moment ago is seen at once; concurrent look-ups of one document share a single
+request. A kind asked without its ``apiVersion`` is looked for in every group's preferred
+version, reading only what was not read before.
 """
 
 from __future__ import annotations
@@ -109,6 +111,9 @@ class Discovery:
         return (await self.served_kinds(group, version)).get(kind)
 
     async def _search(self, kind: str) -> Resource | None:
+        """``kind`` in the core group or any group's preferred version. One request when
+        nothing is new: the group list; only group-versions not read yet are read (a kind
+        added to a group-version read before is found through its ``api_version``)."""
         for kinds in self._lists.values():
             if kind in kinds:
                 return kinds[kind]
@@ -118,6 +123,7 @@ class Discovery:
             preferred = (group.get("preferredVersion") or {}).get("version")
             if preferred:
                 candidates.append((str(group["name"]), str(preferred)))
+        unread = [(g, v) for g, v in candidates if group_version(g, v) not in self._lists]
 
         async def kinds_of(group: str, version: str) -> dict[str, Resource]:
             try:
@@ -126,10 +132,11 @@ class Discovery:
                 log.debug("discovery of %s skipped: %s", group_version(group, version), err)
                 return {}
 
-        found = await asyncio.gather(*(kinds_of(g, v) for g, v in candidates))
-        for kinds in found:
-            if kind in kinds:
-                return kinds[kind]
+        await asyncio.gather(*(kinds_of(g, v) for g, v in unread))
+        for group, version in candidates:
+            found = self._lists.get(group_version(group, version), {}).get(kind)
+            if found is not None:
+                return found
         return None
 
     async def _document(self, path: str) -> Document | None:
