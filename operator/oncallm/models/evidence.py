@@ -194,6 +194,9 @@ class ServiceSnapshot(Snapshot):
     not_ready_endpoints: int = 0
     #: pods matching the selector, by name
     matching_pods: list[str] = Field(default_factory=list)
+    #: Service ports whose numeric targetPort no container of its pods declares
+    #: (``5672->5673``; empty when the pods declare no ports or all match)
+    unserved_ports: list[str] = Field(default_factory=list)
     #: why it was gathered: "target", "member" (the workload backs it) or "dependency"
     relation: str = "member"
 

@@ -67,6 +67,52 @@ def _why_no_endpoints(svc: ServiceSnapshot) -> str:
     return f"its {len(svc.matching_pods)} pod(s) ({', '.join(svc.matching_pods[:3])}) are not ready"
 
 
+def _unserved_port(ctx: Context, ev: EvidenceIndex, conn_hits: list[Hit]) -> Finding | None:
+    """A dependency Service with ready endpoints whose targetPort its pods do not listen on:
+    every connection through the Service is refused, though the backend runs."""
+    for svc in ctx.services:
+        if svc.relation != "dependency" or not svc.unserved_ports:
+            continue
+        hits = [h for h in conn_hits if _mentions(h.line, svc)] or conn_hits
+        if not hits:
+            continue
+        crashed = crashed_container(ctx)
+        pod, c = crashed if crashed else (target_pod(ctx), None)
+        ports = ", ".join(svc.unserved_ports)
+        return Finding(
+            Category.DEPENDENCY_UNREACHABLE,
+            0.88,
+            summary=(
+                f"Service {svc.name} sends traffic to a port its pods do not listen on ({ports}); "
+                f"{pod.name if pod else 'the pods'} cannot connect."
+            ),
+            root_cause=(
+                f"Service {svc.namespace}/{svc.name} has {svc.ready_endpoints} ready endpoints, "
+                f"but its targetPort ({ports}) is no port its pods declare, so connections "
+                f"through it are refused: {quote_line(hits[-1].line, 160)}. The backend runs; "
+                "the Service's port mapping is wrong."
+            ),
+            evidence=ev.cite(
+                service_id(svc.name), *cite_hits(hits), *(pod_cites(ev, pod, c) if pod else [])
+            ),
+            impact=f"{workload_state(ctx)}; every call through Service {svc.name} fails.",
+            immediate_actions=[
+                f"Set the targetPort of Service {svc.name} to the port its pods listen on (or "
+                "a named port), or revert the Service change.",
+            ],
+            recommendations=[
+                "Use named targetPorts that follow the container's port name, so a port change "
+                "in the pod template cannot break the Service.",
+            ],
+            commands=[
+                kc.describe("service", svc.namespace, svc.name),
+                kc.endpoints(svc.namespace, svc.name),
+                *(pod_commands(ctx, pod, c) if pod else []),
+            ],
+        )
+    return None
+
+
 def dependency_unreachable(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """A Service the pod depends on has no ready endpoints, and the pod fails talking to it."""
     best: tuple[float, ServiceSnapshot, list[Hit]] | None = None
@@ -91,6 +137,9 @@ def dependency_unreachable(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> 
         if best is None or score > best[0]:
             best = (score, svc, hits)
     if best is None:
+        unserved = _unserved_port(ctx, ev, conn_hits)
+        if unserved is not None:
+            return unserved
         return None
     score, svc, hits = best
     crashed = crashed_container(ctx)

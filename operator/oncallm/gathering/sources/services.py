@@ -49,12 +49,39 @@ async def read(scope: Scope) -> None:
         endpoints = await scope.get("Endpoints", ns, name_of(svc))
         selector = (svc.get("spec") or {}).get("selector") or {}
         pods = ctx.pods
+        declared: set[int] | None = None
         if relation == "dependency" and selector:
-            pods = [
-                pod_snapshot(p)
-                for p in await scope.reader.list("Pod", ns, label_selector=label_selector(selector))
-            ]
-        ctx.services.append(service_snapshot(svc, endpoints, pods, relation))
+            raw = await scope.reader.list("Pod", ns, label_selector=label_selector(selector))
+            pods = [pod_snapshot(p) for p in raw]
+            declared = declared_ports(raw)
+        snap = service_snapshot(svc, endpoints, pods, relation)
+        snap.unserved_ports = unserved_ports(svc, declared)
+        ctx.services.append(snap)
+
+
+def declared_ports(pods: list[Obj]) -> set[int] | None:
+    """The container ports the pods declare; None when they declare none (unknown)."""
+    ports = {
+        int(p["containerPort"])
+        for pod in pods
+        for c in (pod.get("spec") or {}).get("containers") or []
+        for p in c.get("ports") or []
+        if p.get("containerPort")
+    }
+    return ports or None
+
+
+def unserved_ports(svc: Obj, declared: set[int] | None) -> list[str]:
+    """Service ports that send traffic to a numeric targetPort none of its pods declares: the
+    endpoints are ready, yet every connection is refused."""
+    if not declared:
+        return []
+    out = []
+    for p in (svc.get("spec") or {}).get("ports") or []:
+        target = p.get("targetPort", p.get("port"))
+        if str(target).isdigit() and int(str(target)) not in declared:
+            out.append(f"{p.get('port')}->{target}")
+    return out
 
 
 def mentioned_text(ctx: Context) -> str:
@@ -63,6 +90,7 @@ def mentioned_text(ctx: Context) -> str:
     for p in ctx.pods:
         for c in p.containers:
             parts.extend(c.env.values())
+            parts.extend(c.config_env.values())
     for lg in ctx.logs:
         parts.extend(lg.lines[-200:])
     parts.extend(e.message for e in ctx.events)
@@ -118,9 +146,14 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
             f"{svc.ready_endpoints} ready / {svc.not_ready_endpoints} not ready endpoints"
             + ("" if svc.ready_endpoints else " (no ready endpoints)")
             + f"; {len(svc.matching_pods)} matching pods"
+            + (
+                f"; targetPort not declared by its pods: {', '.join(svc.unserved_ports)}"
+                if svc.unserved_ports
+                else ""
+            )
         )
         out.add(
-            Tier.OBJECT_BAD if svc.ready_endpoints == 0 else Tier.BACKGROUND,
+            Tier.OBJECT_BAD if svc.ready_endpoints == 0 or svc.unserved_ports else Tier.BACKGROUND,
             service_id(svc.name),
             EvidenceSource.SERVICE,
             f"service/{svc.namespace}/{svc.name}",
