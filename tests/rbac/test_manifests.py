@@ -11,6 +11,8 @@ import pytest
 import yaml
 
 from oncallm.controlplane import LocalControlPlane
+from oncallm.kube.cache import CACHED_KINDS
+from oncallm.kube.resources import RESOURCES
 from oncallm.models.policy import AnalysisPolicy
 from tests.rbac.install import MANIFESTS, NAMESPACE, REPO, apply, render
 
@@ -169,7 +171,18 @@ def test_no_role_mentions_secrets_or_wildcards(base: list[dict[str, Any]]) -> No
             assert "*" not in words, role["metadata"]["name"]
             assert "secrets" not in rule.get("resources", []), role["metadata"]["name"]
     reader = only(base, "ClusterRole", "oncallm-reader")
-    assert all(set(r["verbs"]) <= {"get", "list"} for r in reader["rules"])
+    assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in reader["rules"])
+    # watch only where the operator's caches keep lists (operator/oncallm/kube/cache.py)
+    watched = {
+        f"{res}.{group}" if group else res
+        for r in reader["rules"]
+        if "watch" in r["verbs"]
+        for group in r.get("apiGroups", [])
+        for res in r["resources"]
+    }
+    assert watched == {
+        f"{RESOURCES[kind].plural}.{RESOURCES[kind].group}".rstrip(".") for kind in CACHED_KINDS
+    }
 
 
 def test_monitoring_matches_the_service_and_the_metrics(

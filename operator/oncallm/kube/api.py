@@ -188,6 +188,7 @@ class KubeAPI:
         resource_version: str | None = None,
         timeout_seconds: int = 300,
         label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """Stream watch events (``{"type": ..., "object": ...}``) until the server ends it."""
         query: dict[str, Any] = {
@@ -199,6 +200,8 @@ class KubeAPI:
             query["resourceVersion"] = resource_version
         if label_selector:
             query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
         try:
             resp = await self.api_client.call_api(
                 path,
