@@ -631,6 +631,8 @@ class ExternalSecretSnapshot(Snapshot):
     #: the keys it writes into the Secret (spec.data and spec.template.data); None: not known
     #: from the spec (dataFrom without a template)
     keys: list[str] | None = None
+    #: its newest Warning event, read when it is not Ready
+    last_error: str = ""
     store: str = ""
     refresh_interval: str | None = None
     refresh_time: str | None = None

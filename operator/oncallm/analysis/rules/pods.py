@@ -427,6 +427,11 @@ def _stale_credentials(ctx: Context, pod: PodSnapshot | None) -> tuple[str, list
                     f"ExternalSecret {name} that renders it is not syncing"
                     + (f" ({ready[1]}: {quote_line(ready[2], 140)})" if ready[2] else "")
                     + (f", last refreshed {es.refresh_time}" if es.refresh_time else "")
+                    + (
+                        f"; its last error: {quote_line(es.last_error, 200)}"
+                        if es.last_error
+                        else ""
+                    )
                 )
         if broken:
             texts.append(f"pull Secret {secret.name} is stale: " + "; ".join(broken))

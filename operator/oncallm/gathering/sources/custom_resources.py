@@ -88,11 +88,26 @@ async def _external_secrets(
             if why is None:
                 continue
             snap.why = f"renders Secret {snap.target} ({why})"
+            if snap.conditions.get("Ready", ("True",))[0] != "True":
+                snap.last_error = await _last_warning(scope, ns, "ExternalSecret", snap.name)
             ctx.external_secrets.append(snap)
             for p in ctx.pull_credentials:
                 for s in p.secrets:
                     if (s.namespace, s.name) == (snap.namespace, snap.target):
                         s.external_secrets.append(snap.name)
+
+
+async def _last_warning(scope: Scope, namespace: str, kind: str, name: str) -> str:
+    """The newest Warning event of an object: a controller's own words on why it fails (the
+    secret store's 403), which its status condition often shortens."""
+    events = await scope.reader.list(
+        "Event",
+        namespace,
+        field_selector=f"involvedObject.kind={kind},involvedObject.name={name}",
+    )
+    warnings = [e for e in events if e.get("type") == "Warning"]
+    warnings.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+    return " ".join(str(warnings[-1].get("message", "")).split())[:400] if warnings else ""
 
 
 def external_secret_keys(spec: Obj) -> list[str] | None:
@@ -260,7 +275,9 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
             f"externalsecret/{e.namespace}/{e.name}",
             f"ExternalSecret {e.name} {e.why}: {text}; last refresh {e.refresh_time or 'never'}"
             + (f" (refreshInterval {e.refresh_interval})" if e.refresh_interval else "")
-            + (f"; store {e.store}" if e.store else ""),
+            + (f"; store {e.store}" if e.store else "")
+            + (f"; keys {', '.join(e.keys)}" if e.keys else "")
+            + (f"; last error: {e.last_error}" if e.last_error else ""),
             time=e.refresh_time,
         )
     for c in ctx.certificates:
