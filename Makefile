@@ -53,6 +53,9 @@ eval: build ## score tests/scenarios on the local control plane: a score per spl
 eval-offline: install ## the same scores in memory, without the control plane (seconds; the same answers)
 	$(VENV)/bin/oncallm --log-level WARNING eval tests/scenarios --offline
 
+eval-model: build model-server ## the scenarios with the rules alone and with SmolLM2 on llama.cpp's server, side by side (N/M correct each, model accepted in K/M)
+	$(PY) tools/model-server/eval tests/scenarios --dir $(CONTROLPLANE_DIR) $(EVAL_MODEL_ARGS)
+
 bench: build ## benchmarks on the local control plane; prints figures
 	$(PY) bench/run.py
 
@@ -62,4 +65,4 @@ e2e: install ## the kind suite (needs Docker and kind; skips elsewhere)
 clean: ## remove the virtualenv and caches (the control plane binary cache stays in ~/.cache/oncallm)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache artifacts
 
-.PHONY: help install model-server build up down demo run test test-unit lint eval eval-offline bench e2e clean
+.PHONY: help install model-server build up down demo run test test-unit lint eval eval-offline eval-model bench e2e clean

@@ -9,6 +9,11 @@ report on an in-memory cluster: no API server, for quick iterations on rules.
 a score per split, a confusion matrix of categories and the overall score. Hidden splits
 (``blind``) show only their score and their own confusion matrix, in the printout and in the
 results file alike, so rule writers can run them without reading them.
+
+:func:`run_model_eval` (``make eval-model``) runs the scenarios twice on the control plane,
+with the rules alone and with a model, and prints them side by side: the rules' category and
+the final one, each correct or not, and whether the model's answer was accepted or the rules
+kept; then ``N/M correct`` for both and ``model accepted in K/M``.
 """
 
 from __future__ import annotations
@@ -67,6 +72,12 @@ class Result:
     error: str | None = None
     analysis: str | None = None
     split: str = TUNED
+    model_outcome: str | None = None
+    """``status.modelOutcome``: accepted, rejected, invalid, runaway, ... (None: not asked)."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model_calls: int = 0
+    model_seconds: float = 0.0
 
     @property
     def correct(self) -> bool:
@@ -144,10 +155,11 @@ async def evaluate_on_cluster(
     namespace: str,
     plane: Any,
     hidden: set[str] | None = None,
+    timeout: float = SCENARIO_TIMEOUT,
 ) -> list[Result]:
     """Plant each scenario on the cluster, send its alert through the webhook, score; then
     remove what was planted. ``hidden`` names scenarios whose analyses are deleted once
-    scored (a hidden split leaves nothing to read)."""
+    scored (a hidden split leaves nothing to read). ``timeout`` bounds one analysis."""
     from oncallm.evaluation.stack import running_stack
     from oncallm.kube.api import ClientSettings, KubeAPI
     from oncallm.kube.resources import resource
@@ -176,7 +188,9 @@ async def evaluate_on_cluster(
             for scenario in scenarios:
                 began = time.perf_counter()
                 quiet = bool(hidden and scenario.name in hidden)
-                result = await _one_on_cluster(api, planter, stack, namespace, scenario, quiet)
+                result = await _one_on_cluster(
+                    api, planter, stack, namespace, scenario, quiet, timeout
+                )
                 results.append(result)
                 log.debug(
                     "scenario %s: %.2f s in all, %.2f s from alert to report",
@@ -195,7 +209,13 @@ async def evaluate_on_cluster(
 
 
 async def _one_on_cluster(
-    api: Any, planter: Any, stack: Any, namespace: str, scenario: Scenario, quiet: bool
+    api: Any,
+    planter: Any,
+    stack: Any,
+    namespace: str,
+    scenario: Scenario,
+    quiet: bool,
+    timeout: float = SCENARIO_TIMEOUT,
 ) -> Result:
     from oncallm.kube.api import ApiError
     from oncallm.kube.resources import resource
@@ -203,7 +223,7 @@ async def _one_on_cluster(
     planting = None
     try:
         name, started, planting = await plant_and_alert(planter, stack, scenario, quiet=quiet)
-        aa = await wait_finished(api, namespace, name, SCENARIO_TIMEOUT)
+        aa = await wait_finished(api, namespace, name, timeout)
         finished = time.perf_counter()
         status = aa.get("status") or {}
         phase = status.get("phase")
@@ -217,6 +237,7 @@ async def _one_on_cluster(
             except ApiError:
                 report = ""
         found, missing = score(scenario, status.get("category"), report)
+        usage = status.get("tokenUsage") or {}
         return Result(
             scenario=scenario.name,
             expected=scenario.expect.category.value,
@@ -227,6 +248,11 @@ async def _one_on_cluster(
             seconds=round(finished - started, 3),
             error=None if phase == "Completed" else f"phase {phase}: {status.get('reason')}",
             analysis=name,
+            model_outcome=status.get("modelOutcome"),
+            prompt_tokens=int(usage.get("prompt") or 0),
+            completion_tokens=int(usage.get("completion") or 0),
+            model_calls=len(status.get("modelCalls") or []),
+            model_seconds=float((status.get("timings") or {}).get("model") or 0.0),
         )
     except Exception as err:  # one broken scenario must not stop the run
         return Result(
@@ -498,3 +524,143 @@ async def _offline_one(scenario: Scenario, namespace: str, metrics: MetricsSourc
             None,
             error=f"{type(err).__name__}: {err}",
         )
+
+
+#: Environment variables of the model path: unset for the rules-alone pass of a model eval.
+MODEL_VARIABLES = ("ONCALLM_LLM_BASE_URL", "ONCALLM_LLM_API_KEY", "OPENAI_API_KEY")
+
+
+def side_by_side(rules: list[Result], final: list[Result]) -> str:
+    """The rules alone and the final diagnosis (with the model) per scenario, then
+    ``N/M correct`` for each and ``model accepted in K/M``. A hidden split shows no rows."""
+    rows = [("scenario", "expected", "rules", "ok", "final", "ok", "model")]
+    for alone, with_model in zip(rules, final, strict=True):
+        if is_hidden(with_model.split):
+            continue
+        rows.append(
+            (
+                with_model.scenario,
+                with_model.expected,
+                alone.got or "error",
+                "yes" if alone.correct else "NO",
+                with_model.got or f"error: {with_model.error}",
+                "yes" if with_model.correct else "NO",
+                _model_verdict(with_model),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = [
+        "  ".join(c.ljust(widths[i]) if i < len(widths) else c for i, c in enumerate(row))
+        for row in rows
+    ]
+    splits = sorted({r.split for r in final}, key=_split_rank)
+    if len(splits) > 1:
+        for split in splits:
+            part = [i for i, r in enumerate(final) if r.split == split]
+            lines.append(
+                f"{split}: final {sum(final[i].correct for i in part)}/{len(part)}, rules "
+                f"{sum(rules[i].correct for i in part)}/{len(part)}, model accepted "
+                f"{sum(final[i].model_outcome == 'accepted' for i in part)}/{len(part)}"
+            )
+    asked = [r for r in final if r.model_calls]
+    if asked:
+
+        def median(values: list[float]) -> float:
+            ordered = sorted(values)
+            return ordered[len(ordered) // 2]
+
+        lines.append(
+            f"model per analysis ({len(asked)} asked): median "
+            f"{median([r.prompt_tokens for r in asked]):.0f} prompt + "
+            f"{median([r.completion_tokens for r in asked]):.0f} completion tokens, "
+            f"{median([r.model_seconds for r in asked]):.1f} s (max "
+            f"{max(r.model_seconds for r in asked):.1f} s), "
+            f"{median([r.model_calls for r in asked]):.0f} call(s)"
+        )
+    outcomes = Counter(r.model_outcome or "not asked" for r in final)
+    lines.append("model outcomes: " + ", ".join(f"{k} {n}" for k, n in sorted(outcomes.items())))
+    total = len(final)
+    lines.append(
+        f"final diagnosis (with the model): {sum(r.correct for r in final)}/{total} correct"
+    )
+    lines.append(f"rules alone: {sum(r.correct for r in rules)}/{total} correct")
+    accepted = sum(r.model_outcome == "accepted" for r in final)
+    lines.append(f"model accepted in {accepted}/{total}")
+    return "\n".join(lines)
+
+
+def _model_verdict(result: Result) -> str:
+    if result.model_outcome is None:
+        return "not asked"
+    if result.model_outcome == "accepted":
+        return "accepted"
+    return f"rules kept ({result.model_outcome})"
+
+
+def run_model_eval(
+    folder: Path,
+    *,
+    model_env: dict[str, str],
+    output: Path,
+    controlplane_dir: Path | None,
+    namespace: str,
+    splits: set[str] | None = None,
+    timeout: float = 900.0,
+) -> int:
+    """Score the scenarios with the rules alone, then with the model of ``model_env``
+    (``ONCALLM_LLM_*`` variables), on the local control plane; print both side by side.
+
+    ``splits`` keeps only those splits (``tuned``, ``corpus``, ...; all when None).
+    Returns 0, or 1 when the model made the final diagnosis worse than the rules alone.
+    """
+    from oncallm.controlplane import LocalControlPlane
+
+    scenarios = load_scenarios(folder, recursive=True)
+    scenarios.sort(key=lambda s: (_split_rank(split_of(folder, s)), s.path or ""))
+    if splits is not None:
+        scenarios = [s for s in scenarios if split_of(folder, s) in splits]
+    if not scenarios:
+        print(f"no scenario files (*.yaml) in {folder} for the splits {sorted(splits or [])}")
+        return 2
+    split_names = [split_of(folder, s) for s in scenarios]
+    hidden = {s.name for s, split in zip(scenarios, split_names, strict=True) if is_hidden(split)}
+    plane = LocalControlPlane.running_or_started(controlplane_dir)
+    saved = {k: os.environ.get(k) for k in (*MODEL_VARIABLES, *model_env, "ONCALLM_PROMETHEUS_URL")}
+
+    def run(label: str, ns: str) -> list[Result]:
+        print(f"{label}: {len(scenarios)} scenarios on the local control plane", flush=True)
+        return asyncio.run(
+            evaluate_on_cluster(
+                scenarios, str(plane.kubeconfig), ns, plane, hidden=hidden, timeout=timeout
+            )
+        )
+
+    try:
+        with scenario_prometheus(scenarios) as prometheus_url:
+            if prometheus_url:
+                os.environ["ONCALLM_PROMETHEUS_URL"] = prometheus_url
+            for name in (*MODEL_VARIABLES, *model_env):
+                os.environ.pop(name, None)
+            rules = run("rules alone", f"{namespace}-rules")
+            os.environ.update(model_env)
+            final = run(f"with the model {model_env.get('ONCALLM_LLM_MODEL', '')}", namespace)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    for split, alone, with_model in zip(split_names, rules, final, strict=True):
+        alone.split = with_model.split = split
+    print(side_by_side(rules, final))
+    output.write_text(
+        json.dumps(
+            {
+                "rules": [result_record(r) for r in rules],
+                "final": [result_record(r) for r in final],
+            },
+            indent=2,
+        )
+    )
+    print(f"results: {output}")
+    return 0 if sum(r.correct for r in final) >= sum(r.correct for r in rules) else 1
