@@ -204,6 +204,16 @@ async def test_a_runaway_reply_is_asked_for_once_shorter(
     first, second = (r.json for r in openai_server.chat_requests)
     assert first["max_tokens"] == 1500 and second["max_tokens"] == 750
     assert "ran past 1500 tokens" in second["messages"][-1]["content"]
+    short = second["response_format"]["json_schema"]["schema"]
+    assert list(short["properties"]) == [
+        "category",
+        "evidence",
+        "confidence",
+        "summary",
+        "rootCause",
+    ], "asked again in the short form"
+    assert short["required"] == list(short["properties"])
+    assert "immediateActions" in first["response_format"]["json_schema"]["schema"]["properties"]
     assert [c.finish_reason for c in outcome.calls] == ["length", "stop"]
 
 

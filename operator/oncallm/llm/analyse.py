@@ -334,7 +334,12 @@ class _Run:
         return result
 
     async def _ask(
-        self, messages: list[dict[str, Any]], *, offer_tools: bool, max_tokens: int | None = None
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        offer_tools: bool,
+        max_tokens: int | None = None,
+        short: bool = False,
     ) -> Completion:
         # What is sent is recorded before it leaves, so an outage still shows what was tried.
         for message in messages[len(self.transcript_sent) :]:
@@ -345,7 +350,7 @@ class _Run:
             model=self.model,
             tools=TOOL_DEFINITIONS if self.use_tools else None,
             tool_choice=("auto" if offer_tools else "none") if self.use_tools else None,
-            schema=diagnosis_json_schema(self.known_ids),
+            schema=diagnosis_json_schema(self.known_ids, short=short),
             max_tokens=max_tokens,
         )
         self.usage = TokenUsage(
@@ -393,7 +398,10 @@ class _Run:
         max_tokens: int | None = None
         while True:
             completion = await self._ask(
-                conversation, offer_tools=rounds < self.max_rounds, max_tokens=max_tokens
+                conversation,
+                offer_tools=rounds < self.max_rounds,
+                max_tokens=max_tokens,
+                short=shortened,
             )
             if completion.finish_reason == "length" and not completion.tool_calls:
                 cap = max_tokens or self.settings.max_output_tokens
@@ -403,7 +411,9 @@ class _Run:
                         f"The model {self.model} ran past its token cap twice ({cap} tokens "
                         "the second time) and its reply was dropped; the built-in rules stand.",
                     )
-                # A runaway reply (a loop, an endless list) is asked for once more, shorter.
+                # A runaway reply (a loop, an endless list) is asked for once more, shorter:
+                # under half the cap and in the short form (the deciding fields only, which a
+                # constrained server then allows alone).
                 shortened = True
                 max_tokens = max(64, cap // 2)
                 cut = (completion.content or "")[:400]
@@ -412,8 +422,9 @@ class _Run:
                     {
                         "role": "user",
                         "content": f"Your reply ran past {cap} tokens and was cut off. Reply "
-                        "again with only the JSON object, much shorter: one-sentence summary "
-                        "and root cause, at most 3 items in each list.",
+                        "again with a much shorter JSON object holding only category, "
+                        "evidence, confidence, a one-sentence summary and a one-sentence "
+                        "rootCause.",
                     }
                 )
                 continue

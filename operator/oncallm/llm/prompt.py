@@ -230,7 +230,14 @@ RULES_ONLY_FIELDS = ("chain", "secondary")
 """Diagnosis fields the model's reply leaves out: the pipeline keeps the rules' chain."""
 
 
-def diagnosis_json_schema(evidence_ids: list[str] | None = None) -> dict[str, Any]:
+#: The fields of the short form (a reply that ran away is asked for again in it), in the
+#: order a constrained model writes them: what decides the diagnosis first.
+DECIDING_FIELDS = ("category", "evidence", "confidence", "summary", "rootCause")
+
+
+def diagnosis_json_schema(
+    evidence_ids: list[str] | None = None, *, short: bool = False
+) -> dict[str, Any]:
     """A strict, grammar-friendly JSON schema for :class:`Diagnosis`.
 
     It is what every constrained mode sends (``json_schema``, llama.cpp's ``json_object``
@@ -240,7 +247,8 @@ def diagnosis_json_schema(evidence_ids: list[str] | None = None) -> dict[str, An
     llama.cpp cannot build). Lengths are stated in the instructions and enforced after
     parsing. With ``evidence_ids``, the cited ids are an enum of them, so a constrained model
     cannot invent one. The causal chain and secondary causes are the rules'
-    (:data:`RULES_ONLY_FIELDS`): the model is not asked for them.
+    (:data:`RULES_ONLY_FIELDS`): the model is not asked for them. ``short`` keeps only
+    :data:`DECIDING_FIELDS` (the lists default to empty).
     """
     source = Diagnosis.model_json_schema(by_alias=True)
     for name in RULES_ONLY_FIELDS:
@@ -279,9 +287,11 @@ def diagnosis_json_schema(evidence_ids: list[str] | None = None) -> dict[str, An
     schema: dict[str, Any] = clean(source)
     # A constrained model writes the properties in this order: what decides the diagnosis
     # first, so a reply that rambles on in its lists has already named and proven its cause.
-    first = ("category", "evidence", "confidence", "summary", "rootCause")
+    first = DECIDING_FIELDS
     properties = schema["properties"]
     order = [*(k for k in first if k in properties), *(k for k in properties if k not in first)]
+    if short:
+        order = [k for k in order if k in first]
     schema["properties"] = {k: properties[k] for k in order}
     schema["required"] = order
     if evidence_ids:

@@ -104,7 +104,8 @@ class LLMSettings:
     max_output_tokens: int = 1500
     """``ONCALLM_LLM_MAX_OUTPUT_TOKENS``: the reply's token cap; a diagnosis is a few hundred
     tokens, so this only stops a runaway model. A reply cut at the cap (``finish_reason``
-    ``length``) is asked for once more, shorter, under half the cap, then dropped."""
+    ``length``) is asked for once more under half the cap, in the short form (the deciding
+    fields only), then dropped."""
 
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     """``ONCALLM_LLM_MAX_TOKENS_FIELD``: the request field carrying the cap. OpenAI's reasoning
