@@ -95,7 +95,15 @@ class Scope:
 
     def node_names(self) -> list[str]:
         """The nodes that matter: the pods' nodes and an alerted node, at most MAX_NODES."""
-        names = {p.node_name for p in self.ctx.pods if p.node_name}
-        if self.target.kind == "Node":
-            names.add(self.target.name)
-        return sorted(names)[:MAX_NODES]
+        # The nodes of troubled pods first (a Terminating or unready pod points at its node),
+        # then the others by name: a DaemonSet's pods span more nodes than are read.
+        troubled = sorted(
+            {
+                p.node_name
+                for p in self.ctx.pods
+                if p.node_name and (p.deleting or p.conditions.get("Ready", ("True",))[0] != "True")
+            }
+        )
+        rest = sorted({p.node_name for p in self.ctx.pods if p.node_name} - set(troubled))
+        names = ([self.target.name] if self.target.kind == "Node" else []) + troubled + rest
+        return list(dict.fromkeys(names))[:MAX_NODES]

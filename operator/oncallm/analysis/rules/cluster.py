@@ -400,7 +400,10 @@ def pvc_pending(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
             "running or not registered (check its pods)"
         )
     elif prov:
-        why = f"the provisioner fails: {quote_line(prov[0].message, 160)}"
+        why = (
+            f"the provisioner of StorageClass {sc_name or '(default)'} fails: "
+            f"{quote_line(prov[0].message, 200)}"
+        )
     else:
         why = f"no PersistentVolume is bound to it yet (StorageClass {sc_name or 'default'})"
     pod = next((p for p in ctx.pods if pvc and pvc.name in p.pvcs), None) or target_pod(ctx)
@@ -497,10 +500,11 @@ def insufficient_resources_unschedulable(
     ctx: Context, ev: EvidenceIndex, _: RuleSettings
 ) -> Finding | None:
     """FailedScheduling: no node has room (Insufficient cpu/memory) or fits the constraints."""
+    placed = {p.name for p in ctx.pods if p.node_name}
     sched = [
         e
         for e in events(ctx, reasons=("FailedScheduling",), pattern=_UNSCHEDULABLE)
-        if not _UNBOUND.search(e.message)
+        if not _UNBOUND.search(e.message) and e.object_name not in placed
     ]
     pending = [
         p

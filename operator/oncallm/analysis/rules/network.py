@@ -244,6 +244,10 @@ def _own_nameservers(ctx: Context, pod: PodSnapshot | None) -> str:
     return ""
 
 
+_KUBERNETES_ZONES = re.compile(r"^\s*kubernetes\s+([^{\n]+?)\s*\{", re.M)
+"""The zones CoreDNS's kubernetes plugin answers for (``kubernetes cluster.local in-addr.arpa``)."""
+
+
 def _corefile_fault(ctx: Context) -> tuple[str, list[Link]]:
     """CoreDNS's own fault, from its Corefile and logs: a forward to /etc/resolv.conf that the
     loop plugin caught (the node's resolver is a local stub pointing back), or upstreams the
@@ -269,6 +273,20 @@ def _corefile_fault(ctx: Context) -> tuple[str, list[Link]]:
                 evidence=[loop_id(), corefile_id()],
                 category=Category.DNS_FAILURE,
             )
+        ]
+    zone = _KUBERNETES_ZONES.search(dns.corefile or "")
+    if (
+        zone
+        and "cluster.local" not in zone.group(1).split()
+        and any(".svc.cluster.local" in line for line in [dns.trigger])
+    ):
+        text = (
+            f"the Corefile's kubernetes plugin serves zone {zone.group(1).strip()}, not "
+            "cluster.local, so CoreDNS answers NXDOMAIN for every Service name the pods use "
+            "(ConfigMap kube-system/coredns)"
+        )
+        return text, [
+            Link(summary=text + ".", evidence=[corefile_id()], category=Category.DNS_FAILURE)
         ]
     if dns.dead_upstreams:
         zones = [
@@ -924,8 +942,48 @@ def _near_miss(
     return None
 
 
+_NO_SERVICE_ACCOUNT = re.compile(
+    r'(?:error looking up service account [\w.-]+/([\w.-]+)|serviceaccount "([\w.-]+)" not found)'
+)
+"""The pod's ServiceAccount is gone: admission refuses every pod that names it."""
+
+
+def _missing_service_account(ctx: Context, ev: EvidenceIndex) -> Finding | None:
+    refused = [e for e in ctx.events if _NO_SERVICE_ACCOUNT.search(e.message)]
+    if not refused:
+        return None
+    m = _NO_SERVICE_ACCOUNT.search(refused[0].message)
+    assert m is not None
+    sa = m.group(1) or m.group(2)
+    ns = refused[0].object_namespace or namespace(ctx)
+    who = f"{refused[0].object_kind} {refused[0].object_name}"
+    return Finding(
+        Category.RBAC_FORBIDDEN,
+        0.9,
+        summary=f"ServiceAccount {sa} does not exist, so {who} cannot create its pods.",
+        root_cause=(
+            f"{who} cannot create pods: their ServiceAccount {ns}/{sa} does not exist, and the "
+            f"API server refuses every pod that names it ({quote_line(refused[0].message, 200)})."
+        ),
+        evidence=ev.cite(*[ev.event(e) for e in refused[:2]]),
+        impact=f"{workload_state(ctx)}; no pod of it runs until the ServiceAccount exists.",
+        immediate_actions=[
+            f"Recreate ServiceAccount {sa} in {ns} with its RoleBindings (from the chart that "
+            "owns it), or point serviceAccountName at the account that replaced it.",
+        ],
+        recommendations=["Ship the ServiceAccount with the workload that uses it."],
+        commands=[
+            f"kubectl -n {ns} get serviceaccounts",
+            f"kubectl -n {ns} get rolebindings -o wide",
+        ],
+    )
+
+
 def rbac_forbidden(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """The API server answers 403: the pod's service account lacks a Role(Binding)."""
+    missing = _missing_service_account(ctx, ev)
+    if missing is not None:
+        return missing
     hits = grep(ctx, ev, _FORBIDDEN)
     forbidden_events = [e for e in ctx.events if _FORBIDDEN.search(e.message)]
     if not hits and not forbidden_events:

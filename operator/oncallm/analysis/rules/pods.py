@@ -424,7 +424,9 @@ def _stale_credentials(ctx: Context, pod: PodSnapshot | None) -> tuple[str, list
             ready = es.conditions.get("Ready", ("", "", "")) if es else ("", "", "")
             if es is not None and ready[0] != "True":
                 broken.append(
-                    f"ExternalSecret {name} that renders it is not syncing"
+                    f"ExternalSecret {name} that renders it"
+                    + (f" from {es.store}" if es and es.store else "")
+                    + " is not syncing"
                     + (f" ({ready[1]}: {quote_line(ready[2], 140)})" if ready[2] else "")
                     + (f", last refreshed {es.refresh_time}" if es.refresh_time else "")
                     + (
@@ -482,6 +484,10 @@ def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Findi
     score, pod, c = best
     limit = c.limits.get("memory")
     usage = _memory_usage(ctx, settings, limit)
+    if any(h.node == pod.node_name and h.oom_events for h in ctx.node_health) and not usage:
+        # The node ran out of memory as a whole (SystemOOM): the kernel's global OOM killer
+        # picks victims whatever their limit, so the node, not this container, is the cause.
+        score = min(score, 0.6)
     if usage and score < 0.9:
         score = 0.85
     raised = double_quantity(limit)
@@ -685,7 +691,7 @@ _BAD_CONFIG = re.compile(
     r"|missing required (?:config|configuration|setting|option|environment variable|env)"
     r"|(?:environment variable|env var) \S+ (?:is )?(?:not set|required|missing)"
     r"|must be (?:one of|a valid|set|a positive)"
-    r"|KeyError: '[A-Z][A-Z0-9_]+'"
+    r"|(?-i:KeyError: '[A-Z][A-Z0-9_]+')"  # an env var's name, never a data field's
     r"|ValidationError: \d+ validation error"
     # a parser rejecting a config file: PyYAML, json, toml, SnakeYAML, Jackson, Go's yaml
     r"|yaml\.(?:scanner|parser|constructor|composer)\.\w+Error|\b(?:Scanner|Parser)Error:"
@@ -788,7 +794,7 @@ def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | No
         return None
     pod, c = crashed
     start_failed = {"RunContainerError", "StartError", "ContainerCannotRun"}
-    if (c.state == "waiting" and c.reason in start_failed) or c.last_reason in start_failed:
+    if c.reason in start_failed or c.last_reason in start_failed:
         message = f"{c.message} {c.last_message}"
         if _EXEC_FAILED.search(message) and not _WRONG_ARCH.search(message):
             return _bad_command(ctx, ev, pod, c)
@@ -1002,6 +1008,8 @@ def app_crash_exception(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fin
             commands=pod_commands(ctx, pod, c),
         )
     exc = _exception_line(hits, log)
+    if code in (None, 0) and not c.restart_count and c.state != "terminated":
+        return None  # it never exited: error lines of a running process are not a crash
     score = 0.72 if code not in (None, 0) or c.restart_count else 0.6
     if _REMOTE_REFUSAL.search(exc):
         score = 0.55
