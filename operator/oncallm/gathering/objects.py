@@ -5,6 +5,7 @@ Pure functions: metadata, conditions, owners, label selectors, timestamps.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +44,9 @@ def controller_of(obj: Obj) -> tuple[str, str] | None:
     return None
 
 
+_CRONJOB_JOB = re.compile(r"^(.+)-(\d{8,10})$")
+
+
 def workload_of(pod: Obj) -> tuple[str, str]:
     """The workload a pod belongs to, as people name it: its controller, a ReplicaSet as its
     Deployment (by the pod-template-hash suffix), the pod itself when it has none."""
@@ -53,6 +57,9 @@ def workload_of(pod: Obj) -> tuple[str, str]:
     template_hash = (meta(pod).get("labels") or {}).get("pod-template-hash")
     if kind == "ReplicaSet" and template_hash and name.endswith(f"-{template_hash}"):
         return "Deployment", name[: -len(template_hash) - 1]
+    scheduled = _CRONJOB_JOB.match(name) if kind == "Job" else None
+    if scheduled:  # the CronJob controller names each Job <cronjob>-<scheduled minute>
+        return "CronJob", scheduled.group(1)
     return kind, name
 
 

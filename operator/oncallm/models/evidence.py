@@ -197,6 +197,11 @@ class ServiceSnapshot(Snapshot):
     #: Service ports whose numeric targetPort no container of its pods declares
     #: (``5672->5673``; empty when the pods declare no ports or all match)
     unserved_ports: list[str] = Field(default_factory=list)
+    #: for a dependency: how its own pods fail (``redis-0: redis OOMKilled (exit 137) at limit
+    #: 256Mi, 6 restarts``), read from them
+    backend_failures: list[str] = Field(default_factory=list)
+    #: the reason those pods last terminated, when they all agree (``OOMKilled``)
+    backend_reason: str | None = None
     #: why it was gathered: "target", "member" (the workload backs it) or "dependency"
     relation: str = "member"
 

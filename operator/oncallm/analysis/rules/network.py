@@ -67,6 +67,56 @@ def _why_no_endpoints(svc: ServiceSnapshot) -> str:
     return f"its {len(svc.matching_pods)} pod(s) ({', '.join(svc.matching_pods[:3])}) are not ready"
 
 
+def _dependency_oom(
+    ctx: Context, ev: EvidenceIndex, svc: ServiceSnapshot, hits: list[Hit]
+) -> Finding:
+    """The dependency is down because its own pods are OOMKilled: the deepest proven cause is
+    their memory, and the client's connection errors are two links above it."""
+    crashed = crashed_container(ctx)
+    pod, c = crashed if crashed else (target_pod(ctx), None)
+    failures = "; ".join(svc.backend_failures[:3])
+    return Finding(
+        Category.OOM_KILLED,
+        0.92,
+        summary=(
+            f"{svc.name}'s pods are OOMKilled, so Service {svc.name} has no ready endpoints and "
+            f"{pod.name if pod else 'its clients'} cannot connect."
+        ),
+        root_cause=(
+            f"The pods behind Service {svc.namespace}/{svc.name} are killed for exceeding their "
+            f"memory limit ({failures}), so the Service has no ready endpoints and its clients "
+            f"fail: {quote_line(hits[-1].line, 160) if hits else 'connections fail'}."
+        ),
+        because=[
+            Link(
+                summary=f"Service {svc.name} has no ready endpoints: {failures}.",
+                evidence=[service_id(svc.name)],
+                category=Category.DEPENDENCY_UNREACHABLE,
+            )
+        ],
+        evidence=ev.cite(
+            service_id(svc.name), *cite_hits(hits), *(pod_cites(ev, pod, c) if pod else [])
+        ),
+        impact=(
+            f"{workload_state(ctx)}; everything that needs {svc.name} fails until it fits in "
+            "memory."
+        ),
+        immediate_actions=[
+            f"Raise the memory limit of {svc.name}'s pods, or bound what fills it (a cache's "
+            "maxmemory, a queue's length), then let its clients reconnect.",
+        ],
+        recommendations=[
+            "Alert on the dependency's own restarts and memory, not only on its clients' errors.",
+        ],
+        commands=[
+            kc.endpoints(svc.namespace, svc.name),
+            f"kubectl -n {svc.namespace} get pods -l "
+            + ",".join(f"{k}={v}" for k, v in svc.selector.items()),
+            *(pod_commands(ctx, pod, c) if pod else []),
+        ],
+    )
+
+
 def _unserved_port(ctx: Context, ev: EvidenceIndex, conn_hits: list[Hit]) -> Finding | None:
     """A dependency Service with ready endpoints whose targetPort its pods do not listen on:
     every connection through the Service is refused, though the backend runs."""
@@ -142,6 +192,8 @@ def dependency_unreachable(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> 
             return unserved
         return None
     score, svc, hits = best
+    if svc.backend_reason == "OOMKilled" and score >= 0.85:
+        return _dependency_oom(ctx, ev, svc, hits)
     crashed = crashed_container(ctx)
     pod, c = crashed if crashed else (target_pod(ctx), None)
     who = f"{c.name} in pod {pod.name}" if pod and c else (pod.name if pod else "the workload")

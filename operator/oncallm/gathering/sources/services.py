@@ -56,7 +56,31 @@ async def read(scope: Scope) -> None:
             declared = declared_ports(raw)
         snap = service_snapshot(svc, endpoints, pods, relation)
         snap.unserved_ports = unserved_ports(svc, declared)
+        if relation == "dependency":
+            snap.backend_failures, snap.backend_reason = backend_failures(pods)
         ctx.services.append(snap)
+
+
+def backend_failures(pods: list[PodSnapshot]) -> tuple[list[str], str | None]:
+    """How a dependency's own pods fail: a Service without ready endpoints often has pods
+    that crash for a reason of their own (an OOM, a bad config), the cause of the cause."""
+    texts: list[str] = []
+    reasons: set[str] = set()
+    for pod in pods[:5]:
+        for c in pod.containers:
+            reason = c.last_reason or (c.reason if c.state == "terminated" else "")
+            if not reason or reason == "Completed":
+                continue
+            code = c.last_exit_code if c.last_exit_code is not None else c.exit_code
+            limit = c.limits.get("memory")
+            texts.append(
+                f"{pod.name}: {c.name} {reason}"
+                + (f" (exit {code})" if code is not None else "")
+                + (f" at memory limit {limit}" if reason == "OOMKilled" and limit else "")
+                + f", {c.restart_count} restarts"
+            )
+            reasons.add(reason)
+    return texts, (next(iter(reasons)) if len(reasons) == 1 else None)
 
 
 def declared_ports(pods: list[Obj]) -> set[int] | None:
@@ -149,6 +173,11 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
             + (
                 f"; targetPort not declared by its pods: {', '.join(svc.unserved_ports)}"
                 if svc.unserved_ports
+                else ""
+            )
+            + (
+                f"; its pods fail: {'; '.join(svc.backend_failures)}"
+                if svc.backend_failures
                 else ""
             )
         )
