@@ -9,6 +9,7 @@ found``, ``OOMKilled``, ``ErrImagePull``) scores 0.9+; an application's own word
 from __future__ import annotations
 
 import re
+from difflib import SequenceMatcher
 
 from oncallm.analysis import commands as kc
 from oncallm.analysis.evidence import (
@@ -111,6 +112,7 @@ def missing_secret_or_configmap(ctx: Context, ev: EvidenceIndex, _: RuleSettings
         cmds += pod_commands(ctx, subject[0], None)
         cmds.append(kc.events_for(ns, subject[0].name))
     others = [f'{k} "{n}"' for k, n in list(found)[1:]]
+    lookalike = _lookalike_certificate(ctx, kind, name)
     return Finding(
         Category.MISSING_SECRET_OR_CONFIGMAP,
         0.95,
@@ -118,7 +120,9 @@ def missing_secret_or_configmap(ctx: Context, ev: EvidenceIndex, _: RuleSettings
         root_cause=(
             f"{what} referenced by {where} does not exist in namespace {ns}"
             + (f" (nor {', '.join(others)})" if others else "")
-            + f", so {reason} and never runs."
+            + f", so {reason} and never runs"
+            + (f"; {lookalike}" if lookalike else "")
+            + "."
         ),
         evidence=ev.cite(*cites, *(pod_cites(ev, subject[0], subject[1]) if subject else [])),
         impact=f"{workload_state(ctx)}; new pods of it cannot start until {what} exists.",
@@ -134,6 +138,26 @@ def missing_secret_or_configmap(ctx: Context, ev: EvidenceIndex, _: RuleSettings
             "Use External Secrets or a pre-deploy check that every referenced Secret exists.",
         ],
         commands=cmds,
+    )
+
+
+def _lookalike_certificate(ctx: Context, kind: str, name: str) -> str:
+    """A cert-manager Certificate of the namespace that writes a Secret of a similar name:
+    the pod mounts the name the Certificate does not write."""
+    if kind != "Secret":
+        return ""
+    best = max(
+        ctx.certificates,
+        key=lambda c: SequenceMatcher(None, c.secret_name, name).ratio(),
+        default=None,
+    )
+    if best is None or best.secret_name == name:
+        return ""
+    if SequenceMatcher(None, best.secret_name, name).ratio() < 0.7:
+        return ""
+    return (
+        f"Certificate {best.namespace}/{best.name} writes Secret {best.secret_name}, not {name}: "
+        "the pod and the Certificate disagree on the name"
     )
 
 

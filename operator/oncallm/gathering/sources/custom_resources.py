@@ -12,6 +12,8 @@ Evidence: ``externalsecret/<name>``, ``certificate/<name>``, ``issuer/<Kind>/<na
 
 from __future__ import annotations
 
+import re
+
 from oncallm.gathering.objects import Obj, conditions, meta, name_of
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
@@ -136,17 +138,36 @@ def external_secret_snapshot(obj: Obj) -> ExternalSecretSnapshot:
     )
 
 
+_SECRET_NOT_FOUND = re.compile(r'secret "([\w.-]+)" not found')
+
+
+def missing_secrets(ctx: Context) -> dict[str, str]:
+    """namespace -> a Secret its pods mount that the kubelet reports missing."""
+    out: dict[str, str] = {}
+    for e in ctx.events:
+        m = _SECRET_NOT_FOUND.search(e.message)
+        if m and e.object_namespace:
+            out.setdefault(e.object_namespace, m.group(1))
+    return out
+
+
 async def _certificates(
     scope: Scope, namespaces: list[str], used: dict[tuple[str, str], str]
 ) -> None:
     ctx = scope.ctx
     found: dict[tuple[str, str], CertificateSnapshot] = {}
+    missing_in = missing_secrets(ctx)
     for ns in namespaces:
         for obj in await scope.reader.list("Certificate", ns, api_version=CERT_MANAGER):
             snap = certificate_snapshot(obj)
             why = used.get((snap.namespace, snap.secret_name))
             if why is not None:
                 snap.why = f"issues Secret {snap.secret_name} ({why})"
+                found.setdefault((snap.namespace, snap.name), snap)
+            elif ns in missing_in:
+                # A pod mounts a Secret that does not exist: a Certificate beside it may write
+                # the same certificate under another name.
+                snap.why = f"in the namespace of missing Secret {missing_in[ns]}"
                 found.setdefault((snap.namespace, snap.name), snap)
     for hook in ctx.webhooks:
         if not hook.inject_ca_from or "/" not in hook.inject_ca_from:
