@@ -61,6 +61,8 @@ SERVICE_CIDR_PREFIX = "oncallm-planted-"
 #: Annotation on a namespace the planter created (the scenario's name): only such a
 #: namespace is ever deleted by the planter.
 PLANTED_BY = "oncallm.io/planted-by"
+#: Its value for a scenario planted ``quiet`` (of a hidden split).
+HIDDEN_OWNER = "a hidden scenario"
 #: Annotation on a CRD the planter generated for a custom kind no API served.
 GENERATED_BY = "oncallm.io/generated-by"
 #: The value of ``api-approved.kubernetes.io`` on a generated CRD of a protected group
@@ -323,7 +325,9 @@ class Planter:
             meta = body["metadata"]
             for key in ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp"):
                 meta.pop(key, None)
-            meta.setdefault("annotations", {})[PLANTED_BY] = shifted.scenario.name
+            # A hidden split's scenario leaves no name behind, not even here.
+            owner = HIDDEN_OWNER if planting.quiet else shifted.scenario.name
+            meta.setdefault("annotations", {})[PLANTED_BY] = owner
             if await ensure_namespace(self.api, ns, body):
                 planting.namespaces.append(ns)
 
