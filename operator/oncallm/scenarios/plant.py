@@ -12,12 +12,11 @@
 - Nodes keep their addresses and get the ``node_status`` of the control plane beside them
   (an address the API server reaches the kubelet-log server by, and its port), so
   ``pods/log`` serves the scenario's logs.
-- What admission demands of a scenario written from a real cluster is supplied, so the
-  objects read back as written: a Service's cluster IP outside the control plane's range
-  gets a ServiceCIDR for its /16 (kept for the run); a pod's ServiceAccount the scenario
-  leaves out exists only while the pods are created; a Job with its ``selector`` (the
-  server's ``controller-uid`` labels of the original cluster) is planted with
-  ``manualSelector: true`` so the server keeps that selector instead of generating one.
+- What the API server demands of objects copied from a real cluster is supplied, so they
+  read back as written (:mod:`oncallm.scenarios.admissible`: Jobs, pod IPs, typed Secrets,
+  byte fields; a pod's ServiceAccount or PriorityClass the scenario leaves out exists only
+  while the pods are created); a Service's cluster IP outside the control plane's range gets
+  a ServiceCIDR for its /16, kept for the run.
 - Admission configuration (webhooks, admission policies) and APIServices are planted last
   and removed first: while they exist they may refuse or reroute the planter's own requests.
 - :meth:`Planter.remove` deletes exactly what a planting created. A namespace is deleted
