@@ -36,7 +36,11 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels oncallm \
     && oncallm --help > /dev/null
 # 65532: the conventional "nonroot" user of distroless images; the Deployment runs as it
-# with a read-only root file system and an emptyDir on /tmp.
+# with a read-only root file system and an emptyDir on /tmp. It needs a passwd entry: kopf
+# names the operator after getpass.getuser(), which raises KeyError for a uid it cannot look up.
+RUN groupadd --gid 65532 nonroot \
+    && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /tmp \
+        --shell /usr/sbin/nologin nonroot
 USER 65532:65532
 # 8080: webhook, web view, /metrics (webhook container); 8081: kopf's /healthz (operator).
 EXPOSE 8080 8081

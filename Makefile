@@ -30,6 +30,22 @@ up: build ## start the local control plane; prints the KUBECONFIG to export
 down: install ## stop the local control plane
 	$(VENV)/bin/oncallm controlplane down --dir $(CONTROLPLANE_DIR)
 
+NODE_DIR ?= /tmp/oncallm-cp-node
+
+node-images: install ## build the local node's images (pause, busybox, CoreDNS, python base, OnCallM's Dockerfile); cached
+	$(PY) -m oncallm.controlplane.images
+
+up-node: build node-images ## as root: the control plane with a real node (kubelet, containerd, kube-proxy, CoreDNS, scheduler)
+	$(VENV)/bin/oncallm controlplane up --node --dir $(NODE_DIR)
+
+down-node: install ## stop the control plane with the node; puts the host's settings back
+	$(VENV)/bin/oncallm controlplane down --dir $(NODE_DIR)
+
+test-node: build node-images ## as root: the node suite (real failures diagnosed end to end, OnCallM as pods)
+	$(VENV)/bin/pytest tests/node
+
+.PHONY: node-images up-node down-node test-node
+
 demo: build ## OnCallM's main job on the local control plane: plant failures, send alerts, show the analyses
 	$(VENV)/bin/oncallm --log-level WARNING demo --dir $(CONTROLPLANE_DIR)
 

@@ -43,7 +43,7 @@ import yaml
 from oncallm.controlplane import certs, images
 from oncallm.controlplane.build import repo_root, resolve_binary
 from oncallm.controlplane.kubelet_logs import plant_log, remove_log
-from oncallm.controlplane.node import NODE_IP, NODE_NAME, LocalNode, check_host
+from oncallm.controlplane.node import CLUSTER_DOMAIN, NODE_IP, NODE_NAME, LocalNode, check_host
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,10 @@ class LocalControlPlane:
             check_host()
             node.reset()
             node.setup_network()  # the API server listens on the bridge's address
-        pki = certs.generate(self.folder / "pki", extra_hosts=(NODE_IP,) if node else ())
+        # With a node, pods reach the API server by the in-cluster names (kopf uses
+        # kubernetes.default.svc) and the kubelet serves on the node's address.
+        in_cluster = (NODE_IP, "kubernetes.default.svc", f"kubernetes.default.svc.{CLUSTER_DOMAIN}")
+        pki = certs.generate(self.folder / "pki", extra_hosts=in_cluster if node else ())
         self.state = State(
             folder=str(self.folder),
             binary=str(binary),

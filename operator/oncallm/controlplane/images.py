@@ -298,3 +298,20 @@ NODE_IMAGES = (pause, busybox, coredns)
 def image_size(image: BuiltImage) -> int:
     """Bytes of the image's layers (the archive less its small manifest and config)."""
     return image.archive.stat().st_size
+
+
+def main() -> None:
+    """``python -m oncallm.controlplane.images``: build (or find) every image; print each
+    one's size and build time."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for build in (*NODE_IMAGES, python_base, oncallm):
+        started = time.monotonic()
+        image = build()
+        print(
+            f"{image.ref:40} {image_size(image) / 1e6:7.1f} MB  "
+            f"{time.monotonic() - started:6.1f} s  {image.archive}"
+        )
+
+
+if __name__ == "__main__":
+    main()
