@@ -17,7 +17,7 @@ from tests.llama_server import LlamaServer
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)  # a few minutes when the machine is busy
 async def test_an_analysis_through_a_real_model_server_is_on_the_record(
     kube: KubeAPI, control_plane: LocalControlPlane, llama_server: LlamaServer, namespace: str
 ) -> None:
@@ -27,22 +27,23 @@ async def test_an_analysis_through_a_real_model_server_is_on_the_record(
         environment(
             ONCALLM_LLM_BASE_URL=llama_server.base_url,
             ONCALLM_LLM_MODEL=llama_server.model,
-            ONCALLM_LLM_TIMEOUT_SECONDS="300",
+            ONCALLM_LLM_TIMEOUT_SECONDS="600",
             ONCALLM_LLM_MAX_RETRIES="0",
             ONCALLM_LLM_CONCURRENCY="1",
             ONCALLM_LLM_MAX_OUTPUT_TOKENS="800",
-            # SmolLM2's window is 8k tokens; a small prompt keeps one analysis under a minute
+            # SmolLM2's window is 8k tokens; a small prompt keeps one analysis near a minute
             ONCALLM_LLM_PROMPT_TOKENS_STANDARD="2000",
         ),
         operator_running(namespace),
     ):
         name = await create_analysis(kube, namespace, shifted.alert)
-        aa = await wait_phase(kube, namespace, name, {"Completed", "Failed"}, timeout=600)
+        aa = await wait_phase(kube, namespace, name, {"Completed", "Failed"}, timeout=1300)
     status = aa["status"]
     assert status["phase"] == "Completed"
     assert status["category"] == "dependency_unreachable", status.get("notes")  # never worse
+    # the model path ran (the server answered, whatever it thought)
+    assert status.get("modelOutcome") in {"accepted", "rejected", "invalid", "runaway"}, status
     assert status["model"] == "smollm2"
-    assert status["modelOutcome"] in {"accepted", "rejected", "invalid", "runaway"}
     assert status["tokenUsage"]["prompt"] > 0 and status["tokenUsage"]["completion"] > 0
     calls = status["modelCalls"]
     assert calls and all(c["format"] == "json_object_schema" for c in calls)

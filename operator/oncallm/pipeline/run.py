@@ -377,7 +377,8 @@ class Pipeline:
             commands=diag.commands,
             analyzer=outcome.analyzer,
             policy=policy.name,
-            model=outcome.model if outcome.calls else None,
+            # the model asked, also when no call came back (a timeout, an outage)
+            model=outcome.model if outcome.model and outcome.outcome != "disabled" else None,
             model_outcome=outcome.outcome if outcome.model else None,
             token_usage=outcome.token_usage if outcome.calls else None,
             model_calls=outcome.calls or None,
