@@ -181,6 +181,10 @@ async def test_agreeing_on_the_category_the_model_text_stands_with_the_rules_cha
     outcome = await analyse_with_model(context(), evidence(), baseline(), policy(), model_client)
     assert outcome.outcome == "accepted" and not outcome.disagreement
     assert outcome.diagnosis.root_cause.startswith("Since 2.14.1 checkout loads 48k")
+    # nothing the rules proved is lost: their citations first, their finding as a note
+    assert outcome.diagnosis.evidence == [CONTAINER, f"log/{POD}/checkout/previous#L3"]
+    assert outcome.notes[-1].startswith("The built-in rules found the same cause (oom_killed")
+    assert "exceeded its memory limit of 256Mi" in outcome.notes[-1]
 
 
 async def test_the_cited_ids_are_an_enum_of_the_prompt_evidence(

@@ -515,10 +515,21 @@ class _Run:
             return outcome
         if verdict.note:
             self.notes.append(verdict.note)
-        if accepted.category == self.baseline.category and not accepted.chain:
-            # the model agrees on the cause: the rules' chain and secondary causes still hold
+        if accepted.category == self.baseline.category:
+            # The model agrees on the cause: its text leads, and nothing the rules proved is
+            # lost (never worse): their chain, secondary causes and citations stay, and their
+            # own finding is kept as a note.
+            cited = list(dict.fromkeys([*self.baseline.evidence, *accepted.evidence]))
             accepted = accepted.model_copy(
-                update={"chain": self.baseline.chain, "secondary": self.baseline.secondary}
+                update={
+                    "chain": accepted.chain or self.baseline.chain,
+                    "secondary": accepted.secondary or self.baseline.secondary,
+                    "evidence": cited[: _evidence_limit()],
+                }
+            )
+            self.notes.append(
+                f"The built-in rules found the same cause ({self.baseline.category.value}, "
+                f"confidence {self.baseline.confidence:.2f}): {self.baseline.root_cause}"
             )
         return ModelOutcome(
             diagnosis=accepted,
@@ -561,6 +572,12 @@ def transcript_json(transcript: list[dict[str, Any]], max_bytes: int) -> str:
         messages[index]["content"] = content[:keep] + f" …[cut {len(content) - keep} chars]"
         text = dump()
     return text
+
+
+def _evidence_limit() -> int:
+    """How many evidence ids a Diagnosis holds."""
+    info = Diagnosis.model_fields["evidence"]
+    return next((m.max_length for m in info.metadata if isinstance(m, annotated_types.MaxLen)), 20)
 
 
 def _fit_lengths(data: dict[str, Any]) -> dict[str, Any]:
