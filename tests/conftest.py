@@ -42,6 +42,32 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCon
 
 
 @pytest.fixture(scope="session")
+def node_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalControlPlane]:
+    """A control plane with a real node (``up --node``: kubelet, containerd, kube-proxy,
+    CoreDNS, scheduler, the workload controllers), up for the whole run on first use; for
+    tests/node and tests/e2e. One node runs on a machine at a time, hence one fixture here.
+    ``ONCALLM_TEST_NODE_DIR`` reuses one started by ``oncallm controlplane up --node --dir``.
+    Skips without root or the node's Debian packages, saying which is missing."""
+    from oncallm.controlplane.node import check_host
+
+    existing = os.environ.get("ONCALLM_TEST_NODE_DIR")
+    if existing:
+        plane = LocalControlPlane.attach(Path(existing))
+        assert plane.has_node, f"the control plane in {existing} runs without a node"
+        yield plane
+        return
+    try:
+        check_host()
+    except RuntimeError as err:
+        pytest.skip(str(err))
+    plane = LocalControlPlane(tmp_path_factory.mktemp("node"), node=True).up()
+    try:
+        yield plane
+    finally:
+        plane.down()
+
+
+@pytest.fixture(scope="session")
 async def kube(control_plane: LocalControlPlane) -> AsyncIterator[KubeAPI]:
     """An admin client of the control plane, without a client-side rate limit."""
     api = await KubeAPI.connect(ClientSettings(kubeconfig=str(control_plane.kubeconfig), qps=0))

@@ -1,44 +1,16 @@
-"""Fixtures of the node suite: one control plane with a real node for the whole run.
-
-``ONCALLM_TEST_NODE_DIR`` reuses a control plane started by ``oncallm controlplane up --node
---dir DIR`` (neither started nor stopped by the run). Without root or the node's Debian
-packages the suite skips, saying which is missing.
-"""
+"""Fixtures of the node suite, on the control plane with a real node (``node_plane``, in
+tests/conftest.py, shared with tests/e2e)."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
 from oncallm.controlplane import LocalControlPlane
-from oncallm.controlplane.node import check_host
 from oncallm.kube.api import ClientSettings, KubeAPI
-
-
-@pytest.fixture(scope="session")
-def node_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalControlPlane]:
-    """etcd, kube-apiserver, controller manager, scheduler, and a real node (kubelet,
-    containerd, kube-proxy, CoreDNS)."""
-    existing = os.environ.get("ONCALLM_TEST_NODE_DIR")
-    if existing:
-        plane = LocalControlPlane.attach(Path(existing))
-        assert plane.has_node, f"the control plane in {existing} runs without a node"
-        yield plane
-        return
-    try:
-        check_host()
-    except RuntimeError as err:
-        pytest.skip(str(err))
-    plane = LocalControlPlane(tmp_path_factory.mktemp("node"), node=True).up()
-    try:
-        yield plane
-    finally:
-        plane.down()
 
 
 @pytest.fixture(scope="session")

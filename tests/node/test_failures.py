@@ -57,28 +57,34 @@ def load(path: Path) -> dict[str, Any]:
     return doc
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def analyses_namespace(node_plane: LocalControlPlane) -> str:
     name = f"oncallm-{secrets.token_hex(3)}"
     node_plane.kubectl_run("create", "namespace", name)
     return name
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def stack(node_plane: LocalControlPlane, analyses_namespace: str) -> AsyncIterator[Stack]:
     """OnCallM's operator and webhook (in this process) against the node's control plane."""
     # ONCALLM_KUBE_POOL: the watch-backed caches (kube/cache.py) hold about nine watches per
     # namespace an analysis reads, each on a connection of the client's pool (64 by default);
     # past seven namespaces every other request waits for a free connection until it times out
     # ("API server unreachable"). This suite reads fourteen namespaces at once.
+    # Module-scoped, and every variable put back afterwards: the suites after this one must
+    # not see the node's KUBECONFIG or this webhook token.
     with environment(
-        KUBECONFIG=str(node_plane.kubeconfig), ONCALLM_WEBHOOK_TOKEN=TOKEN, ONCALLM_KUBE_POOL="256"
+        KUBECONFIG=str(node_plane.kubeconfig),
+        ONCALLM_NAMESPACE=analyses_namespace,
+        ONCALLM_OPERATOR_METRICS_PORT="0",
+        ONCALLM_WEBHOOK_TOKEN=TOKEN,
+        ONCALLM_KUBE_POOL="256",
     ):
         async with running_stack(str(node_plane.kubeconfig), analyses_namespace) as running:
             yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def caused(node_plane: LocalControlPlane) -> Iterator[dict[str, str]]:
     """Every failure's manifests, applied at once at the start, each kind in a namespace of
     its own: the node produces them side by side, so the suite takes about as long as the
@@ -99,7 +105,7 @@ def caused(node_plane: LocalControlPlane) -> Iterator[dict[str, str]]:
         node_plane.kubectl_run("delete", "namespace", name, "--wait=false")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def real_alertmanager(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("alertmanager")
     with alertmanager(folder, stack.url + "/webhook", TOKEN, group_by=["..."]) as am:
