@@ -70,6 +70,8 @@ _KUBELET_TUNABLES = (
 #: ``LocalControlPlane._spawn``: start a part as a process whose log goes to ``<name>.log``.
 Spawn = Callable[..., None]
 NETNS = Path("/run/netns")
+#: Names the folder of the node that holds this machine's bridge and address: one at a time.
+OWNER = Path("/run/oncallm-node.owner")
 
 
 def check_host() -> None:
@@ -114,9 +116,29 @@ class LocalNode:
     def pod_logs(self) -> Path:
         return self.root / "pod-logs"
 
+    def claim(self) -> None:
+        """Take this machine's node slot, refusing while another folder's node still runs."""
+        if OWNER.exists():
+            other = Path(OWNER.read_text().strip())
+            state = other / "state.json"
+            if other != self.folder and state.exists():
+                pids = json.loads(state.read_text()).get("pids", {})
+                if any(_alive(pid) for pid in pids.values()):
+                    raise RuntimeError(
+                        f"another local node runs from {other} (one bridge {BRIDGE}, one address "
+                        f"{NODE_IP} per machine): `oncallm controlplane down --dir {other}` first"
+                    )
+        OWNER.parent.mkdir(parents=True, exist_ok=True)
+        OWNER.write_text(str(self.folder))
+
+    def release(self) -> None:
+        if OWNER.exists() and OWNER.read_text().strip() == str(self.folder):
+            OWNER.unlink()
+
     def reset(self) -> None:
         """Forget a previous run's containers, volumes and IP allocations (the folder's etcd,
         and so its objects, stay): the new kubelet starts every pod afresh."""
+        self.claim()
         self.release_mounts()
         for part in ("containerd", "kubelet", "cni", "pod-logs"):
             shutil.rmtree(self.root / part, ignore_errors=True)
@@ -402,7 +424,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         self.cleanup_kube_proxy(binary)
         self.release_mounts()
         self.teardown_network()
+        self.release()
 
 
-def kubeconfig_user(token: str) -> dict[str, Any]:
-    return {"token": token}
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
