@@ -159,12 +159,14 @@ async def test_a_storm_becomes_one_analysis_per_cause() -> None:
         await _until(lambda: all(_status(api, b).get("phase") == "Completed" for b in bodies))
         # the primaries' member counts are brought up to date shortly after
         await _until(
-            lambda: sorted(
-                _status(api, b)["incident"]["members"]
-                for b in bodies
-                if _status(api, b)["incident"]["role"] == "primary"
+            lambda: (
+                sorted(
+                    _status(api, b)["incident"]["members"]
+                    for b in bodies
+                    if _status(api, b)["incident"]["role"] == "primary"
+                )
+                == [0, 0, 0, 5, 5, 5]
             )
-            == [0, 0, 0, 5, 5, 5]
         )
     finally:
         await service.stop()
