@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
@@ -234,3 +235,18 @@ async def test_a_kind_without_api_version_reads_only_what_is_new() -> None:
     rollout = await discovery.resolve("Rollout")
     assert rollout is not None and rollout.api_version == "argoproj.io/v1alpha1"
     assert api.calls == ["/apis", "/apis/argoproj.io/v1alpha1"]
+
+
+async def test_a_look_up_its_callers_gave_up_on_fails_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = DiscoveryAPI()
+    api.errors["/apis/policy/v1"] = ApiError(0, "API server unreachable")
+    discovery = Discovery(api)  # type: ignore[arg-type]
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0):
+            await discovery.resolve("PodDisruptionBudget", "policy/v1")
+    await asyncio.sleep(0.01)  # the shared request ends, with nobody waiting
+    gc.collect()
+    assert "exception was never retrieved" not in caplog.text
+    assert discovery._inflight == {}

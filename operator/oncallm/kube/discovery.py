@@ -145,8 +145,13 @@ class Discovery:
         if future is None:
             future = asyncio.ensure_future(self._fetch(path))
             self._inflight[path] = future
-            future.add_done_callback(lambda _: self._inflight.pop(path, None))
+            future.add_done_callback(lambda done: self._done(path, done))
         return await asyncio.shield(future)
+
+    def _done(self, path: str, future: asyncio.Future[Document | None]) -> None:
+        self._inflight.pop(path, None)
+        if not future.cancelled():
+            future.exception()  # retrieved: every caller may have timed out and left
 
     async def _fetch(self, path: str) -> Document | None:
         try:
