@@ -80,7 +80,8 @@ class CacheSettings:
     every analysis."""
     max_watches: int = 64
     """Lists watched at once (ONCALLM_CACHE_MAX_WATCHES): a (kind, namespace) each, and each
-    node's pods and events; the least recently read goes first."""
+    node's pods and events; the least recently read goes first. Never more than half the API
+    client's connection pool (ONCALLM_KUBE_POOL): each open watch holds a connection."""
     max_objects: int = 20_000
     """Objects one watched list may hold (ONCALLM_CACHE_MAX_OBJECTS); a larger one is dropped
     and read directly."""
@@ -234,6 +235,13 @@ class CachedReader:
         self.api = api
         self.direct = direct
         self.settings = settings or CacheSettings()
+        #: Each watch holds one of the API client's pooled connections (ONCALLM_KUBE_POOL)
+        #: for as long as it is open: watches never take more than half of them, or reads and
+        #: writes wait for a connection and time out ("API server unreachable").
+        pool = getattr(getattr(api, "settings", None), "pool_size", 0)
+        self.max_watches = max(
+            1, min(self.settings.max_watches, pool // 2) if pool else self.settings.max_watches
+        )
         self._lists: OrderedDict[Key, WatchedList] = OrderedDict()
         #: lists given up on (too big, forbidden): read directly, not watched again
         self._direct: set[Key] = set()
@@ -339,7 +347,7 @@ class CachedReader:
         return None
 
     def _open(self, key: Key) -> WatchedList:
-        while len(self._lists) >= max(1, self.settings.max_watches):
+        while len(self._lists) >= self.max_watches:
             _, oldest = self._lists.popitem(last=False)
             asyncio.get_running_loop().create_task(oldest.stop())
         watched = WatchedList(self.api, key, self.settings.max_objects)
