@@ -19,12 +19,14 @@ kept; then ``N/M correct`` for both and ``model accepted in K/M``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import re
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,7 +181,7 @@ async def evaluate_on_cluster(
         # fingerprints) and change its reports: each run starts without them.
         analyses = resource("AlertAnalysis").path(namespace)
         await api.request("DELETE", analyses)
-        async with running_stack(kubeconfig, namespace) as stack:
+        async with _alone(), running_stack(kubeconfig, namespace) as stack:
             deadline = time.monotonic() + SCENARIO_TIMEOUT  # the operator lifts finalizers
             while (await api.request("GET", analyses)).get("items"):
                 if time.monotonic() > deadline:
@@ -206,6 +208,25 @@ async def evaluate_on_cluster(
         finally:
             await api.close()
     return results
+
+
+#: Scenarios are independent incidents, planted one after the other: the operator must not
+#: join one scenario's alert to the incident of the one before (offline, each is alone).
+_ALONE = {"ONCALLM_INCIDENTS": "false"}
+
+
+@contextlib.asynccontextmanager
+async def _alone() -> AsyncIterator[None]:
+    saved = {name: os.environ.get(name) for name in _ALONE}
+    os.environ.update(_ALONE)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 async def _one_on_cluster(
