@@ -8,6 +8,7 @@ manifests themselves, not a test-only copy of them.
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -145,15 +146,31 @@ def can_i(
     *,
     user: str = SA_USER,
 ) -> bool:
-    """``kubectl auth can-i VERB WHAT --as=USER`` (OnCallM's ServiceAccount unless told),
-    asked as admin; ``namespace=None`` asks about every namespace at once. ``WHAT`` may name
-    a subresource, ``pods/log`` (kubectl itself would read that as the pod named "log")."""
-    res, _, sub = what.partition("/")
-    args = [str(plane.kubectl), f"--kubeconfig={plane.kubeconfig}", "auth", "can-i", verb, res]
-    args += [f"--as={user}"] + ([f"--subresource={sub}"] if sub else [])
-    args += [f"--namespace={namespace}"] if namespace else ["--all-namespaces"]
-    result = subprocess.run(args, capture_output=True, text=True, check=False)
-    answer = result.stdout.strip()
-    if answer not in ("yes", "no"):
-        raise AssertionError(f"kubectl auth can-i {verb} {what} said {answer!r}: {result.stderr}")
-    return answer == "yes"
+    """May USER (OnCallM's ServiceAccount unless told) do VERB on WHAT, as the API server's
+    authorizer answers a SubjectAccessReview; ``namespace=None`` asks about every namespace at
+    once. ``WHAT`` is ``resource[.group][/subresource]``.
+
+    A SubjectAccessReview, not ``kubectl auth can-i``: kubectl resolves WHAT through discovery
+    first, and for a custom resource whose CRD is not installed it asks about a resource named
+    ``externalsecrets.external-secrets.io`` in the core group, which RBAC always refuses."""
+    head, _, sub = what.partition("/")
+    res, _, group = head.partition(".")
+    attributes = {"verb": verb, "resource": res, "group": group, "subresource": sub}
+    if namespace:
+        attributes["namespace"] = namespace
+    groups = ["system:authenticated"]
+    if user.startswith("system:serviceaccount:"):
+        # what the API server gives a ServiceAccount's token besides its user name
+        groups += ["system:serviceaccounts", f"system:serviceaccounts:{user.split(':')[2]}"]
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {"user": user, "groups": groups, "resourceAttributes": attributes},
+    }
+    args = [str(plane.kubectl), f"--kubeconfig={plane.kubeconfig}", "create", "-f", "-"]
+    result = subprocess.run(
+        [*args, "-o", "json"], input=json.dumps(review), capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"SubjectAccessReview for {verb} {what} failed: {result.stderr}")
+    return bool(json.loads(result.stdout).get("status", {}).get("allowed"))
