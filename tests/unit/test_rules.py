@@ -1704,3 +1704,91 @@ def test_two_independent_causes_are_primary_then_secondary() -> None:
     categories = {d.category, *(link.category for link in d.secondary)}
     assert {Category.IMAGE_PULL_ERROR, Category.NODE_NOT_READY} <= categories, d
     assert d.secondary and d.secondary[0].role.value == "secondary"
+
+
+def test_a_probe_that_errors_fails_like_one_that_answers_badly() -> None:
+    """'probe errored and resulted in unknown state' is the kubelet's wording for a probe that
+    could not run (an exec that timed out, a named port the container does not have)."""
+    c = ctx(
+        pods=[pod(POD, container(last_reason="Error", last_exit_code=137, restart_count=6))],
+        events=[
+            event(
+                "Unhealthy",
+                "Liveness probe errored and resulted in unknown state: strconv.Atoi: "
+                'parsing "http": invalid syntax',
+                count=31,
+            ),
+            event(
+                "Killing", "Container api failed liveness probe, will be restarted", type="Normal"
+            ),
+        ],
+    )
+    d = check(c, Category.FAILING_PROBE)
+    assert 'parsing "http"' in d.root_cause
+
+
+def test_probe_errors_of_a_container_being_stopped_are_no_cause() -> None:
+    c = ctx(
+        pods=[pod(POD, container(last_reason="Error", last_exit_code=137, restart_count=2))],
+        events=[
+            event(
+                "Unhealthy",
+                "Readiness probe errored and resulted in unknown state: rpc error: code = "
+                "Unknown desc = command error: cannot register an exec PID: container is "
+                "stopping, stdout: , stderr: , exit code -1",
+                count=9,
+            ),
+        ],
+    )
+    assert Category.FAILING_PROBE not in {f.category for f in evaluate(c)}
+
+
+def test_a_job_stopped_at_its_deadline_did_not_crash_on_the_exception_it_logged() -> None:
+    """Exit 143 is SIGTERM from outside (here the Job's activeDeadlineSeconds): the handled
+    exception earlier in the log did not end the process."""
+    job_pod = pod(
+        "ledger-export-29811440-q8d2m",
+        container(
+            name="export",
+            state="terminated",
+            reason="Error",
+            exit_code=143,
+            restart_count=0,
+            last_state=None,
+            last_exit_code=None,
+            message="",
+        ),
+        phase="Failed",
+        owner_kind="Job",
+        owner_name="ledger-export-29811440",
+    )
+    logs = """
+2026-12-02T01:00:03Z INFO  exporting 4,218,332 rows
+2026-12-02T01:07:41Z WARN  batch 212 failed, retrying
+Traceback (most recent call last):
+  File "/app/export.py", line 88, in write_batch
+TimeoutError: write to s3 timed out
+2026-12-02T01:07:44Z INFO  batch 212 written on retry 1
+2026-12-02T01:29:59Z INFO  exported 3,901,100 rows
+"""
+    c = ctx(
+        pods=[job_pod],
+        workload=WorkloadSnapshot(
+            kind="Job",
+            name="ledger-export-29811440",
+            namespace=NS,
+            backoff_limit=6,
+            failed=1,
+            conditions={
+                "Failed": (
+                    "True",
+                    "DeadlineExceeded",
+                    "Job was active longer than specified deadline",
+                )
+            },
+        ),
+        logs=[log(logs, pod_name=job_pod.name, container_name="export", previous=False)],
+        alert=alert("KubeJobFailed", job_name="ledger-export-29811440", container=""),
+    )
+    d = check(c, Category.JOB_BACKOFF_LIMIT)
+    assert "activeDeadlineSeconds" in d.root_cause

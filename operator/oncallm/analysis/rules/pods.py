@@ -619,12 +619,29 @@ def _memory_usage(
 
 # --- failing probes ---------------------------------------------------------------------------
 
-_PROBE = re.compile(r"(Liveness|Readiness|Startup) probe failed:?\s*(.*)", re.I | re.S)
+#: The kubelet's Unhealthy wording: "<Kind> probe failed: <output>" when the probe ran and
+#: answered badly, "<Kind> probe errored and resulted in unknown state: <error>" (older kubelets:
+#: "<Kind> probe errored: <error>") when it could not run: an exec probe that timed out, an
+#: httpGet whose named port does not exist (strconv.Atoi: parsing "http"). Both fail the probe.
+_PROBE = re.compile(
+    r"(Liveness|Readiness|Startup) probe "
+    r"(?:failed|errored(?: and resulted in \w+ state)?):?\s*(.*)",
+    re.I | re.S,
+)
+#: Probe errors of a container being stopped: the kubelet execs into it while it shuts down.
+#: A symptom of the stop, never the cause of anything.
+_PROBE_WHILE_STOPPING = re.compile(
+    r"container is stopping|container not running|is not running", re.I
+)
 
 
 def failing_probe(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """Unhealthy events: the kubelet's probe fails and it restarts (liveness) or unreadies."""
-    unhealthy = events(ctx, reasons=("Unhealthy",), pattern=_PROBE)
+    unhealthy = [
+        e
+        for e in events(ctx, reasons=("Unhealthy",), pattern=_PROBE)
+        if not _PROBE_WHILE_STOPPING.search(e.message)
+    ]
     kills = events(
         ctx, reasons=("Killing",), pattern=re.compile(r"failed (liveness|startup) probe")
     )
@@ -1037,6 +1054,10 @@ def app_crash_exception(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fin
     score = 0.72 if code not in (None, 0) or c.restart_count else 0.6
     if _REMOTE_REFUSAL.search(exc):
         score = 0.55
+    if code in _KILLED_FROM_OUTSIDE:
+        # 137/143 is SIGKILL/SIGTERM sent to the process (a deletion, an eviction, a Job's
+        # deadline, a probe): an exception in the log did not end it, so it proves no crash
+        score = min(score, 0.5)
     w = controller(ctx)
     cmds = pod_commands(ctx, pod, c)
     changed = _recent_change(ctx)
@@ -1068,6 +1089,10 @@ def app_crash_exception(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fin
         ],
         commands=cmds,
     )
+
+
+#: Exit codes of a process killed by a signal it did not raise itself: 128+9, 128+15.
+_KILLED_FROM_OUTSIDE = frozenset({137, 143})
 
 
 def _exception_line(hits: list[Hit], log: LogSnapshot | None) -> str:

@@ -55,14 +55,24 @@ def proven(causes: list[Finding], settings: RuleSettings) -> Finding | None:
 # --- Job backoff limit --------------------------------------------------------------------------
 
 
+#: The Job controller's reasons on its Failed condition and on the Event it records.
+_JOB_FAILED_REASONS = (
+    "BackoffLimitExceeded",
+    "DeadlineExceeded",
+    "PodFailurePolicy",
+    "MaxFailedIndexesExceeded",
+    "FailedIndexes",
+)
+
+
 def _failed_job(ctx: Context) -> tuple[WorkloadSnapshot | None, str, str]:
     for w in [ctx.workload, *ctx.owners]:
         if w is None or w.kind != "Job":
             continue
         status, reason, message = w.conditions.get("Failed", ("False", "", ""))
-        if status == "True" or reason in ("BackoffLimitExceeded", "DeadlineExceeded"):
+        if status == "True" or reason in _JOB_FAILED_REASONS:
             return w, reason or "BackoffLimitExceeded", message
-    for e in events(ctx, reasons=("BackoffLimitExceeded", "DeadlineExceeded")):
+    for e in events(ctx, reasons=_JOB_FAILED_REASONS):
         return None, e.reason, e.message
     return None, "", ""
 
@@ -108,11 +118,13 @@ def job_backoff_limit(
         evidence, extra = [], []
     limit = job.backoff_limit if job and job.backoff_limit is not None else 6
     failed = job.failed if job and job.failed is not None else limit + 1
-    gave_up = (
-        f"reached its backoffLimit of {limit} after {failed} failed pods"
-        if reason == "BackoffLimitExceeded"
-        else f"ran past its activeDeadlineSeconds ({reason})"
-    )
+    gave_up = {
+        "BackoffLimitExceeded": f"reached its backoffLimit of {limit} after {failed} failed pods",
+        "DeadlineExceeded": "ran past its activeDeadlineSeconds (DeadlineExceeded)",
+        "PodFailurePolicy": "was failed by a FailJob rule of its podFailurePolicy",
+        "MaxFailedIndexesExceeded": "had more failed indexes than its maxFailedIndexes",
+        "FailedIndexes": "had indexes fail past their backoffLimitPerIndex",
+    }.get(reason, f"failed ({reason})")
     cmds = [kc.describe("job", ns, name)]
     if pod is not None:
         cmds += pod_commands(ctx, pod, c)
