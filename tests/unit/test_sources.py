@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from oncallm.analysis import diagnose
 from oncallm.analysis.evidence import index_evidence
 from oncallm.gathering.gather import gather
 from oncallm.gathering.memory import MemoryReader
 from oncallm.models.alert import Alert
+from oncallm.models.analysis import Category
 from oncallm.models.evidence import Context
 from oncallm.models.policy import DEFAULT_POLICY
 
@@ -704,3 +706,50 @@ async def test_without_the_crds_custom_resources_are_quietly_absent() -> None:
     assert ctx.pull_credentials
     assert ctx.external_secrets == [] and ctx.certificates == [] and ctx.argo_applications == []
     assert not ctx.missing
+
+
+# -- a dependency in another namespace -------------------------------------------------------
+
+
+async def test_a_service_of_another_namespace_the_app_names_is_read_with_its_endpoints() -> None:
+    app = crashed_app()
+    app["spec"]["containers"][0]["env"] = [
+        {"name": "LEDGER_URL", "value": "http://ledger-api.finance.svc.cluster.local:8080"},
+        {"name": "CACHE_ADDR", "value": "session-cache.platform:6379"},
+        {"name": "SENTRY_HOST", "value": "sentry.example.com:443"},
+        {"name": "CONFIG", "value": "/etc/app/config.yaml"},
+    ]
+    ledger = {
+        "kind": "Service",
+        "metadata": {"name": "ledger-api", "namespace": "finance"},
+        "spec": {"selector": {"app": "ledger-api"}, "ports": [{"port": 8080}]},
+    }
+    cache = {
+        "kind": "Service",
+        "metadata": {"name": "session-cache", "namespace": "platform"},
+        "spec": {"selector": {"app": "session-cache"}, "ports": [{"port": 6379}]},
+    }
+    ctx = await gathered(
+        alert(namespace="shop", pod="bridge-1"),
+        [
+            app,
+            ledger,
+            {"kind": "Endpoints", "metadata": {"name": "ledger-api", "namespace": "finance"}},
+            cache,
+            {
+                "kind": "Endpoints",
+                "metadata": {"name": "session-cache", "namespace": "platform"},
+                "subsets": [{"addresses": [{"ip": "10.244.3.9"}]}],
+            },
+            pod("session-cache-0", "platform", labels={"app": "session-cache"}),
+        ],
+        **{"shop__bridge-1__app": "Error: connect ECONNREFUSED ledger-api.finance.svc:8080"},
+    )
+    deps = {(s.namespace, s.name): s for s in ctx.services if s.relation == "dependency"}
+    assert set(deps) == {("finance", "ledger-api"), ("platform", "session-cache")}
+    assert deps["finance", "ledger-api"].ready_endpoints == 0
+    assert deps["platform", "session-cache"].ready_endpoints == 1
+    assert deps["platform", "session-cache"].matching_pods == ["session-cache-0"]
+    d = diagnose(ctx)
+    assert d.category == Category.DEPENDENCY_UNREACHABLE, d.root_cause
+    assert "finance/ledger-api" in d.root_cause

@@ -1,8 +1,9 @@
 """Services around the pods: the alerted one, those backed by the pods, and dependencies the
-pods' environment, logs or events name.
+pods' environment, logs or events name, in their namespace or in another one.
 
-Reads the namespace's Services, then each chosen one's Endpoints (and a dependency's pods),
-at most ten.
+Reads the namespace's Services; the Services of other namespaces named in a cluster DNS form
+(``ledger-api.finance.svc.cluster.local``, ``session-cache.platform:6379``), one GET each, at
+most four; then each chosen one's Endpoints (and a dependency's pods), at most ten in all.
 
 Evidence: ``service/<name>``: why it was gathered, type, ports, selector, ready and not
 ready endpoints, matching pods.
@@ -21,6 +22,21 @@ from oncallm.models.evidence import Context, PodSnapshot, ServiceSnapshot
 
 #: Services snapshotted per analysis.
 MAX_SERVICES = 10
+#: Services of other namespaces followed per analysis: one GET each, and their Endpoints and
+#: pods when the Service exists.
+MAX_OTHER_NAMESPACE = 4
+
+#: A Service of another namespace as a client names it: ``name.namespace.svc[.cluster.local]``
+#: (any port), or ``name.namespace:port`` (the search path resolves it; the port keeps file
+#: names and dotted versions out).
+_OTHER_SERVICE = re.compile(
+    r"(?<![\w.-])([a-z](?:[-a-z0-9]*[a-z0-9])?)\.([a-z](?:[-a-z0-9]*[a-z0-9])?)"
+    r"(?:(\.svc(?:\.cluster\.local)?\.?)(?::\d+)?(?![\w.-])|:\d{2,5}(?![\w.]))"
+)
+#: Second labels of a two-label ``host:port`` that are domains, never namespaces.
+_DOMAINS = frozenset(
+    "com net org io dev co ai app cloud local internal lan corp svc cluster us eu uk de".split()
+)
 
 
 def service_id(name: str) -> str:
@@ -45,7 +61,16 @@ async def read(scope: Scope) -> None:
             chosen.append((svc, "member"))
         elif mentions(mentioned, name, ns):
             chosen.append((svc, "dependency"))
-    for svc, relation in chosen[:MAX_SERVICES]:
+    chosen = chosen[:MAX_SERVICES]
+    for other_ns, name in other_namespace_services(mentioned, ns)[:MAX_OTHER_NAMESPACE]:
+        if len(chosen) >= MAX_SERVICES:
+            break
+        async with scope.guard(f"service {other_ns}/{name}"):
+            other = await scope.get("Service", other_ns, name)
+            if other is not None:
+                chosen.append((other, "dependency"))
+    for svc, relation in chosen:
+        ns = str(meta(svc).get("namespace") or scope.namespace)
         endpoints = await scope.get("Endpoints", ns, name_of(svc))
         selector = (svc.get("spec") or {}).get("selector") or {}
         pods = ctx.pods
@@ -59,6 +84,19 @@ async def read(scope: Scope) -> None:
         if relation == "dependency":
             snap.backend_failures, snap.backend_reason = backend_failures(pods)
         ctx.services.append(snap)
+
+
+def other_namespace_services(text: str, namespace: str) -> list[tuple[str, str]]:
+    """``(namespace, name)`` of the Services of other namespaces that ``text`` names in a
+    cluster DNS form, in the order first named."""
+    found: list[tuple[str, str]] = []
+    for m in _OTHER_SERVICE.finditer(text):
+        name, other, svc_suffix = m.group(1), m.group(2), m.group(3)
+        if other == namespace or (not svc_suffix and other in _DOMAINS):
+            continue
+        if (other, name) not in found:
+            found.append((other, name))
+    return found
 
 
 def backend_failures(pods: list[PodSnapshot]) -> tuple[list[str], str | None]:
