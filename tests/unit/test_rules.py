@@ -17,6 +17,7 @@ from oncallm.models.analysis import Category, Diagnosis, TargetRef
 from oncallm.models.evidence import (
     ContainerSnapshot,
     Context,
+    EnvKeyRef,
     EventSnapshot,
     HPASnapshot,
     LogSnapshot,
@@ -1792,3 +1793,58 @@ TimeoutError: write to s3 timed out
     )
     d = check(c, Category.JOB_BACKOFF_LIMIT)
     assert "activeDeadlineSeconds" in d.root_cause
+
+
+def test_a_volume_item_naming_a_key_its_configmap_lacks_is_a_missing_key() -> None:
+    """The kubelet's mount error names the volume and the key; the pod's spec names the
+    ConfigMap behind the volume."""
+    waiting = container(
+        state="waiting",
+        reason="ContainerCreating",
+        message="",
+        restart_count=0,
+        last_state=None,
+        last_reason="",
+        last_exit_code=None,
+    )
+    c = ctx(
+        pods=[
+            pod(
+                POD, waiting, phase="Pending", volume_sources={"settings": "ConfigMap api-settings"}
+            )
+        ],
+        events=[
+            event(
+                "FailedMount",
+                'MountVolume.SetUp failed for volume "settings" : configmap references '
+                "non-existent config key: application.yaml",
+                count=12,
+            )
+        ],
+    )
+    d = check(c, Category.MISSING_SECRET_OR_CONFIGMAP)
+    assert "api-settings" in d.root_cause and "application.yaml" in d.root_cause
+
+
+def test_a_crash_naming_the_variable_an_optional_secret_ref_leaves_unset() -> None:
+    """Secrets are never read; the program's own error names the variable whose optional
+    secretKeyRef left it unset."""
+    crashing = container(
+        key_refs=[
+            EnvKeyRef(
+                env="STRIPE_API_KEY", kind="Secret", name="payments", key="stripe", optional=True
+            )
+        ],
+        secrets=["payments"],
+    )
+    logs = """
+2026-12-02T01:10:02Z INFO  starting checkout-api 4.2.1
+2026-12-02T01:10:02Z WARN  DeprecationWarning: pkg_resources is deprecated
+Traceback (most recent call last):
+  File "/app/main.py", line 12, in <module>
+    stripe.api_key = os.environ["STRIPE_API_KEY"]
+KeyError: 'STRIPE_API_KEY'
+"""
+    c = ctx(pods=[pod(POD, crashing)], logs=[log(logs)])
+    d = check(c, Category.MISSING_SECRET_OR_CONFIGMAP)
+    assert "payments" in d.root_cause and "STRIPE_API_KEY" in d.root_cause

@@ -82,6 +82,9 @@ class PodSnapshot(Snapshot):
     pvcs: list[str] = Field(default_factory=list)
     config_maps: list[str] = Field(default_factory=list)
     secrets: list[str] = Field(default_factory=list)
+    #: each ConfigMap or Secret volume by its volume name (``config`` -> ``ConfigMap app-config``):
+    #: the kubelet's mount errors name the volume, not the object
+    volume_sources: dict[str, str] = Field(default_factory=dict)
     deleting: bool = False
     created_at: str | None = None
     #: the pod spec's imagePullSecrets (names; the ServiceAccount's come on top)

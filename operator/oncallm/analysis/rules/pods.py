@@ -58,7 +58,10 @@ from oncallm.models.quantity import parse_quantity
 _MISSING = re.compile(
     r"(?P<kind>secret|configmap)s?\s+\\?\"(?P<name>[\w.-]+)\\?\"\s+not\s+found"
     r"|couldn't find key (?P<key>\S+) in (?P<kind2>Secret|ConfigMap)"
-    r" (?:[\w.-]+/)?(?P<name2>[\w.-]+)",
+    r" (?:[\w.-]+/)?(?P<name2>[\w.-]+)"
+    # a volume's items name a key the object lacks: the kubelet names the volume and the key
+    r"|volume \\?\"(?P<volume>[\w.-]+)\\?\"\s*:\s*(?P<kind3>secret|configmap) references "
+    r"non-existent (?:config|secret) key:?\s*(?P<key3>[\w.-]+)",
     re.IGNORECASE,
 )
 
@@ -72,13 +75,14 @@ def missing_secret_or_configmap(ctx: Context, ev: EvidenceIndex, _: RuleSettings
         for text in (c.message, c.last_message):
             m = _MISSING.search(text or "")
             if m and c.state == "waiting":
-                found.setdefault(_kind_name(m), m.group("key") or "")
+                found.setdefault(_kind_name(m, pod), m.group("key") or m.group("key3") or "")
                 cites.append(container_id(pod.name, c.name))
                 subject = subject or (pod, c)
     for e in events(ctx, reasons=("FailedMount", "Failed", "FailedCreate"), pattern=_MISSING):
         m = _MISSING.search(e.message)
         assert m is not None
-        found.setdefault(_kind_name(m), m.group("key") or "")
+        mounting = next((p for p in ctx.pods if p.name == e.object_name), None)
+        found.setdefault(_kind_name(m, mounting), m.group("key") or m.group("key3") or "")
         cites.append(ev.event(e) or "")
     for name in ctx.missing_objects:
         # gathering writes "ConfigMap orders/api-config"; a bare name is accepted too
@@ -191,9 +195,12 @@ def _optional_key_missing(ctx: Context, ev: EvidenceIndex) -> Finding | None:
                     writer = (
                         f"; ExternalSecret {es.name} writes only {', '.join(es.keys) or 'no keys'}"
                     )
-            if not missing:
+            # Secrets are never read: a Secret's key is known missing when the program's own
+            # error names the variable an optional ref of it leaves unset
+            named = _names_variable(ctx, ev, pod, c, ref.env)
+            if not missing and named is None:
                 continue
-            crash = next(
+            crash = named or next(
                 (
                     h
                     for h in grep(ctx, ev, _EXCEPTION_LINE, pods=[pod.name])
@@ -201,9 +208,12 @@ def _optional_key_missing(ctx: Context, ev: EvidenceIndex) -> Finding | None:
                 ),
                 None,
             )
+            if not missing:
+                writer = "; the program's error names the variable, so the key (or the whole "
+                writer += f"{ref.kind}) is missing or empty"
             return Finding(
                 Category.MISSING_SECRET_OR_CONFIGMAP,
-                0.9,
+                0.9 if missing else 0.86,
                 summary=(
                     f"{c.name} in {pod.name} starts with {ref.env} unset: {ref.kind} {ref.name} "
                     f"has no key {ref.key} (the ref is optional)."
@@ -242,10 +252,40 @@ def _optional_key_missing(ctx: Context, ev: EvidenceIndex) -> Finding | None:
     return None
 
 
-def _kind_name(m: re.Match[str]) -> tuple[str, str]:
-    kind = m.group("kind") or m.group("kind2") or "object"
-    name = m.group("name") or m.group("name2") or "?"
-    return _title(kind), name
+def _names_variable(
+    ctx: Context, ev: EvidenceIndex, pod: PodSnapshot, c: ContainerSnapshot, env: str
+) -> Hit | None:
+    """An error line of the container that names the environment variable ``env``."""
+    if len(env) < 4:
+        return None
+    word = re.compile(rf"(?<![A-Za-z0-9_]){re.escape(env)}(?![A-Za-z0-9_])")
+    return next(
+        (
+            h
+            for h in grep(ctx, ev, word, pods=[pod.name])
+            if h.log.container == c.name
+            and (is_error_line(h.line) or _CRASH.search(h.line) or _UNSET.search(h.line))
+        ),
+        None,
+    )
+
+
+#: How programs say a setting has no value.
+_UNSET = re.compile(
+    r"not set|is empty|\bmissing\b|\brequired\b|must be (?:set|provided|defined)|undefined"
+    r"|\bblank\b|no value",
+    re.IGNORECASE,
+)
+
+
+def _kind_name(m: re.Match[str], pod: PodSnapshot | None = None) -> tuple[str, str]:
+    kind = m.group("kind") or m.group("kind2") or m.group("kind3") or "object"
+    name = m.group("name") or m.group("name2")
+    if not name and m.group("volume"):
+        # the mount error names the volume: the pod's spec says which object it is
+        source = (pod.volume_sources if pod else {}).get(m.group("volume"), "")
+        name = source.partition(" ")[2] or f"(of volume {m.group('volume')})"
+    return _title(kind), name or "?"
 
 
 def _title(kind: str) -> str:

@@ -164,13 +164,16 @@ def pod_snapshot(pod: Obj) -> PodSnapshot:
         for c in spec.get("initContainers") or []
     ] + [container_snapshot(c, statuses.get(c.get("name"))) for c in spec.get("containers") or []]
     pvcs, cms, secrets = [], [], []
+    volume_sources: dict[str, str] = {}
     for vol in spec.get("volumes") or []:
         if "persistentVolumeClaim" in vol:
             pvcs.append(vol["persistentVolumeClaim"].get("claimName", ""))
         if "configMap" in vol:
             cms.append(vol["configMap"].get("name", ""))
+            volume_sources[str(vol.get("name", ""))] = f"ConfigMap {cms[-1]}"
         if "secret" in vol:
             secrets.append(vol["secret"].get("secretName", ""))
+            volume_sources[str(vol.get("name", ""))] = f"Secret {secrets[-1]}"
         for src in (vol.get("projected") or {}).get("sources") or []:
             if "configMap" in src and src["configMap"].get("name") != "kube-root-ca.crt":
                 cms.append(src["configMap"].get("name", ""))
@@ -196,6 +199,7 @@ def pod_snapshot(pod: Obj) -> PodSnapshot:
         pvcs=sorted({p for p in pvcs if p}),
         config_maps=sorted({c for c in cms if c}),
         secrets=sorted({s for s in secrets if s}),
+        volume_sources=volume_sources,
         deleting=bool(m.get("deletionTimestamp")),
         created_at=m.get("creationTimestamp"),
         image_pull_secrets=[
