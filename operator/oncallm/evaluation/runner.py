@@ -553,7 +553,8 @@ MODEL_VARIABLES = ("ONCALLM_LLM_BASE_URL", "ONCALLM_LLM_API_KEY", "OPENAI_API_KE
 
 def side_by_side(rules: list[Result], final: list[Result]) -> str:
     """The rules alone and the final diagnosis (with the model) per scenario, then
-    ``N/M correct`` for each and ``model accepted in K/M``. A hidden split shows no rows."""
+    the scenarios the model made worse, ``N/M correct`` for each and ``model accepted in
+    K/M``. A hidden split shows no rows and no names."""
     rows = [("scenario", "expected", "rules", "ok", "final", "ok", "model")]
     for alone, with_model in zip(rules, final, strict=True):
         if is_hidden(with_model.split):
@@ -600,6 +601,13 @@ def side_by_side(rules: list[Result], final: list[Result]) -> str:
         )
     outcomes = Counter(r.model_outcome or "not asked" for r in final)
     lines.append("model outcomes: " + ", ".join(f"{k} {n}" for k, n in sorted(outcomes.items())))
+    lost = worse_than_rules(rules, final)
+    shown = [r.scenario for r in lost if not is_hidden(r.split)]
+    hidden = len(lost) - len(shown)
+    lines.append(
+        "worse than the rules alone on: "
+        + (", ".join([*shown, *([f"{hidden} hidden"] if hidden else [])]) or "none")
+    )
     total = len(final)
     lines.append(
         f"final diagnosis (with the model): {sum(r.correct for r in final)}/{total} correct"
@@ -608,6 +616,12 @@ def side_by_side(rules: list[Result], final: list[Result]) -> str:
     accepted = sum(r.model_outcome == "accepted" for r in final)
     lines.append(f"model accepted in {accepted}/{total}")
     return "\n".join(lines)
+
+
+def worse_than_rules(rules: list[Result], final: list[Result]) -> list[Result]:
+    """The final results (with the model) that are wrong where the rules alone were right:
+    never worse than the rules holds per scenario, not only in the sum."""
+    return [f for r, f in zip(rules, final, strict=True) if r.correct and not f.correct]
 
 
 def _model_verdict(result: Result) -> str:
@@ -632,7 +646,8 @@ def run_model_eval(
     (``ONCALLM_LLM_*`` variables), on the local control plane; print both side by side.
 
     ``splits`` keeps only those splits (``tuned``, ``corpus``, ...; all when None).
-    Returns 0, or 1 when the model made the final diagnosis worse than the rules alone.
+    Returns 0, or 1 when the model made the final diagnosis worse than the rules alone on
+    any scenario (a gain on one does not pay for a loss on another).
     """
     from oncallm.controlplane import LocalControlPlane
 
@@ -684,4 +699,4 @@ def run_model_eval(
         )
     )
     print(f"results: {output}")
-    return 0 if sum(r.correct for r in final) >= sum(r.correct for r in rules) else 1
+    return 1 if worse_than_rules(rules, final) else 0
