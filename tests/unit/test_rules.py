@@ -1848,3 +1848,43 @@ KeyError: 'STRIPE_API_KEY'
     c = ctx(pods=[pod(POD, crashing)], logs=[log(logs)])
     d = check(c, Category.MISSING_SECRET_OR_CONFIGMAP)
     assert "payments" in d.root_cause and "STRIPE_API_KEY" in d.root_cause
+
+
+def test_a_pull_refused_for_want_of_a_pull_secret_that_does_not_exist() -> None:
+    """The kubelet could not retrieve the pod's imagePullSecret: the registry's 401 is the
+    symptom of the missing Secret."""
+    from oncallm.models.evidence import PullCredentialsSnapshot, PullSecretSnapshot
+
+    puller = container(
+        state="waiting",
+        reason="ImagePullBackOff",
+        message='Back-off pulling image "registry.acme.dev/etl/loader:2.4.1"',
+        restart_count=0,
+        last_state=None,
+        last_exit_code=None,
+    )
+    refusal = (
+        'Failed to pull image "registry.acme.dev/etl/loader:2.4.1": failed to authorize: '
+        "failed to fetch anonymous token: unexpected status: 401 Unauthorized"
+    )
+    creds = PullCredentialsSnapshot(
+        pod=POD,
+        namespace=NS,
+        image="registry.acme.dev/etl/loader:2.4.1",
+        error=refusal,
+        secrets=[PullSecretSnapshot(name="acme-registry", namespace=NS, exists=False)],
+    )
+    c = ctx(
+        pods=[pod(POD, puller)],
+        events=[
+            event("Failed", refusal),
+            event(
+                "FailedToRetrieveImagePullSecret",
+                "Unable to retrieve some image pull secrets (acme-registry); attempting to pull "
+                "the image may not succeed.",
+            ),
+        ],
+        pull_credentials=[creds],
+    )
+    d = check(c, Category.MISSING_SECRET_OR_CONFIGMAP)
+    assert "acme-registry" in d.root_cause and "does not exist" in d.root_cause

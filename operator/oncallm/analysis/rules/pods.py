@@ -50,7 +50,14 @@ from oncallm.gathering.sources.pull_credentials import (
 )
 from oncallm.gathering.sources.retention import config_id
 from oncallm.models.analysis import Category
-from oncallm.models.evidence import ContainerSnapshot, Context, LogSnapshot, PodSnapshot
+from oncallm.models.evidence import (
+    ContainerSnapshot,
+    Context,
+    EventSnapshot,
+    LogSnapshot,
+    PodSnapshot,
+    PullSecretSnapshot,
+)
 from oncallm.models.quantity import parse_quantity
 
 # --- missing Secret / ConfigMap ---------------------------------------------------------------
@@ -414,9 +421,13 @@ def image_pull_error(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findin
     if w is not None and w.kind != "Job":
         cmds.append(kc.rollout_history(w.kind, w.namespace, w.name))
         cmds.append(kc.rollout_undo(w.kind, w.namespace, w.name))
-    because = (
-        because if _PULL_AUTH.search(messages) and not _PULL_NOT_FOUND.search(messages) else []
-    )
+    refused = bool(_PULL_AUTH.search(messages)) and not _PULL_NOT_FOUND.search(messages)
+    because = because if refused else []
+    absent = _absent_pull_secret(ctx, pod) if refused else None
+    if absent is not None:
+        # the registry refuses an anonymous pull because the credentials are not there: the
+        # Secret that does not exist is the deeper cause, the pull error its symptom
+        return _missing_pull_secret(ctx, ev, absent, pod, c, image, detail, pull_events, cmds)
     return Finding(
         Category.IMAGE_PULL_ERROR,
         0.93,
@@ -450,6 +461,79 @@ def image_pull_error(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findin
             "Alert on KubeContainerWaiting / ImagePullBackOff before the rollout deadline.",
         ],
         commands=[*cmds, f"kubectl -n {ns} get events --field-selector reason=Failed"],
+    )
+
+
+def _absent_pull_secret(ctx: Context, pod: PodSnapshot | None) -> PullSecretSnapshot | None:
+    """An imagePullSecret of the pod (or its ServiceAccount) the kubelet could not retrieve."""
+    for creds in ctx.pull_credentials:
+        if pod is not None and creds.pod != pod.name:
+            continue
+        for secret in creds.secrets:
+            if secret.exists is False:
+                return secret
+    return None
+
+
+def _missing_pull_secret(
+    ctx: Context,
+    ev: EvidenceIndex,
+    secret: PullSecretSnapshot,
+    pod: PodSnapshot | None,
+    c: ContainerSnapshot | None,
+    image: str,
+    detail: str,
+    pull_events: list[EventSnapshot],
+    cmds: list[str],
+) -> Finding:
+    where = f"pod {pod.name}" if pod else ctx.target.display
+    refresher = next(iter(secret.refreshers), None)
+    renders = next(iter(secret.external_secrets), None)
+    writer = (f"; CronJob {refresher.name} is meant to write it" if refresher else "") + (
+        f"; ExternalSecret {renders} is meant to render it" if renders else ""
+    )
+    return Finding(
+        Category.MISSING_SECRET_OR_CONFIGMAP,
+        0.94,
+        summary=(
+            f"imagePullSecret {secret.name} of {where} does not exist, so the registry refuses "
+            f"the pull of {image}."
+        ),
+        root_cause=(
+            f"{where} pulls {image} with imagePullSecret {secret.name} (from the {secret.via}), "
+            f"and Secret {secret.namespace}/{secret.name} does not exist (the kubelet: unable to "
+            "retrieve it), so the pull goes without credentials and the registry refuses it"
+            + (f" — {quote_line(detail)}" if detail else "")
+            + writer
+            + "."
+        ),
+        evidence=ev.cite(
+            pull_secret_id(secret.name),
+            *(pull_credentials_id(p.pod) for p in ctx.pull_credentials[:1]),
+            *(pod_cites(ev, pod, c) if pod else []),
+            *[ev.event(e) for e in pull_events[:2]],
+            *(refresher_id(r.kind, r.name) for r in secret.refreshers[:1]),
+            *(external_secret_id(n) for n in secret.external_secrets[:1]),
+        ),
+        impact=f"{workload_state(ctx)}; no pod that needs {image} can start.",
+        immediate_actions=[
+            f"Create the docker-registry Secret {secret.name} in namespace {secret.namespace} "
+            "(or fix the name the pod / its ServiceAccount references), then delete the pods in "
+            "ImagePullBackOff.",
+        ],
+        recommendations=[
+            "Deploy pull Secrets with the workload or from one secret store, and alert on the "
+            "kubelet's FailedToRetrieveImagePullSecret events.",
+        ],
+        commands=[
+            f"kubectl -n {secret.namespace} get secret {secret.name}",
+            *(
+                [f"kubectl -n {pod.namespace} get serviceaccount {pod.service_account} -o yaml"]
+                if pod and pod.service_account
+                else []
+            ),
+            *cmds,
+        ],
     )
 
 
