@@ -1888,3 +1888,64 @@ def test_a_pull_refused_for_want_of_a_pull_secret_that_does_not_exist() -> None:
     )
     d = check(c, Category.MISSING_SECRET_OR_CONFIGMAP)
     assert "acme-registry" in d.root_cause and "does not exist" in d.root_cause
+
+
+def test_a_client_dialing_a_port_its_dependency_service_does_not_expose() -> None:
+    """SPRING_DATASOURCE_URL names ledger-pool:5432; Service ledger-pool exposes only 6432,
+    so the connects time out though the pooler and its endpoints are healthy."""
+    unready = container(
+        state="running",
+        ready=False,
+        restart_count=0,
+        last_state=None,
+        last_reason="",
+        last_exit_code=None,
+        env={"SPRING_DATASOURCE_URL": "jdbc:postgresql://ledger-pool:5432/ledger"},
+    )
+    logs = """
+2026-12-02T01:00:00.951Z  INFO 1 --- [main] com.zaxxer.hikari.HikariDataSource : HikariPool-1 - Starting...
+org.postgresql.util.PSQLException: The connection attempt failed.
+Caused by: java.net.SocketTimeoutException: Connect timed out
+"""
+    c = ctx(
+        pods=[pod(POD, unready)],
+        logs=[log(logs, previous=False)],
+        services=[
+            ServiceSnapshot(
+                name="ledger-pool",
+                namespace=NS,
+                selector={"app": "ledger-pool"},
+                ports=["6432/TCP->pgbouncer"],
+                ready_endpoints=2,
+                addresses=["10.72.1.51:6432", "10.72.3.18:6432"],
+                relation="dependency",
+            )
+        ],
+        alert=alert("KubePodNotReady", container=""),
+    )
+    d = check(c, Category.DEPENDENCY_UNREACHABLE)
+    assert "SPRING_DATASOURCE_URL" in d.root_cause and "6432" in d.root_cause
+
+
+def test_a_selectorless_service_whose_hand_kept_endpoint_does_not_answer() -> None:
+    logs = (
+        'level=WARN msg="preflight failed" err="Get \\"https://pay-gw:8443/ping\\": dial tcp '
+        '10.20.4.17:8443: i/o timeout"\n'
+        'level=ERROR msg="payments gateway unreachable, giving up" err="dial tcp '
+        '10.20.4.17:8443: i/o timeout"\n'
+    )
+    c = ctx(
+        logs=[log(logs)],
+        services=[
+            ServiceSnapshot(
+                name="pay-gw",
+                namespace=NS,
+                ports=["8443/TCP->8443"],
+                ready_endpoints=1,
+                addresses=["10.20.4.17:8443"],
+                relation="dependency",
+            )
+        ],
+    )
+    d = check(c, Category.DEPENDENCY_UNREACHABLE)
+    assert "10.20.4.17:8443" in d.root_cause and "no selector" in d.root_cause

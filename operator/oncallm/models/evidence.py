@@ -195,6 +195,8 @@ class ServiceSnapshot(Snapshot):
     ports: list[str] = Field(default_factory=list)
     ready_endpoints: int = 0
     not_ready_endpoints: int = 0
+    #: the ready endpoints' addresses (``10.20.4.17:8443``), at most five
+    addresses: list[str] = Field(default_factory=list)
     #: pods matching the selector, by name
     matching_pods: list[str] = Field(default_factory=list)
     #: Service ports whose numeric targetPort no container of its pods declares

@@ -163,6 +163,148 @@ def _unserved_port(ctx: Context, ev: EvidenceIndex, conn_hits: list[Hit]) -> Fin
     return None
 
 
+#: A connection that failed, timeouts included (a port nothing listens on behind a ClusterIP,
+#: an address nothing answers, drop packets: the client times out rather than being refused).
+_CONN_FAILED = re.compile(
+    _CONN.pattern + r"|i/o timeout|timed out|ETIMEDOUT|connection attempt failed|connect timeout",
+    re.IGNORECASE,
+)
+
+
+def _port_numbers(svc: ServiceSnapshot) -> set[int]:
+    """The Service's own ports (``6432/TCP->pgbouncer`` is 6432)."""
+    out = set()
+    for p in svc.ports:
+        head = p.split("/", 1)[0]
+        if head.isdigit():
+            out.add(int(head))
+    return out
+
+
+def _client_ports(ctx: Context, svc: ServiceSnapshot) -> list[tuple[int, str]]:
+    """The ports the pods' configuration (env values, ConfigMap-resolved env) dials Service
+    ``svc`` on, each with the setting that says so (``SPRING_DATASOURCE_URL``)."""
+    form = re.compile(
+        rf"(?<![\w.-]){re.escape(svc.name)}(?:\.{re.escape(svc.namespace)})?"
+        rf"(?:\.svc(?:\.cluster\.local)?)?:(\d{{2,5}})(?!\d)"
+    )
+    found: list[tuple[int, str]] = []
+    for pod in ctx.pods:
+        for c in pod.containers:
+            for name, value in [*c.env.items(), *c.config_env.items()]:
+                for m in form.finditer(value):
+                    if (int(m.group(1)), name) not in found:
+                        found.append((int(m.group(1)), name))
+    return found
+
+
+def _port_not_exposed(ctx: Context, ev: EvidenceIndex) -> Finding | None:
+    """The pods dial a dependency Service on a port the Service does not expose: kube-proxy
+    has no rule for it, so the connections time out (or are refused) though the Service and
+    its endpoints are healthy."""
+    failing = [h for h in grep(ctx, ev, _CONN_FAILED) if is_error_line(h.line)]
+    if not failing:
+        return None
+    for svc in ctx.services:
+        exposed = _port_numbers(svc)
+        if svc.relation != "dependency" or not exposed or svc.ready_endpoints == 0:
+            continue
+        wrong = [(port, name) for port, name in _client_ports(ctx, svc) if port not in exposed]
+        if not wrong:
+            continue
+        port, setting = wrong[0]
+        user = next(
+            (p for p in ctx.pods for c in p.containers if setting in {*c.env, *c.config_env}),
+            None,
+        )
+        crashed = crashed_container(ctx)
+        pod, c = crashed if crashed else (user or target_pod(ctx), None)
+        hits = [h for h in failing if _mentions(h.line, svc)] or failing
+        served = ", ".join(str(p) for p in sorted(exposed))
+        return Finding(
+            Category.DEPENDENCY_UNREACHABLE,
+            0.9,
+            summary=(
+                f"{pod.name if pod else 'The pods'} dial Service {svc.name} on port {port}, which "
+                f"it does not expose (its ports: {served}); the connections fail."
+            ),
+            root_cause=(
+                f"{setting} points the pods at {svc.name}:{port}, but Service "
+                f"{svc.namespace}/{svc.name} exposes only port {served}, so nothing answers on "
+                f"{port} and connections fail: {quote_line(hits[-1].line, 160)}. The Service "
+                f"and its {svc.ready_endpoints} ready endpoints are healthy; the client's port "
+                "is wrong."
+            ),
+            evidence=ev.cite(
+                service_id(svc.name), *cite_hits(hits), *(pod_cites(ev, pod, c) if pod else [])
+            ),
+            impact=f"{workload_state(ctx)}; every call to {svc.name} from these pods fails.",
+            immediate_actions=[
+                f"Set {setting} to {svc.name}:{min(exposed)} (the port Service {svc.name} "
+                "exposes), or roll back the change that set it.",
+            ],
+            recommendations=[
+                "Take a dependency's address and port from one place (its Service's DNS SRV "
+                "record or a shared ConfigMap) instead of repeating the port in each client.",
+            ],
+            commands=[
+                kc.describe("service", svc.namespace, svc.name),
+                *(pod_commands(ctx, pod, c) if pod else []),
+            ],
+        )
+    return None
+
+
+def _endpoints_kept_by_hand(ctx: Context, ev: EvidenceIndex) -> Finding | None:
+    """A dependency Service without a selector: its Endpoints are written by hand (or by an
+    external controller) and point outside the cluster's pods. When the pods' connections to
+    it, or to one of those addresses, fail, the backend behind the address is gone."""
+    failing = [h for h in grep(ctx, ev, _CONN_FAILED) if is_error_line(h.line)]
+    for svc in ctx.services:
+        if svc.relation != "dependency" or svc.selector or not svc.addresses:
+            continue
+        ips = [a.rsplit(":", 1)[0] for a in svc.addresses]
+        hits = [h for h in failing if _mentions(h.line, svc) or any(ip in h.line for ip in ips)]
+        if not hits:
+            continue
+        crashed = crashed_container(ctx)
+        pod, c = crashed if crashed else (target_pod(ctx), None)
+        where = ", ".join(svc.addresses)
+        return Finding(
+            Category.DEPENDENCY_UNREACHABLE,
+            0.88,
+            summary=(
+                f"Service {svc.name} has no selector and its hand-kept endpoints ({where}) do "
+                f"not answer; {pod.name if pod else 'the pods'} cannot reach it."
+            ),
+            root_cause=(
+                f"Service {svc.namespace}/{svc.name} has no selector: its Endpoints are kept by "
+                f"hand and point at {where}, outside the cluster's pods. Connections there "
+                f"fail ({quote_line(hits[-1].line, 160)}): the backend behind {where} is gone "
+                "or unreachable, and nothing updates the Endpoints."
+            ),
+            evidence=ev.cite(
+                service_id(svc.name), *cite_hits(hits), *(pod_cites(ev, pod, c) if pod else [])
+            ),
+            impact=f"{workload_state(ctx)}; every call to {svc.name} fails.",
+            immediate_actions=[
+                f"Check that the backend at {where} still runs and accepts connections from "
+                f"the pods; if it moved, update the Endpoints of {svc.name} (or make it an "
+                "ExternalName Service for its DNS name).",
+            ],
+            recommendations=[
+                "Keep external backends behind an ExternalName Service or an EndpointSlice "
+                "managed from the same inventory that retires the machines.",
+            ],
+            commands=[
+                kc.endpoints(svc.namespace, svc.name),
+                kc.describe("service", svc.namespace, svc.name),
+                *(pod_commands(ctx, pod, c) if pod else []),
+            ],
+        )
+    return None
+
+
 def dependency_unreachable(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """A Service the pod depends on has no ready endpoints, and the pod fails talking to it."""
     best: tuple[float, ServiceSnapshot, list[Hit]] | None = None
@@ -187,10 +329,11 @@ def dependency_unreachable(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> 
         if best is None or score > best[0]:
             best = (score, svc, hits)
     if best is None:
-        unserved = _unserved_port(ctx, ev, conn_hits)
-        if unserved is not None:
-            return unserved
-        return None
+        return (
+            _unserved_port(ctx, ev, conn_hits)
+            or _port_not_exposed(ctx, ev)
+            or _endpoints_kept_by_hand(ctx, ev)
+        )
     score, svc, hits = best
     if svc.backend_reason == "OOMKilled" and score >= 0.85:
         return _dependency_oom(ctx, ev, svc, hits)

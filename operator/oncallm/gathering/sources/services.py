@@ -176,9 +176,14 @@ def service_snapshot(
 ) -> ServiceSnapshot:
     spec = svc.get("spec") or {}
     ready = not_ready = 0
+    addresses: list[str] = []
     for subset in (endpoints or {}).get("subsets") or []:
         ready += len(subset.get("addresses") or [])
         not_ready += len(subset.get("notReadyAddresses") or [])
+        ports = [str(p.get("port")) for p in subset.get("ports") or [] if p.get("port")]
+        for a in subset.get("addresses") or []:
+            ip = str(a.get("ip") or a.get("hostname") or "")
+            addresses += [f"{ip}:{port}" for port in ports] if ports else [ip]
     selector = {str(k): str(v) for k, v in (spec.get("selector") or {}).items()}
     ports = [
         f"{p.get('port')}/{p.get('protocol', 'TCP')}"
@@ -194,6 +199,7 @@ def service_snapshot(
         ports=ports,
         ready_endpoints=ready,
         not_ready_endpoints=not_ready,
+        addresses=addresses[:5],
         matching_pods=[p.name for p in pods if selector_matches(selector, p.labels)],
         relation=relation,
     )
@@ -206,6 +212,7 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
             f"{svc.relation} service, {svc.type} {svc.cluster_ip or ''} ports "
             f"{', '.join(svc.ports) or '-'}; selector {selector}; "
             f"{svc.ready_endpoints} ready / {svc.not_ready_endpoints} not ready endpoints"
+            + (f" ({', '.join(svc.addresses)})" if svc.addresses else "")
             + ("" if svc.ready_endpoints else " (no ready endpoints)")
             + f"; {len(svc.matching_pods)} matching pods"
             + (
