@@ -1949,3 +1949,34 @@ def test_a_selectorless_service_whose_hand_kept_endpoint_does_not_answer() -> No
     )
     d = check(c, Category.DEPENDENCY_UNREACHABLE)
     assert "10.20.4.17:8443" in d.root_cause and "no selector" in d.root_cause
+
+
+@pytest.mark.parametrize(
+    ("command", "line"),
+    [
+        (["python", "-m", "etl.load"], "/usr/local/bin/python: No module named etl.load"),
+        (["node", "dist/server.js"], "Error: Cannot find module '/app/dist/server.js'"),
+        (["java", "-jar", "/app/ledger.jar"], "Error: Unable to access jarfile /app/ledger.jar"),
+        (["/app/run.sh"], "exec /app/run.sh: no such file or directory"),
+    ],
+)
+def test_a_command_naming_what_the_image_does_not_have_is_bad_config(
+    command: list[str], line: str
+) -> None:
+    crashed = container(command=command, last_exit_code=1, restart_count=5)
+    c = ctx(pods=[pod(POD, crashed)], logs=[log(line + "\n")])
+    d = check(c, Category.BAD_CONFIG)
+    assert line.split()[-1].strip("'") in d.root_cause or "etl.load" in d.root_cause
+
+
+def test_an_import_error_inside_the_program_is_not_the_command() -> None:
+    """A module the program imports (not the one the command names) is missing from the
+    image: a crash of the image's own, not a wrong command."""
+    crashed = container(command=["python", "-m", "billing.worker"], last_exit_code=1)
+    logs = """Traceback (most recent call last):
+  File "/app/billing/worker.py", line 3, in <module>
+    import stripe
+ModuleNotFoundError: No module named 'stripe'
+"""
+    c = ctx(pods=[pod(POD, crashed)], logs=[log(logs)])
+    assert diagnose(c).category == Category.APP_CRASH_EXCEPTION

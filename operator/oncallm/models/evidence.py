@@ -52,6 +52,9 @@ class ContainerSnapshot(Snapshot):
     liveness_probe: str | None = None
     readiness_probe: str | None = None
     startup_probe: str | None = None
+    #: the pod spec's command and args, in order (a few words, each cut short); empty when
+    #: the image's own entrypoint runs
+    command: list[str] = Field(default_factory=list)
     #: ConfigMaps and Secrets the container reads through env or envFrom (names only).
     config_maps: list[str] = Field(default_factory=list)
     secrets: list[str] = Field(default_factory=list)

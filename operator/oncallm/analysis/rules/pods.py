@@ -963,6 +963,9 @@ def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | No
         message = f"{c.message} {c.last_message}"
         if _EXEC_FAILED.search(message) and not _WRONG_ARCH.search(message):
             return _bad_command(ctx, ev, pod, c)
+    missing_entry = _missing_entrypoint(ctx, ev, pod, c)
+    if missing_entry is not None:
+        return missing_entry
     code = exit_code(c)
     hits = grep(ctx, ev, _BAD_CONFIG, pods=[pod.name])
     if not hits:
@@ -1065,6 +1068,69 @@ def retention_disabled(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Find
             *([kc.rollout_restart(w.kind, w.namespace, w.name)] if w else []),
         ],
     )
+
+
+#: The interpreter or the runtime cannot find the program the container is told to run: a
+#: Python module or script, a Node entry file, a Java main class or jar, a shell script.
+_NO_ENTRYPOINT = re.compile(
+    r"^\S*python[\d.]*: No module named '?(?P<module>[\w.]+)'?"
+    r"|^\S*python[\d.]*: can't open file '(?P<script>[^']+)'"
+    r"|Cannot find module '(?P<node>[^']+)'"
+    r"|Could not find or load main class (?P<main>[\w.$]+)"
+    r"|Unable to access jarfile (?P<jar>\S+)|no main manifest attribute, in (?P<manifest>\S+)"
+    r"|^exec (?P<exec>\S+): no such file or directory"
+    r"|^\S*sh: (?:\d+: )?(?:exec: )?(?P<sh>\S+): not found",
+    re.MULTILINE,
+)
+
+
+def _missing_entrypoint(
+    ctx: Context, ev: EvidenceIndex, pod: PodSnapshot, c: ContainerSnapshot
+) -> Finding | None:
+    """The container's command names a module, script, class or jar the image does not have
+    (renamed in a new image, a typo in the manifest): the program never starts, so it is the
+    command, not the code, that is wrong. An import error inside the program names a module
+    the command does not: that is the image's own defect, left to the crash rule."""
+    for h in grep(ctx, ev, _NO_ENTRYPOINT, pods=[pod.name]):
+        if h.log.container != c.name:
+            continue
+        named = next((g for g in h.match.groups() if g), "")
+        words = " ".join(c.command)
+        interpreter = bool(h.match.group("module") or h.match.group("script"))
+        # the command names it, as given or relative to the working directory
+        in_command = any(
+            w and (named in w or named.endswith("/" + w.removeprefix("./"))) for w in c.command
+        )
+        if named and not (in_command or (interpreter and not words)):
+            continue
+        code = exit_code(c)
+        return Finding(
+            Category.BAD_CONFIG,
+            0.86,
+            summary=(
+                f"{c.name} in {pod.name} cannot start its program: {named} is not in image "
+                f"{c.image}."
+            ),
+            root_cause=(
+                f"Container {c.name} of pod {pod.name} runs "
+                + (f"`{words}`" if words else "the image's entrypoint")
+                + f", but image {c.image} has no {named}: {quote_line(h.line)}"
+                + (f" (exit code {code})" if code is not None else "")
+                + " — the command or args of the pod spec do not fit the image (renamed or "
+                "moved in this version, or mistyped)."
+            ),
+            evidence=ev.cite(*pod_cites(ev, pod, c), *cite_hits([h])),
+            impact=f"{workload_state(ctx)}; the program never starts.",
+            immediate_actions=[
+                f"Point command/args of {c.name} at the entrypoint image {c.image} really has "
+                "(or roll back to the image the command was written for).",
+            ],
+            recommendations=[
+                "Run each image's entrypoint with the manifests' command in CI before it ships.",
+            ],
+            commands=pod_commands(ctx, pod, c),
+        )
+    return None
 
 
 def _bad_command(

@@ -70,6 +70,12 @@ def _state(state: Obj | None) -> tuple[str, Obj]:
     return "unknown", {}
 
 
+#: Words of a container's command and args kept, and characters of each: enough to name the
+#: program and its script or module, never a whole inline script.
+MAX_COMMAND_WORDS = 8
+MAX_COMMAND_CHARS = 160
+
+
 def container_snapshot(spec: Obj, status: Obj | None, *, init: bool = False) -> ContainerSnapshot:
     status = status or {}
     state, detail = _state(status.get("state"))
@@ -123,6 +129,10 @@ def container_snapshot(spec: Obj, status: Obj | None, *, init: bool = False) -> 
         liveness_probe=_probe(spec.get("livenessProbe")),
         readiness_probe=_probe(spec.get("readinessProbe")),
         startup_probe=_probe(spec.get("startupProbe")),
+        command=[
+            str(word)[:MAX_COMMAND_CHARS]
+            for word in [*(spec.get("command") or []), *(spec.get("args") or [])]
+        ][:MAX_COMMAND_WORDS],
         config_maps=[c for c in config_maps if c],
         secrets=[s for s in secrets if s],
         env=env,
