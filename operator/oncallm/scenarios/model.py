@@ -29,9 +29,14 @@ class ScenarioLog(BaseModel):
 
 
 class ScenarioMetric(BaseModel):
+    """One time series as Prometheus stores it: a series selector with its labels (a
+    recording rule's name is one), never a PromQL expression, and one value per minute."""
+
     model_config = ConfigDict(extra="forbid")
-    series: str
-    values: str
+    series: str = Field(
+        pattern=r'^\s*[a-zA-Z_:][a-zA-Z0-9_:]*(\{\s*([a-zA-Z_]\w*\s*=\s*"[^"]*"\s*,?\s*)*\})?\s*$'
+    )
+    values: str = Field(pattern=r"^\s*[-+0-9.eE]+(\s+[-+0-9.eE]+)*\s*$")
 
 
 class Expectation(BaseModel):
