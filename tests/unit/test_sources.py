@@ -753,3 +753,42 @@ async def test_a_service_of_another_namespace_the_app_names_is_read_with_its_end
     d = diagnose(ctx)
     assert d.category == Category.DEPENDENCY_UNREACHABLE, d.root_cause
     assert "finance/ledger-api" in d.root_cause
+
+
+async def test_a_scrape_blocked_by_the_targets_ingress_policy_without_prometheus_listed() -> None:
+    """OnCallM may not see the Prometheus pods: the target's ingress policy is judged against
+    the labels the Prometheus Operator always sets and the namespace the alert names."""
+    gateway = pod("gateway-1", ns="edge", labels={"app": "gateway"},
+                  containers=[{"name": "gateway", "image": "g",
+                               "ports": [{"name": "metrics", "containerPort": 9102}]}])  # fmt: skip
+    objects = [
+        gateway,
+        namespace("edge"),
+        namespace("monitoring"),
+        {"kind": "Service", "metadata": {"name": "gateway-metrics", "namespace": "edge"},
+         "spec": {"selector": {"app": "gateway"},
+                  "ports": [{"name": "metrics", "port": 9102, "targetPort": "metrics"}]}},
+        policy("gateway-ingress", "edge", {
+            "podSelector": {"matchLabels": {"app": "gateway"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": "ingress-nginx"}}}],
+                "ports": [{"port": 8080}]}],
+        }),
+    ]  # fmt: skip
+    a = Alert.model_validate(
+        {
+            "status": "firing",
+            "labels": {"alertname": "TargetDown", "job": "gateway-metrics", "namespace": "edge",
+                       "service": "gateway-metrics", "severity": "warning",
+                       "prometheus": "monitoring/kube-prometheus-stack-prometheus"},
+            "startsAt": t(-5),
+            "fingerprint": "0c4e7d2a9b1f3e58",
+        }
+    )  # fmt: skip
+    ctx = await gathered(a, objects)
+    [path] = ctx.network_paths
+    assert (path.source_namespace, path.target_port, path.ingress_allowed) == (
+        "monitoring", 9102, False)  # fmt: skip
+    d = diagnose(ctx)
+    assert d.category == Category.NETWORK_POLICY_BLOCK and "gateway-ingress" in d.root_cause

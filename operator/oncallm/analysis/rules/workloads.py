@@ -168,7 +168,12 @@ def job_backoff_limit(
 
 
 def _lower_first(text: str) -> str:
-    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+    """The sentence with its first letter lowered, unless its first word is a name that keeps
+    its capitals (``NetworkPolicy``, ``ConfigMap``, ``OOMKilled``)."""
+    first = text.split(" ", 1)[0]
+    if first[1:] != first[1:].lower():
+        return text
+    return text[:1].lower() + text[1:]
 
 
 # --- rollout stuck ------------------------------------------------------------------------------

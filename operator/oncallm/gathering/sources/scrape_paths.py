@@ -64,11 +64,15 @@ async def read(scope: Scope) -> None:
     async with scope.guard(f"prometheus pods in {ns}"):
         pods = await scope.reader.list("Pod", ns, label_selector=PROMETHEUS_LABEL)
         pods = [p for p in pods if (meta(p).get("labels") or {}).get("prometheus") == name] or pods
-        if not pods:
-            return
-        source = pods[0]
-        labels = dict(meta(source).get("labels") or {})
-        me = PodSnapshot(name=str(meta(source).get("name", "")), namespace=ns, labels=labels)
+        if pods:
+            labels = dict(meta(pods[0]).get("labels") or {})
+            me = PodSnapshot(name=str(meta(pods[0]).get("name", "")), namespace=ns, labels=labels)
+        else:
+            # Prometheus runs where OnCallM cannot list it (or the pods are being replaced):
+            # its pods carry the labels the Prometheus Operator always sets, and the
+            # target's ingress policies are judged against those and the namespace
+            labels = operator_labels(name)
+            me = PodSnapshot(name=f"prometheus-{name}-0", namespace=ns, labels=labels)
         egress = [
             p
             for p in (
@@ -84,6 +88,17 @@ async def read(scope: Scope) -> None:
         path.source_pod, path.source_namespace, path.source_labels = me.name, ns, labels
         await _evaluate(scope, path, egress)
         scope.ctx.network_paths.append(path)
+
+
+def operator_labels(name: str) -> dict[str, str]:
+    """The labels the Prometheus Operator puts on the pods of Prometheus ``name``."""
+    return {
+        "app.kubernetes.io/name": "prometheus",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/managed-by": "prometheus-operator",
+        "operator.prometheus.io/name": name,
+        "prometheus": name,
+    }
 
 
 async def _destination(scope: Scope, labels: dict[str, str]) -> NetworkPathSnapshot | None:
