@@ -1980,3 +1980,29 @@ ModuleNotFoundError: No module named 'stripe'
 """
     c = ctx(pods=[pod(POD, crashed)], logs=[log(logs)])
     assert diagnose(c).category == Category.APP_CRASH_EXCEPTION
+
+
+def test_nginx_refusing_a_directive_of_its_configmap_is_bad_config() -> None:
+    logs = (
+        'nginx: [warn] the "listen ... http2" directive is deprecated, use the "http2" '
+        "directive instead in /etc/nginx/conf.d/default.conf:2\n"
+        'nginx: [emerg] unknown directive "proxy_read_timout" in '
+        "/etc/nginx/conf.d/default.conf:14\n"
+    )
+    crashed = container(name="api", last_exit_code=1, restart_count=9)
+    c = ctx(pods=[pod(POD, crashed, config_maps=["edge-conf"])], logs=[log(logs)])
+    d = check(c, Category.BAD_CONFIG)
+    assert "proxy_read_timout" in d.root_cause and "edge-conf" in d.root_cause
+
+
+def test_a_rust_panic_is_an_application_crash_with_its_location_and_message() -> None:
+    logs = (
+        "2025-12-15T07:03:00Z  WARN fx_rates::feed::ecb: currency BGN missing from feed\n"
+        "thread 'main' panicked at src/feed/ecb.rs:142:37:\n"
+        "called `Option::unwrap()` on a `None` value\n"
+        "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n"
+    )
+    crashed = container(last_exit_code=101, restart_count=12)
+    c = ctx(pods=[pod(POD, crashed)], logs=[log(logs)])
+    d = check(c, Category.APP_CRASH_EXCEPTION)
+    assert "ecb.rs:142" in d.root_cause and "Option::unwrap()" in d.root_cause

@@ -866,7 +866,11 @@ _BAD_CONFIG = re.compile(
     # a configuration value of the wrong type: Spring's binder, Java's parsers, Go's flag/env
     r"|Failed to bind properties under|failed to convert java\.lang\.String to"
     r"|is not a valid (?:duration|number|integer|boolean|url|value)"
-    r"|NumberFormatException: For input string|DateTimeParseException|time: invalid duration",
+    r"|NumberFormatException: For input string|DateTimeParseException|time: invalid duration"
+    # a server refusing its config file: nginx's [emerg], HAProxy's parser, a keyword it lacks
+    r"|unknown directive|invalid number of arguments in \"\w+\" directive"
+    r"|directive is not allowed here|\"\w+\" directive is duplicate|unknown keyword"
+    r"|configuration file \S+ test failed|\[emerg\][^\n]*\b(?:unexpected|invalid)\b",
     re.IGNORECASE,
 )
 _CONFIG_FILE = re.compile(r"""["']?(/[\w./-]+\.(?:ya?ml|json|toml|conf|cfg|ini|properties|xml))""")
@@ -1171,13 +1175,16 @@ _CRASH = re.compile(
     r"Traceback \(most recent call last\)|^panic:|\bpanic\b|Exception in thread"
     r"|Unhandled(?:PromiseRejection| exception)|uncaught exception|fatal error:"
     r"|\bFATAL\b|SIGSEGV|segmentation fault|core dumped|\b\w+(?:Error|Exception)\b"
+    r"|thread '[^']*' panicked at"  # Rust
     r"|^[a-z_]\w*(?:\.\w+)+: ",  # a qualified exception name: psycopg2.errors.DuplicateTable:
     re.IGNORECASE | re.MULTILINE,
 )
 _EXCEPTION_LINE = re.compile(
-    r"^\s*(?:panic: |Exception in thread|fatal error: |[\w$]+(?:\.[\w$]+)*(?:Error|Exception)\b:?"
+    r"^\s*(?:panic: |Exception in thread|fatal error: |thread '[^']*' panicked at "
+    r"|[\w$]+(?:\.[\w$]+)*(?:Error|Exception)\b:?"
     r"|[a-z_][\w$]*(?:\.[\w$]+)+: )"
 )
+_RUST_PANIC = re.compile(r"thread '[^']*' panicked at")
 _FRAME = re.compile(r"^\s*(?:at [\w$.<>]+\(|File \"|\.\.\. \d+ more|goroutine \d+)")
 """A stack frame: where the error passed, never what it was."""
 
@@ -1290,6 +1297,10 @@ def _exception_line(hits: list[Hit], log: LogSnapshot | None) -> str:
     for h in hits:
         if h.line.startswith("panic:") or "Exception in thread" in h.line:
             return h.line
+        if _RUST_PANIC.search(h.line):
+            # Rust 1.73+ prints the panic's message on the line after its location
+            after = h.log.lines[h.lineno] if h.lineno < len(h.log.lines) else ""
+            return f"{h.line} {after.strip()}".strip() if h.line.rstrip().endswith(":") else h.line
     hits = [h for h in hits if not _FRAME.search(h.line)] or hits
     named = [h for h in hits if _EXCEPTION_LINE.search(h.line)]
     if named:
