@@ -2006,3 +2006,24 @@ def test_a_rust_panic_is_an_application_crash_with_its_location_and_message() ->
     c = ctx(pods=[pod(POD, crashed)], logs=[log(logs)])
     d = check(c, Category.APP_CRASH_EXCEPTION)
     assert "ecb.rs:142" in d.root_cause and "Option::unwrap()" in d.root_cause
+
+
+def test_startup_probe_failures_of_pods_ready_now_without_restarts_prove_nothing() -> None:
+    fresh = container(
+        state="running", ready=True, restart_count=0, last_state=None, last_reason="",
+        last_exit_code=None,
+    )  # fmt: skip
+    ready = pod(POD, fresh, conditions={"Ready": ("True", "", "")})
+    c = ctx(
+        pods=[ready],
+        events=[
+            event(
+                "Unhealthy",
+                'Startup probe failed: Get "http://10.112.1.30:8080/healthz": dial tcp '
+                "10.112.1.30:8080: connect: connection refused",
+                count=3,
+            )
+        ],
+        alert=alert("KubeDeploymentReplicasMismatch", container=""),
+    )
+    check(c, Category.UNKNOWN)

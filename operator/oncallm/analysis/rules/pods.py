@@ -779,8 +779,10 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding |
     pod = next((p for p in ctx.pods if p.name == first.object_name), None)
     c = _probed_container(pod, kind) if pod else None
     restarts = c.restart_count if c else 0
-    if kind == "Readiness" and pod is not None and _recovered(pod):
-        return None  # ready again: the failures were a passing state, not a cause
+    if pod is not None and _recovered(pod) and (kind == "Readiness" or not (restarts or kills)):
+        # ready again, and never restarted for it: the failures were a passing state (a slow
+        # start under a startup probe, a blip), not a cause
+        return None
     score = 0.8 if (kind != "Readiness" and (restarts or kills)) else 0.62
     probe = ""
     if c is not None:
