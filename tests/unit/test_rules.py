@@ -2027,3 +2027,48 @@ def test_startup_probe_failures_of_pods_ready_now_without_restarts_prove_nothing
         alert=alert("KubeDeploymentReplicasMismatch", container=""),
     )
     check(c, Category.UNKNOWN)
+
+
+def test_a_min_ready_seconds_past_the_progress_deadline_sticks_the_rollout_itself() -> None:
+    ready = _new_pod(container(state="running", ready=True, restart_count=0, **_NEW))
+    c = _stuck_rollout(ready)
+    assert c.workload is not None
+    c.workload.min_ready_seconds, c.workload.progress_deadline_seconds = 3600, 600
+    d = check(c, Category.ROLLOUT_STUCK)
+    assert "minReadySeconds" in d.root_cause and "600" in d.root_cause
+
+
+def test_a_cronjob_whose_runs_overlap_fails_its_later_job_on_the_lock() -> None:
+    failed = pod(
+        "reindex-29187000-x2kfd",
+        container(
+            name="reindex", state="terminated", reason="Error", exit_code=3, restart_count=0,
+            last_state=None, last_exit_code=None, message="",
+        ),
+        phase="Failed", owner_kind="Job", owner_name="reindex-29187000",
+    )  # fmt: skip
+    logs = (
+        'level=error msg="could not acquire advisory lock" lock=catalog_reindex\n'
+        'level=fatal msg="another reindex is running, exiting" code=3\n'
+    )
+    c = ctx(
+        pods=[failed],
+        workload=WorkloadSnapshot(
+            kind="Job", name="reindex-29187000", namespace=NS, backoff_limit=2, failed=3,
+            conditions={"Failed": ("True", "BackoffLimitExceeded", "Job has reached the "
+                                   "specified backoff limit")},
+        ),
+        owners=[
+            WorkloadSnapshot(
+                kind="CronJob", name="reindex", namespace=NS, schedule="*/10 * * * *",
+                concurrency_policy="Allow", active_jobs=["reindex-29186990"],
+            )
+        ],
+        logs=[log(logs, pod_name=failed.name, container_name="reindex", previous=False)],
+        alert=alert("KubeJobFailed", job_name="reindex-29187000", container=""),
+    )  # fmt: skip
+    d = check(c, Category.JOB_BACKOFF_LIMIT)
+    assert "concurrencyPolicy Allow" in d.root_cause and "reindex-29186990" in d.root_cause
+    # with Forbid the overlap cannot happen: the lock error is the pods' own
+    c.owners[0].concurrency_policy = "Forbid"
+    assert "concurrencyPolicy" not in diagnose(c).root_cause

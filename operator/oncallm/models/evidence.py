@@ -136,6 +136,14 @@ class WorkloadSnapshot(Snapshot):
     owner_kind: str | None = None
     owner_name: str | None = None
     progress_deadline_seconds: int | None = None
+    #: seconds a new pod must be Ready before it counts as available (Deployments, ...)
+    min_ready_seconds: int | None = None
+    #: a Job's activeDeadlineSeconds
+    active_deadline_seconds: int | None = None
+    #: a CronJob's schedule, its concurrencyPolicy (Allow when unset) and its active Jobs
+    schedule: str | None = None
+    concurrency_policy: str | None = None
+    active_jobs: list[str] = Field(default_factory=list)
     #: a StatefulSet's rolling update: its partition and its current and update revisions
     partition: int | None = None
     current_revision: str | None = None

@@ -25,11 +25,13 @@ from oncallm.analysis.rules.base import (
     Finding,
     RuleSettings,
     Scope,
+    cite_hits,
     controller,
     crashed_container,
     double_quantity,
     events,
     exit_code,
+    grep,
     log_of,
     pod_cites,
     pod_commands,
@@ -91,6 +93,9 @@ def job_backoff_limit(
     name = job.name if job else (ctx.target.name if ctx.target.kind == "Job" else "the Job")
     ns = job.namespace if job else (ctx.target.namespace or "default")
     cron = next((o for o in ctx.owners if o.kind == "CronJob"), None)
+    overlap = _overlapping_run(ctx, ev, cron, name)
+    if overlap is not None:
+        return overlap
     cause = proven(causes, settings)
     crashed = crashed_container(ctx)
     pod, c = crashed if crashed else (target_pod(ctx), None)
@@ -167,6 +172,74 @@ def job_backoff_limit(
     )
 
 
+#: A run refused because another holds the work: a lock, a lease, "already running".
+_HELD_BY_ANOTHER = re.compile(
+    r"\block\b|\blocked\b|another (?:\w+ )?(?:instance|run|job|process|\w+) (?:is )?"
+    r"(?:running|in progress|active)|already (?:running|in progress|locked)|lease (?:is )?held",
+    re.IGNORECASE,
+)
+
+
+def _overlapping_run(
+    ctx: Context, ev: EvidenceIndex, cron: WorkloadSnapshot | None, job: str
+) -> Finding | None:
+    """A CronJob that lets its runs overlap (concurrencyPolicy Allow) started this Job while
+    an earlier one still ran, and this one's pods fail because the earlier holds the work (a
+    lock, "already running"): the schedule and its concurrency policy are the fault, not the
+    pods, which do what they are written to do."""
+    if cron is None or cron.concurrency_policy not in (None, "Allow"):
+        return None
+    others = [j for j in cron.active_jobs if j != job]
+    if not others:
+        return None
+    pods = [p.name for p in ctx.pods if p.name.startswith(job)]
+    held = [
+        h
+        for h in grep(ctx, ev, _HELD_BY_ANOTHER, pods=pods or None)
+        if is_error_line(h.line) or "fatal" in h.line.lower()
+    ]
+    if not held:
+        return None
+    ns = cron.namespace
+    return Finding(
+        Category.JOB_BACKOFF_LIMIT,
+        0.95,
+        at_fault=True,
+        summary=(
+            f"CronJob {cron.name} (concurrencyPolicy {cron.concurrency_policy or 'Allow'}) "
+            f"started Job {job} while {others[0]} still ran; its pods fail on the work the "
+            "earlier run holds."
+        ),
+        root_cause=(
+            f"CronJob {ns}/{cron.name} runs on schedule '{cron.schedule or '?'}' with "
+            f"concurrencyPolicy {cron.concurrency_policy or 'Allow'}, so Job {job} started "
+            f"while Job {others[0]} was still running; every attempt of {job} fails because "
+            f"the earlier run holds the work ({quote_line(held[-1].line, 160)}), and the Job "
+            "reached its backoffLimit. The runs last longer than the schedule's interval."
+        ),
+        evidence=ev.cite(
+            workload_id("CronJob", cron.name), workload_id("Job", job), *cite_hits(held[-2:])
+        ),
+        impact=(
+            f"Runs of {cron.name} fail while an earlier one is active; the work is done late "
+            "or twice."
+        ),
+        immediate_actions=[
+            f"Set concurrencyPolicy: Forbid on CronJob {cron.name} (or Replace), or give the "
+            "schedule an interval longer than one run.",
+        ],
+        recommendations=[
+            "Alert on CronJobs whose Jobs outlast their schedule interval "
+            "(kube_cronjob_status_active > 1).",
+        ],
+        commands=[
+            kc.describe("cronjob", ns, cron.name),
+            f"kubectl -n {ns} get jobs -l batch.kubernetes.io/cronjob-name={cron.name}",
+            kc.describe("job", ns, job),
+        ],
+    )
+
+
 def _lower_first(text: str) -> str:
     """The sentence with its first letter lowered, unless its first word is a name that keeps
     its capitals (``NetworkPolicy``, ``ConfigMap``, ``OOMKilled``)."""
@@ -237,7 +310,14 @@ def rollout_stuck(
         if e.object_name in new_names
     ]
     claims = sorted({c for p in new_pods for c in p.pvcs})
-    at_fault = old_healthy and bool(blocked)
+    # a new pod counts as available only minReadySeconds after it is Ready: when that is at
+    # least the progress deadline, no rollout can ever finish in time
+    too_slow = (
+        w.min_ready_seconds is not None
+        and w.progress_deadline_seconds is not None
+        and w.min_ready_seconds >= w.progress_deadline_seconds
+    )
+    at_fault = (old_healthy and bool(blocked)) or too_slow
     cause = None if at_fault else proven(causes, settings)
     score = 0.96 if at_fault else 0.85
     images = ", ".join(newest.images.values()) if newest else ""
@@ -256,7 +336,14 @@ def rollout_stuck(
         if newest
         else "the new revision"
     )
-    if at_fault and blocked[0].reason == "FailedAttachVolume":
+    if too_slow:
+        why = (
+            f"each new pod counts as available only {w.min_ready_seconds}s (minReadySeconds) "
+            "after it is Ready, which is not within progressDeadlineSeconds "
+            f"{w.progress_deadline_seconds}: the rollout cannot finish in time, whatever the "
+            "pods do"
+        )
+    elif at_fault and blocked[0].reason == "FailedAttachVolume":
         why = (
             f"they cannot attach the ReadWriteOnce claim {', '.join(claims) or '(its volume)'} "
             f"that the old pod holds ({quote_line(blocked[0].message, 160)}), and the old pod "

@@ -316,6 +316,7 @@ def workload_snapshot(
         snap.available = int(status.get("availableReplicas", 0) or 0)
         snap.unavailable = int(status.get("unavailableReplicas", 0) or 0)
         snap.progress_deadline_seconds = spec.get("progressDeadlineSeconds")
+        snap.min_ready_seconds = spec.get("minReadySeconds")
         if kind == "StatefulSet":
             rolling = (spec.get("updateStrategy") or {}).get("rollingUpdate") or {}
             if rolling.get("partition") is not None:
@@ -335,8 +336,12 @@ def workload_snapshot(
         snap.active = int(status.get("active", 0) or 0)
         snap.desired = int(spec.get("completions", 1) or 1)
         snap.selector = {"job-name": snap.name}
+        snap.active_deadline_seconds = spec.get("activeDeadlineSeconds")
     elif kind == "CronJob":
         snap.active = len(status.get("active") or [])
+        snap.active_jobs = [str(r.get("name", "")) for r in status.get("active") or []][:10]
+        snap.schedule = spec.get("schedule")
+        snap.concurrency_policy = spec.get("concurrencyPolicy") or "Allow"
     return snap
 
 
