@@ -2072,3 +2072,23 @@ def test_a_cronjob_whose_runs_overlap_fails_its_later_job_on_the_lock() -> None:
     # with Forbid the overlap cannot happen: the lock error is the pods' own
     c.owners[0].concurrency_policy = "Forbid"
     assert "concurrencyPolicy" not in diagnose(c).root_cause
+
+
+def test_a_missing_secret_names_the_externalsecret_that_fails_to_render_it() -> None:
+    from oncallm.models.evidence import ExternalSecretSnapshot
+
+    waiting = container(
+        state="waiting", reason="CreateContainerConfigError",
+        message='secret "kafka-sasl" not found', restart_count=0, last_state=None,
+        last_exit_code=None,
+    )  # fmt: skip
+    es = ExternalSecretSnapshot(
+        name="kafka-sasl", namespace=NS, target="kafka-sasl",
+        remote_keys=["prod/payments/kafka-sasl"], store="ClusterSecretStore/aws",
+        conditions={"Ready": ("False", "SecretSyncedError", "could not get secret data")},
+        last_error="ResourceNotFoundException: Secrets Manager can't find the specified secret.",
+    )  # fmt: skip
+    c = ctx(pods=[pod(POD, waiting)], external_secrets=[es])
+    d = check(c, Category.MISSING_SECRET_OR_CONFIGMAP)
+    assert "prod/payments/kafka-sasl" in d.root_cause and "ResourceNotFound" in d.root_cause
+    assert "externalsecret/kafka-sasl" in d.evidence or any("kafka-sasl" in e for e in d.evidence)

@@ -652,6 +652,9 @@ class ExternalSecretSnapshot(Snapshot):
     #: the keys it writes into the Secret (spec.data and spec.template.data); None: not known
     #: from the spec (dataFrom without a template)
     keys: list[str] | None = None
+    #: the secret store's keys it reads (spec.data[].remoteRef.key, spec.dataFrom[].extract /
+    #: find), at most five: the name to look for in the store when the sync fails
+    remote_keys: list[str] = Field(default_factory=list)
     #: its newest Warning event, read when it is not Ready
     last_error: str = ""
     store: str = ""

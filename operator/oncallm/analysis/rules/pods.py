@@ -123,7 +123,7 @@ def missing_secret_or_configmap(ctx: Context, ev: EvidenceIndex, _: RuleSettings
         cmds += pod_commands(ctx, subject[0], None)
         cmds.append(kc.events_for(ns, subject[0].name))
     others = [f'{k} "{n}"' for k, n in list(found)[1:]]
-    lookalike = _lookalike_certificate(ctx, kind, name)
+    lookalike = _lookalike_certificate(ctx, kind, name) or _renderer_failing(ctx, kind, name, ns)
     return Finding(
         Category.MISSING_SECRET_OR_CONFIGMAP,
         0.95,
@@ -135,7 +135,11 @@ def missing_secret_or_configmap(ctx: Context, ev: EvidenceIndex, _: RuleSettings
             + (f"; {lookalike}" if lookalike else "")
             + "."
         ),
-        evidence=ev.cite(*cites, *(pod_cites(ev, subject[0], subject[1]) if subject else [])),
+        evidence=ev.cite(
+            *cites,
+            *(pod_cites(ev, subject[0], subject[1]) if subject else []),
+            *(external_secret_id(e.name) for e in ctx.external_secrets if e.target == name),
+        ),
         impact=f"{workload_state(ctx)}; new pods of it cannot start until {what} exists.",
         immediate_actions=[
             f"Create {what} in namespace {ns} (or restore it from your secret store / GitOps "
@@ -149,6 +153,29 @@ def missing_secret_or_configmap(ctx: Context, ev: EvidenceIndex, _: RuleSettings
             "Use External Secrets or a pre-deploy check that every referenced Secret exists.",
         ],
         commands=cmds,
+    )
+
+
+def _renderer_failing(ctx: Context, kind: str, name: str, namespace: str) -> str:
+    """The ExternalSecret meant to render the missing Secret, when it does not sync: the
+    cause one step further (the store has no such key, the store refuses the credentials)."""
+    if kind != "Secret":
+        return ""
+    es = next(
+        (e for e in ctx.external_secrets if e.target == name and e.namespace == namespace), None
+    )
+    if es is None:
+        return ""
+    ready = es.conditions.get("Ready", ("", "", ""))
+    if ready[0] == "True":
+        return f"ExternalSecret {es.name} renders it and reports Ready: it may have just synced"
+    return (
+        f"ExternalSecret {es.namespace}/{es.name} that should render it"
+        + (f" from {es.store}" if es.store else "")
+        + (f" (store key {', '.join(es.remote_keys)})" if es.remote_keys else "")
+        + " does not sync"
+        + (f": {ready[1]}" if ready[1] else "")
+        + (f" ({quote_line(es.last_error, 200)})" if es.last_error else "")
     )
 
 

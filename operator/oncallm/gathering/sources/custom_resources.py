@@ -123,6 +123,20 @@ def external_secret_keys(spec: Obj) -> list[str] | None:
     return sorted(str(d.get("secretKey")) for d in spec.get("data") or [] if d.get("secretKey"))
 
 
+def remote_keys(spec: Obj) -> list[str]:
+    """The secret store's keys an ExternalSecret reads, in spec order, at most five."""
+    keys = [str((d.get("remoteRef") or {}).get("key", "")) for d in spec.get("data") or []]
+    for d in spec.get("dataFrom") or []:
+        keys.append(str((d.get("extract") or {}).get("key", "")))
+        name = ((d.get("find") or {}).get("name") or {}).get("regexp")
+        keys.append(f"find {name}" if name else "")
+    out: list[str] = []
+    for k in keys:
+        if k and k not in out:
+            out.append(k)
+    return out[:5]
+
+
 def external_secret_snapshot(obj: Obj) -> ExternalSecretSnapshot:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     store = spec.get("secretStoreRef") or {}
@@ -131,6 +145,7 @@ def external_secret_snapshot(obj: Obj) -> ExternalSecretSnapshot:
         namespace=str(meta(obj).get("namespace", "")),
         target=str((spec.get("target") or {}).get("name") or name_of(obj)),
         keys=external_secret_keys(spec),
+        remote_keys=remote_keys(spec),
         store=f"{store.get('kind', 'SecretStore')}/{store.get('name', '?')}" if store else "",
         refresh_interval=spec.get("refreshInterval"),
         refresh_time=status.get("refreshTime"),
@@ -298,6 +313,7 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
             + (f" (refreshInterval {e.refresh_interval})" if e.refresh_interval else "")
             + (f"; store {e.store}" if e.store else "")
             + (f"; keys {', '.join(e.keys)}" if e.keys else "")
+            + (f"; reads {', '.join(e.remote_keys)} from the store" if e.remote_keys else "")
             + (f"; last error: {e.last_error}" if e.last_error else ""),
             time=e.refresh_time,
         )
