@@ -2092,3 +2092,20 @@ def test_a_missing_secret_names_the_externalsecret_that_fails_to_render_it() -> 
     d = check(c, Category.MISSING_SECRET_OR_CONFIGMAP)
     assert "prod/payments/kafka-sasl" in d.root_cause and "ResourceNotFound" in d.root_cause
     assert "externalsecret/kafka-sasl" in d.evidence or any("kafka-sasl" in e for e in d.evidence)
+
+
+def test_a_program_missing_a_file_of_its_mounted_secret_is_a_missing_key() -> None:
+    crashed = container(
+        last_exit_code=1, restart_count=10, mounts={"/etc/ledger/secrets": "stripe"}
+    )
+    logs = (
+        "2025/06/05 16:07:52 config: loading secrets from /etc/ledger/secrets\n"
+        "2025/06/05 16:07:52 fatal: stripe: read api key: open "
+        "/etc/ledger/secrets/stripe_api_key: no such file or directory\n"
+    )
+    c = ctx(
+        pods=[pod(POD, crashed, volume_sources={"stripe": "Secret ledger-stripe"})],
+        logs=[log(logs)],
+    )
+    d = check(c, Category.MISSING_SECRET_OR_CONFIGMAP)
+    assert "ledger-stripe" in d.root_cause and "stripe_api_key" in d.root_cause

@@ -55,6 +55,8 @@ class ContainerSnapshot(Snapshot):
     #: the pod spec's command and args, in order (a few words, each cut short); empty when
     #: the image's own entrypoint runs
     command: list[str] = Field(default_factory=list)
+    #: its volume mounts: mount path -> volume name (``/etc/ledger/secrets`` -> ``stripe``)
+    mounts: dict[str, str] = Field(default_factory=dict)
     #: ConfigMaps and Secrets the container reads through env or envFrom (names only).
     config_maps: list[str] = Field(default_factory=list)
     secrets: list[str] = Field(default_factory=list)

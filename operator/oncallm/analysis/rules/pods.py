@@ -102,7 +102,7 @@ def missing_secret_or_configmap(ctx: Context, ev: EvidenceIndex, _: RuleSettings
         found.setdefault((_title(kind or "ConfigMap"), short), "")
         cites.append(missing_id(name))
     if not found:
-        return _optional_key_missing(ctx, ev)
+        return _optional_key_missing(ctx, ev) or _mounted_key_missing(ctx, ev)
     if subject is None:
         mounting = next(
             (p for p in ctx.pods if any(e.object_name == p.name for e in ctx.events)),
@@ -154,6 +154,65 @@ def missing_secret_or_configmap(ctx: Context, ev: EvidenceIndex, _: RuleSettings
         ],
         commands=cmds,
     )
+
+
+#: A program failing to open a file that is not there.
+_NO_FILE = re.compile(
+    r"no such file or directory|ENOENT|FileNotFoundError|NoSuchFileException|does not exist"
+    r"|not found|cannot find|could not find|cannot open|can't open",
+    re.IGNORECASE,
+)
+
+
+def _mounted_key_missing(ctx: Context, ev: EvidenceIndex) -> Finding | None:
+    """The crashed program cannot open a file under the mount of a Secret or ConfigMap
+    volume: each key of the object is a file there, so the key it wants is not in the object
+    (renamed, or never added). The kubelet mounts the volume without complaint, so only the
+    program's error shows it."""
+    crashed = crashed_container(ctx)
+    if crashed is None:
+        return None
+    pod, c = crashed
+    for path, volume in sorted(c.mounts.items(), key=lambda kv: -len(kv[0])):
+        source = pod.volume_sources.get(volume, "")
+        kind, _, name = source.partition(" ")
+        if kind not in ("Secret", "ConfigMap") or path in ("/", ""):
+            continue
+        wanted = re.compile(rf"{re.escape(path.rstrip('/'))}/([\w.-]+)")
+        for h in grep(ctx, ev, wanted, pods=[pod.name]):
+            if h.log.container != c.name or not _NO_FILE.search(h.line):
+                continue
+            key = h.match.group(1)
+            return Finding(
+                Category.MISSING_SECRET_OR_CONFIGMAP,
+                0.88,
+                summary=(
+                    f"{c.name} in {pod.name} cannot read {path}/{key}: {kind} {name} mounted "
+                    f"there has no key {key}."
+                ),
+                root_cause=(
+                    f"Container {c.name} of pod {pod.name} mounts {kind} {pod.namespace}/{name} "
+                    f"(volume {volume}) at {path}, where each key of it is a file, and the "
+                    f"program fails because {path}/{key} is not there: {quote_line(h.line)}. "
+                    f"{kind} {name} has no key {key} (renamed or never added); the kubelet "
+                    "mounts the volume without complaint."
+                ),
+                evidence=ev.cite(*pod_cites(ev, pod, c), *cite_hits([h])),
+                impact=f"{workload_state(ctx)}; it crash-loops until the key exists.",
+                immediate_actions=[
+                    f"Add key {key} to {kind} {name} (or point the program at the key's new "
+                    "name), then restart the pods.",
+                ],
+                recommendations=[
+                    "List the keys a program needs in the volume's items: a missing key then "
+                    "fails the mount with an event that names it.",
+                ],
+                commands=[
+                    f"kubectl -n {pod.namespace} describe {kind.lower()} {name}",
+                    *pod_commands(ctx, pod, c),
+                ],
+            )
+    return None
 
 
 def _renderer_failing(ctx: Context, kind: str, name: str, namespace: str) -> str:

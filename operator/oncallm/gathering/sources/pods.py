@@ -133,6 +133,11 @@ def container_snapshot(spec: Obj, status: Obj | None, *, init: bool = False) -> 
             str(word)[:MAX_COMMAND_CHARS]
             for word in [*(spec.get("command") or []), *(spec.get("args") or [])]
         ][:MAX_COMMAND_WORDS],
+        mounts={
+            str(m.get("mountPath", "")): str(m.get("name", ""))
+            for m in spec.get("volumeMounts") or []
+            if m.get("mountPath")
+        },
         config_maps=[c for c in config_maps if c],
         secrets=[s for s in secrets if s],
         env=env,
