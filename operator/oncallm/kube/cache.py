@@ -30,6 +30,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import Counter
+
 from oncallm.gathering.reader import KubeReader
 from oncallm.kube.api import ApiError, KubeAPI
 from oncallm.kube.reader import LIST_LIMIT
@@ -65,6 +67,11 @@ _CLUSTER_SELECTORS = {
     "Pod": ("spec.nodeName=",),
     "Event": ("involvedObject.kind=Node,involvedObject.name=",),
 }
+READS = Counter(
+    "oncallm_cache_reads_total",
+    "Reads of analyses, answered from a watch-backed cache or by the API server",
+    ["answer"],
+)
 #: Seconds a watch stays open before it is renewed.
 WATCH_SECONDS = 240
 #: Objects per page of the first list.
@@ -265,8 +272,10 @@ class CachedReader:
         watched = await self._ready(key)
         if watched is None:
             self.misses += 1
+            READS.labels("api").inc()
             return await self.direct.get(kind, namespace, name, api_version=api_version)
         self.hits += 1
+        READS.labels("cache").inc()
         return watched.items.get((namespace or "", name) if watched.key[1] else ("", name))
 
     async def list(
@@ -282,10 +291,12 @@ class CachedReader:
         watched = await self._ready(key)
         if watched is None:
             self.misses += 1
+            READS.labels("api").inc()
             return await self.direct.list(
                 kind, namespace, label_selector, field_selector, api_version=api_version
             )
         self.hits += 1
+        READS.labels("cache").inc()
         items = list(watched.items.values())
         if field_selector and watched.key[2] is None:
             items = [o for o in items if _fields_match(field_selector, o)]

@@ -7,6 +7,7 @@ per analysis. Bounded: the oldest entries go first past ``max_entries``.
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from typing import Any
 
@@ -17,12 +18,23 @@ from oncallm.models.evidence import HistorySnapshot
 ROOT_CAUSE_CHARS = 400
 
 
+_Entry = tuple[str, str | None, str | None, str | None, str | None]
+
+
+def _shared(value: object) -> str | None:
+    """``value`` as one string object however many entries hold it: the phase, the category
+    and an incident's root cause are the same text across thousands of analyses."""
+    return sys.intern(value) if isinstance(value, str) else None
+
+
 class HistoryIndex:
     """Analyses by fingerprint: name, firing time, phase, category, root cause."""
 
     def __init__(self, max_entries: int = 20_000) -> None:
         self.max_entries = max(1, max_entries)
-        self._entries: OrderedDict[str, tuple[str, HistorySnapshot]] = OrderedDict()
+        #: name -> (fingerprint, startsAt, phase, category, root cause): plain tuples, as
+        #: thousands are kept
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._by_fingerprint: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
@@ -41,14 +53,13 @@ class HistoryIndex:
         fingerprint = str(alert.get("fingerprint", ""))
         status = body.get("status") or {}
         root_cause = status.get("rootCause")
-        snapshot = HistorySnapshot(
-            analysis=name,
-            starts_at=alert.get("startsAt"),
-            phase=status.get("phase"),
-            category=status.get("category"),
-            root_cause=root_cause[:ROOT_CAUSE_CHARS] if isinstance(root_cause, str) else None,
+        self._entries[name] = (
+            fingerprint,
+            str(alert["startsAt"]) if alert.get("startsAt") else None,
+            _shared(status.get("phase")),
+            _shared(status.get("category")),
+            _shared(root_cause[:ROOT_CAUSE_CHARS] if isinstance(root_cause, str) else None),
         )
-        self._entries[name] = (fingerprint, snapshot)
         self._by_fingerprint.setdefault(fingerprint, set()).add(name)
         while len(self._entries) > self.max_entries:
             self._remove(next(iter(self._entries)))
@@ -66,6 +77,16 @@ class HistoryIndex:
     async def earlier(self, alert: Alert, exclude: str | None) -> list[HistorySnapshot]:
         """Analyses of the same fingerprint but ``exclude``, newest firing first."""
         names = self._by_fingerprint.get(alert.fingerprint, set())
-        out = [self._entries[n][1] for n in names if n != exclude and n in self._entries]
+        out = [
+            HistorySnapshot(
+                analysis=n,
+                starts_at=e[1],
+                phase=e[2],
+                category=e[3],
+                root_cause=e[4],
+            )
+            for n in names
+            if n != exclude and (e := self._entries.get(n)) is not None
+        ]
         out.sort(key=lambda h: h.starts_at or "", reverse=True)
         return out

@@ -15,3 +15,8 @@ STAGE_SECONDS = Histogram(
 )
 WAITING = Gauge("oncallm_analyses_waiting", "Analyses waiting for a free slot")
 RUNNING = Gauge("oncallm_analyses_running", "Analyses running now")
+KNOWN = Gauge("oncallm_analyses_known", "AlertAnalyses the operator has seen in its namespace")
+QUEUED = Counter(
+    "oncallm_analyses_queued_total", "Analyses queued to run (new, unfinished, re-run)"
+)
+INCIDENTS = Gauge("oncallm_incidents_open", "Incidents open for new members")

@@ -103,6 +103,7 @@ class AnalysisQueue:
         self._waiting[key] = entry
         heapq.heappush(self._heap, (entry.rank, entry.seq, key))
         metrics.WAITING.set(len(self._waiting))
+        metrics.QUEUED.inc()
         self._ready.set()
         return True
 
