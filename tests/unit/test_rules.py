@@ -2109,3 +2109,28 @@ def test_a_program_missing_a_file_of_its_mounted_secret_is_a_missing_key() -> No
     )
     d = check(c, Category.MISSING_SECRET_OR_CONFIGMAP)
     assert "ledger-stripe" in d.root_cause and "stripe_api_key" in d.root_cause
+
+
+def test_a_limitrange_refusing_the_new_template_is_named() -> None:
+    from oncallm.models.evidence import LimitRangeSnapshot
+
+    c = ctx(
+        pods=[],
+        events=[
+            event(
+                "FailedCreate",
+                'Error creating: pods "api-6d8f7c9b5-x2x9q" is forbidden: maximum memory usage '
+                "per Container is 2Gi, but limit is 3Gi",
+                kind="ReplicaSet",
+                name="api-6d8f7c9b5",
+            )
+        ],
+        limit_ranges=[
+            LimitRangeSnapshot(
+                name="team-limits", namespace=NS, limits=["Container memory max 2Gi"]
+            )
+        ],
+        alert=alert("KubeDeploymentReplicasMismatch", pod="", container="", deployment="api"),
+    )
+    d = check(c, Category.QUOTA_EXCEEDED)
+    assert "team-limits" in d.root_cause and "3Gi" in d.root_cause

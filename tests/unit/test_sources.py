@@ -792,3 +792,33 @@ async def test_a_scrape_blocked_by_the_targets_ingress_policy_without_prometheus
         "monitoring", 9102, False)  # fmt: skip
     d = diagnose(ctx)
     assert d.category == Category.NETWORK_POLICY_BLOCK and "gateway-ingress" in d.root_cause
+
+
+async def test_a_failure_naming_no_peer_follows_the_service_the_pods_are_configured_for() -> None:
+    app = crashed_app()
+    app["spec"]["containers"][0]["env"] = [
+        {"name": "LEDGER_URL", "value": "https://ledger.books.svc.cluster.local:8443"}
+    ]
+    ledger = pod("ledger-1", ns="books", labels={"app": "ledger"},
+                 containers=[{"name": "ledger", "image": "l",
+                              "ports": [{"name": "https", "containerPort": 8443}]}])  # fmt: skip
+    objects = [
+        app,
+        ledger,
+        namespace("shop"),
+        namespace("books"),
+        {"kind": "Service", "metadata": {"name": "ledger", "namespace": "books"},
+         "spec": {"selector": {"app": "ledger"}, "ports": [{"port": 8443}]}},
+        policy("only-payments", "books", {
+            "podSelector": {"matchLabels": {"app": "ledger"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "payments"}}}]}],
+        }),
+    ]  # fmt: skip
+    line = "Caused by: java.net.http.HttpConnectTimeoutException: HTTP connect timed out"
+    ctx = await gathered(alert(namespace="shop", pod="bridge-1"), objects,
+                         **{"shop__bridge-1__app": line})  # fmt: skip
+    [path] = ctx.network_paths
+    assert (path.namespace, path.service, path.port, path.ingress_allowed) == (
+        "books", "ledger", 8443, False)  # fmt: skip
+    assert path.line == line

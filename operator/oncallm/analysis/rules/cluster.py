@@ -12,6 +12,7 @@ from oncallm.analysis import commands as kc
 from oncallm.analysis.evidence import (
     ALERT_ID,
     EvidenceIndex,
+    limit_range_id,
     node_condition_id,
     node_id,
     pod_id,
@@ -616,8 +617,77 @@ def _quota_consumers(ctx: Context, quota: str, creating: set[str]) -> tuple[str,
     return "; ".join(texts[:3]), links[:3]
 
 
+#: The LimitRanger admission plugin refusing a pod: a container or pod above a LimitRange's
+#: max, below its min, or past its limit-to-request ratio.
+_LIMIT_RANGE = re.compile(
+    r"(?:maximum|minimum) (?P<resource>[\w./-]+) usage per (?P<scope>Container|Pod|"
+    r"PersistentVolumeClaim) is (?P<bound>\S+?),? but (?:limit|request) is (?P<asked>\S+?)[.,]?"
+    r"(?:\s|$)|(?P<resource2>[\w./-]+) max limit to request ratio per (?:Container|Pod) is",
+    re.IGNORECASE,
+)
+
+
+def _limit_range_refusal(ctx: Context, ev: EvidenceIndex) -> Finding | None:
+    """A controller cannot create pods because their resources break a LimitRange of the
+    namespace (FailedCreate "maximum memory usage per Container is 2Gi, but limit is 3Gi"):
+    the namespace's admission limits, not its capacity, refuse them."""
+    texts: list[tuple[str, str, str | None]] = [
+        (e.message, f"{e.object_kind} {e.object_name}", ev.event(e))
+        for e in ctx.events
+        if _LIMIT_RANGE.search(e.message)
+    ]
+    texts += [
+        (m, f"{w.kind} {w.name}", workload_id(w.kind, w.name))
+        for w in [ctx.workload, *ctx.owners]
+        if w is not None
+        for (_, (_s, _r, m)) in w.conditions.items()
+        if _LIMIT_RANGE.search(m)
+    ]
+    if not texts:
+        return None
+    message, who, cite = texts[0]
+    m = _LIMIT_RANGE.search(message)
+    assert m is not None
+    resource = m.group("resource") or m.group("resource2") or "resources"
+    ns = namespace(ctx)
+    lr = next((r for r in ctx.limit_ranges if resource.lower() in " ".join(r.limits).lower()),
+              ctx.limit_ranges[0] if ctx.limit_ranges else None)  # fmt: skip
+    name = f"LimitRange {ns}/{lr.name}" if lr else f"a LimitRange of namespace {ns}"
+    bound = (
+        f"its {m.group('scope')} {resource} bound is {m.group('bound')} and the pod asks "
+        f"{m.group('asked')}"
+        if m.group("bound")
+        else f"the {resource} limit-to-request ratio is past its maximum"
+    )
+    return Finding(
+        Category.QUOTA_EXCEEDED,
+        0.93,
+        summary=f"{name} refuses the pods of {who}: {bound}.",
+        root_cause=(
+            f"{name} refuses every pod {who} creates, because {bound}: "
+            f"{quote_line(message, 220)}. No pod of the new template can be admitted until "
+            "the template fits the LimitRange or the LimitRange is raised."
+        ),
+        evidence=ev.cite(cite, limit_range_id(lr.name) if lr else None),
+        impact=f"{workload_state(ctx)}; no new pod of it is created.",
+        immediate_actions=[
+            f"Bring the pod template's {resource} within {name} (or raise the LimitRange "
+            "deliberately), or roll back the change that raised it.",
+        ],
+        recommendations=[
+            "Check rendered manifests against the namespace's LimitRanges in CI "
+            "(kubectl apply --dry-run=server).",
+        ],
+        commands=[
+            f"kubectl -n {ns} describe limitrange" + (f" {lr.name}" if lr else ""),
+            f"kubectl -n {ns} get events --field-selector reason=FailedCreate",
+        ],
+    )
+
+
 def quota_exceeded(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
-    """The namespace's ResourceQuota refuses new pods (FailedCreate "exceeded quota")."""
+    """The namespace's ResourceQuota refuses new pods (FailedCreate "exceeded quota"), or a
+    LimitRange of it refuses their resources."""
     failed = [e for e in ctx.events if _QUOTA.search(e.message)]
     cond_msgs = [
         (w, m)
@@ -629,6 +699,9 @@ def quota_exceeded(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
     full = [(q, quota_full_resources(q)) for q in ctx.quotas]
     full = [(q, r) for q, r in full if r]
     if not failed and not cond_msgs:
+        limited = _limit_range_refusal(ctx, ev)
+        if limited is not None:
+            return limited
         if not full or ctx.alert.name not in QUOTA_ALERTS:
             return None
     message = failed[0].message if failed else (cond_msgs[0][1] if cond_msgs else "")

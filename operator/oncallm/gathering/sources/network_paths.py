@@ -95,6 +95,7 @@ def destinations(ctx: Context, namespace: str) -> list[Destination]:
     found: dict[str, Destination] = {}
     dependencies = {s.name for s in ctx.services if s.relation == "dependency"}
     cluster_ips = {s.cluster_ip: s for s in ctx.services if s.cluster_ip}
+    failing = ""
     for line in mentioned_text(ctx).splitlines():
         if NAME_RESOLUTION_FAILURE.search(line):
             found.setdefault(
@@ -107,6 +108,7 @@ def destinations(ctx: Context, namespace: str) -> list[Destination]:
         # connection of the pods.
         if not _CONNECT_FAILURE.search(line) or _NOT_THE_PODS.search(line):
             continue
+        failing = failing or line.strip()
         named = list(_SERVICE_DNS.finditer(line))
         for m in named:
             svc, ns, port = m.group(1), m.group(2), m.group(3)
@@ -139,7 +141,25 @@ def destinations(ctx: Context, namespace: str) -> list[Destination]:
                     text, Destination(text, "ip", line.strip(), None, None, m.group(1),
                                       int(m.group(2))),
                 )  # fmt: skip
+    if failing and not any(d.kind != "dns" for d in found.values()):
+        # The failure names no peer ("HTTP connect timed out"): the connection goes to what
+        # the pods' configuration points them at, a Service in a cluster DNS form.
+        for value in _configured_values(ctx):
+            for m in _SERVICE_DNS.finditer(value):
+                svc, ns, port = m.group(1), m.group(2), m.group(3)
+                text = f"{svc}.{ns}" + (f":{port}" if port else "")
+                found.setdefault(
+                    text, Destination(text, "service", failing, ns, svc, None,
+                                      int(port) if port else None),
+                )  # fmt: skip
     return list(found.values())[:MAX_PATHS]
+
+
+def _configured_values(ctx: Context) -> list[str]:
+    """The env values of the pods' containers, as set and as resolved from ConfigMaps."""
+    return [
+        v for p in ctx.pods for c in p.containers for v in [*c.env.values(), *c.config_env.values()]
+    ]
 
 
 async def read(scope: Scope) -> None:
