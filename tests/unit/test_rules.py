@@ -2134,3 +2134,29 @@ def test_a_limitrange_refusing_the_new_template_is_named() -> None:
     )
     d = check(c, Category.QUOTA_EXCEEDED)
     assert "team-limits" in d.root_cause and "3Gi" in d.root_cause
+
+
+def test_a_dependency_whose_listed_endpoints_are_all_unready_pods_is_down() -> None:
+    """publishNotReadyAddresses lists the pods as endpoints though none is Ready (a sealed
+    Vault): the Service counts as down."""
+    logs = (
+        "hvac.exceptions.VaultDown: Vault is sealed, on post "
+        "https://vault.secrets.svc:8200/v1/auth/kubernetes/login\n"
+    )
+    c = ctx(
+        logs=[log(logs)],
+        services=[
+            ServiceSnapshot(
+                name="vault",
+                namespace="secrets",
+                selector={"app.kubernetes.io/name": "vault"},
+                ports=["8200/TCP->8200"],
+                ready_endpoints=3,
+                matching_pods=["vault-0", "vault-1", "vault-2"],
+                ready_pods=0,
+                relation="dependency",
+            )
+        ],
+    )
+    d = check(c, Category.DEPENDENCY_UNREACHABLE)
+    assert "vault-0" in d.root_cause and "publishNotReadyAddresses" in d.root_cause

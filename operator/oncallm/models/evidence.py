@@ -212,6 +212,9 @@ class ServiceSnapshot(Snapshot):
     addresses: list[str] = Field(default_factory=list)
     #: pods matching the selector, by name
     matching_pods: list[str] = Field(default_factory=list)
+    #: how many of them are Ready (a Service with publishNotReadyAddresses lists unready pods
+    #: as ready endpoints)
+    ready_pods: int | None = None
     #: Service ports whose numeric targetPort no container of its pods declares
     #: (``5672->5673``; empty when the pods declare no ports or all match)
     unserved_ports: list[str] = Field(default_factory=list)

@@ -58,8 +58,19 @@ def _mentions(line: str, svc: ServiceSnapshot) -> bool:
     )
 
 
+def _down(svc: ServiceSnapshot) -> bool:
+    """No ready endpoints, or endpoints listed for pods none of which is Ready (a Service
+    with publishNotReadyAddresses, as Vault's and many databases' charts set)."""
+    return svc.ready_endpoints == 0 or (bool(svc.matching_pods) and svc.ready_pods == 0)
+
+
 def _why_no_endpoints(svc: ServiceSnapshot) -> str:
     selector = ",".join(f"{k}={v}" for k, v in svc.selector.items())
+    if svc.ready_endpoints and svc.ready_pods == 0:
+        return (
+            f"its {len(svc.matching_pods)} pod(s) ({', '.join(svc.matching_pods[:3])}) are "
+            "not ready, though the Service publishes their addresses (publishNotReadyAddresses)"
+        )
     if not svc.selector:
         return "it has no selector and no manually managed endpoints"
     if not svc.matching_pods:
@@ -310,7 +321,7 @@ def dependency_unreachable(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> 
     best: tuple[float, ServiceSnapshot, list[Hit]] | None = None
     conn_hits = [h for h in grep(ctx, ev, _CONN) if is_error_line(h.line)]
     for svc in ctx.services:
-        if svc.relation != "dependency" or svc.ready_endpoints > 0:
+        if svc.relation != "dependency" or not _down(svc):
             continue
         named = [h for h in conn_hits if _mentions(h.line, svc)]
         named += [
@@ -351,13 +362,19 @@ def dependency_unreachable(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> 
         cmds.append(kc.pods_by_selector(svc.namespace, svc.selector))
     if pod is not None:
         cmds += pod_commands(ctx, pod, c)
+    if svc.ready_endpoints:
+        state = "no ready pods behind its endpoints"
+        counts = f"{svc.ready_endpoints} endpoints listed, 0 of {len(svc.matching_pods)} pods ready"
+    else:
+        state = "no endpoints"
+        counts = f"0 ready, {svc.not_ready_endpoints} not ready"
     return Finding(
         Category.DEPENDENCY_UNREACHABLE,
         score,
-        summary=(f"Service {svc.name} has no endpoints, so {who} cannot reach it and {effect}."),
+        summary=(f"Service {svc.name} has {state}, so {who} cannot reach it and {effect}."),
         root_cause=(
-            f"Service {svc.namespace}/{svc.name}{port} that {who} depends on has no endpoints "
-            f"(0 ready, {svc.not_ready_endpoints} not ready): {_why_no_endpoints(svc)}; "
+            f"Service {svc.namespace}/{svc.name}{port} that {who} depends on has {state} "
+            f"({counts}): {_why_no_endpoints(svc)}; "
             f"connections to it fail{quote} and {who} {effect}."
         ),
         evidence=ev.cite(

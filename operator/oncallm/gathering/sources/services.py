@@ -201,6 +201,14 @@ def service_snapshot(
         not_ready_endpoints=not_ready,
         addresses=addresses[:5],
         matching_pods=[p.name for p in pods if selector_matches(selector, p.labels)],
+        ready_pods=sum(
+            1
+            for p in pods
+            if selector_matches(selector, p.labels)
+            and p.conditions.get("Ready", ("",))[0] == "True"
+        )
+        if selector
+        else None,
         relation=relation,
     )
 
