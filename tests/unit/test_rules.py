@@ -2140,6 +2140,7 @@ def test_a_dependency_whose_listed_endpoints_are_all_unready_pods_is_down() -> N
     """publishNotReadyAddresses lists the pods as endpoints though none is Ready (a sealed
     Vault): the Service counts as down."""
     logs = (
+        "WARNING payments.secrets vault login failed (attempt 2/3), retrying in 4s\n"
         "hvac.exceptions.VaultDown: Vault is sealed, on post "
         "https://vault.secrets.svc:8200/v1/auth/kubernetes/login\n"
     )
