@@ -2029,15 +2029,6 @@ def test_startup_probe_failures_of_pods_ready_now_without_restarts_prove_nothing
     check(c, Category.UNKNOWN)
 
 
-def test_a_min_ready_seconds_past_the_progress_deadline_sticks_the_rollout_itself() -> None:
-    ready = _new_pod(container(state="running", ready=True, restart_count=0, **_NEW))
-    c = _stuck_rollout(ready)
-    assert c.workload is not None
-    c.workload.min_ready_seconds, c.workload.progress_deadline_seconds = 3600, 600
-    d = check(c, Category.ROLLOUT_STUCK)
-    assert "minReadySeconds" in d.root_cause and "600" in d.root_cause
-
-
 def test_a_cronjob_whose_runs_overlap_fails_its_later_job_on_the_lock() -> None:
     failed = pod(
         "reindex-29187000-x2kfd",

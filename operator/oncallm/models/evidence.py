@@ -138,8 +138,6 @@ class WorkloadSnapshot(Snapshot):
     owner_kind: str | None = None
     owner_name: str | None = None
     progress_deadline_seconds: int | None = None
-    #: seconds a new pod must be Ready before it counts as available (Deployments, ...)
-    min_ready_seconds: int | None = None
     #: a Job's activeDeadlineSeconds
     active_deadline_seconds: int | None = None
     #: a CronJob's schedule, its concurrencyPolicy (Allow when unset) and its active Jobs
@@ -723,6 +721,22 @@ class ArgoApplicationSnapshot(Snapshot):
     resource_health: str = ""
 
 
+class TLSPeerSnapshot(Snapshot):
+    """A server in the cluster whose certificate the pods' TLS handshakes refuse: its Service,
+    its pods (and when the oldest started), the Secrets they mount and the cert-manager
+    Certificates that issue them (in ``Context.certificates``)."""
+
+    destination: str
+    service: str
+    namespace: str
+    selector: dict[str, str] = Field(default_factory=dict)
+    pods: list[str] = Field(default_factory=list)
+    #: when the oldest of its pods started: a server loads its key pair at start
+    started_at: str | None = None
+    secrets: list[str] = Field(default_factory=list)
+    certificates: list[str] = Field(default_factory=list)
+
+
 class MetricSnapshot(Snapshot):
     name: str
     query: str
@@ -784,6 +798,7 @@ class Context(Snapshot):
     network_paths: list[NetworkPathSnapshot] = Field(default_factory=list)
     external_secrets: list[ExternalSecretSnapshot] = Field(default_factory=list)
     certificates: list[CertificateSnapshot] = Field(default_factory=list)
+    tls_peers: list[TLSPeerSnapshot] = Field(default_factory=list)
     issuers: list[IssuerSnapshot] = Field(default_factory=list)
     argo_applications: list[ArgoApplicationSnapshot] = Field(default_factory=list)
     missing: list[MissingEvidence] = Field(default_factory=list)

@@ -310,14 +310,7 @@ def rollout_stuck(
         if e.object_name in new_names
     ]
     claims = sorted({c for p in new_pods for c in p.pvcs})
-    # a new pod counts as available only minReadySeconds after it is Ready: when that is at
-    # least the progress deadline, no rollout can ever finish in time
-    too_slow = (
-        w.min_ready_seconds is not None
-        and w.progress_deadline_seconds is not None
-        and w.min_ready_seconds >= w.progress_deadline_seconds
-    )
-    at_fault = (old_healthy and bool(blocked)) or too_slow
+    at_fault = old_healthy and bool(blocked)
     cause = None if at_fault else proven(causes, settings)
     score = 0.96 if at_fault else 0.85
     images = ", ".join(newest.images.values()) if newest else ""
@@ -336,14 +329,7 @@ def rollout_stuck(
         if newest
         else "the new revision"
     )
-    if too_slow:
-        why = (
-            f"each new pod counts as available only {w.min_ready_seconds}s (minReadySeconds) "
-            "after it is Ready, which is not within progressDeadlineSeconds "
-            f"{w.progress_deadline_seconds}: the rollout cannot finish in time, whatever the "
-            "pods do"
-        )
-    elif at_fault and blocked[0].reason == "FailedAttachVolume":
+    if at_fault and blocked[0].reason == "FailedAttachVolume":
         why = (
             f"they cannot attach the ReadWriteOnce claim {', '.join(claims) or '(its volume)'} "
             f"that the old pod holds ({quote_line(blocked[0].message, 160)}), and the old pod "

@@ -316,7 +316,6 @@ def workload_snapshot(
         snap.available = int(status.get("availableReplicas", 0) or 0)
         snap.unavailable = int(status.get("unavailableReplicas", 0) or 0)
         snap.progress_deadline_seconds = spec.get("progressDeadlineSeconds")
-        snap.min_ready_seconds = spec.get("minReadySeconds")
         if kind == "StatefulSet":
             rolling = (spec.get("updateStrategy") or {}).get("rollingUpdate") or {}
             if rolling.get("partition") is not None:
