@@ -822,3 +822,43 @@ async def test_a_failure_naming_no_peer_follows_the_service_the_pods_are_configu
     assert (path.namespace, path.service, path.port, path.ingress_allowed) == (
         "books", "ledger", 8443, False)  # fmt: skip
     assert path.line == line
+
+
+async def test_a_server_that_never_reloaded_its_renewed_certificate() -> None:
+    """The client's handshake fails on an expired certificate; the server's Certificate
+    renewed its Secret after the server's pods started: they still present the old one."""
+    app = crashed_app()
+    server = pod("rates-1", ns="rates", labels={"app": "rates"}, created=-60 * 24 * 80,
+                 volumes=[{"name": "tls", "secret": {"secretName": "rates-tls"}}])  # fmt: skip
+    server["status"]["containerStatuses"][0]["state"] = {"running": {"startedAt": t(-60 * 24 * 80)}}
+    cert = {
+        "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+        "metadata": {"name": "rates-tls", "namespace": "rates"},
+        "spec": {"secretName": "rates-tls", "issuerRef": {"name": "ca", "kind": "ClusterIssuer"}},
+        "status": {"notBefore": t(-60 * 24 * 15), "notAfter": t(60 * 24 * 75),
+                   "conditions": [{"type": "Ready", "status": "True", "reason": "Ready"}]},
+    }  # fmt: skip
+    objects = [
+        app,
+        server,
+        cert,
+        {"kind": "Service", "metadata": {"name": "rates", "namespace": "rates"},
+         "spec": {"selector": {"app": "rates"}, "ports": [{"port": 8443}]}},
+    ]  # fmt: skip
+    line = (
+        'Get "https://rates.rates.svc:8443/v1/fx": tls: failed to verify certificate: x509: '
+        "certificate has expired or is not yet valid: current time "
+        f"{t(-1)} is after {t(-300)}"
+    )
+    ctx = await gathered(alert(namespace="shop", pod="bridge-1"), objects,
+                         **{"shop__bridge-1__app": line})  # fmt: skip
+    [peer] = ctx.tls_peers
+    assert (peer.service, peer.secrets, peer.certificates) == (
+        "rates",
+        ["rates-tls"],
+        ["rates-tls"],
+    )
+    assert "tlspeer/rates.rates" in ids(ctx)
+    d = diagnose(ctx)
+    assert d.category == Category.CERT_EXPIRED
+    assert "rates-tls" in d.root_cause and "reload" in d.root_cause

@@ -36,9 +36,16 @@ from oncallm.gathering.sources.custom_resources import certificate_id, issuer_id
 from oncallm.gathering.sources.dns import corefile_id, loop_id, upstream_id
 from oncallm.gathering.sources.network_paths import namespace_id, path_id, path_policy_id
 from oncallm.gathering.sources.role_bindings import grants, role_binding_id
+from oncallm.gathering.sources.tls_peers import tls_peer_id
 from oncallm.gathering.sources.webhooks import webhook_id, webhook_service_id
 from oncallm.models.analysis import Category
-from oncallm.models.evidence import Context, NetworkPolicySnapshot, PodSnapshot, ServiceSnapshot
+from oncallm.models.evidence import (
+    Context,
+    NetworkPolicySnapshot,
+    PodSnapshot,
+    ServiceSnapshot,
+    TLSPeerSnapshot,
+)
 
 # --- dependency without endpoints ---------------------------------------------------------------
 
@@ -846,7 +853,7 @@ def network_policy_block(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fi
 
 _CERT_EXPIRED = re.compile(
     r"certificate has expired|certificate expired|certificate_expired|CERT_HAS_EXPIRED"
-    r"|CertificateExpiredException"
+    r"|CertificateExpiredException|invalid peer certificate: Expired"  # Java, rustls
     r"|certificate is not yet valid|expired certificate|NotAfter: ",
     re.IGNORECASE,
 )
@@ -927,6 +934,25 @@ def cert_expired(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | 
             f" (Secrets the pod mounts: {', '.join(mounted[:3])})" if mounted else ""
         )
     chain, because = certificate_chain(ctx, secrets=used)
+    stale = _not_reloaded(ctx, peer) if expired and not client else None
+    first_action = (
+        f"Renew the certificate{' of ' + peer if peer else ''}"
+        + (f" (Secret {', '.join(tls_secrets)})" if tls_secrets else "")
+        + "; with cert-manager, check why the Certificate did not renew "
+        "(kubectl describe certificate) and trigger renewal with `cmctl renew`."
+    )
+    if stale is not None and not chain:
+        text, link, server = stale
+        because = [link]
+        what = "has expired" + (f" (valid until {when})" if when else "") + f": {text}"
+        when = None
+        selector = ",".join(f"{k}={v}" for k, v in server.selector.items())
+        cmds.insert(0, f"kubectl -n {server.namespace} get pods -l {selector} -o wide")
+        first_action = (
+            f"Restart the pods of Service {server.namespace}/{server.service} so they load the "
+            "renewed certificate (kubectl rollout restart of their workload), then make the "
+            "server reload it on change (a reloader, or a sidecar that signals it)."
+        )
     return Finding(
         Category.CERT_EXPIRED,
         score,
@@ -952,10 +978,7 @@ def cert_expired(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | 
         ),
         impact=f"{workload_state(ctx)}; every TLS connection to {peer or 'the peer'} fails.",
         immediate_actions=[
-            f"Renew the certificate{' of ' + peer if peer else ''}"
-            + (f" (Secret {', '.join(tls_secrets)})" if tls_secrets else "")
-            + "; with cert-manager, check why the Certificate did not renew "
-            "(kubectl describe certificate) and trigger renewal with `cmctl renew`.",
+            first_action,
             "Restart the pods that cache the old certificate after it is replaced.",
         ],
         recommendations=[
@@ -964,6 +987,40 @@ def cert_expired(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | 
         ],
         commands=cmds,
     )
+
+
+def _not_reloaded(ctx: Context, peer: str | None) -> tuple[str, Link, TLSPeerSnapshot] | None:
+    """The server presents an expired certificate although cert-manager renewed its Secret
+    after the server's pods started: they load the key pair at start and never reload it."""
+    if not peer:
+        return None
+    host = peer.split(":")[0]
+    for server in ctx.tls_peers:
+        if not host.startswith(server.destination):
+            continue
+        for name in server.certificates:
+            cert = next(
+                (c for c in ctx.certificates if c.name == name and c.namespace == server.namespace),
+                None,
+            )
+            if cert is None or cert.conditions.get("Ready", ("",))[0] != "True":
+                continue
+            if not (cert.not_before and server.started_at and cert.not_before > server.started_at):
+                continue
+            text = (
+                f"Certificate {cert.namespace}/{cert.name} renewed Secret {cert.secret_name} at "
+                f"{cert.not_before} (valid until {cert.not_after or '?'}), but the pods of "
+                f"Service {server.namespace}/{server.service} ({', '.join(server.pods[:3])}) "
+                f"started {server.started_at}, before it, and still present the certificate "
+                "they loaded at start: the server does not reload a renewed Secret"
+            )
+            link = Link(
+                summary=text[:590] + ".",
+                evidence=[tls_peer_id(server.destination), certificate_id(cert.name)],
+                category=Category.CERT_EXPIRED,
+            )
+            return text, link, server
+    return None
 
 
 def certificate_chain(

@@ -33,6 +33,7 @@ from oncallm.gathering.sources import (
     scheduling,
     scrape_paths,
     services,
+    tls_peers,
     webhooks,
     workload,
 )
@@ -65,6 +66,7 @@ SOURCES: tuple[Source, ...] = (
     network_paths.SOURCE,
     scrape_paths.SOURCE,
     pull_credentials.SOURCE,
+    tls_peers.SOURCE,
     custom_resources.SOURCE,
 )
 """Every source. Gathering runs them stage by stage (the sources of a stage at once, in this
