@@ -2152,3 +2152,58 @@ def test_a_dependency_whose_listed_endpoints_are_all_unready_pods_is_down() -> N
     )
     d = check(c, Category.DEPENDENCY_UNREACHABLE)
     assert "vault-0" in d.root_cause and "publishNotReadyAddresses" in d.root_cause
+
+
+def test_a_daemonset_surging_a_pod_with_a_host_port_deadlocks_its_own_rollout() -> None:
+    old = pod("shipper-a1b2c", container(state="running", ready=True, restart_count=0),
+              owner_kind="DaemonSet", owner_name="shipper",
+              conditions={"Ready": ("True", "", "")})  # fmt: skip
+    surge = pod("shipper-x9y8z", container(state="waiting", reason="", message="",
+                                            restart_count=0, last_state=None),
+                phase="Pending", node_name=None, owner_kind="DaemonSet",
+                owner_name="shipper")  # fmt: skip
+    c = ctx(
+        pods=[old, surge],
+        workload=WorkloadSnapshot(kind="DaemonSet", name="shipper", namespace=NS, desired=3,
+                                  ready=3, updated=1, available=3),
+        events=[event("FailedScheduling",
+                      "0/3 nodes are available: 1 node(s) didn't have free ports for the "
+                      "requested pod ports, 2 node(s) didn't match Pod's node "
+                      "affinity/selector.", name="shipper-x9y8z")],
+        alert=alert("KubeDaemonSetRolloutStuck", pod="", container="", daemonset="shipper"),
+    )  # fmt: skip
+    d = check(c, Category.ROLLOUT_STUCK)
+    assert "maxSurge 0" in " ".join(d.immediate_actions) and "shipper-x9y8z" in d.root_cause
+
+
+def test_memory_evictions_blame_the_node_and_its_unbounded_pod_not_an_oom() -> None:
+    from oncallm.models.evidence import NodeCondition, NodeHealthSnapshot, PodWithoutMemoryLimit
+
+    evicted = pod(
+        POD,
+        container(state="terminated", reason="ContainerStatusUnknown", exit_code=137,
+                  restart_count=0, last_state=None, last_exit_code=None,
+                  limits={"memory": "768Mi"}),
+        phase="Failed", reason="Evicted",
+    )  # fmt: skip
+    node = NodeSnapshot(name=NODE, conditions={
+        "Ready": ("True", "KubeletReady", ""),
+        "MemoryPressure": ("True", "KubeletHasInsufficientMemory",
+                           "kubelet has insufficient memory available")})  # fmt: skip
+    health = NodeHealthSnapshot(
+        node=NODE,
+        conditions=[NodeCondition(type="MemoryPressure", status="True",
+                                  reason="KubeletHasInsufficientMemory")],
+        pods_without_memory_limit=[PodWithoutMemoryLimit(
+            pod="renderer-1", namespace=NS, owner_kind="Deployment", owner_name="renderer",
+            containers=["renderer"], memory_request="512Mi")],
+    )  # fmt: skip
+    c = ctx(
+        pods=[evicted],
+        nodes=[node],
+        node_health=[health],
+        events=[event("Evicted", "The node was low on resource: memory. Threshold quantity: "
+                      "100Mi, available: 91244Ki.")],
+    )  # fmt: skip
+    d = check(c, Category.NODE_NOT_READY)
+    assert "renderer-1" in d.root_cause and "MemoryPressure" in d.root_cause

@@ -57,7 +57,8 @@ def _node_trouble(ctx: Context, node: str) -> tuple[str, list[Link]]:
         return "", []
     texts: list[str] = []
     links: list[Link] = []
-    if snap.oom_events:
+    pressure = any(c.type == "MemoryPressure" and c.status == "True" for c in snap.conditions)
+    if snap.oom_events or (pressure and snap.pods_without_memory_limit):
         count = sum(e.count for e in snap.oom_events)
         victims = f" (killed: {', '.join(snap.oom_victims[:3])})" if snap.oom_victims else ""
         unbounded = sorted(
@@ -73,7 +74,11 @@ def _node_trouble(ctx: Context, node: str) -> tuple[str, list[Link]]:
             )
             for u in unbounded[:2]
         ]
-        text = f"the kernel ran out of memory {count} time{'s' if count != 1 else ''}{victims}"
+        text = (
+            f"the kernel ran out of memory {count} time{'s' if count != 1 else ''}{victims}"
+            if snap.oom_events
+            else "its memory runs short (MemoryPressure, the kubelet evicts pods)"
+        )
         if names:
             text += "; nothing bounds the memory of " + " and ".join(names)
         texts.append(text)
@@ -88,6 +93,19 @@ def _node_trouble(ctx: Context, node: str) -> tuple[str, list[Link]]:
         if cond.type in ("MemoryPressure", "PIDPressure", "DiskPressure") and cond.status == "True":
             texts.append(f"{cond.type}: {cond.message or cond.reason}")
     return "; ".join(texts), links
+
+
+_MEMORY_EVICTION = re.compile(r"low on resource: memory|Attempting to reclaim memory", re.I)
+
+
+def _memory_evictions(ctx: Context, node: str) -> bool:
+    """The kubelet evicted pods of ``node`` (or tries to) to reclaim memory."""
+    on_node = {p.name for p in ctx.pods if p.node_name == node}
+    return any(
+        _MEMORY_EVICTION.search(e.message)
+        and (e.object_name == node or e.object_name in on_node or e.reason == "Evicted")
+        for e in ctx.events
+    )
 
 
 def node_not_ready(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
@@ -113,6 +131,9 @@ def node_not_ready(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
             if pressure is None:
                 continue
             score, cond = 0.66, pressure
+            if pressure == "MemoryPressure" and _memory_evictions(ctx, node.name):
+                # the kubelet evicts pods to reclaim the node's memory: the pods are victims
+                score = 0.88
         if best is None or score > best[0]:
             best = (score, node, cond, pods)
     if best is None:
@@ -143,7 +164,12 @@ def node_not_ready(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
         summary=f"Node {node.name} is {state}; the pods on it are down.",
         root_cause=(
             f"Node {node.name} is {state}: {quote_line(message or reason or 'no message')}"
-            f"{pods_text}. The pods are fine; their node is gone or its kubelet stopped reporting"
+            f"{pods_text}. "
+            + (
+                "The pods are fine; their node is gone or its kubelet stopped reporting"
+                if cond == "Ready"
+                else f"The pods are its victims: the kubelet relieves the node's {cond}"
+            )
             + (f". On the node: {deeper}" if deeper else "")
             + "."
         ),

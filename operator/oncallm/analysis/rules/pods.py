@@ -699,6 +699,16 @@ def _newest_revision_changed_image(ctx: Context) -> str | None:
 _MEMORY_METRIC = re.compile(r"memory_working_set|memory_usage|working_set", re.I)
 
 
+def _evicted(ctx: Context, pod: PodSnapshot, c: ContainerSnapshot) -> bool:
+    """The kubelet evicted the pod (or lost its container on the way): its 137 is the
+    eviction's kill, not the kernel's OOM killer."""
+    return (
+        pod.reason == "Evicted"
+        or "ContainerStatusUnknown" in (c.reason, c.last_reason)
+        or any(e.reason == "Evicted" and e.object_name == pod.name for e in ctx.events)
+    )
+
+
 def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Finding | None:
     """The kernel killed the container for exceeding its memory limit."""
     best: tuple[float, PodSnapshot, ContainerSnapshot] | None = None
@@ -707,7 +717,12 @@ def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Findi
             continue
         if "OOMKilled" in (c.reason, c.last_reason):
             score = 0.93
-        elif exit_code(c) == 137 and c.limits.get("memory") and not _liveness_kills(ctx, pod):
+        elif (
+            exit_code(c) == 137
+            and c.limits.get("memory")
+            and not _liveness_kills(ctx, pod)
+            and not _evicted(ctx, pod, c)
+        ):
             score = 0.72
         else:
             continue

@@ -280,6 +280,64 @@ ReadWriteOnce volume under RollingUpdate, the new pod cannot attach the volume t
 holds (Multi-Attach). No old pod leaves until a new one is ready: the strategy deadlocks."""
 
 
+def _daemonset_surge_blocked(ctx: Context, ev: EvidenceIndex) -> Finding | None:
+    """A DaemonSet rolling out with maxSurge: its new pod for a node must run beside the old
+    one until it is ready, and a hostPort (or required anti-affinity) of its own old pod keeps
+    it Pending there. No old pod leaves, so the rollout never advances. A DaemonSet has no
+    progress deadline, so the Pending surge pod is the sign."""
+    w = ctx.workload
+    if w is None or w.kind != "DaemonSet" or w.updated is None or w.desired is None:
+        return None
+    if w.updated >= w.desired:
+        return None
+    own = [p for p in ctx.pods if p.owner_kind == "DaemonSet" and p.owner_name == w.name]
+    pending = {p.name for p in own if p.phase == "Pending"}
+    blocked = [
+        e
+        for e in events(ctx, reasons=("FailedScheduling",), pattern=_SELF_BLOCKING)
+        if e.object_name in pending
+    ]
+    running = [p for p in own if p.phase == "Running" and all(c.ready for c in p.containers)]
+    if not blocked or not running:
+        return None
+    e = blocked[0]
+    return Finding(
+        Category.ROLLOUT_STUCK,
+        0.96,
+        at_fault=True,
+        summary=(
+            f"The rollout of DaemonSet {w.name} is stuck: its surge pod {e.object_name} cannot "
+            "be scheduled beside the old pod of its node, which holds the same host port."
+        ),
+        root_cause=(
+            f"DaemonSet {w.namespace}/{w.name} rolls out with a surge pod per node "
+            f"(updated {w.updated}/{w.desired}): the new pod {e.object_name} must run beside "
+            f"the node's old pod until it is ready, but it cannot be scheduled there "
+            f"({quote_line(e.message, 200)}): the old pod holds the hostPort (or its "
+            "anti-affinity), and the old pod leaves only once the new one is ready. The "
+            "strategy deadlocks itself; the old pods are healthy."
+        ),
+        evidence=ev.cite(workload_id("DaemonSet", w.name), ev.event(e)),
+        impact=(
+            f"DaemonSet {w.name} stays on the old revision on {w.desired - w.updated} of "
+            f"{w.desired} nodes; no further change reaches them."
+        ),
+        immediate_actions=[
+            f"Set updateStrategy.rollingUpdate of DaemonSet {w.name} to maxSurge 0 and "
+            "maxUnavailable 1 (a pod with a hostPort cannot surge), or drop the hostPort.",
+        ],
+        recommendations=[
+            "Use maxSurge only for DaemonSets whose pods can run twice on a node (no hostPort, "
+            "no exclusive device).",
+        ],
+        commands=[
+            kc.rollout_status("DaemonSet", w.namespace, w.name),
+            kc.describe("daemonset", w.namespace, w.name),
+            kc.events_for(w.namespace, e.object_name),
+        ],
+    )
+
+
 def rollout_stuck(
     ctx: Context, ev: EvidenceIndex, settings: RuleSettings, causes: list[Finding]
 ) -> Finding | None:
@@ -293,7 +351,7 @@ def rollout_stuck(
     """
     w = _stuck(ctx)
     if w is None:
-        return None
+        return _daemonset_surge_blocked(ctx, ev)
     _, _, message = w.conditions["Progressing"]
     newest, before = _revisions(w)
     new_pods = [p for p in ctx.pods if newest is not None and p.owner_name == newest.name]
