@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from oncallm.llm.analyse import analyse_with_model, parse_diagnosis, transcript_json
 from oncallm.llm.client import ModelClient
-from oncallm.llm.judge import NEEDS, judge, support
+from oncallm.llm.judge import NEEDS, healthy_pods, judge, support
 from oncallm.models.analysis import Category, Diagnosis, EvidenceRef
 from tests.openai_server import FakeOpenAI, Reply, json_reply, openai_server
 from tests.unit.llm_fixtures import (
@@ -130,6 +130,68 @@ def test_an_unsupported_category_loses_even_to_rules_that_know_nothing() -> None
     verdict = judge(proposed, unknown_baseline(), evidence(), confident_rules=0.6)
     assert not verdict.accept
     assert verdict.note is not None and "needs an image pull event" in verdict.note
+
+
+def _recovered_pod(restarts: int = 0, ready: str = "true") -> list[EvidenceRef]:
+    """A pod whose readiness probe failed while it started and that runs ready now."""
+    pod = "web-5c9d7f8b6-q7x2m"
+    return [
+        EvidenceRef(
+            id=f"event/Pod/{pod}/Unhealthy",
+            source="event",
+            object=f"pod/shop/{pod}",
+            excerpt="Warning Unhealthy: Readiness probe failed: dial tcp 10.42.0.9:8080: connect: "
+            "connection refused (x2)",
+        ),
+        EvidenceRef(
+            id=f"container/{pod}/web",
+            source="containerStatus",
+            object=f"pod/shop/{pod}",
+            excerpt=f"container web (shop/web:1.2.0); running; restarts {restarts}, ready {ready}; "
+            "limits memory=256Mi",
+        ),
+        EvidenceRef(
+            id=f"log/{pod}/web/current#L1",
+            source="log",
+            object=f"pod/shop/{pod}/web",
+            excerpt="2024-05-01T10:02:03Z ERROR unhandled exception in request handler",
+        ),
+    ]
+
+
+def test_what_a_pod_that_runs_ready_and_never_restarted_shows_is_history() -> None:
+    # The rules call a recovered pod unknown on purpose; a sure model citing its old probe
+    # failure (or a handled exception) must not replace that.
+    recovered = _recovered_pod()
+    assert healthy_pods(recovered) == {"pod/shop/web-5c9d7f8b6-q7x2m"}
+    for category, cited in (
+        ("failing_probe", recovered[0].id),
+        ("app_crash_exception", recovered[2].id),
+    ):
+        proposed = _diagnosis(category, evidence=[cited], confidence=0.95)
+        verdict = judge(proposed, unknown_baseline(), recovered, confident_rules=0.6)
+        assert not verdict.accept and verdict.disagreement, category
+        assert verdict.note is not None
+        assert "web-5c9d7f8b6-q7x2m, which runs ready and never restarted" in verdict.note
+        assert f"({cited} is history)" in verdict.note
+    # the same evidence of a pod that is not ready now, or restarted, proves it
+    for failing in (_recovered_pod(ready="false"), _recovered_pod(restarts=3)):
+        assert healthy_pods(failing) == set()
+        proposed = _diagnosis("failing_probe", evidence=[failing[0].id], confidence=0.95)
+        assert judge(proposed, unknown_baseline(), failing, confident_rules=0.6).accept
+
+
+def test_a_probes_failed_connection_is_no_dependency_down() -> None:
+    # the probe connects to the container itself, not to a dependency
+    failing = _recovered_pod(ready="false")
+    assert support(Category.DEPENDENCY_UNREACHABLE, failing[:1])[0] is None
+    refused = EvidenceRef(
+        id="log/web-5c9d7f8b6-q7x2m/web/current#L4",
+        source="log",
+        object="pod/shop/web-5c9d7f8b6-q7x2m/web",
+        excerpt="dial tcp 10.43.7.1:5432: connect: connection refused",
+    )
+    assert support(Category.DEPENDENCY_UNREACHABLE, [*failing, refused])[0] == refused
 
 
 def test_agreement_is_no_disagreement() -> None:

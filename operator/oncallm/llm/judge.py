@@ -15,6 +15,13 @@ for a container the kernel OOM-killed), so a differing category must also pass t
    and an item the model itself cites among those that prove its category (a pod that
    recovered shows failed probes too; the rules call it ``unknown`` on purpose).
 
+What the evidence says of a failure that shows on the pod itself (a crash, an OOM kill, an
+image or a Secret that keeps it from starting, a failing probe) proves nothing about
+a pod whose containers all run, ready and never restarted: that is history, such as a probe
+that failed while the pod started or an exception it handled (:data:`POD_FAILURES`). Nor does
+a probe's failed connection prove a dependency down: the probe connects to the container
+itself (:attr:`Need.unless`).
+
 When the model's category is refused, the rules' diagnosis stands and the note says both
 sides ("The model proposed X because …; kept Y because …"). Agreeing on the category, the
 model's text stands: it may explain the same cause better.
@@ -34,20 +41,30 @@ MAX_QUOTED_CHARS = 240
 @dataclass(frozen=True)
 class Need:
     """What proves a category: an evidence item from ``sources`` (any when empty) whose id or
-    excerpt matches ``pattern``. ``what`` says it in words, for the note."""
+    excerpt matches ``pattern`` and not ``unless``. ``what`` says it in words, for the note."""
 
     what: str
     pattern: re.Pattern[str]
     sources: frozenset[EvidenceSource] = frozenset()
+    #: what looks like the proof and is not (a probe's failed connection for a dependency)
+    unless: re.Pattern[str] | None = None
 
     def found_in(self, item: EvidenceRef) -> bool:
         if self.sources and item.source not in self.sources:
             return False
-        return self.pattern.search(f"{item.id} {item.excerpt}") is not None
+        text = f"{item.id} {item.excerpt}"
+        if self.unless is not None and self.unless.search(text):
+            return False
+        return self.pattern.search(text) is not None
 
 
-def _need(what: str, pattern: str, *sources: EvidenceSource) -> Need:
-    return Need(what, re.compile(pattern, re.IGNORECASE), frozenset(sources))
+def _need(what: str, pattern: str, *sources: EvidenceSource, unless: str = "") -> Need:
+    return Need(
+        what,
+        re.compile(pattern, re.IGNORECASE),
+        frozenset(sources),
+        re.compile(unless, re.IGNORECASE) if unless else None,
+    )
 
 
 _S = EvidenceSource
@@ -101,6 +118,7 @@ NEEDS: dict[Category, Need] = {
         _S.SERVICE,
         _S.EVENT,
         *_CONTAINER,
+        unless=r"probe failed|/Unhealthy\b",
     ),
     Category.DNS_FAILURE: _need(
         "a failed name lookup (no such host, NXDOMAIN, name resolution)",
@@ -169,18 +187,68 @@ NEEDS: dict[Category, Need] = {
 }
 
 
-def support(category: Category, evidence: list[EvidenceRef]) -> tuple[EvidenceRef | None, str]:
+#: Failures that show on the pod itself: its container restarts (a crash, an OOM kill), never
+#: starts (an image, a missing Secret or ConfigMap) or is not ready (a failing probe). A pod
+#: whose containers all run, ready and never restarted has none of them now. A bad config is
+#: not one: a wrong setting can leave the pod running and ready (retention off, a wrong URL).
+POD_FAILURES = frozenset(
+    {
+        Category.OOM_KILLED,
+        Category.APP_CRASH_EXCEPTION,
+        Category.IMAGE_PULL_ERROR,
+        Category.MISSING_SECRET_OR_CONFIGMAP,
+        Category.FAILING_PROBE,
+    }
+)
+
+#: A container status line (``describe_container``) of a container that runs, is ready and
+#: never restarted: no waiting or terminated state, no last state.
+_HEALTHY_CONTAINER = re.compile(r"^container \S+ \([^)]*\); running; restarts 0, ready true(?:;|$)")
+
+
+def pod_of(item: EvidenceRef) -> str:
+    """``pod/<namespace>/<name>`` of an item about a pod (its logs, events, status), else ""."""
+    parts = item.object.split("/")
+    if parts[0] != "pod" or len(parts) < 3 or not parts[2]:
+        return ""
+    return f"pod/{parts[1]}/{parts[2].split()[0]}"
+
+
+def healthy_pods(evidence: list[EvidenceRef]) -> set[str]:
+    """The pods whose gathered containers all run, ready and never restarted."""
+    healthy: dict[str, bool] = {}
+    for item in evidence:
+        if item.source is not EvidenceSource.CONTAINER_STATUS:
+            continue
+        if not item.excerpt.startswith("container "):
+            continue  # an init container, an environment listing
+        pod = pod_of(item)
+        if pod:
+            ok = _HEALTHY_CONTAINER.search(item.excerpt) is not None
+            healthy[pod] = healthy.get(pod, True) and ok
+    return {pod for pod, ok in healthy.items() if ok}
+
+
+def support(
+    category: Category, evidence: list[EvidenceRef], healthy: set[str] | None = None
+) -> tuple[EvidenceRef | None, str]:
     """The first evidence item that proves ``category``, and what the category needs.
 
+    ``healthy`` are pods that run ready and never restarted (:func:`healthy_pods` of all the
+    gathered evidence): an item about one of them proves no :data:`POD_FAILURES`.
     ``unknown`` needs nothing: the item is None and the need is empty.
     """
     need = NEEDS.get(category)
     if need is None:
         return None, ""
     for item in evidence:
-        if need.found_in(item):
+        if need.found_in(item) and not _history(category, item, healthy):
             return item, need.what
     return None, need.what
+
+
+def _history(category: Category, item: EvidenceRef, healthy: set[str] | None) -> bool:
+    return category in POD_FAILURES and pod_of(item) in (healthy or set())
 
 
 @dataclass(frozen=True)
@@ -220,15 +288,23 @@ def judge(
                 note=f"{proposed_text}; kept {baseline.category.value} because {rules_found}.",
             )
         return Verdict(accept=True, disagreement=True)
-    item, need = support(proposed.category, evidence)
+    healthy = healthy_pods(evidence)
+    item, need = support(proposed.category, evidence, healthy)
     cited = [e for e in evidence if e.id in set(proposed.evidence)]
-    proof, _ = support(proposed.category, cited)
+    proof, _ = support(proposed.category, cited, healthy)
     if item is None:
+        past, _ = support(proposed.category, evidence)
+        why = (
+            f"what was gathered of it is about {pod_of(past)}, which runs ready and never "
+            f"restarted ({past.id} is history)"
+            if past is not None
+            else "none was gathered"
+        )
         return Verdict(
             accept=False,
             disagreement=True,
             note=f"{proposed_text}; kept {baseline.category.value} because "
-            f"{proposed.category.value} needs {need}, and none was gathered.",
+            f"{proposed.category.value} needs {need}, and {why}.",
         )
     if rules_confident:
         return Verdict(
