@@ -2207,3 +2207,35 @@ def test_memory_evictions_blame_the_node_and_its_unbounded_pod_not_an_oom() -> N
     )  # fmt: skip
     d = check(c, Category.NODE_NOT_READY)
     assert "renderer-1" in d.root_cause and "MemoryPressure" in d.root_cause
+
+
+def test_a_python_crash_names_the_programs_own_frame_past_the_libraries() -> None:
+    logs = """Traceback (most recent call last):
+  File "/app/billing/run.py", line 88, in main
+    amount = proration.prorate(plan.price, days, period)
+  File "/app/billing/proration.py", line 37, in prorate
+    return (price * days / period).quantize(CENT)
+  File "/usr/local/lib/python3.12/site-packages/moneyed/classes.py", line 12, in __truediv__
+    raise DivisionByZero
+decimal.DivisionByZero: [<class 'decimal.DivisionByZero'>]
+"""
+    c = ctx(pods=[pod(POD, container(last_exit_code=1, restart_count=6))], logs=[log(logs)])
+    d = check(c, Category.APP_CRASH_EXCEPTION)
+    assert "billing/proration.py:37 in prorate" in d.root_cause
+
+
+def test_a_forbidden_request_names_the_role_bound_that_lacks_it() -> None:
+    from oncallm.models.evidence import RoleBindingSnapshot
+
+    line = (
+        'leases.coordination.k8s.io "reaper" is forbidden: User '
+        '"system:serviceaccount:orders:api" cannot get resource "leases" in API group '
+        '"coordination.k8s.io" in the namespace "orders"'
+    )
+    binding = RoleBindingSnapshot(
+        name="api-leader-election", namespace=NS, role_name="api-leader-election",
+        subjects=["ServiceAccount orders/api"],
+        rules=[(["get", "update"], ["configmaps"], [""])],
+    )  # fmt: skip
+    d = check(ctx(logs=[log(line)], role_bindings=[binding]), Category.RBAC_FORBIDDEN)
+    assert "Role api-leader-election" in d.root_cause

@@ -427,8 +427,9 @@ def pvc_pending(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
             "running or not registered (check its pods)"
         )
     elif prov:
+        modes = f" for a {'/'.join(pvc.access_modes)} claim" if pvc and pvc.access_modes else ""
         why = (
-            f"the provisioner of StorageClass {sc_name or '(default)'} fails: "
+            f"the provisioner of StorageClass {sc_name or '(default)'} fails{modes}: "
             f"{quote_line(prov[0].message, 200)}"
         )
     else:

@@ -1208,6 +1208,16 @@ def _near_miss(
                 "meant (set serviceAccountName, or add the subject)"
             )
         return text, [role_binding_id(b.name)]
+    mine = [b for b in ctx.role_bindings if me in b.subjects and b.role_exists]
+    if mine:
+        # bound, but to roles that lack this: the role to extend
+        roles = ", ".join(f"{b.role_kind} {b.role_name} (RoleBinding {b.name})" for b in mine[:3])
+        return (
+            f"{me} is bound to {roles}, which grant{'s' if len(mine) == 1 else ''} other "
+            f"things but not {verb} {resource}: add it to {mine[0].role_kind} "
+            f"{mine[0].role_name}",
+            [role_binding_id(b.name) for b in mine[:3]],
+        )
     return None
 
 

@@ -1349,6 +1349,9 @@ def app_crash_exception(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fin
             commands=pod_commands(ctx, pod, c),
         )
     exc = _exception_line(hits, log)
+    where = _innermost_frame(log)
+    if where and where not in exc:
+        exc = f"{exc} (at {where})"
     if code in (None, 0) and not c.restart_count and c.state != "terminated":
         return None  # it never exited: error lines of a running process are not a crash
     score = 0.72 if code not in (None, 0) or c.restart_count else 0.6
@@ -1393,6 +1396,23 @@ def app_crash_exception(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fin
 
 #: Exit codes of a process killed by a signal it did not raise itself: 128+9, 128+15.
 _KILLED_FROM_OUTSIDE = frozenset({137, 143})
+
+
+_PY_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<fn>[\w<>.]+)')
+_LIBRARY = re.compile(r"site-packages|dist-packages|/lib/python\d|<frozen |/usr/lib/")
+
+
+def _innermost_frame(log: LogSnapshot | None) -> str:
+    """The program's own frame nearest the error in a Python traceback (``billing/
+    proration.py:37 in prorate``): where to look, past the libraries it called."""
+    if log is None:
+        return ""
+    frames = [m for line in log.lines if (m := _PY_FRAME.match(line))]
+    own = [m for m in frames if not _LIBRARY.search(m.group("file"))]
+    if not own:
+        return ""
+    m = own[-1]
+    return f"{m.group('file').removeprefix('/app/')}:{m.group('line')} in {m.group('fn')}"
 
 
 def _exception_line(hits: list[Hit], log: LogSnapshot | None) -> str:
