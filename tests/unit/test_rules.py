@@ -2239,3 +2239,27 @@ def test_a_forbidden_request_names_the_role_bound_that_lacks_it() -> None:
     )  # fmt: skip
     d = check(ctx(logs=[log(line)], role_bindings=[binding]), Category.RBAC_FORBIDDEN)
     assert "Role api-leader-election" in d.root_cause
+
+
+def test_an_autoscaler_at_its_group_maximum_names_the_node_group_the_pod_may_use() -> None:
+    pending = pod(
+        POD,
+        container(state="waiting", reason="", message="", restart_count=0, last_state=None),
+        phase="Pending", node_name=None, placement=["nodeSelector pool=render"],
+    )  # fmt: skip
+    render = NodeSnapshot(
+        name="render-1", labels={"pool": "render", "eks.amazonaws.com/nodegroup": "render-r6i"}
+    )
+    general = NodeSnapshot(name="general-1", labels={"eks.amazonaws.com/nodegroup": "general"})
+    c = ctx(
+        pods=[pending],
+        nodes=[render, general],
+        events=[
+            event("FailedScheduling", "0/5 nodes are available: 2 Insufficient memory, 3 "
+                  "node(s) didn't match Pod's node affinity/selector."),
+            event("NotTriggerScaleUp", "pod didn't trigger scale-up: 1 max node group size "
+                  "reached, 1 node(s) didn't match Pod's node affinity/selector", type="Normal"),
+        ],
+    )  # fmt: skip
+    d = check(c, Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE)
+    assert "render-r6i" in d.root_cause and "general" not in d.root_cause.split("render-r6i")[1]

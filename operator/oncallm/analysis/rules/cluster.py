@@ -108,6 +108,36 @@ def _memory_evictions(ctx: Context, node: str) -> bool:
     )
 
 
+_NODE_GROUP_LABELS = (
+    "eks.amazonaws.com/nodegroup",
+    "cloud.google.com/gke-nodepool",
+    "kubernetes.azure.com/agentpool",
+    "karpenter.sh/nodepool",
+)
+
+
+def _node_groups(ctx: Context, pod: PodSnapshot | None) -> str:
+    """The node groups of the nodes the pod's nodeSelector allows: the group whose maximum
+    size stops the autoscaler."""
+    wanted = {
+        k: v
+        for k, v in (
+            item.removeprefix("nodeSelector ").split("=", 1)
+            for item in (pod.placement if pod else [])
+            if item.startswith("nodeSelector ") and "=" in item
+        )
+    }
+    groups = sorted(
+        {
+            n.labels[label]
+            for n in ctx.nodes
+            for label in _NODE_GROUP_LABELS
+            if label in n.labels and all(n.labels.get(k) == v for k, v in wanted.items())
+        }
+    )
+    return f" (node group {', '.join(groups[:3])} of the nodes it may use)" if groups else ""
+
+
 def node_not_ready(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """A node the pods run on is NotReady/Unknown (or under memory/PID pressure)."""
     best: tuple[float, NodeSnapshot, str, list[PodSnapshot]] | None = None
@@ -575,6 +605,7 @@ def insufficient_resources_unschedulable(
             + constraints
             + (
                 f"; the autoscaler does not add nodes: {quote_line(scale_up[0].message, 140)}"
+                + _node_groups(ctx, pod)
                 if scale_up
                 else ""
             )

@@ -34,7 +34,7 @@ async def read(scope: Scope) -> None:
                 scope.missing(f"node {name}", "the node no longer exists")
                 continue
             on_node = await scope.reader.list("Pod", None, field_selector=f"spec.nodeName={name}")
-            scope.ctx.nodes.append(node_snapshot(node, on_node))
+            scope.ctx.nodes.append(node_snapshot(node, on_node, selected_keys(scope.ctx)))
 
 
 _TOPOLOGY_LABELS = (
@@ -42,12 +42,30 @@ _TOPOLOGY_LABELS = (
     "kubernetes.io/os",
     "topology.kubernetes.io/zone",
     "node.kubernetes.io/instance-type",
+    # the node group / pool the node belongs to, as EKS, GKE, AKS and Karpenter label it
+    "eks.amazonaws.com/nodegroup",
+    "cloud.google.com/gke-nodepool",
+    "kubernetes.azure.com/agentpool",
+    "karpenter.sh/nodepool",
 )
 """Node labels a diagnosis names: the CPU architecture an image must match, the zone a volume
-is bound to, the instance type."""
+is bound to, the instance type, the node group the autoscaler grows."""
 
 
-def node_snapshot(node: Obj, pods_on_node: list[Obj] | None = None) -> NodeSnapshot:
+def selected_keys(ctx: Context) -> frozenset[str]:
+    """The node label keys the gathered pods' nodeSelectors name: kept on the nodes, so a
+    diagnosis can tell which nodes a pod may use."""
+    return frozenset(
+        item.removeprefix("nodeSelector ").split("=", 1)[0]
+        for p in ctx.pods
+        for item in p.placement
+        if item.startswith("nodeSelector ")
+    )
+
+
+def node_snapshot(
+    node: Obj, pods_on_node: list[Obj] | None = None, keep: frozenset[str] = frozenset()
+) -> NodeSnapshot:
     spec, status = node.get("spec") or {}, node.get("status") or {}
     taints = [
         f"{t.get('key')}{'=' + t['value'] if t.get('value') else ''}:{t.get('effect')}"
@@ -69,7 +87,9 @@ def node_snapshot(node: Obj, pods_on_node: list[Obj] | None = None) -> NodeSnaps
         requested={k: format_quantity(k, v) for k, v in requested.items()},
         pods=len(pods_on_node or []),
         labels={
-            k: str(v) for k, v in (meta(node).get("labels") or {}).items() if k in _TOPOLOGY_LABELS
+            k: str(v)
+            for k, v in (meta(node).get("labels") or {}).items()
+            if k in _TOPOLOGY_LABELS or k in keep
         },
     )
 
