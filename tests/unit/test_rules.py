@@ -2263,3 +2263,16 @@ def test_an_autoscaler_at_its_group_maximum_names_the_node_group_the_pod_may_use
     )  # fmt: skip
     d = check(c, Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE)
     assert "render-r6i" in d.root_cause and "general" not in d.root_cause.split("render-r6i")[1]
+
+
+def test_an_optional_configmap_volume_that_is_missing_names_the_file_the_program_wants() -> None:
+    crashed = container(last_exit_code=1, restart_count=4, mounts={"/etc/rules": "rules"})
+    logs = "FileNotFoundError: [Errno 2] No such file or directory: '/etc/rules/rules.json'\n"
+    c = ctx(
+        pods=[pod(POD, crashed, volume_sources={"rules": "ConfigMap inventory-rules"},
+                  config_maps=["inventory-rules"])],
+        logs=[log(logs)],
+        missing_objects=["ConfigMap orders/inventory-rules"],
+    )  # fmt: skip
+    d = check(c, Category.MISSING_SECRET_OR_CONFIGMAP)
+    assert "rules.json" in d.root_cause and "never runs" not in d.root_cause

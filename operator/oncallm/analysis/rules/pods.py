@@ -118,6 +118,15 @@ def missing_secret_or_configmap(ctx: Context, ev: EvidenceIndex, _: RuleSettings
         if subject and subject[1]
         else "its volume cannot be mounted"
     )
+    absent_file = _file_of_missing_volume(ctx, ev, kind, name)
+    if absent_file is not None:
+        # the pod started (an optional volume), and the program fails on the empty mount
+        hit, crashed_c = absent_file
+        reason = (
+            f"container {crashed_c.name} starts with the volume empty (it is optional) and "
+            f"fails: {quote_line(hit.line, 200)}"
+        )
+        cites.extend(cite_hits([hit]))
     cmds = [f"kubectl -n {ns} get {kind.lower()} {name}"]
     if subject:
         cmds += pod_commands(ctx, subject[0], None)
@@ -131,7 +140,8 @@ def missing_secret_or_configmap(ctx: Context, ev: EvidenceIndex, _: RuleSettings
         root_cause=(
             f"{what} referenced by {where} does not exist in namespace {ns}"
             + (f" (nor {', '.join(others)})" if others else "")
-            + f", so {reason} and never runs"
+            + f", so {reason}"
+            + ("" if absent_file else " and never runs")
             + (f"; {lookalike}" if lookalike else "")
             + "."
         ),
@@ -162,6 +172,24 @@ _NO_FILE = re.compile(
     r"|not found|cannot find|could not find|cannot open|can't open",
     re.IGNORECASE,
 )
+
+
+def _file_of_missing_volume(
+    ctx: Context, ev: EvidenceIndex, kind: str, name: str
+) -> tuple[Hit, ContainerSnapshot] | None:
+    """The crashed program's error on a file under the mount of the missing object's volume."""
+    crashed = crashed_container(ctx)
+    if crashed is None:
+        return None
+    pod, c = crashed
+    for path, volume in c.mounts.items():
+        if pod.volume_sources.get(volume) != f"{kind} {name}" or path in ("", "/"):
+            continue
+        wanted = re.compile(rf"{re.escape(path.rstrip('/'))}/[\w.-]+")
+        for h in grep(ctx, ev, wanted, pods=[pod.name]):
+            if h.log.container == c.name and _NO_FILE.search(h.line):
+                return h, c
+    return None
 
 
 def _mounted_key_missing(ctx: Context, ev: EvidenceIndex) -> Finding | None:
