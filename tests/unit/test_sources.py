@@ -862,3 +862,31 @@ async def test_a_server_that_never_reloaded_its_renewed_certificate() -> None:
     d = diagnose(ctx)
     assert d.category == Category.CERT_EXPIRED
     assert "rates-tls" in d.root_cause and "reload" in d.root_cause
+
+
+async def test_a_webhook_injecting_its_ca_from_a_certificate_that_is_gone() -> None:
+    deployment = {
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "replicas": 2},
+        "status": {"conditions": [{"type": "ReplicaFailure", "status": "True",
+                                   "reason": "FailedCreate", "message": WEBHOOK_ERROR}]},
+    }  # fmt: skip
+    objects = [
+        deployment,
+        webhook_config(ca_days=30),
+        {"kind": "Service", "metadata": {"name": "checker", "namespace": "guard"}, "spec": {}},
+        {"kind": "Endpoints", "metadata": {"name": "checker", "namespace": "guard"},
+         "subsets": [{"addresses": [{"ip": "10.1.2.3"}]}]},
+        {"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+         "metadata": {"name": "checker-serving", "namespace": "guard"},
+         "spec": {"secretName": "checker-tls", "issuerRef": {"name": "guard-ca"},
+                  "dnsNames": ["checker.guard.svc", "checker.guard.svc.cluster.local"]},
+         "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready"}]}},
+    ]  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", deployment="web"), objects)
+    certs = {c.name: c for c in ctx.certificates}
+    assert certs["checker-cert"].exists is False
+    assert "serving certificate" in certs["checker-serving"].why
+    d = diagnose(ctx)
+    assert "checker-cert" in d.root_cause and "checker-serving" in d.root_cause

@@ -685,6 +685,8 @@ class CertificateSnapshot(Snapshot):
     last_failure_time: str | None = None
     conditions: dict[str, tuple[str, str, str]] = Field(default_factory=dict)
     why: str = ""
+    #: False: something names it (a webhook's inject-ca-from) but it does not exist
+    exists: bool = True
 
 
 class IssuerSnapshot(Snapshot):

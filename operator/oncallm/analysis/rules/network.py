@@ -1037,7 +1037,20 @@ def certificate_chain(
         )
         if not wanted:
             continue
+        if not cert.exists:
+            texts.append(
+                f"Certificate {cert.namespace}/{cert.name}, which {cert.why}, does not exist, "
+                "so cert-manager never updates the caBundle"
+            )
+            continue
         ready = cert.conditions.get("Ready", ("", "", ""))
+        if webhook is not None and "serving certificate" in cert.why:
+            texts.append(
+                f"Certificate {cert.namespace}/{cert.name} (Secret {cert.secret_name}) {cert.why}: "
+                "point inject-ca-from at it"
+            )
+            ids.append(certificate_id(cert.name))
+            continue
         if ready[0] == "True" and not cert.failed_issuance_attempts:
             continue  # a Ready Certificate renews on time: not what failed
         issuer = next(

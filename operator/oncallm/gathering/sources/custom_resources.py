@@ -195,6 +195,27 @@ async def _certificates(
             snap = certificate_snapshot(injected)
             snap.why = f"the CA of webhook {hook.name} is injected from it"
             found[(ns, name)] = snap
+            continue
+        # The annotation names a Certificate that is gone: cert-manager never updates the
+        # caBundle again. Which Certificate issues the Service's serving certificate now?
+        found[(ns, name)] = CertificateSnapshot(
+            name=name,
+            namespace=ns,
+            exists=False,
+            why=f"is named by webhook {hook.name}'s inject-ca-from",
+        )
+        if hook.service_name and hook.service_namespace:
+            host = f"{hook.service_name}.{hook.service_namespace}.svc"
+            for obj in await scope.reader.list(
+                "Certificate", hook.service_namespace, api_version=CERT_MANAGER
+            ):
+                serving = certificate_snapshot(obj)
+                if any(d == host or d.startswith(host + ".") for d in serving.dns_names):
+                    serving.why = (
+                        f"issues the serving certificate of webhook {hook.name}'s Service "
+                        f"{hook.service_namespace}/{hook.service_name}"
+                    )
+                    found.setdefault((serving.namespace, serving.name), serving)
     ctx.certificates.extend(found.values())
     issuers: dict[tuple[str, str | None, str], IssuerSnapshot] = {}
     for cert in ctx.certificates:
