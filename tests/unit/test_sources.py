@@ -890,3 +890,24 @@ async def test_a_webhook_injecting_its_ca_from_a_certificate_that_is_gone() -> N
     assert "serving certificate" in certs["checker-serving"].why
     d = diagnose(ctx)
     assert "checker-cert" in d.root_cause and "checker-serving" in d.root_cause
+
+
+async def test_an_image_filesystem_the_gc_cannot_free_names_the_largest_images() -> None:
+    node = node_obj(DiskPressure="True")
+    node["status"]["images"] = [
+        {"names": ["ghcr.io/acme/trainer@sha256:1f10", "ghcr.io/acme/trainer:811"],
+         "sizeBytes": 14231877120},
+        {"names": ["registry.k8s.io/pause:3.9"], "sizeBytes": 321520},
+    ]  # fmt: skip
+    objects = [
+        node,
+        pod("docs-1", phase="Failed", status={"reason": "Evicted", "message": EVICTED}),
+        event("Node", "worker-1", "ImageGCFailed", "Failed to garbage collect required amount "
+              "of images. Attempted to free 18274320384 bytes, but only found 0 bytes eligible "
+              "to free.", ns=None),
+    ]  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", pod="docs-1"), objects)
+    [snap] = ctx.node_storage
+    assert snap.largest_images[0] == "ghcr.io/acme/trainer:811 (14.2 GB)"
+    d = diagnose(ctx)
+    assert d.category == Category.DISK_PRESSURE and "ghcr.io/acme/trainer:811" in d.root_cause

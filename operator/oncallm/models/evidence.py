@@ -392,6 +392,9 @@ class NodeStorageSnapshot(Snapshot):
     threshold: str | None = None
     available: str | None = None
     pods: list[EphemeralStorageUse] = Field(default_factory=list)
+    #: the largest images the node holds (``name size``), from its status: what fills an
+    #: image filesystem the image garbage collector cannot free
+    largest_images: list[str] = Field(default_factory=list)
 
 
 class NodeCondition(Snapshot):

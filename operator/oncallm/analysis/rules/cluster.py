@@ -266,6 +266,14 @@ def _disk_filler(ctx: Context, node: str, evicted: list[str]) -> tuple[str, list
     ]
     picks = measured[:1] or unbounded[:3]
     texts = []
+    gc_failed = any(
+        e.reason == "ImageGCFailed" and e.object_name == node for e in ctx.events
+    ) or any(e.reason == "Evicted" and "imagefs" in e.message for e in ctx.events)
+    if gc_failed and snap.largest_images:
+        texts.append(
+            "its images fill the image filesystem and the image garbage collector finds none "
+            f"it may delete (in use): the largest are {', '.join(snap.largest_images)}"
+        )
     for u in picks:
         owner = f" ({u.owner_kind} {u.owner_name})" if u.owner_kind else ""
         if u.host_paths:

@@ -73,7 +73,25 @@ async def read(scope: Scope) -> None:
                 n.name == node and n.conditions.get("DiskPressure", ("",))[0] == "True"
                 for n in ctx.nodes
             )
-            ctx.node_storage.append(node_storage(node, pressure, pods))
+            snap = node_storage(node, pressure, pods)
+            snap.largest_images = largest_images(await scope.get("Node", None, node))
+            ctx.node_storage.append(snap)
+
+
+#: Images named per node, the largest first.
+MAX_IMAGES = 3
+
+
+def largest_images(node: Obj | None) -> list[str]:
+    """The node's largest images, ``name (size)``, from its status.images."""
+    images = ((node or {}).get("status") or {}).get("images") or []
+    ranked = sorted(images, key=lambda i: -int(i.get("sizeBytes") or 0))
+    out = []
+    for image in ranked[:MAX_IMAGES]:
+        names = [str(n) for n in image.get("names") or []]
+        name = next((n for n in names if "@sha256:" not in n), names[0] if names else "?")
+        out.append(f"{name} ({int(image.get('sizeBytes') or 0) / 1e9:.1f} GB)")
+    return out
 
 
 def storage_use(pod: Obj) -> EphemeralStorageUse:
@@ -213,6 +231,7 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
                 if largest
                 else ""
             )
+            + (f"; largest images: {', '.join(snap.largest_images)}" if snap.largest_images else "")
         )
         bad = snap.disk_pressure or snap.evictions > 0
         out.add(
