@@ -911,3 +911,26 @@ async def test_an_image_filesystem_the_gc_cannot_free_names_the_largest_images()
     assert snap.largest_images[0] == "ghcr.io/acme/trainer:811 (14.2 GB)"
     d = diagnose(ctx)
     assert d.category == Category.DISK_PRESSURE and "ghcr.io/acme/trainer:811" in d.root_cause
+
+
+async def test_a_local_volume_pinned_to_a_node_that_is_gone() -> None:
+    waiting = pod("pg-2", phase="Pending", node="",
+                  volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data-pg-2"}}])  # fmt: skip
+    objects = [
+        waiting,
+        {"kind": "PersistentVolumeClaim", "metadata": {"name": "data-pg-2", "namespace": "shop"},
+         "spec": {"volumeName": "local-pv-3f9a", "storageClassName": "local-nvme"},
+         "status": {"phase": "Bound"}},
+        {"kind": "PersistentVolume", "metadata": {"name": "local-pv-3f9a"},
+         "spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+             {"key": "kubernetes.io/hostname", "operator": "In", "values": ["storage-3"]}]}]}}},
+         "status": {"phase": "Bound"}},
+        event("Pod", "pg-2", "FailedScheduling", "0/3 nodes are available: 3 node(s) had "
+              "volume node affinity conflict. preemption: 0/3 nodes are available: 3 "
+              "Preemption is not helpful for scheduling."),
+    ]  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", pod="pg-2"), objects)
+    [claim] = ctx.pvcs
+    assert claim.volume_nodes_missing == ["storage-3"]
+    d = diagnose(ctx)
+    assert d.category == Category.PVC_PENDING and "storage-3" in d.root_cause

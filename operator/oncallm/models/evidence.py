@@ -195,6 +195,10 @@ class PVCSnapshot(Snapshot):
     volume_name: str | None = None
     volume_phase: str | None = None
     access_modes: list[str] = Field(default_factory=list)
+    #: the bound volume's required node affinity, one ``key In (a, b)`` per term
+    volume_affinity: list[str] = Field(default_factory=list)
+    #: nodes that affinity pins the volume to by hostname and that do not exist
+    volume_nodes_missing: list[str] = Field(default_factory=list)
 
 
 class ServiceSnapshot(Snapshot):

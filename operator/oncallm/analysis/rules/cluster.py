@@ -409,6 +409,65 @@ _WAITING_PROVISIONER = re.compile(
 """The PV controller waits on an out-of-tree provisioner that never answers."""
 
 
+_VOLUME_CONFLICT = re.compile(r"volume node affinity conflict", re.I)
+
+
+def _volume_node_conflict(ctx: Context, ev: EvidenceIndex) -> Finding | None:
+    """A pod cannot be scheduled because its bound volume may only be used on nodes it cannot
+    run on (a local volume pinned to a node that is gone, a zonal disk in another zone): the
+    claim, not capacity, keeps the pod Pending."""
+    refused = events(ctx, reasons=("FailedScheduling",), pattern=_VOLUME_CONFLICT)
+    if not refused:
+        return None
+    e = refused[0]
+    pod = next((p for p in ctx.pods if p.name == e.object_name), None)
+    claims = [c for c in ctx.pvcs if pod is None or c.name in pod.pvcs]
+    claim = next((c for c in claims if c.volume_nodes_missing), None) or next(
+        (c for c in claims if c.volume_affinity), None
+    )
+    if claim is None:
+        return None
+    if claim.volume_nodes_missing:
+        why = (
+            f"its PersistentVolume {claim.volume_name} is pinned to node "
+            f"{', '.join(claim.volume_nodes_missing)}, which no longer exists: the data stayed "
+            "on a node that is gone"
+        )
+        fix = (
+            f"Restore the data to a new volume and re-create claim {claim.name} (delete the "
+            "claim and the pod of a StatefulSet so it provisions again), or bring the node back."
+        )
+    else:
+        why = (
+            f"its PersistentVolume {claim.volume_name} may only be used where "
+            f"{'; '.join(claim.volume_affinity)}, and no node there can take the pod"
+        )
+        fix = "Make room on a node the volume allows (same zone or node), or move the data."
+    who = pod.name if pod else e.object_name
+    return Finding(
+        Category.PVC_PENDING,
+        0.9,
+        summary=f"Pod {who} cannot be scheduled: claim {claim.name}'s volume is bound to a node "
+        "it cannot use.",
+        root_cause=(
+            f"Pod {who} stays Pending ({quote_line(e.message, 160)}) because claim "
+            f"{claim.namespace}/{claim.name} is Bound and {why}."
+        ),
+        evidence=ev.cite(ev.event(e), pvc_id(claim.name), pod_id(who) if pod else None),
+        impact=f"{workload_state(ctx)}; the pod waits until its volume can be used.",
+        immediate_actions=[fix],
+        recommendations=[
+            "Replicate data across nodes (the database's own replication) before relying on "
+            "local volumes, and alert on Nodes that leave with local PersistentVolumes bound.",
+        ],
+        commands=[
+            f"kubectl get pv {claim.volume_name} -o jsonpath='{{.spec.nodeAffinity}}'",
+            f"kubectl -n {claim.namespace} describe pvc {claim.name}",
+            "kubectl get nodes --show-labels",
+        ],
+    )
+
+
 def pvc_pending(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """A PersistentVolumeClaim the pod needs is not Bound (no StorageClass, no volume)."""
     pending = [p for p in ctx.pvcs if p.phase != "Bound"]
@@ -416,6 +475,9 @@ def pvc_pending(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
     prov = events(ctx, reasons=("ProvisioningFailed", "FailedBinding", "ExternalProvisioning"))
     attach = events(ctx, reasons=("FailedAttachVolume", "FailedMount"), pattern=_ATTACH)
     if not pending and not sched:
+        conflict = _volume_node_conflict(ctx, ev)
+        if conflict is not None:
+            return conflict
         if not attach:
             return None
         e = attach[0]

@@ -42,7 +42,36 @@ async def read(scope: Scope) -> None:
             )
             sc_name = spec.get("storageClassName")
             sc = await scope.get("StorageClass", None, sc_name) if sc_name else None
-            scope.ctx.pvcs.append(pvc_snapshot(pvc, pv, sc, sc_checked=bool(sc_name)))
+            snap = pvc_snapshot(pvc, pv, sc, sc_checked=bool(sc_name))
+            for host in _pinned_hosts(pv)[:3]:
+                # a local volume pinned to a node: is the node still there?
+                if await scope.get("Node", None, host) is None:
+                    snap.volume_nodes_missing.append(host)
+            scope.ctx.pvcs.append(snap)
+
+
+HOSTNAME = "kubernetes.io/hostname"
+
+
+def _affinity_terms(pv: Obj | None) -> list[Obj]:
+    required = (((pv or {}).get("spec") or {}).get("nodeAffinity") or {}).get("required") or {}
+    return [
+        e for t in required.get("nodeSelectorTerms") or [] for e in t.get("matchExpressions") or []
+    ]
+
+
+def _term(e: Obj) -> str:
+    values = ", ".join(str(v) for v in e.get("values") or [])
+    return f"{e.get('key')} {e.get('operator')} ({values})"
+
+
+def _pinned_hosts(pv: Obj | None) -> list[str]:
+    return [
+        str(v)
+        for e in _affinity_terms(pv)
+        if e.get("key") == HOSTNAME and e.get("operator") == "In"
+        for v in e.get("values") or []
+    ]
 
 
 def pvc_snapshot(
@@ -61,6 +90,7 @@ def pvc_snapshot(
         volume_name=spec.get("volumeName"),
         volume_phase=((pv or {}).get("status") or {}).get("phase"),
         access_modes=list(spec.get("accessModes") or []),
+        volume_affinity=[_term(e) for e in _affinity_terms(pv)][:4],
     )
 
 
@@ -74,9 +104,21 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
             f"volume {pvc.volume_name or 'none'}"
             + (f" ({pvc.volume_phase})" if pvc.volume_phase else "")
             + (f"; provisioner {pvc.provisioner}" if pvc.provisioner else "")
+            + (
+                f"; volume node affinity {'; '.join(pvc.volume_affinity)}"
+                if pvc.volume_affinity
+                else ""
+            )
+            + (
+                f"; pinned to node {', '.join(pvc.volume_nodes_missing)}, which does not exist"
+                if pvc.volume_nodes_missing
+                else ""
+            )
         )
         out.add(
-            Tier.OBJECT_BAD if pvc.phase != "Bound" else Tier.BACKGROUND,
+            Tier.OBJECT_BAD
+            if pvc.phase != "Bound" or pvc.volume_nodes_missing
+            else Tier.BACKGROUND,
             pvc_id(pvc.name),
             EvidenceSource.PVC,
             f"persistentvolumeclaim/{pvc.namespace}/{pvc.name}",
@@ -89,5 +131,10 @@ SOURCE = Source(
     Stage.AROUND,
     read,
     evidence,
-    resources=("persistentvolumeclaims", "persistentvolumes", "storageclasses.storage.k8s.io"),
+    resources=(
+        "persistentvolumeclaims",
+        "persistentvolumes",
+        "storageclasses.storage.k8s.io",
+        "nodes",
+    ),
 )
