@@ -2276,3 +2276,36 @@ def test_an_optional_configmap_volume_that_is_missing_names_the_file_the_program
     )  # fmt: skip
     d = check(c, Category.MISSING_SECRET_OR_CONFIGMAP)
     assert "rules.json" in d.root_cause and "never runs" not in d.root_cause
+
+
+def test_a_policy_webhook_denying_the_pods_is_the_template_not_the_webhook() -> None:
+    c = ctx(
+        pods=[],
+        events=[
+            event(
+                "FailedCreate",
+                'Error creating: admission webhook "validation.gatekeeper.sh" denied the request: '
+                '[container-limits] container <statsd-exporter> does not have <{"memory"}> '
+                "limits defined",
+                kind="ReplicaSet",
+                name="api-6d8f7c9b5",
+            )
+        ],
+        alert=alert("KubeDeploymentReplicasMismatch", pod="", container="", deployment="api"),
+    )
+    d = check(c, Category.BAD_CONFIG)
+    assert "validation.gatekeeper.sh" in d.root_cause and "statsd-exporter" in d.root_cause
+
+
+def test_an_init_container_template_missing_a_variable_is_bad_config() -> None:
+    logs = (
+        "Error: renderTemplate: failed to render template /templates/app.yml.tmpl: template: "
+        '/templates/app.yml.tmpl:5:71: executing "/templates/app.yml.tmpl" at <.Env.DB_PORT>: '
+        'map has no entry for key "DB_PORT"\n'
+    )
+    init = container(name="render-config", init=True, last_exit_code=1, restart_count=12,
+                     state="waiting", reason="CrashLoopBackOff")  # fmt: skip
+    c = ctx(pods=[pod(POD, init, phase="Pending")],
+            logs=[log(logs, container_name="render-config")])  # fmt: skip
+    d = check(c, Category.BAD_CONFIG)
+    assert "DB_PORT" in d.root_cause

@@ -16,6 +16,7 @@ from oncallm.analysis.evidence import (
     is_error_line,
     netpol_id,
     service_id,
+    workload_id,
 )
 from oncallm.analysis.rules.base import (
     Finding,
@@ -1085,11 +1086,68 @@ def certificate_chain(
 _WEBHOOK_CERT = re.compile(r"x509:|certificate has expired|certificate signed by unknown", re.I)
 
 
+_DENIED = re.compile(
+    r'admission webhook "(?P<hook>[^"]+)" denied the request:\s*(?P<why>.+)', re.IGNORECASE
+)
+
+
+def _policy_denial(ctx: Context, ev: EvidenceIndex) -> Finding | None:
+    """A validating admission webhook (a policy engine: Gatekeeper, Kyverno) ran and denied
+    the pods: the webhook works; the pod template breaks a policy of the cluster, so the
+    template is what to fix (or the policy to amend)."""
+    found: list[tuple[str, str, str | None]] = [
+        (e.message, f"{e.object_kind} {e.object_name}", ev.event(e))
+        for e in ctx.events
+        if _DENIED.search(e.message)
+    ]
+    found += [
+        (m, f"{w.kind} {w.name}", workload_id(w.kind, w.name))
+        for w in [ctx.workload, *ctx.owners]
+        if w is not None
+        for (_, (_s, _r, m)) in w.conditions.items()
+        if _DENIED.search(m)
+    ]
+    if not found:
+        return None
+    message, who, cite = found[0]
+    m = _DENIED.search(message)
+    assert m is not None
+    hook, why = m.group("hook"), m.group("why").strip()
+    return Finding(
+        Category.BAD_CONFIG,
+        0.93,
+        summary=f"Admission webhook {hook} denies the pods of {who}: {quote_line(why, 160)}.",
+        root_cause=(
+            f"{who} cannot create its pods: the validating admission webhook {hook} runs and "
+            f"denies them ({quote_line(why, 260)}). The webhook works; the pod template breaks "
+            "a policy of the cluster, so no new pod is admitted until the template complies."
+        ),
+        evidence=ev.cite(cite),
+        impact=f"{workload_state(ctx)}; no new pod of it is created.",
+        immediate_actions=[
+            "Change the pod template to satisfy the policy named in the denial (or roll back "
+            "the change that broke it); amend the policy only if it is wrong.",
+        ],
+        recommendations=[
+            "Run the cluster's admission policies against rendered manifests in CI "
+            "(gator test, kyverno apply) so a deploy cannot break one.",
+        ],
+        commands=[
+            f"kubectl -n {namespace(ctx)} get events --field-selector reason=FailedCreate",
+            "kubectl get constraints",
+        ],
+    )
+
+
 def admission_webhook(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """The API server cannot call an admission webhook (``failed calling webhook``), so with
     failurePolicy Fail it refuses the objects the webhook intercepts: a ReplicaSet cannot
     create its pods. The webhook's backend is the cause: its Service without ready endpoints,
-    or its serving certificate expired (and why cert-manager did not renew it)."""
+    or its serving certificate expired (and why cert-manager did not renew it). A webhook that
+    ran and denied the pods is a policy the template breaks (bad_config)."""
+    denied = _policy_denial(ctx, ev)
+    if denied is not None:
+        return denied
     for w in ctx.webhooks:
         where = (
             f"Service {w.service_namespace}/{w.service_name}"

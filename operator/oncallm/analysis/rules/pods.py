@@ -1001,7 +1001,9 @@ _BAD_CONFIG = re.compile(
     # a server refusing its config file: nginx's [emerg], HAProxy's parser, a keyword it lacks
     r"|unknown directive|invalid number of arguments in \"\w+\" directive"
     r"|directive is not allowed here|\"\w+\" directive is duplicate|unknown keyword"
-    r"|configuration file \S+ test failed|\[emerg\][^\n]*\b(?:unexpected|invalid)\b",
+    r"|configuration file \S+ test failed|\[emerg\][^\n]*\b(?:unexpected|invalid)\b"
+    # a config template rendered at start (gomplate, Go templates, envsubst) missing a value
+    r"|map has no entry for key|failed to render template|undefined variable",
     re.IGNORECASE,
 )
 _CONFIG_FILE = re.compile(r"""["']?(/[\w./-]+\.(?:ya?ml|json|toml|conf|cfg|ini|properties|xml))""")
