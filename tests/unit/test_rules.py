@@ -2309,3 +2309,33 @@ def test_an_init_container_template_missing_a_variable_is_bad_config() -> None:
             logs=[log(logs, container_name="render-config")])  # fmt: skip
     d = check(c, Category.BAD_CONFIG)
     assert "DB_PORT" in d.root_cause
+
+
+@pytest.mark.parametrize(
+    ("trace", "where"),
+    [
+        (
+            "Unhandled exception. System.NullReferenceException: Object reference not set\n"
+            "   at Acme.Export.LineMapper.Map(InvoiceLine line) in /src/Acme.Export/"
+            "LineMapper.cs:line 57\n"
+            "   at System.Linq.Enumerable.SelectListIterator`2.MoveNext()\n",
+            "LineMapper.cs:57 in Acme.Export.LineMapper.Map",
+        ),
+        (
+            "TypeError: Cannot read properties of undefined (reading 'split')\n"
+            "    at renderTemplate (/app/dist/handlers/render.js:42:50)\n"
+            "    at process.processTicksAndRejections (node:internal/process/task_queues:95:5)\n",
+            "render.js:42 in renderTemplate",
+        ),
+        (
+            'Exception in thread "main" java.lang.IllegalStateException: no rate for BGN\n'
+            "\tat java.base/java.util.Optional.orElseThrow(Optional.java:403)\n"
+            "\tat com.acme.fx.RateTable.lookup(RateTable.java:88)\n",
+            "RateTable.java:88 in com.acme.fx.RateTable.lookup",
+        ),
+    ],
+)
+def test_a_crash_names_the_programs_own_frame_in_each_language(trace: str, where: str) -> None:
+    c = ctx(pods=[pod(POD, container(last_exit_code=1, restart_count=3))], logs=[log(trace)])
+    d = check(c, Category.APP_CRASH_EXCEPTION)
+    assert where in d.root_cause

@@ -1432,17 +1432,42 @@ _PY_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<
 _LIBRARY = re.compile(r"site-packages|dist-packages|/lib/python\d|<frozen |/usr/lib/")
 
 
+#: A stack frame that names its file and line: Java/.NET (``at a.B.c(B.java:57)``, ``at
+#: A.B.C() in /src/B.cs:line 57``), Node (``at fn (/app/x.js:42:50)``), Go (``\t/app/x.go:42``).
+_OTHER_FRAME = re.compile(
+    r"^\s*at (?P<fn>[\w$.<>`]+)\(?[^()]*\)? in (?P<file>\S+?):line (?P<line>\d+)"
+    r"|^\s*at (?P<fn2>[\w$.<>]+) \((?P<file2>[^():]+):(?P<line2>\d+)(?::\d+)?\)"
+    r"|^\s*at (?P<fn3>[\w$.<>]+)\((?P<file3>[\w$]+\.(?:java|kt|scala)):(?P<line3>\d+)\)"
+)
+_OTHER_LIBRARY = re.compile(
+    r"node:internal|node_modules|^(?:java|javax|jdk|sun|kotlin|scala|System|Microsoft)\.|"
+    r"^(?:org\.springframework|io\.netty|org\.apache)\."
+)
+
+
 def _innermost_frame(log: LogSnapshot | None) -> str:
-    """The program's own frame nearest the error in a Python traceback (``billing/
-    proration.py:37 in prorate``): where to look, past the libraries it called."""
+    """The program's own frame nearest the error (``billing/proration.py:37 in prorate``,
+    ``LineMapper.cs:line 57 in Quokka.Invoicing.Export.LineMapper.Map``): where to look, past
+    the libraries it called. Python lists the innermost frame last; Java, .NET and Node
+    first."""
     if log is None:
         return ""
     frames = [m for line in log.lines if (m := _PY_FRAME.match(line))]
     own = [m for m in frames if not _LIBRARY.search(m.group("file"))]
-    if not own:
-        return ""
-    m = own[-1]
-    return f"{m.group('file').removeprefix('/app/')}:{m.group('line')} in {m.group('fn')}"
+    if own:
+        m = own[-1]
+        return f"{m.group('file').removeprefix('/app/')}:{m.group('line')} in {m.group('fn')}"
+    for line in log.lines:
+        o = _OTHER_FRAME.match(line)
+        if o is None:
+            continue
+        fn = o.group("fn") or o.group("fn2") or o.group("fn3") or ""
+        file = o.group("file") or o.group("file2") or o.group("file3") or ""
+        lineno = o.group("line") or o.group("line2") or o.group("line3") or ""
+        if _OTHER_LIBRARY.search(fn) or _OTHER_LIBRARY.search(file):
+            continue
+        return f"{file.rsplit('/', 1)[-1]}:{lineno} in {fn}"
+    return ""
 
 
 def _exception_line(hits: list[Hit], log: LogSnapshot | None) -> str:
