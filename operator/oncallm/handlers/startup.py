@@ -33,10 +33,19 @@ WATCH_SERVER_TIMEOUT = 270
 #: analyses started 5,000 at once (1.7 GB, docs/bench.md); 100 hold at most 100 bodies.
 WORKER_LIMIT = 100
 #: Seconds an idle kopf worker waits for its object's next event before it exits and frees
-#: its slot. kopf's default (5 s) would let 100 slots see only 20 objects a second; at 0.2 s
-#: they see ~500, and an object's next event most often comes from our own status write,
-#: seconds later, when a new worker is as cheap as a kept one.
-WORKER_IDLE_TIMEOUT = 0.2
+#: its slot. kopf's watcher puts every event in its object's backlog at once and only the
+#: worker's start waits for a slot (kopf/_core/reactor/queueing.py), so while slots idle the
+#: bodies of all objects behind them stay in memory: at 0.2 s, 100 slots took 500 objects a
+#: second and a restart's first listing of 11,000 analyses piled up in kopf (the storm
+#: benchmark's restart peaked at 354 MiB; at 10 ms, 253 MiB: docs/bench.md). Our handler takes
+#: microseconds, and an object's next event most often comes from our own status write
+#: seconds later, when a new worker is as cheap as a kept one; at 10 ms the slots take up to
+#: 10,000 objects a second.
+WORKER_IDLE_TIMEOUT = 0.01
+#: Objects per page of kopf's first list of a resource. kopf lists everything in one answer by
+#: default: 10,000 analyses (~8 KiB each as JSON) parsed at once were most of the operator's
+#: peak memory at a restart; a page at a time holds 500.
+LIST_CHUNK = 500
 
 
 @kopf.on.login()
@@ -61,6 +70,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING  # k8s Events for problems only; ours are explicit
     # Only the AnalysisPolicy handler is synchronous; analyses run in OnCallM's own queue.
     settings.execution.max_workers = 4
+    settings.watching.chunk_size = LIST_CHUNK
     settings.queueing.worker_limit = WORKER_LIMIT
     settings.queueing.idle_timeout = WORKER_IDLE_TIMEOUT
 
@@ -80,6 +90,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # Policies are known before the first analysis runs: kopf starts every watch at once, and
     # an analysis resumed at startup must not run under the built-in default by accident.
     await service.load_policies()
+    # Open incidents are rebuilt from the completed primaries before the first unfinished
+    # analysis is placed: kopf's listing comes by name, and a new alert listed before its
+    # incident's primary would open the incident a second time.
+    primaries = await service.load_incidents()
     service.start()
     memo.service = service
     memo.reader = reader
@@ -91,8 +105,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         asyncio.create_task(_every(config.upgrade_sweep_seconds, service.sweep_model_pending)),
     ]
     log.info(
-        "OnCallM operator ready: namespace %s, %d analyses at once, model %s, Prometheus %s",
+        "OnCallM operator ready: namespace %s (%d incidents open, from %d primaries), %d "
+        "analyses at once, model %s, Prometheus %s",
         config.namespace,
+        len(service.incidents.registry),
+        primaries,
         config.concurrency,
         "configured" if model else "off (set ONCALLM_LLM_BASE_URL / OPENAI_API_KEY to add one)",
         config.prometheus_url or "off (set ONCALLM_PROMETHEUS_URL to add metrics evidence)",

@@ -12,6 +12,7 @@ Pure logic over models; the pipeline (``pipeline/incidents.py``) does the I/O.
 from oncallm.incidents.keys import CauseKey, Signature, cause_key, pod_owner, signature
 from oncallm.incidents.members import (
     MEMBERS_ID,
+    MEMBERS_IN_PROMPT,
     MemberResult,
     describe_failure,
     member_result,
@@ -21,6 +22,7 @@ from oncallm.incidents.registry import Incident, IncidentRegistry, Outcome, Symp
 
 __all__ = [
     "MEMBERS_ID",
+    "MEMBERS_IN_PROMPT",
     "CauseKey",
     "Incident",
     "IncidentRegistry",

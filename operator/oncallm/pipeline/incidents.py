@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from annotated_types import MaxLen
+
 from oncallm.analysis import commands as kc
 from oncallm.analysis.baseline import Baseline, build_baseline
 from oncallm.analysis.evidence import ALERT_ID, index_evidence
@@ -34,6 +36,7 @@ from oncallm.gathering.sources import SOURCES
 from oncallm.gathering.sources.pods import pod_snapshot
 from oncallm.gathering.target import resolve_target
 from oncallm.incidents import (
+    MEMBERS_IN_PROMPT,
     CauseKey,
     Incident,
     IncidentRegistry,
@@ -47,6 +50,7 @@ from oncallm.incidents import (
     signature,
 )
 from oncallm.kube.api import ApiError
+from oncallm.kube.resources import resource
 from oncallm.llm.analyse import ModelOutcome
 from oncallm.models.analysis import (
     AlertAnalysis,
@@ -79,6 +83,9 @@ QUICK_SOURCES = tuple(s for s in SOURCES if s.name not in ("logs", "metrics"))
 DECIDING_WAIT = 30.0
 #: Member symptoms listed in a primary's report by the operator (the web view lists all).
 REPORT_MEMBERS = 200
+#: Label on a completed primary, so a restarting operator lists only the primaries to rebuild
+#: the open incidents from, before it runs anything (``AnalysisService.load_incidents``).
+PRIMARY_LABEL = "oncallm.io/incident-primary"
 
 
 @dataclass
@@ -244,6 +251,7 @@ class IncidentFlow:
                 )
             self.registry.remember(incident, sig, node)
             self._adopt_orphans(incident)
+            log.info("incident of %s opened by %s", full_key.text, analysis.name)
         finally:
             self._release(claim)
         return await self._lead(analysis, policy, incident, ctx, rules, started, gathered)
@@ -341,14 +349,32 @@ class IncidentFlow:
             live.written_members = members
             if incident.member_count != members:
                 self._schedule_refresh(incident)
+            await self._label_primary(analysis)
         return result
+
+    async def _label_primary(self, analysis: AlertAnalysis) -> None:
+        """Mark a completed primary (``PRIMARY_LABEL``). Its status is written already: a
+        failed patch only costs the next restart its head start on this incident (kopf's
+        listing still restores it), so it is logged, not retried."""
+        try:
+            await self.pipeline.api.request(
+                "PATCH",
+                resource("AlertAnalysis").path(analysis.namespace, analysis.name),
+                body={"metadata": {"labels": {PRIMARY_LABEL: "true"}}},
+                content_type="application/merge-patch+json",
+            )
+        except ApiError as err:
+            log.warning("primary %s not labelled %s: %s", analysis.name, PRIMARY_LABEL, err)
 
     async def _settle(self, incident: Incident) -> None:
         """Wait up to ``settle_seconds`` from the incident's opening for members to arrive;
-        stop early when nothing else waits to be analysed."""
+        stop early when nothing else waits to be analysed, or when the prompt's list of
+        member symptoms is full (every member still shares the answer)."""
         deadline = incident.opened + self.settings.settle_seconds
         while self.clock() < deadline:
             if self.idle() and not self._deciding:
+                return
+            if incident.member_count >= MEMBERS_IN_PROMPT:
                 return
             await asyncio.sleep(0.1)
 
@@ -565,47 +591,63 @@ class IncidentFlow:
 
     # -- after a restart: incidents rebuilt from what the watch shows -----------------------
 
-    def observe(self, event_type: str | None, analysis: AlertAnalysis) -> None:
-        """Every AlertAnalysis event: completed primaries and members rebuild open incidents;
-        a deleted analysis leaves its incident."""
+    def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """Every AlertAnalysis event, as the raw object: completed primaries and members
+        rebuild open incidents; a deleted analysis leaves its incident. Only a primary to
+        restore is parsed whole; members are read from a few fields."""
+        meta = body.get("metadata") or {}
+        name, namespace = str(meta.get("name", "")), str(meta.get("namespace", ""))
         if event_type == "DELETED":
-            self.registry.leave(analysis.name)
-            self._orphans.pop(analysis.name, None)
+            self.registry.leave(name)
+            self._orphans.pop(name, None)
             return
-        status, ref = analysis.status, analysis.status.incident
-        if ref is None or status.phase is not Phase.COMPLETED or status.category is None:
+        status = body.get("status") or {}
+        ref = status.get("incident") or {}
+        if not ref or status.get("phase") != Phase.COMPLETED or not status.get("category"):
             return
-        if self.registry.of(analysis.name, self.clock()) is not None:
+        if self.registry.of(name, self.clock()) is not None:
             return
-        if not _recent(status.completed_at, self.settings.window_seconds):
+        if not _recent(status.get("completedAt"), self.settings.window_seconds):
             return
+        labels = ((body.get("spec") or {}).get("alert") or {}).get("labels") or {}
         symptom = Symptom(
-            analysis=analysis.name,
-            alert=analysis.spec.alert.labels.get("alertname", ""),
-            target=status.target_display or "",
+            analysis=name,
+            alert=str(labels.get("alertname", "")),
+            target=str(status.get("targetDisplay") or ""),
         )
-        if ref.role is IncidentRole.MEMBER:
-            primary = self._incident_of_primary(ref.primary)
+        if ref.get("role") == IncidentRole.MEMBER:
+            primary_name = str(ref.get("primary", ""))
+            primary = self._incident_of_primary(primary_name)
             if primary is not None:
                 self.registry.join(primary, symptom, self.clock())
             else:
-                self._orphans.setdefault(ref.primary, {})[analysis.name] = symptom
+                self._orphans.setdefault(primary_name, {})[name] = symptom
             return
-        diagnosis = _diagnosis_of(status)
-        if diagnosis is None:
+        try:
+            analysis = AlertAnalysis.model_validate(body)
+        except ValueError:
             return
-        key = CauseKey(status.category, ref.cause)
-        incident = self.registry.open(key, analysis.namespace, symptom, diagnosis, self.clock())
-        if incident.primary != analysis.name:
+        parsed, incident_ref = analysis.status, analysis.status.incident
+        diagnosis = _diagnosis_of(parsed)
+        if diagnosis is None or incident_ref is None or parsed.category is None:
+            return
+        key = CauseKey(parsed.category, incident_ref.cause)
+        incident = self.registry.open(key, namespace, symptom, diagnosis, self.clock())
+        if incident.primary != name:
             return  # another incident of the same cause is open already
-        cited = [e for e in status.evidence or []]
         self._resolve(
             incident,
-            Outcome(diagnosis, cited, status.analyzer or "rules", status.report_config_map),
+            Outcome(
+                diagnosis,
+                list(parsed.evidence or []),
+                parsed.analyzer or "rules",
+                parsed.report_config_map,
+            ),
         )
         live = self._live_of(incident)
-        live.final, live.written_members = analysis, ref.members
+        live.final, live.written_members = analysis, incident_ref.members
         self._adopt_orphans(incident)
+        log.info("incident of %s restored from %s", key.text, name)
 
     def _incident_of_primary(self, primary: str) -> Incident | None:
         incident = self.registry.of(primary, self.clock())
@@ -624,6 +666,7 @@ class IncidentFlow:
         return live
 
     def _expire(self) -> None:
+        metrics.INCIDENTS.set(len(self.registry))
         if self.registry.expire(self.clock()) or len(self._live) > len(self.registry):
             open_ids = {i.id for i in self.registry.incidents()}
             for gone in [k for k in self._live if k not in open_ids]:
@@ -669,22 +712,38 @@ def _with_note(outcome: Outcome, settings: IncidentSettings) -> Outcome:
 
 
 def _diagnosis_of(status: AlertAnalysisStatus) -> Diagnosis | None:
+    """A completed primary's diagnosis as its status holds it, each field cut to the
+    diagnosis' bounds (a status may hold longer text than a diagnosis allows, e.g. a model's
+    words with the rules' notes)."""
+    values: dict[str, Any] = {
+        "category": status.category or Category.UNKNOWN,
+        "summary": status.summary or "-",
+        "root_cause": status.root_cause or "-",
+        "confidence": status.confidence or 0.0,
+        "impact": status.impact or "",
+        "immediate_actions": status.immediate_actions or [],
+        "recommendations": status.recommendations or [],
+        "evidence": [e.id for e in status.evidence or []],
+        "commands": status.commands or [],
+        "chain": status.chain or [],
+        "secondary": status.secondary_causes or [],
+    }
     try:
-        return Diagnosis(
-            category=status.category or Category.UNKNOWN,
-            summary=status.summary or "-",
-            root_cause=status.root_cause or "-",
-            confidence=status.confidence or 0.0,
-            impact=status.impact or "",
-            immediate_actions=status.immediate_actions or [],
-            recommendations=status.recommendations or [],
-            evidence=[e.id for e in status.evidence or []][:20],
-            commands=(status.commands or [])[:16],
-            chain=status.chain or [],
-            secondary=status.secondary_causes or [],
-        )
-    except ValueError:
+        return Diagnosis(**{k: _within(k, v) for k, v in values.items()})
+    except ValueError as err:
+        log.info("a completed primary's status is not a diagnosis (%s); not restored", err)
         return None
+
+
+def _within(field: str, value: Any) -> Any:
+    """``value`` cut to the ``max_length`` that ``Diagnosis`` declares for ``field``."""
+    bound = next(
+        (m.max_length for m in Diagnosis.model_fields[field].metadata if isinstance(m, MaxLen)),
+        None,
+    )
+    if bound is None or len(value) <= bound:
+        return value
+    return value[: bound - 1] + "…" if isinstance(value, str) else value[:bound]
 
 
 def _recent(completed_at: str | None, window: float) -> bool:
@@ -718,4 +777,4 @@ def _condition(
     )
 
 
-__all__ = ["QUICK_SOURCES", "IncidentFlow"]
+__all__ = ["PRIMARY_LABEL", "QUICK_SOURCES", "IncidentFlow"]

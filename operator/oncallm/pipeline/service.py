@@ -8,7 +8,6 @@ returns at once. Everything here is plain asyncio, tested without kopf.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -20,8 +19,9 @@ from oncallm.kube.api import ApiError, KubeAPI
 from oncallm.kube.resources import resource
 from oncallm.models.analysis import AlertAnalysis, Phase
 from oncallm.models.policy import AnalysisPolicy, select_policy
+from oncallm.pipeline import metrics
 from oncallm.pipeline.history import HistoryIndex
-from oncallm.pipeline.incidents import IncidentFlow
+from oncallm.pipeline.incidents import PRIMARY_LABEL, IncidentFlow
 from oncallm.pipeline.queue import AnalysisQueue, RetryLater
 from oncallm.pipeline.run import Pipeline
 from oncallm.pipeline.settings import IncidentSettings, OperatorSettings
@@ -36,6 +36,9 @@ MODEL_PENDING_LABEL = "oncallm.io/model-pending"
 
 
 __all__ = ["REANALYZE_ANNOTATION", "AnalysisService", "RetryLater"]
+
+#: Phases after which an analysis is left alone (unless a re-analysis is asked for).
+FINISHED = frozenset(p.value for p in Phase if p.finished)
 
 
 class AnalysisService:
@@ -67,28 +70,30 @@ class AnalysisService:
     # -- events (every AlertAnalysis event, from kopf) -------------------------------------
     def accept(self, event_type: str | None, body: dict[str, Any]) -> bool:
         """Take one AlertAnalysis event; True when it queued an analysis. Never raises: a
-        malformed object is logged and left alone."""
+        malformed object is logged and left alone. A finished one is not parsed whole (most
+        events of a storm are the echoes of the operator's own writes)."""
         self.history.apply(event_type, body)
+        metrics.KNOWN.set(len(self.history))
         meta = body.get("metadata") or {}
         namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        self.incidents.observe(event_type, body)
         if event_type == "DELETED":
             self.queue.forget(namespace, name)
-            with contextlib.suppress(ValidationError):
-                self.incidents.observe(event_type, AlertAnalysis.model_validate(body))
             return False
+        forced = (meta.get("annotations") or {}).get(REANALYZE_ANNOTATION) == "true"
+        phase = (body.get("status") or {}).get("phase")
+        if phase in FINISHED and not forced:
+            self.queue.finished(namespace, name)
+            return False
+        # A queued analysis waits with its body; the API server's managedFields (about a
+        # third of a parsed new analysis) are never read, so they do not wait with it.
+        lean = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
         try:
-            analysis = AlertAnalysis.model_validate(body)
+            analysis = AlertAnalysis.model_validate(lean)
         except ValidationError as err:
             log.warning("AlertAnalysis %s/%s is malformed and left alone: %s", namespace, name, err)
             return False
-        self.incidents.observe(event_type, analysis)
-        if (meta.get("annotations") or {}).get(REANALYZE_ANNOTATION) == "true":
-            return self.queue.submit(analysis, force=True)
-        phase = analysis.status.phase
-        if phase is not None and phase.finished:
-            self.queue.finished(namespace, name)
-            return False
-        return self.queue.submit(analysis)
+        return self.queue.submit(analysis, force=forced)
 
     def start(self) -> None:
         """Start the queue's workers (after the policies are loaded)."""
@@ -126,6 +131,28 @@ class AnalysisService:
                     item.get("metadata", {}).get("name"),
                     err,
                 )
+
+    async def load_incidents(self, page: int = 500) -> int:
+        """Rebuild the open incidents from the completed primaries (labelled
+        ``oncallm.io/incident-primary``) before any analysis runs: kopf lists by name, and a
+        new alert listed before its incident's primary would otherwise open the incident a
+        second time. Members and the history come with kopf's own listing. Returns how many
+        primaries were read."""
+        path = resource("AlertAnalysis").path(self.settings.namespace)
+        seen = 0
+        cont: str | None = None
+        while True:
+            listing = await self.api.request(
+                "GET",
+                path,
+                query={"limit": page, "continue": cont, "labelSelector": f"{PRIMARY_LABEL}=true"},
+            )
+            for body in listing.get("items", []):
+                seen += 1
+                self.incidents.observe(None, body)
+            cont = (listing.get("metadata") or {}).get("continue")
+            if not cont:
+                return seen
 
     def set_policy(self, policy: AnalysisPolicy) -> None:
         self.policies[policy.name] = policy

@@ -66,7 +66,8 @@ class IncidentSettings:
     settle_seconds: float = 3.0
     """With a model, how long a primary waits for members to arrive before the one model call,
     so the prompt carries their symptoms (ONCALLM_INCIDENT_SETTLE_SECONDS); cut short when no
-    other alert is waiting. Without a model nothing waits."""
+    other alert is waiting or the prompt's 20 member symptoms are there. Without a model
+    nothing waits."""
     member_wait_seconds: float = 300.0
     """Longest a member waits for its primary's diagnosis before it completes with the rules'
     diagnosis of the incident (ONCALLM_INCIDENT_MEMBER_WAIT_SECONDS)."""
