@@ -6,10 +6,12 @@ once with a namespace holding no analyses (the baseline) and once with a namespa
 ``count`` Completed ones, so the figure is a difference measured in one run.
 
 The analyses are written directly (create, then the status subresource), already Completed
-with a status as the rules write it (evidence, commands, actions, timings), and carrying the
-annotation kopf leaves on an object it has handled (its diff-base, built by the operator's own
-configured storage): the state after the operator has seen them all and restarted, so it only
-resumes each. It has seen them all when its log says so for every one.
+with a status as the rules write it (evidence, commands, actions, timings): the state after
+the operator has analysed them all and restarted. kopf only hands each AlertAnalysis event to
+the operator's own queue and writes nothing on the objects, so there is no "handled" mark to
+plant; the operator has seen them all when its ``oncallm_analyses_known`` metric says so, and
+``oncallm_analyses_queued_total`` counts any it would analyse again (none: they are Completed).
+A restart over analyses that are not finished is the storm benchmark's last phase.
 """
 
 from __future__ import annotations
@@ -26,9 +28,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
-
-import kopf
+from typing import Any
 
 from bench.common import (
     crashloop_alert,
@@ -62,16 +62,14 @@ from oncallm.models.analysis import (
 
 #: How long RSS must stay within 1 % before it is read.
 STEADY_SECONDS = 3.0
-#: What kopf logs once it has run an object's handlers (one line per object).
-PROCESSED = " is processed: "
 
 
 @dataclass
 class MemoryResult:
     count: int
-    #: analyses kopf found already handled (resumed) / took for new (created), from its log
-    resumed: int = 0
-    created: int = 0
+    #: analyses the operator saw, and of them queued to analyse (its /metrics)
+    seen: int = 0
+    queued: int = 0
     operator_baseline_kib: int = 0
     operator_full_kib: int = 0
     sidecar_baseline_kib: int = 0
@@ -88,11 +86,7 @@ class MemoryResult:
 
     def lines(self) -> list[str]:
         op = self.operator_full_kib - self.operator_baseline_kib
-        how = (
-            "resumed after a restart"
-            if not self.created
-            else f"{self.created} met as new, {self.resumed} resumed"
-        )
+        how = f"after a restart, {self.seen} seen, {self.queued} queued to analyse again"
         out = [
             f"memory: operator RSS with {self.count} Completed analyses ({how}): "
             f"{mib(self.operator_full_kib)} (0 analyses: {mib(self.operator_baseline_kib)}; "
@@ -231,48 +225,8 @@ def completed_analysis(
     return body, status
 
 
-async def operator_diffbase(kubeconfig: str, namespace: str) -> kopf.DiffBaseStorage:
-    """The diff-base storage the operator configures at startup (its annotation prefix and
-    key), read by running its startup handler against ``namespace`` and closing it again."""
-    from oncallm.handlers import startup
-
-    settings = kopf.OperatorSettings()
-    memo = kopf.Memo()
-    saved = {k: os.environ.get(k) for k in ("KUBECONFIG", "ONCALLM_NAMESPACE")}
-    os.environ.update(KUBECONFIG=kubeconfig, ONCALLM_NAMESPACE=namespace)
-    try:
-        # kopf's decorators retype the handlers; they are plain coroutine functions.
-        configure: Any = startup.configure
-        close: Any = startup.close
-        await configure(settings=settings, memo=memo)
-        await close(memo=memo)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    return settings.persistence.diffbase_storage
-
-
-def mark_handled(body: dict[str, Any], storage: kopf.DiffBaseStorage) -> None:
-    """Add the annotations kopf writes once the operator has handled ``body``."""
-    wrapped = kopf.Body(cast(Any, body))
-    patch = kopf.Patch()
-    storage.store(body=wrapped, patch=patch, essence=storage.build(body=wrapped))
-    annotations = body["metadata"].setdefault("annotations", {})
-    annotations.update(patch.get("metadata", {}).get("annotations", {}))
-
-
-async def fill(
-    api: KubeAPI,
-    namespace: str,
-    count: int,
-    storage: kopf.DiffBaseStorage | None,
-    concurrency: int = 32,
-) -> int:
-    """Write ``count`` Completed analyses of pods of 50 teams, marked as handled by the
-    operator when ``storage`` is given; the size of one as JSON."""
+async def fill(api: KubeAPI, namespace: str, count: int, concurrency: int = 32) -> int:
+    """Write ``count`` Completed analyses of pods of 50 teams; the size of one as JSON."""
     import json
 
     teams = 50
@@ -288,8 +242,6 @@ async def fill(
     async def one(alert: dict[str, Any]) -> None:
         nonlocal size
         body, status = completed_analysis(alert, payload, namespace)
-        if storage is not None:
-            mark_handled(body, storage)
         async with limit:
             await api.request("POST", path, body=body)
             done = await api.request(
@@ -402,13 +354,15 @@ def _get_status(url: str) -> int:
 
 async def measure(
     kubeconfig: str, namespace: str, count: int, folder: Path, *, sidecar: bool
-) -> tuple[int, int, float, Path]:
+) -> tuple[int, int, float, dict[str, float]]:
     """(operator RSS, sidecar RSS or 0, seconds until the operator had seen every analysis,
-    the operator's log)."""
+    the operator's counts: ``oncallm_analyses_known`` and ``oncallm_analyses_queued_total``)."""
+    metrics_port = free_port()
     env = {
         "KUBECONFIG": kubeconfig,
         "ONCALLM_NAMESPACE": namespace,
         "ONCALLM_OPERATOR_HEALTH_PORT": str(free_port()),
+        "ONCALLM_OPERATOR_METRICS_PORT": str(metrics_port),
         "ONCALLM_LOG_LEVEL": "INFO",
     }
     for key in ("ONCALLM_LLM_BASE_URL", "OPENAI_API_KEY"):
@@ -429,16 +383,46 @@ async def measure(
             )
             await _wait_ready(side, f"http://127.0.0.1:{port}/readyz", side_log, timeout=120)
         await _wait_log(operator, op_log, "OnCallM operator ready", 1, timeout=120)
-        await _wait_log(operator, op_log, PROCESSED, count, timeout=300)
+        counts = await _wait_known(operator, metrics_port, count, op_log, timeout=300)
         seen = time.monotonic() - started
         op_rss = await steady_rss(operator, op_log)
+        counts = await asyncio.to_thread(_operator_counts, metrics_port)
         if side is not None:
             side_rss = await steady_rss(side, folder / f"sidecar-{namespace}.log")
     finally:
         _stop(operator)
         if side is not None:
             _stop(side)
-    return op_rss, side_rss, seen, op_log
+    return op_rss, side_rss, seen, counts
+
+
+def _operator_counts(port: int) -> dict[str, float]:
+    """The operator's ``oncallm_analyses_*`` figures from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        for name in ("oncallm_analyses_known", "oncallm_analyses_queued_total"):
+            if line.startswith(name + " "):
+                out[name] = float(line.split()[1])
+    return out
+
+
+async def _wait_known(
+    proc: subprocess.Popen[bytes], port: int, count: int, log: Path, timeout: float
+) -> dict[str, float]:
+    """Wait until the operator has seen ``count`` analyses."""
+    deadline = time.monotonic() + timeout
+    counts: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the operator exited with {proc.returncode}; see {log}")
+        with contextlib.suppress(OSError, urllib.error.URLError):
+            counts = await asyncio.to_thread(_operator_counts, port)
+            if counts.get("oncallm_analyses_known", 0) >= count:
+                return counts
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"the operator saw {counts} of {count} analyses; see {log}")
 
 
 async def run_memory(
@@ -447,22 +431,17 @@ async def run_memory(
     *,
     count: int = 5000,
     sidecar: bool = True,
-    handled: bool = True,
     log: Any = print,
 ) -> MemoryResult:
-    """Fill a namespace with ``count`` Completed analyses; RSS with an empty one, then it.
-
-    ``handled=False`` leaves out kopf's annotation: the operator then meets every analysis
-    as new (its first start over analyses it never saw) and writes that annotation itself."""
+    """Fill a namespace with ``count`` Completed analyses; RSS with an empty one, then it."""
     admin = await KubeAPI.connect(ClientSettings(kubeconfig=kubeconfig, qps=0))
     result = MemoryResult(count=count)
     try:
         empty = await fresh_namespace(admin, "memory-empty")
         full = await fresh_namespace(admin, f"memory-{count}")
         await wait_crds_served(admin, full)
-        storage = await operator_diffbase(kubeconfig, empty) if handled else None
         started = time.perf_counter()
-        result.object_bytes = await fill(admin, full, count, storage)
+        result.object_bytes = await fill(admin, full, count)
         result.fill_s = time.perf_counter() - started
         log(f"  wrote {count} Completed analyses in {result.fill_s:.1f} s")
     finally:
@@ -470,11 +449,10 @@ async def run_memory(
     op, side, _, _ = await measure(kubeconfig, empty, 0, folder, sidecar=sidecar)
     result.operator_baseline_kib, result.sidecar_baseline_kib = op, side
     log(f"  0 analyses: operator {mib(op)}, sidecar {mib(side)}")
-    op, side, seen, op_log = await measure(kubeconfig, full, count, folder, sidecar=sidecar)
+    op, side, seen, counts = await measure(kubeconfig, full, count, folder, sidecar=sidecar)
     result.operator_full_kib, result.sidecar_full_kib = op, side
     result.operator_seen_s = seen
-    text = op_log.read_text(errors="replace")
-    result.resumed = text.count("Resuming is processed")
-    result.created = text.count("Creation is processed")
+    result.seen = int(counts.get("oncallm_analyses_known", 0))
+    result.queued = int(counts.get("oncallm_analyses_queued_total", 0))
     log(f"  {count} analyses: operator {mib(op)}, sidecar {mib(side)} (seen in {seen:.0f} s)")
     return result

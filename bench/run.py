@@ -35,10 +35,11 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench` importable
 from bench.bench_analysis import run_analysis  # noqa: E402
 from bench.bench_intake import run_intake  # noqa: E402
 from bench.bench_memory import run_memory  # noqa: E402
+from bench.bench_storm import run_storm  # noqa: E402
 from oncallm.controlplane import LocalControlPlane  # noqa: E402
 from oncallm.pipeline.settings import OperatorSettings  # noqa: E402
 
-PARTS = ("intake", "analysis", "memory")
+PARTS = ("intake", "analysis", "memory", "storm")
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "latest.json"
 
 
@@ -101,11 +102,36 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--no-sidecar-memory", action="store_true", help="measure only the operator's RSS"
     )
+    group = parser.add_argument_group("storm")
     group.add_argument(
-        "--memory-unhandled",
-        action="store_true",
-        help="store the analyses without kopf's handled-annotation: the operator's first "
-        "start over analyses it never saw (it then writes that annotation on every one)",
+        "--storm-alerts",
+        type=int,
+        default=1000,
+        help="alerts of the burst, in one notification (1000)",
+    )
+    group.add_argument(
+        "--storm-unrelated",
+        type=int,
+        default=20,
+        help="of them, alerts of unrelated workloads in the incidents' namespaces (20)",
+    )
+    group.add_argument(
+        "--storm-rate", type=int, default=1000, help="alerts a minute of the steady phase (1000)"
+    )
+    group.add_argument(
+        "--storm-minutes", type=float, default=5.0, help="minutes of the steady phase (5)"
+    )
+    group.add_argument(
+        "--storm-backlog",
+        type=int,
+        default=5000,
+        help="unhandled analyses the operator restarts over (5000)",
+    )
+    group.add_argument(
+        "--storm-singles",
+        type=int,
+        default=20,
+        help="single alerts sent one at a time with no model, first (20; 0 skips them)",
     )
     parser.add_argument(
         "--output", type=Path, default=DEFAULT_OUTPUT, help="where the JSON figures go"
@@ -191,12 +217,28 @@ def main(argv: list[str] | None = None) -> int:
                     folder,
                     count=args.analyses,
                     sidecar=not args.no_sidecar_memory,
-                    handled=not args.memory_unhandled,
                     log=say,
                 )
             )
             results["memory"] = memory.summary()
             figures += memory.lines()
+        if "storm" in parts:
+            say("storm …")
+            storm = asyncio.run(
+                run_storm(
+                    plane,
+                    folder,
+                    alerts=args.storm_alerts,
+                    unrelated=args.storm_unrelated,
+                    rate_per_min=args.storm_rate,
+                    minutes=args.storm_minutes,
+                    backlog=args.storm_backlog,
+                    singles=args.storm_singles,
+                    log=say,
+                )
+            )
+            results["storm"] = storm.summary()
+            figures += storm.lines()
     finally:
         plane.down()
         if args.keep:
