@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from oncallm.gathering.memory import MemoryReader
 from oncallm.intake.naming import analysis_labels, analysis_name
-from oncallm.kube.api import KubeAPI
+from oncallm.kube.api import ApiError, KubeAPI
 from oncallm.llm.analyse import ModelOutcome
 from oncallm.llm.client import ModelClient
 from oncallm.models.alert import Alert
@@ -356,6 +356,17 @@ async def test_a_primary_whose_status_outgrew_a_diagnosis_is_still_restored() ->
     second, _ = _service(api, reader)
     assert await second.load_incidents() == 6
     assert len(second.incidents.registry) == 6
+
+
+async def test_a_failed_list_of_primaries_does_not_stop_the_start() -> None:
+    class Refusing(StoreAPI):
+        async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+            if method == "GET" and path.endswith("/alertanalyses"):
+                raise ApiError(503, "the API server is busy")
+            return await super().request(method, path, **kwargs)
+
+    service, _ = _service(Refusing(), _storm().memory_reader())
+    assert await service.load_incidents() == 0
 
 
 async def test_killing_the_operator_mid_incident_completes_every_member_exactly_once() -> None:

@@ -37,6 +37,9 @@ MODEL_PENDING_LABEL = "oncallm.io/model-pending"
 
 __all__ = ["REANALYZE_ANNOTATION", "AnalysisService", "RetryLater"]
 
+#: Completed primaries per page when a restart lists them: the page of kopf's own first list
+#: (``handlers/startup.py``'s ``LIST_CHUNK``), so neither holds more than 500 parsed at once.
+PRIMARIES_PAGE = 500
 #: Phases after which an analysis is left alone (unless a re-analysis is asked for).
 FINISHED = frozenset(p.value for p in Phase if p.finished)
 
@@ -132,21 +135,30 @@ class AnalysisService:
                     err,
                 )
 
-    async def load_incidents(self, page: int = 500) -> int:
+    async def load_incidents(self, page: int = PRIMARIES_PAGE) -> int:
         """Rebuild the open incidents from the completed primaries (labelled
         ``oncallm.io/incident-primary``) before any analysis runs: kopf lists by name, and a
         new alert listed before its incident's primary would otherwise open the incident a
         second time. Members and the history come with kopf's own listing. Returns how many
-        primaries were read."""
+        primaries were read. A failed list is logged, not raised: kopf's listing still
+        restores every primary, only later."""
         path = resource("AlertAnalysis").path(self.settings.namespace)
         seen = 0
         cont: str | None = None
         while True:
-            listing = await self.api.request(
-                "GET",
-                path,
-                query={"limit": page, "continue": cont, "labelSelector": f"{PRIMARY_LABEL}=true"},
-            )
+            try:
+                listing = await self.api.request(
+                    "GET",
+                    path,
+                    query={
+                        "limit": page,
+                        "continue": cont,
+                        "labelSelector": f"{PRIMARY_LABEL}=true",
+                    },
+                )
+            except ApiError as err:
+                log.warning("incident primaries not listed (%s); kopf's listing restores them", err)
+                return seen
             for body in listing.get("items", []):
                 seen += 1
                 self.incidents.observe(None, body)
