@@ -934,3 +934,22 @@ async def test_a_local_volume_pinned_to_a_node_that_is_gone() -> None:
     assert claim.volume_nodes_missing == ["storage-3"]
     d = diagnose(ctx)
     assert d.category == Category.PVC_PENDING and "storage-3" in d.root_cause
+
+
+async def test_a_dependency_without_pods_names_the_workload_scaled_to_zero() -> None:
+    app = crashed_app()
+    objects = [
+        app,
+        {"kind": "Service", "metadata": {"name": "orders-db", "namespace": "shop"},
+         "spec": {"selector": {"app": "orders-db"}, "ports": [{"port": 5432}]}},
+        {"kind": "Endpoints", "metadata": {"name": "orders-db", "namespace": "shop"}},
+        {"kind": "StatefulSet", "metadata": {"name": "orders-db", "namespace": "shop"},
+         "spec": {"replicas": 0, "template": {"metadata": {"labels": {"app": "orders-db"}}}},
+         "status": {}},
+    ]  # fmt: skip
+    line = "could not connect to server: Connection refused, is orders-db:5432 running?"
+    ctx = await gathered(alert(namespace="shop", pod="bridge-1"), objects,
+                         **{"shop__bridge-1__app": line})  # fmt: skip
+    [svc] = [s for s in ctx.services if s.name == "orders-db"]
+    assert "StatefulSet shop/orders-db has 0 replicas (scaled to zero)" in svc.backing
+    assert "scaled to zero" in diagnose(ctx).root_cause

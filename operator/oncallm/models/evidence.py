@@ -225,6 +225,8 @@ class ServiceSnapshot(Snapshot):
     backend_failures: list[str] = Field(default_factory=list)
     #: the reason those pods last terminated, when they all agree (``OOMKilled``)
     backend_reason: str | None = None
+    #: when no pod matches its selector: the workload that should back it and its replicas
+    backing: str = ""
     #: why it was gathered: "target", "member" (the workload backs it) or "dependency"
     relation: str = "member"
 
@@ -549,6 +551,8 @@ class WebhookSnapshot(Snapshot):
     service_exists: bool | None = None
     ready_endpoints: int = 0
     not_ready_endpoints: int = 0
+    #: when its Service has no endpoints: the workload that should back it and its replicas
+    backing: str = ""
     #: the caBundle's earliest notAfter, when it parses
     ca_not_after: str | None = None
     ca_expired: bool | None = None

@@ -82,7 +82,9 @@ def _why_no_endpoints(svc: ServiceSnapshot) -> str:
     if not svc.selector:
         return "it has no selector and no manually managed endpoints"
     if not svc.matching_pods:
-        return f"its selector {selector} matches no pods (is the workload scaled to zero?)"
+        return f"its selector {selector} matches no pods" + (
+            f": {svc.backing}" if svc.backing else " (is the workload scaled to zero?)"
+        )
     return f"its {len(svc.matching_pods)} pod(s) ({', '.join(svc.matching_pods[:3])}) are not ready"
 
 
@@ -1204,6 +1206,7 @@ def admission_webhook(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findi
                 "does not exist"
                 if w.service_exists is False
                 else f"has no ready endpoints ({w.not_ready_endpoints} not ready)"
+                + (f": {w.backing}" if w.backing else "")
             )
             return Finding(
                 Category.DEPENDENCY_UNREACHABLE,

@@ -81,6 +81,8 @@ async def read(scope: Scope) -> None:
             declared = declared_ports(raw)
         snap = service_snapshot(svc, endpoints, pods, relation)
         snap.unserved_ports = unserved_ports(svc, declared)
+        if relation == "dependency" and selector and not snap.matching_pods:
+            snap.backing = await backing_workload(scope, ns, selector)
         if relation == "dependency":
             snap.backend_failures, snap.backend_reason = backend_failures(pods)
         ctx.services.append(snap)
@@ -97,6 +99,24 @@ def other_namespace_services(text: str, namespace: str) -> list[tuple[str, str]]
         if (other, name) not in found:
             found.append((other, name))
     return found
+
+
+async def backing_workload(scope: Scope, namespace: str, selector: dict[str, str]) -> str:
+    """The Deployment or StatefulSet whose pod template the Service's selector matches, with
+    its replicas, when no pod matches: a Service without endpoints is most often a workload
+    scaled to zero (a downscaler, an HPA at zero, a cleanup) or deleted."""
+    for kind in ("Deployment", "StatefulSet"):
+        for obj in await scope.reader.list(kind, namespace):
+            template = ((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}
+            if selector and selector_matches(selector, dict(template.get("labels") or {})):
+                spec, status = obj.get("spec") or {}, obj.get("status") or {}
+                replicas = spec.get("replicas", 1)
+                return (
+                    f"{kind} {namespace}/{name_of(obj)} has {replicas} replicas"
+                    + (" (scaled to zero)" if replicas == 0 else "")
+                    + f", {status.get('readyReplicas') or 0} ready"
+                )
+    return f"no Deployment or StatefulSet of {namespace} has pods its selector matches"
 
 
 def backend_failures(pods: list[PodSnapshot]) -> tuple[list[str], str | None]:
@@ -233,6 +253,7 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
                 if svc.backend_failures
                 else ""
             )
+            + (f"; {svc.backing}" if svc.backing else "")
         )
         out.add(
             Tier.OBJECT_BAD if svc.ready_endpoints == 0 or svc.unserved_ports else Tier.BACKGROUND,
@@ -244,5 +265,9 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
 
 
 SOURCE = Source(
-    "services", Stage.FOLLOW, read, evidence, resources=("services", "endpoints", "pods")
+    "services",
+    Stage.FOLLOW,
+    read,
+    evidence,
+    resources=("services", "endpoints", "pods", "deployments.apps", "statefulsets.apps"),
 )

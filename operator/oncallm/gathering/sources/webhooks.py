@@ -22,6 +22,7 @@ from oncallm.gathering.objects import Obj, meta, name_of
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier, kv
 from oncallm.gathering.sources.network_policies import label_selector_of
+from oncallm.gathering.sources.services import backing_workload
 from oncallm.models.analysis import EvidenceSource
 from oncallm.models.evidence import Context, WebhookSnapshot
 
@@ -76,11 +77,15 @@ async def read(scope: Scope) -> None:
         if snap.service_name and snap.service_namespace:
             async with scope.guard(f"service {snap.service_namespace}/{snap.service_name}"):
                 ns, svc = snap.service_namespace, snap.service_name
-                snap.service_exists = await scope.get("Service", ns, svc) is not None
+                service = await scope.get("Service", ns, svc)
+                snap.service_exists = service is not None
                 endpoints = await scope.get("Endpoints", ns, svc)
                 for subset in (endpoints or {}).get("subsets") or []:
                     snap.ready_endpoints += len(subset.get("addresses") or [])
                     snap.not_ready_endpoints += len(subset.get("notReadyAddresses") or [])
+                selector = ((service or {}).get("spec") or {}).get("selector") or {}
+                if selector and not snap.ready_endpoints and not snap.not_ready_endpoints:
+                    snap.backing = await backing_workload(scope, ns, selector)
 
 
 def webhook_snapshot(
@@ -177,6 +182,7 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
                 f"service {w.service_namespace}/{w.service_name}: {w.ready_endpoints} ready / "
                 f"{w.not_ready_endpoints} not ready endpoints"
                 + ("" if w.ready_endpoints else " (no ready endpoints)")
+                + (f"; {w.backing}" if w.backing else "")
             )
         out.add(
             Tier.OBJECT_BAD,
@@ -197,5 +203,7 @@ SOURCE = Source(
         "mutatingwebhookconfigurations.admissionregistration.k8s.io",
         "services",
         "endpoints",
+        "deployments.apps",
+        "statefulsets.apps",
     ),
 )
