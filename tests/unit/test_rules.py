@@ -2339,3 +2339,29 @@ def test_a_crash_names_the_programs_own_frame_in_each_language(trace: str, where
     c = ctx(pods=[pod(POD, container(last_exit_code=1, restart_count=3))], logs=[log(trace)])
     d = check(c, Category.APP_CRASH_EXCEPTION)
     assert where in d.root_cause
+
+
+def test_a_wildcard_certificate_of_the_search_domain_for_a_public_name_is_dns() -> None:
+    line = (
+        'level=ERROR msg="partner health check failed" err="Get '
+        '\\"https://api.partner.com/v3/health\\": tls: failed to verify certificate: x509: '
+        'certificate is valid for *.corp.acme.example, corp.acme.example, not api.partner.com"'
+    )
+    c = ctx(pods=[pod(POD, container(last_exit_code=1, restart_count=5))], logs=[log(line)])
+    d = check(c, Category.DNS_FAILURE)
+    assert "ndots" in d.root_cause and "corp.acme.example" in d.root_cause
+
+
+def test_pid_pressure_with_threads_refused_is_the_node() -> None:
+    node = NodeSnapshot(name=NODE, conditions={
+        "Ready": ("True", "KubeletReady", ""),
+        "PIDPressure": ("True", "KubeletHasInsufficientPID", "kubelet has insufficient PID "
+                        "available")})  # fmt: skip
+    logs = (
+        "[268.118s][warning][os,thread] Failed to start thread - pthread_create failed (EAGAIN)\n"
+        'Exception in thread "main" java.lang.OutOfMemoryError: unable to create native thread: '
+        "possibly out of memory or process/resource limits reached\n"
+    )
+    c = ctx(pods=[pod(POD, container(last_exit_code=1, restart_count=4))], nodes=[node],
+            logs=[log(logs)])  # fmt: skip
+    check(c, Category.NODE_NOT_READY)

@@ -98,6 +98,19 @@ def _node_trouble(ctx: Context, node: str) -> tuple[str, list[Link]]:
 _MEMORY_EVICTION = re.compile(r"low on resource: memory|Attempting to reclaim memory", re.I)
 
 
+_NO_PIDS = re.compile(
+    r"unable to create (?:new )?native thread|fork: (?:retry: )?Resource temporarily unavailable"
+    r"|pthread_create failed|can't start new thread|EAGAIN.*(?:fork|spawn|thread)"
+    r"|Cannot allocate memory.*fork|cannot fork",
+    re.IGNORECASE,
+)
+
+
+def _no_more_processes(ctx: Context) -> bool:
+    """A pod's log shows the kernel refusing new threads or processes."""
+    return any(_NO_PIDS.search(line) for lg in ctx.logs for line in lg.lines[-200:])
+
+
 def _memory_evictions(ctx: Context, node: str) -> bool:
     """The kubelet evicted pods of ``node`` (or tries to) to reclaim memory."""
     on_node = {p.name for p in ctx.pods if p.node_name == node}
@@ -163,6 +176,9 @@ def node_not_ready(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
             score, cond = 0.66, pressure
             if pressure == "MemoryPressure" and _memory_evictions(ctx, node.name):
                 # the kubelet evicts pods to reclaim the node's memory: the pods are victims
+                score = 0.88
+            if pressure == "PIDPressure" and _no_more_processes(ctx):
+                # the pods cannot start a thread or a process: the node's PIDs are used up
                 score = 0.88
         if best is None or score > best[0]:
             best = (score, node, cond, pods)

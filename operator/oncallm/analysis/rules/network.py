@@ -531,11 +531,72 @@ def _corefile_fault(ctx: Context) -> tuple[str, list[Link]]:
     return "", []
 
 
+_VALID_FOR = re.compile(
+    r"certificate is valid for (?P<names>[^\n]+?), not (?P<host>[\w.-]+)", re.IGNORECASE
+)
+#: The resolver's default ndots for ClusterFirst pods: a name with fewer dots is tried with
+#: each search domain first.
+NDOTS = 5
+
+
+def _search_domain_hijack(ctx: Context, ev: EvidenceIndex) -> Finding | None:
+    """A public host name resolves to a server of the cluster's own domain: the TLS peer
+    presents a wildcard certificate of domain D (``valid for *.D, not api.partner.com``). With
+    ndots:5 the resolver tries ``api.partner.com.D`` first, and a wildcard record in D answers
+    for it: DNS sends the pod to the wrong server, which its certificate only shows."""
+    for h in grep(ctx, ev, _VALID_FOR):
+        names = [n.strip().rstrip(",") for n in h.match.group("names").split(",")]
+        host = h.match.group("host").rstrip(".")
+        wild = [n[2:] for n in names if n.startswith("*.")]
+        if not wild or host.count(".") >= NDOTS or any(host.endswith(d) for d in wild):
+            continue
+        domain = wild[0]
+        crashed = crashed_container(ctx)
+        pod, c = crashed if crashed else (target_pod(ctx), None)
+        return Finding(
+            Category.DNS_FAILURE,
+            0.84,
+            summary=(
+                f"{host} resolves to a server of {domain}: with ndots:5 the search domain "
+                f"{domain} is tried first and its wildcard record answers."
+            ),
+            root_cause=(
+                f"The pods reach {host} at the wrong server: its certificate is for "
+                f"{', '.join(names[:3])} ({quote_line(h.line, 200)}). {host} has fewer than "
+                f"{NDOTS} dots, so with the resolver's default ndots:5 it is first looked up as "
+                f"{host}.{domain} (a search domain the pods inherit), and a wildcard record of "
+                f"{domain} answers for that name. Name resolution, not the partner's "
+                "certificate, is wrong."
+            ),
+            evidence=ev.cite(*cite_hits([h]), *(pod_cites(ev, pod, c) if pod else [])),
+            impact=f"{workload_state(ctx)}; every call to {host} goes to the wrong server.",
+            immediate_actions=[
+                f"Write the name fully qualified ({host}. with a trailing dot) or set "
+                "dnsConfig options ndots:1 for these pods; remove the wildcard record of "
+                f"{domain} or the search domain from the nodes' resolv.conf.",
+            ],
+            recommendations=[
+                "Keep wildcard records out of domains that nodes put in their DNS search list.",
+            ],
+            commands=[
+                *(
+                    [f"kubectl -n {pod.namespace} exec {pod.name} -- cat /etc/resolv.conf"]
+                    if pod
+                    else []
+                ),
+                f"kubectl run -it --rm dnsutils --image=registry.k8s.io/e2e-test-images/"
+                f"jessie-dnsutils:1.3 -- nslookup {host}",
+            ],
+        )
+    return None
+
+
 def dns_failure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
-    """The pod cannot resolve a host name (NXDOMAIN, or the cluster DNS does not answer)."""
+    """The pod cannot resolve a host name (NXDOMAIN, or the cluster DNS does not answer), or
+    resolves a public name under a search domain whose wildcard record answers."""
     hits = grep(ctx, ev, _DNS)
     if not hits:
-        return None
+        return _search_domain_hijack(ctx, ev)
     hosts: list[str] = []
     for h in hits:
         m = _HOST.search(h.line)
