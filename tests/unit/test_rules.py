@@ -2365,3 +2365,19 @@ def test_pid_pressure_with_threads_refused_is_the_node() -> None:
     c = ctx(pods=[pod(POD, container(last_exit_code=1, restart_count=4))], nodes=[node],
             logs=[log(logs)])  # fmt: skip
     check(c, Category.NODE_NOT_READY)
+
+
+def test_a_statefulset_with_on_delete_waits_for_its_pods_to_be_deleted() -> None:
+    sts = WorkloadSnapshot(
+        kind="StatefulSet", name="clickhouse", namespace=NS, desired=3, ready=3, updated=0,
+        update_strategy="OnDelete", current_revision="clickhouse-6f9d", update_revision="clickhouse-7c8b",
+        selector={"app": "clickhouse"},
+    )  # fmt: skip
+    running = pod("clickhouse-0", container(state="running", ready=True, restart_count=0),
+                  owner_kind="StatefulSet", owner_name="clickhouse",
+                  conditions={"Ready": ("True", "", "")})  # fmt: skip
+    c = ctx(pods=[running], workload=sts,
+            alert=alert("KubeStatefulSetUpdateNotRolledOut", pod="", container="",
+                        statefulset="clickhouse"))  # fmt: skip
+    d = check(c, Category.ROLLOUT_STUCK)
+    assert "OnDelete" in d.root_cause

@@ -144,6 +144,8 @@ class WorkloadSnapshot(Snapshot):
     schedule: str | None = None
     concurrency_policy: str | None = None
     active_jobs: list[str] = Field(default_factory=list)
+    #: a StatefulSet's or DaemonSet's updateStrategy type (RollingUpdate, OnDelete)
+    update_strategy: str | None = None
     #: a StatefulSet's rolling update: its partition and its current and update revisions
     partition: int | None = None
     current_revision: str | None = None

@@ -65,7 +65,7 @@ RULES: tuple[Rule, ...] = (
         Category.ROLLOUT_STUCK,
         Scope.WRAPPER,
         "A StatefulSet's rolling update stops at its updateStrategy partition, so the ordinals "
-        "below it keep the old revision.",
+        "below it keep the old revision; with OnDelete, pods change only when deleted.",
         wrap=workloads.partition_held,
     ),
     Rule(

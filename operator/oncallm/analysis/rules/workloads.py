@@ -463,6 +463,46 @@ def rollout_stuck(
     )
 
 
+def _selector_text(w: WorkloadSnapshot) -> str:
+    return ",".join(f"{k}={v}" for k, v in w.selector.items()) or f"app={w.name}"
+
+
+def _on_delete(
+    ctx: Context, ev: EvidenceIndex, w: WorkloadSnapshot, cause: Finding | None
+) -> Finding:
+    """updateStrategy OnDelete: the controller replaces a pod with the new revision only when
+    someone deletes it, so an applied change never rolls out by itself."""
+    return Finding(
+        Category.ROLLOUT_STUCK,
+        0.9,
+        summary=(
+            f"StatefulSet {w.name} uses updateStrategy OnDelete: {w.updated or 0} of "
+            f"{w.desired} pods run revision {w.update_revision}; the rest wait to be deleted."
+        ),
+        root_cause=(
+            f"StatefulSet {w.namespace}/{w.name} has updateStrategy OnDelete, so the controller "
+            f"moves a pod to revision {w.update_revision} only when the pod is deleted; "
+            f"{(w.desired or 0) - (w.updated or 0)} pods stay on {w.current_revision} "
+            f"({w.updated or 0}/{w.desired} updated) until someone deletes them."
+        ),
+        evidence=ev.cite(workload_id(w.kind, w.name), ALERT_ID),
+        impact=f"{workload_state(ctx)}; the StatefulSet runs two revisions side by side.",
+        immediate_actions=[
+            f"Delete the old pods of {w.name} one at a time (highest ordinal first, waiting for "
+            "each to be Ready), or switch updateStrategy to RollingUpdate.",
+        ],
+        recommendations=[
+            "Use OnDelete only with a runbook or operator that deletes the pods; alert on "
+            "KubeStatefulSetUpdateNotRolledOut.",
+        ],
+        commands=[
+            kc.rollout_status(w.kind, w.namespace, w.name),
+            f"kubectl -n {w.namespace} get pods -l {_selector_text(w)} -L controller-revision-hash",
+        ],
+        at_fault=cause is None,
+    )
+
+
 def partition_held(
     ctx: Context, ev: EvidenceIndex, settings: RuleSettings, causes: list[Finding]
 ) -> Finding | None:
@@ -470,11 +510,15 @@ def partition_held(
     old revision by design. A partition left over from a canary is the rollout's own fault, so
     this wrapper is at fault when no pod fails for a cause of its own."""
     w = controller(ctx)
-    if w is None or w.kind != "StatefulSet" or not w.partition:
+    if w is None or w.kind != "StatefulSet":
         return None
     if not w.update_revision or w.update_revision == w.current_revision:
         return None
     if (w.updated or 0) >= (w.desired or 0):
+        return None
+    if w.update_strategy == "OnDelete":
+        return _on_delete(ctx, ev, w, proven(causes, settings))
+    if not w.partition:
         return None
     cause = proven(causes, settings)
     held = [f"{w.name}-{i}" for i in range(min(w.partition, w.desired or w.partition))]

@@ -317,12 +317,14 @@ def workload_snapshot(
         snap.unavailable = int(status.get("unavailableReplicas", 0) or 0)
         snap.progress_deadline_seconds = spec.get("progressDeadlineSeconds")
         if kind == "StatefulSet":
+            snap.update_strategy = (spec.get("updateStrategy") or {}).get("type") or "RollingUpdate"
             rolling = (spec.get("updateStrategy") or {}).get("rollingUpdate") or {}
             if rolling.get("partition") is not None:
                 snap.partition = int(rolling["partition"])
             snap.current_revision = status.get("currentRevision")
             snap.update_revision = status.get("updateRevision")
     elif kind == "DaemonSet":
+        snap.update_strategy = (spec.get("updateStrategy") or {}).get("type") or "RollingUpdate"
         snap.desired = int(status.get("desiredNumberScheduled", 0) or 0)
         snap.ready = int(status.get("numberReady", 0) or 0)
         snap.updated = int(status.get("updatedNumberScheduled", 0) or 0)
