@@ -194,6 +194,26 @@ def test_a_probes_failed_connection_is_no_dependency_down() -> None:
     assert support(Category.DEPENDENCY_UNREACHABLE, [*failing, refused])[0] == refused
 
 
+def test_a_bound_claim_proves_no_pending_claim() -> None:
+    # a PersistentVolume filling up: its claim is Bound, and the alert names the claim
+    def claim(phase: str) -> EvidenceRef:
+        return EvidenceRef(
+            id="pvc/storage-vmsingle-0",
+            source="pvc",
+            object="persistentvolumeclaim/mosaic/storage-vmsingle-0",
+            excerpt=f"{phase}; storageClass gp3; requests 500Gi",
+        )
+
+    alert = EvidenceRef(
+        id="alert",
+        source="alert",
+        object="pod/mosaic/vmsingle-0",
+        excerpt="KubePersistentVolumeFillingUp (firing) persistentvolumeclaim=storage-vmsingle-0",
+    )
+    assert support(Category.PVC_PENDING, [alert, claim("Bound")])[0] is None
+    assert support(Category.PVC_PENDING, [alert, claim("Pending")])[0] == claim("Pending")
+
+
 def test_agreement_is_no_disagreement() -> None:
     verdict = judge(_diagnosis("oom_killed"), baseline(), evidence(), confident_rules=0.6)
     assert verdict.accept and not verdict.disagreement and verdict.note is None

@@ -139,8 +139,8 @@ NEEDS: dict[Category, Need] = {
     ),
     Category.PVC_PENDING: _need(
         "a PersistentVolumeClaim that is not bound (Pending, ProvisioningFailed, FailedBinding)",
-        r"^pvc/|ProvisioningFailed|FailedBinding|unbound|persistentvolumeclaim|"
-        r"storageclass|volume node affinity|FailedAttachVolume|Multi-Attach",
+        r"^pvc/\S+ (?:Pending|Lost)\b|ProvisioningFailed|FailedBinding|unbound|"
+        r"volume node affinity|FailedAttachVolume|Multi-Attach",
     ),
     Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE: _need(
         "a scheduling failure (FailedScheduling, Insufficient cpu/memory, untolerated taint)",
@@ -202,7 +202,8 @@ POD_FAILURES = frozenset(
 )
 
 #: A container status line (``describe_container``) of a container that runs, is ready and
-#: never restarted: no waiting or terminated state, no last state.
+#: never restarted: no waiting or terminated state, no last state. (One that restarted may
+#: be ready between two OOM kills: corpus worker-oom-noisy-logs.)
 _HEALTHY_CONTAINER = re.compile(r"^container \S+ \([^)]*\); running; restarts 0, ready true(?:;|$)")
 
 
