@@ -953,3 +953,21 @@ async def test_a_dependency_without_pods_names_the_workload_scaled_to_zero() -> 
     [svc] = [s for s in ctx.services if s.name == "orders-db"]
     assert "StatefulSet shop/orders-db has 0 replicas (scaled to zero)" in svc.backing
     assert "scaled to zero" in diagnose(ctx).root_cause
+
+
+async def test_coredns_crash_looping_on_its_corefile_is_named_with_its_error() -> None:
+    ctx = await gathered(
+        alert(namespace="shop", pod="bridge-1"),
+        [crashed_app(), coredns("coredns-a", crashing=True),
+         corefile("consul-dns.consul.svc.cluster.local"), *KUBE_DNS],
+        **{
+            "shop__bridge-1__app": "socket.gaierror: [Errno -3] Temporary failure in name "
+            "resolution",
+            "kube-system__coredns-a__coredns": 'plugin/forward: not an IP address or file: '
+            '"consul-dns.consul.svc.cluster.local"',
+        },
+    )  # fmt: skip
+    d = diagnose(ctx)
+    assert d.category == Category.DNS_FAILURE
+    assert "crash-loop" in d.root_cause and "not an IP address" in d.root_cause
+    assert set(d.evidence) <= set(ids(ctx))

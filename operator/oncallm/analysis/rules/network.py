@@ -34,7 +34,13 @@ from oncallm.analysis.rules.base import (
     workload_state,
 )
 from oncallm.gathering.sources.custom_resources import certificate_id, issuer_id
-from oncallm.gathering.sources.dns import corefile_id, loop_id, upstream_id
+from oncallm.gathering.sources.dns import (
+    coredns_line_id,
+    coredns_pod_id,
+    corefile_id,
+    loop_id,
+    upstream_id,
+)
 from oncallm.gathering.sources.network_paths import namespace_id, path_id, path_policy_id
 from oncallm.gathering.sources.role_bindings import grants, role_binding_id
 from oncallm.gathering.sources.tls_peers import tls_peer_id
@@ -470,6 +476,14 @@ _KUBERNETES_ZONES = re.compile(r"^\s*kubernetes\s+([^{\n]+?)\s*\{", re.M)
 """The zones CoreDNS's kubernetes plugin answers for (``kubernetes cluster.local in-addr.arpa``)."""
 
 
+#: CoreDNS refusing its Corefile at start: a plugin's parse error, a fatal.
+_COREDNS_FATAL = re.compile(
+    r"\[FATAL\]|plugin/\w+: .*(?:not an IP address|unknown|invalid|error)|Error during parsing"
+    r"|Unknown directive|Corefile:\d+",
+    re.IGNORECASE,
+)
+
+
 def _corefile_fault(ctx: Context) -> tuple[str, list[Link]]:
     """CoreDNS's own fault, from its Corefile and logs: a forward to /etc/resolv.conf that the
     loop plugin caught (the node's resolver is a local stub pointing back), or upstreams the
@@ -509,6 +523,39 @@ def _corefile_fault(ctx: Context) -> tuple[str, list[Link]]:
         )
         return text, [
             Link(summary=text + ".", evidence=[corefile_id()], category=Category.DNS_FAILURE)
+        ]
+    crashing = [
+        p
+        for p in dns.pods
+        if any(c.restart_count and (c.state == "waiting" or not c.ready) for c in p.containers)
+    ]
+    why_line = next(
+        (
+            (log, n, line)
+            for log in sorted(dns.logs, key=lambda lg: not lg.previous)
+            if log.pod in {p.name for p in crashing}
+            for n, line in enumerate(log.lines, 1)
+            if _COREDNS_FATAL.search(line)
+        ),
+        None,
+    )
+    if crashing and why_line is not None and not dns.dead_upstreams:
+        log, n, line = why_line
+        text = (
+            f"the CoreDNS pods crash-loop ({', '.join(p.name for p in crashing[:2])}) on their "
+            f"configuration: {quote_line(line, 200)}; nothing answers cluster DNS until the "
+            "Corefile (ConfigMap kube-system/coredns) is fixed"
+        )
+        return text, [
+            Link(
+                summary=text + ".",
+                evidence=[
+                    corefile_id(),
+                    coredns_pod_id(crashing[0].name),
+                    coredns_line_id(log, n),
+                ],
+                category=Category.DNS_FAILURE,
+            )
         ]
     if dns.dead_upstreams:
         zones = [
