@@ -946,12 +946,18 @@ async def test_a_dependency_without_pods_names_the_workload_scaled_to_zero() -> 
         {"kind": "StatefulSet", "metadata": {"name": "orders-db", "namespace": "shop"},
          "spec": {"replicas": 0, "template": {"metadata": {"labels": {"app": "orders-db"}}}},
          "status": {}},
+        {"kind": "HorizontalPodAutoscaler",
+         "metadata": {"name": "keda-hpa-orders-db", "namespace": "shop",
+                      "ownerReferences": [{"kind": "ScaledObject", "name": "nightly-off",
+                                           "controller": True}]},
+         "spec": {"scaleTargetRef": {"kind": "StatefulSet", "name": "orders-db"}}},
     ]  # fmt: skip
     line = "could not connect to server: Connection refused, is orders-db:5432 running?"
     ctx = await gathered(alert(namespace="shop", pod="bridge-1"), objects,
                          **{"shop__bridge-1__app": line})  # fmt: skip
     [svc] = [s for s in ctx.services if s.name == "orders-db"]
     assert "StatefulSet shop/orders-db has 0 replicas (scaled to zero)" in svc.backing
+    assert "HPA keda-hpa-orders-db scales it for ScaledObject nightly-off" in svc.backing
     assert "scaled to zero" in diagnose(ctx).root_cause
 
 

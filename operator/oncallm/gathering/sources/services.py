@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import re
 
-from oncallm.gathering.objects import Obj, label_selector, meta, name_of, selector_matches
+from oncallm.gathering.objects import (
+    Obj,
+    controller_of,
+    label_selector,
+    meta,
+    name_of,
+    selector_matches,
+)
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier, kv
 from oncallm.gathering.sources.pods import pod_snapshot
@@ -115,8 +122,21 @@ async def backing_workload(scope: Scope, namespace: str, selector: dict[str, str
                     f"{kind} {namespace}/{name_of(obj)} has {replicas} replicas"
                     + (" (scaled to zero)" if replicas == 0 else "")
                     + f", {status.get('readyReplicas') or 0} ready"
+                    + (await _scaler(scope, namespace, kind, name_of(obj)) if replicas == 0 else "")
                 )
     return f"no Deployment or StatefulSet of {namespace} has pods its selector matches"
+
+
+async def _scaler(scope: Scope, namespace: str, kind: str, name: str) -> str:
+    """The HPA that scales the workload, and what owns it (a KEDA ScaledObject scales to zero
+    through an HPA it owns)."""
+    for hpa in await scope.reader.list("HorizontalPodAutoscaler", namespace):
+        ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        if ref.get("kind") != kind or ref.get("name") != name:
+            continue
+        owner = controller_of(hpa)
+        return f"; HPA {name_of(hpa)} scales it" + (f" for {owner[0]} {owner[1]}" if owner else "")
+    return ""
 
 
 def backend_failures(pods: list[PodSnapshot]) -> tuple[list[str], str | None]:
@@ -269,5 +289,12 @@ SOURCE = Source(
     Stage.FOLLOW,
     read,
     evidence,
-    resources=("services", "endpoints", "pods", "deployments.apps", "statefulsets.apps"),
+    resources=(
+        "services",
+        "endpoints",
+        "pods",
+        "deployments.apps",
+        "statefulsets.apps",
+        "horizontalpodautoscalers.autoscaling",
+    ),
 )

@@ -205,5 +205,6 @@ SOURCE = Source(
         "endpoints",
         "deployments.apps",
         "statefulsets.apps",
+        "horizontalpodautoscalers.autoscaling",
     ),
 )
