@@ -2381,3 +2381,16 @@ def test_a_statefulset_with_on_delete_waits_for_its_pods_to_be_deleted() -> None
                         statefulset="clickhouse"))  # fmt: skip
     d = check(c, Category.ROLLOUT_STUCK)
     assert "OnDelete" in d.root_cause
+
+
+def test_timeouts_under_several_egress_policies_name_them_all() -> None:
+    deny = NetworkPolicySnapshot(name="default-deny-all", namespace=NS, policy_types=["Egress"],
+                                 selects_target=True)  # fmt: skip
+    dns = NetworkPolicySnapshot(name="allow-dns", namespace=NS, policy_types=["Egress"],
+                                selects_target=True, egress=["namespaces kube-system ports 53/UDP"])  # fmt: skip
+    pg = NetworkPolicySnapshot(name="allow-egress-postgres", namespace=NS, policy_types=["Egress"],
+                               selects_target=True, egress=["ipBlock 10.80.0.0/16 ports 5432/TCP"])  # fmt: skip
+    logs = "2025-07-01T10:00:00Z ERROR dial tcp 10.80.4.2:3307: i/o timeout\n"
+    c = ctx(network_policies=[deny, dns, pg], logs=[log(logs)])
+    d = check(c, Category.NETWORK_POLICY_BLOCK)
+    assert "allow-egress-postgres" in d.root_cause and "5432/TCP" in d.root_cause

@@ -920,7 +920,17 @@ def network_policy_block(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fi
         if svc
         else "its dependencies"
     )
-    rules = "; ".join(np.egress) if np.egress else "none: all egress is denied"
+    # egress is allowed by the union of every policy that selects the pod: name them all
+    if svc is None and len(policies) > 1:
+        allowed = [r for p in policies for r in p.egress]
+        rules = "; ".join(allowed) if allowed else "none: all egress is denied"
+        names = ", ".join(p.name for p in policies[:4])
+    else:
+        rules = "; ".join(np.egress) if np.egress else "none: all egress is denied"
+        names = np.name
+    several = "," in names
+    kind = "NetworkPolicies" if several else "NetworkPolicy"
+    verb = ("block", "select", "restrict") if several else ("blocks", "selects", "restricts")
     cmds = [
         kc.describe("networkpolicy", np.namespace, np.name),
         kc.get_kind("networkpolicy", np.namespace),
@@ -932,15 +942,16 @@ def network_policy_block(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fi
     return Finding(
         Category.NETWORK_POLICY_BLOCK,
         score,
-        summary=f"NetworkPolicy {np.name} blocks egress from {who} to {dest}.",
+        summary=f"{kind} {names} {verb[0]} egress from {who} to {dest}.",
         root_cause=(
-            f"NetworkPolicy {np.namespace}/{np.name} selects {who} and restricts its egress "
+            f"{kind} {np.namespace}/{names} {verb[1]} {who} and {verb[2]} its egress "
             f"(allowed egress: {rules}), so connections to {dest} time out"
             + (f" ({quote_line(hits[-1].line, 160)})" if hits else "")
             + "; the destination itself is healthy."
         ),
         evidence=ev.cite(
             netpol_id(np.name),
+            *(netpol_id(p.name) for p in policies[1:4] if svc is None),
             service_id(svc.name) if svc else None,
             *cite_hits(hits),
             *(pod_cites(ev, pod, c) if pod else []),
