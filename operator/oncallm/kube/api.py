@@ -13,7 +13,7 @@ import asyncio
 import json
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +48,10 @@ class RateLimiter:
     """A token bucket: ``qps`` requests a second on average, bursts up to ``burst``.
 
     The same shape as client-go's default limiter (QPS 5, burst 10 there; OnCallM's defaults
-    are higher because one notification may carry thousands of alerts).
+    are higher because one notification may carry thousands of alerts). Waiting requests are
+    served in order, except that a request marked ``first`` goes before every unmarked one:
+    the write that completes an analysis is its last request and makes a report visible, so in
+    a storm it should not queue behind the reads of analyses that are still gathering.
     """
 
     def __init__(self, qps: float, burst: int) -> None:
@@ -56,19 +59,40 @@ class RateLimiter:
         self.burst = max(1, burst)
         self._tokens = float(self.burst)
         self._last = time.monotonic()
-        self._lock = asyncio.Lock()
+        self._first: deque[asyncio.Future[None]] = deque()
+        self._rest: deque[asyncio.Future[None]] = deque()
+        self._dispenser: asyncio.Task[None] | None = None
 
-    async def acquire(self) -> None:
+    async def acquire(self, *, first: bool = False) -> None:
         if self.qps <= 0:
             return
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self._tokens = min(self.burst, self._tokens + (now - self._last) * self.qps)
-                self._last = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
+        if not self._first and not self._rest and self._take():
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        (self._first if first else self._rest).append(waiter)
+        if self._dispenser is None or self._dispenser.done():
+            self._dispenser = asyncio.create_task(self._dispense())
+        await waiter
+
+    def _take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.qps)
+        self._last = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+    async def _dispense(self) -> None:
+        """Hand out tokens to the waiters as they accrue, marked ones first."""
+        while self._first or self._rest:
+            queue = self._first or self._rest
+            if queue[0].done():  # its request was cancelled while it waited
+                queue.popleft()
+                continue
+            if self._take():
+                queue.popleft().set_result(None)
+            else:
                 await asyncio.sleep((1 - self._tokens) / self.qps)
 
 
@@ -136,9 +160,11 @@ class KubeAPI:
         content_type: str = "application/json",
         timeout: float | None = None,
         text: bool = False,
+        first: bool = False,
     ) -> Any:
-        """One request; the decoded JSON answer. Raises ApiError on any failure."""
-        await self.limiter.acquire()
+        """One request; the decoded JSON answer. Raises ApiError on any failure. ``first``:
+        ahead of the unmarked requests waiting for the rate limit (see ``RateLimiter``)."""
+        await self.limiter.acquire(first=first)
         self.calls[method] += 1
         headers = {"Accept": "application/json"}
         data = None

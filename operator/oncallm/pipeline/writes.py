@@ -19,13 +19,16 @@ from oncallm.models.analysis import (
 
 
 async def patch_status(api: KubeAPI, analysis: AlertAnalysis, status: AlertAnalysisStatus) -> None:
-    """Merge the set fields of ``status`` into the object's status."""
+    """Merge the set fields of ``status`` into the object's status. A write that finishes the
+    analysis goes ahead of requests still waiting for the rate limit (a member of an incident
+    is done with this one write; a gathering read is one of many)."""
     path = resource("AlertAnalysis").path(analysis.namespace, analysis.name) + "/status"
     await api.request(
         "PATCH",
         path,
         body={"status": status.to_kube()},
         content_type="application/merge-patch+json",
+        first=status.phase is not None and status.phase.finished,
     )
 
 
