@@ -902,13 +902,18 @@ async def test_an_image_filesystem_the_gc_cannot_free_names_the_largest_images()
     objects = [
         node,
         pod("docs-1", phase="Failed", status={"reason": "Evicted", "message": EVICTED}),
+        pod("prepull-x1", ns="ci", owner=("DaemonSet", "prepuller"),
+            containers=[{"name": "hold", "image": "ghcr.io/acme/trainer:811"}]),
         event("Node", "worker-1", "ImageGCFailed", "Failed to garbage collect required amount "
               "of images. Attempted to free 18274320384 bytes, but only found 0 bytes eligible "
               "to free.", ns=None),
     ]  # fmt: skip
     ctx = await gathered(alert(namespace="shop", pod="docs-1"), objects)
     [snap] = ctx.node_storage
-    assert snap.largest_images[0] == "ghcr.io/acme/trainer:811 (14.2 GB)"
+    assert (
+        snap.largest_images[0] == "ghcr.io/acme/trainer:811 (14.2 GB, used by DaemonSet prepuller)"
+    )
+    assert "used by" not in snap.largest_images[1]
     d = diagnose(ctx)
     assert d.category == Category.DISK_PRESSURE and "ghcr.io/acme/trainer:811" in d.root_cause
 

@@ -302,7 +302,11 @@ def _disk_filler(ctx: Context, node: str, evicted: list[str]) -> tuple[str, list
         texts.append(f"pod {u.namespace}/{u.pod}{owner} {how}")
     if not texts:
         return "", []
-    lead = "the writer" if len(texts) == 1 else "the writers that can fill it"
+    lead = (
+        "what fills it"
+        if gc_failed and snap.largest_images
+        else ("the writer" if len(texts) == 1 else "the writers that can fill it")
+    )
     text = f"{lead}: " + "; ".join(texts)
     link = Link(
         summary=f"On node {node}, {text}.",

@@ -74,7 +74,7 @@ async def read(scope: Scope) -> None:
                 for n in ctx.nodes
             )
             snap = node_storage(node, pressure, pods)
-            snap.largest_images = largest_images(await scope.get("Node", None, node))
+            snap.largest_images = largest_images(await scope.get("Node", None, node), pods)
             ctx.node_storage.append(snap)
 
 
@@ -82,15 +82,27 @@ async def read(scope: Scope) -> None:
 MAX_IMAGES = 3
 
 
-def largest_images(node: Obj | None) -> list[str]:
-    """The node's largest images, ``name (size)``, from its status.images."""
+def largest_images(node: Obj | None, pods: list[Obj] | None = None) -> list[str]:
+    """The node's largest images, ``name (size, used by <owner>)``, from its status.images and
+    the pods on it that run them (an image in use is one the garbage collector keeps)."""
     images = ((node or {}).get("status") or {}).get("images") or []
     ranked = sorted(images, key=lambda i: -int(i.get("sizeBytes") or 0))
+    users: dict[str, str] = {}
+    for pod in pods or []:
+        kind, owner = workload_of(pod)
+        for c in [*((pod.get("spec") or {}).get("initContainers") or []),
+                  *((pod.get("spec") or {}).get("containers") or [])]:  # fmt: skip
+            users.setdefault(str(c.get("image", "")), f"{kind} {owner}")
     out = []
     for image in ranked[:MAX_IMAGES]:
         names = [str(n) for n in image.get("names") or []]
         name = next((n for n in names if "@sha256:" not in n), names[0] if names else "?")
-        out.append(f"{name} ({int(image.get('sizeBytes') or 0) / 1e9:.1f} GB)")
+        user = next((users[n] for n in names if n in users), "")
+        out.append(
+            f"{name} ({int(image.get('sizeBytes') or 0) / 1e9:.1f} GB"
+            + (f", used by {user}" if user else "")
+            + ")"
+        )
     return out
 
 
