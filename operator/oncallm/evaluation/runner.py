@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 DEFAULT_NAMESPACE = "oncallm-eval"
 #: Seconds one scenario's analysis may take before it counts as failed.
 SCENARIO_TIMEOUT = 120.0
+#: Scenarios evaluated on the cluster per load of the scenario Prometheus. Series are
+#: backfilled to end at the load, one sample a minute, and the product queries 5-minute windows:
+#: a batch must finish within about 4 minutes of its load; 40 take about a minute here.
+CLUSTER_METRICS_BATCH = 40
 #: The split of the scenarios at the top of the folder.
 TUNED = "tuned"
 #: Splits shown only as a score and a confusion matrix, never a scenario's name or details:
@@ -496,21 +500,29 @@ def run_eval(
 
         plane = LocalControlPlane.running_or_started(controlplane_dir)
         saved = os.environ.get("ONCALLM_PROMETHEUS_URL")
-        with scenario_prometheus(scenarios) as prometheus_url:
-            if prometheus_url:
-                os.environ["ONCALLM_PROMETHEUS_URL"] = prometheus_url
-                print(f"scenario metrics served by Prometheus at {prometheus_url}", flush=True)
-            try:
-                results = asyncio.run(
-                    evaluate_on_cluster(
-                        scenarios, str(plane.kubeconfig), namespace, plane, hidden=hidden
-                    )
-                )
-            finally:
-                if saved is None:
-                    os.environ.pop("ONCALLM_PROMETHEUS_URL", None)
+        results = []
+        # The series of a batch end when its Prometheus is loaded, and each scenario is planted
+        # as "now" when its turn comes: one Prometheus for a whole run let the later
+        # scenarios' series age past the 5-minute windows the product queries.
+        for start in range(0, len(scenarios), CLUSTER_METRICS_BATCH):
+            batch = scenarios[start : start + CLUSTER_METRICS_BATCH]
+            with scenario_prometheus(batch) as prometheus_url:
+                if prometheus_url:
+                    os.environ["ONCALLM_PROMETHEUS_URL"] = prometheus_url
+                    print(f"scenario metrics served by Prometheus at {prometheus_url}", flush=True)
                 else:
-                    os.environ["ONCALLM_PROMETHEUS_URL"] = saved
+                    os.environ.pop("ONCALLM_PROMETHEUS_URL", None)
+                try:
+                    results += asyncio.run(
+                        evaluate_on_cluster(
+                            batch, str(plane.kubeconfig), namespace, plane, hidden=hidden
+                        )
+                    )
+                finally:
+                    if saved is None:
+                        os.environ.pop("ONCALLM_PROMETHEUS_URL", None)
+                    else:
+                        os.environ["ONCALLM_PROMETHEUS_URL"] = saved
     for result, split in zip(results, splits, strict=True):
         result.split = split
     print(table(results))
