@@ -96,7 +96,9 @@ class AnalysisService:
         except ValidationError as err:
             log.warning("AlertAnalysis %s/%s is malformed and left alone: %s", namespace, name, err)
             return False
-        return self.queue.submit(analysis, force=forced)
+        # The annotation asks a finished analysis to run again; on an analysis in progress it
+        # is the echo of that run's own writes, which must not ask for yet another run.
+        return self.queue.submit(analysis, force=forced and phase in FINISHED)
 
     def start(self) -> None:
         """Start the queue's workers (after the policies are loaded)."""
@@ -107,9 +109,10 @@ class AnalysisService:
         await self.incidents.close()
 
     async def _run_entry(self, analysis: AlertAnalysis, attempt: int, force: bool) -> None:
-        await self.analyse(analysis, attempt, force=force)
         if force and (analysis.metadata.get("annotations") or {}).get(REANALYZE_ANNOTATION):
+            # consumed before the run: its own status writes then carry no request to run again
             await self.clear_reanalyze(analysis)
+        await self.analyse(analysis, attempt, force=force)
 
     # -- policies (kept current by the policy handlers) -----------------------------------
     async def load_policies(self) -> None:
@@ -295,11 +298,27 @@ class AnalysisService:
             log.info(
                 "the model answers again: re-analysing %d analyses done by the rules", len(items)
             )
+        asked = 0
         for item in items:
-            await self.api.request(
-                "PATCH",
-                f"{path}/{item['metadata']['name']}",
-                body={"metadata": {"annotations": {REANALYZE_ANNOTATION: "true"}}},
-                content_type="application/merge-patch+json",
-            )
-        return len(items)
+            meta = item["metadata"]
+            try:
+                # Conditional on the version listed: an analysis whose re-analysis finished in
+                # the meantime (label and annotation removed) answers 409 and is left alone,
+                # instead of being asked for a second re-analysis it does not need.
+                await self.api.request(
+                    "PATCH",
+                    f"{path}/{meta['name']}",
+                    body={
+                        "metadata": {
+                            "resourceVersion": meta.get("resourceVersion"),
+                            "annotations": {REANALYZE_ANNOTATION: "true"},
+                        }
+                    },
+                    content_type="application/merge-patch+json",
+                )
+                asked += 1
+            except ApiError as err:
+                if err.status != 409:
+                    raise
+                log.debug("%s changed since the sweep listed it; not re-analysed", meta["name"])
+        return asked
