@@ -33,6 +33,7 @@ from oncallm.analysis.rules.base import (
 )
 from oncallm.gathering.sources.node_health import no_memory_limit_id, oom_id
 from oncallm.gathering.sources.node_storage import FILESYSTEM_ALERTS, storage_id, storage_pod_id
+from oncallm.gathering.sources.nodes import NODE_GROUP_LABELS
 from oncallm.gathering.sources.quota_consumers import consumer_id
 from oncallm.gathering.sources.resource_holders import holder_id
 from oncallm.models.analysis import Category
@@ -121,14 +122,6 @@ def _memory_evictions(ctx: Context, node: str) -> bool:
     )
 
 
-_NODE_GROUP_LABELS = (
-    "eks.amazonaws.com/nodegroup",
-    "cloud.google.com/gke-nodepool",
-    "kubernetes.azure.com/agentpool",
-    "karpenter.sh/nodepool",
-)
-
-
 def _node_groups(ctx: Context, pod: PodSnapshot | None) -> str:
     """The node groups of the nodes the pod's nodeSelector allows: the group whose maximum
     size stops the autoscaler."""
@@ -144,7 +137,7 @@ def _node_groups(ctx: Context, pod: PodSnapshot | None) -> str:
         {
             n.labels[label]
             for n in ctx.nodes
-            for label in _NODE_GROUP_LABELS
+            for label in NODE_GROUP_LABELS
             if label in n.labels and all(n.labels.get(k) == v for k, v in wanted.items())
         }
     )

@@ -55,10 +55,11 @@ _CONNECT_FAILURE = re.compile(
     r"|network is unreachable|ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|connect failed|unreachable",
     re.IGNORECASE,
 )
-_SERVICE_DNS = re.compile(
+SERVICE_DNS = re.compile(
     r"(?<![\w.-])([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.svc"
     r"(?:\.cluster\.local)?\.?(?::(\d+))?"
 )
+"""A Service in a cluster DNS form, ``name.namespace.svc[.cluster.local][:port]``."""
 _NOT_THE_PODS = re.compile(r"calling webhook|probe failed|probe errored", re.IGNORECASE)
 _IP_PORT = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})\b")
 
@@ -109,7 +110,7 @@ def destinations(ctx: Context, namespace: str) -> list[Destination]:
         if not _CONNECT_FAILURE.search(line) or _NOT_THE_PODS.search(line):
             continue
         failing = failing or line.strip()
-        named = list(_SERVICE_DNS.finditer(line))
+        named = list(SERVICE_DNS.finditer(line))
         for m in named:
             svc, ns, port = m.group(1), m.group(2), m.group(3)
             text = f"{svc}.{ns}" + (f":{port}" if port else "")
@@ -145,7 +146,7 @@ def destinations(ctx: Context, namespace: str) -> list[Destination]:
         # The failure names no peer ("HTTP connect timed out"): the connection goes to what
         # the pods' configuration points them at, a Service in a cluster DNS form.
         for value in _configured_values(ctx):
-            for m in _SERVICE_DNS.finditer(value):
+            for m in SERVICE_DNS.finditer(value):
                 svc, ns, port = m.group(1), m.group(2), m.group(3)
                 text = f"{svc}.{ns}" + (f":{port}" if port else "")
                 found.setdefault(

@@ -37,16 +37,19 @@ async def read(scope: Scope) -> None:
             scope.ctx.nodes.append(node_snapshot(node, on_node, selected_keys(scope.ctx)))
 
 
+NODE_GROUP_LABELS = (
+    "eks.amazonaws.com/nodegroup",
+    "cloud.google.com/gke-nodepool",
+    "kubernetes.azure.com/agentpool",
+    "karpenter.sh/nodepool",
+)
+"""The node group / pool a node belongs to, as EKS, GKE, AKS and Karpenter label it."""
 _TOPOLOGY_LABELS = (
     "kubernetes.io/arch",
     "kubernetes.io/os",
     "topology.kubernetes.io/zone",
     "node.kubernetes.io/instance-type",
-    # the node group / pool the node belongs to, as EKS, GKE, AKS and Karpenter label it
-    "eks.amazonaws.com/nodegroup",
-    "cloud.google.com/gke-nodepool",
-    "kubernetes.azure.com/agentpool",
-    "karpenter.sh/nodepool",
+    *NODE_GROUP_LABELS,
 )
 """Node labels a diagnosis names: the CPU architecture an image must match, the zone a volume
 is bound to, the instance type, the node group the autoscaler grows."""

@@ -21,6 +21,7 @@ from oncallm.gathering.objects import label_selector
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
 from oncallm.gathering.sources.custom_resources import CERT_MANAGER, certificate_snapshot
+from oncallm.gathering.sources.network_paths import SERVICE_DNS
 from oncallm.gathering.sources.pods import pod_snapshot
 from oncallm.models.analysis import EvidenceSource
 from oncallm.models.evidence import Context, TLSPeerSnapshot
@@ -33,9 +34,6 @@ CERT_ERROR = re.compile(
     r"|CERT_HAS_EXPIRED|CertificateExpiredException|certificate verify failed"
     r"|PKIX path|SSLHandshakeException|unknown authority",
     re.IGNORECASE,
-)
-_CLUSTER_HOST = re.compile(
-    r"(?<![\w.-])([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.svc"
 )
 
 
@@ -51,7 +49,7 @@ def peers(ctx: Context) -> list[tuple[str, str]]:
         for line in log.lines[-200:]:
             if not CERT_ERROR.search(line):
                 continue
-            for m in _CLUSTER_HOST.finditer(line):
+            for m in SERVICE_DNS.finditer(line):
                 if (m.group(2), m.group(1)) not in found:
                     found.append((m.group(2), m.group(1)))
     return found[:MAX_PEERS]
