@@ -6,10 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from oncallm.analysis import diagnose
 from oncallm.analysis.evidence import index_evidence
 from oncallm.gathering.gather import gather
 from oncallm.gathering.memory import MemoryReader
+from oncallm.gathering.sources.dns import NAME_RESOLUTION_FAILURE
 from oncallm.models.alert import Alert
 from oncallm.models.analysis import Category
 from oncallm.models.evidence import Context
@@ -982,3 +985,38 @@ async def test_coredns_crash_looping_on_its_corefile_is_named_with_its_error() -
     assert d.category == Category.DNS_FAILURE
     assert "crash-loop" in d.root_cause and "not an IP address" in d.root_cause
     assert set(d.evidence) <= set(ids(ctx))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "dial tcp: lookup orders-db.shop.svc on 10.96.0.10:53: no such host",
+        "Error: getaddrinfo EAI_AGAIN orders-db.shop.svc",
+        "socket.gaierror: [Errno -5] No address associated with hostname",
+        "failed to lookup address information: Name does not resolve",
+        "wget: bad address 'config-svc'",
+        "ERROR 2005 (HY000): Unknown MySQL server host 'mysql-primary' (-2)",
+        'nginx: [emerg] host not found in upstream "api-backend:8080" in /etc/nginx/nginx.conf:12',
+        "java.nio.channels.UnresolvedAddressException",
+        "System.Net.Sockets.SocketException (00000001, 11): No such host is known",
+        "Resolv::ResolvError: no address for redis.cache.svc",
+        "queryA ETIMEOUT kafka.events.svc.cluster.local",
+        "curl: (6) Could not resolve host: api.partner.example",
+        "urllib3.exceptions.NameResolutionError: Failed to resolve 'auth.idp.svc'",
+    ],
+)
+def test_name_resolution_failures_are_recognised_in_each_runtimes_wording(line: str) -> None:
+    assert NAME_RESOLUTION_FAILURE.search(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Could not resolve placeholder 'DB_URL' in value \"${DB_URL}\"",
+        "no record found for user 5512",
+        "Could not resolve dependencies for project com.example:api",
+        "dial tcp 10.0.4.12:5432: connect: connection refused",
+    ],
+)
+def test_lines_that_only_look_like_name_resolution_are_not(line: str) -> None:
+    assert not NAME_RESOLUTION_FAILURE.search(line)

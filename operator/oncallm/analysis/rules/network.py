@@ -35,6 +35,7 @@ from oncallm.analysis.rules.base import (
 )
 from oncallm.gathering.sources.custom_resources import certificate_id, issuer_id
 from oncallm.gathering.sources.dns import (
+    NAME_RESOLUTION_FAILURE,
     coredns_line_id,
     coredns_pod_id,
     corefile_id,
@@ -427,18 +428,15 @@ def _pods_unhealthy(ctx: Context) -> bool:
 
 # --- DNS --------------------------------------------------------------------------------------
 
-_DNS = re.compile(
-    r"no such host|Temporary failure in name resolution|Name or service not known"
-    r"|getaddrinfo (?:ENOTFOUND|EAI_AGAIN)|could not resolve host|Could not resolve"
-    r"|UnknownHostException|nodename nor servname|server misbehaving"
-    r"|could not translate host name|NXDOMAIN|Name does not resolve"
-    r"|lookup \S+ on [\d.:]+: (?:read|dial) udp\S* [\d.:]+(?:->[\d.:]+)?: i/o timeout",
-    re.IGNORECASE,
-)
+_DNS = NAME_RESOLUTION_FAILURE
 _HOST = re.compile(
-    r"lookup ([\w.-]+)|ENOTFOUND ([\w.-]+)|EAI_AGAIN ([\w.-]+)|host name \"([\w.-]+)\""
+    r"lookup (?!address information)([\w.-]+)|ENOTFOUND ([\w.-]+)|EAI_AGAIN ([\w.-]+)"
+    r"|host name \"([\w.-]+)\""
     r"|UnknownHostException: ([\w.-]+)|resolve host:? '?([\w.-]+)|translate host name \"([\w.-]+)\""
     r"|host='([\w.-]+)'|name resolution \(([\w.-]+)\)|resolve '([\w.-]+)'"
+    r"|server host '([\w.-]+)'|bad address '([\w.-]+)'|resolve \"([\w.-]+)\""
+    r"|upstream \"([\w.-]+?)(?::\d+)?\"|([\w-]+(?:\.[\w-]+)+) could not be resolved"
+    r"|getaddrinfo for ([\w.-]+)|UnknownHostException: ([\w.-]+)"
 )
 _DNS_SERVER = re.compile(
     r"server misbehaving|on [\d.]+:53: (?:read|dial) udp.*i/o timeout"

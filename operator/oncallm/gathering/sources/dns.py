@@ -32,13 +32,32 @@ MAX_PODS = 3
 LOG_LINES = 100
 
 NAME_RESOLUTION_FAILURE = re.compile(
+    # glibc / Python / Ruby / PHP / Kafka's librdkafka (getaddrinfo's messages)
     r"no such host|temporary failure in name resolution|name or service not known"
-    r"|\bENOTFOUND\b|\bEAI_AGAIN\b|getaddrinfo|UnknownHostException|could not resolve host"
+    r"|no address associated with hostname|nodename nor servname|getaddrinfo"
+    # musl (Alpine images) and busybox tools
+    r"|name does not resolve|bad address '|nslookup: can't resolve"
+    # Node.js (getaddrinfo and c-ares queries)
+    r"|\bENOTFOUND\b|\bEAI_AGAIN\b|\bESERVFAIL\b|query(?:A|AAAA|Srv|Txt|Cname|Any)? ETIMEOUT"
+    # JVM, .NET, Ruby's Resolv, Rust (std and hickory), gRPC, urllib3 2.x
+    r"|UnknownHostException|UnresolvedAddressException|no such host is known"
+    r"|Resolv::ResolvError|failed to lookup address information|no record found for Query"
+    r"|produced zero addresses|NameResolutionError"
+    # curl, wget, libpq, MySQL/MariaDB clients, nginx
+    r"|could not resolve (?:host|hostname|address|name|server)"
+    r"|could not resolve [\"']?[\w-]+(?:\.[\w-]+)+"
+    r"|couldn't resolve host|unable to resolve host"
+    r"|could not translate host name|unknown (?:MySQL )?server host"
+    r"|host not found in upstream|could not be resolved \(\d+: "
+    # Go's resolver, DNS answers, and generic wording
     r"|server misbehaving|\bNXDOMAIN\b|\bSERVFAIL\b|lookup \S+ on [\d.:\[\]a-f]+:53"
     r"|name resolution|dns (?:lookup|resolution) (?:failed|error)",
     re.IGNORECASE,
 )
-"""A line that says a name did not resolve (Go, glibc, Node.js, Java, curl)."""
+"""A line that says a name did not resolve, in the wording of the resolvers and clients pods
+run: glibc and musl, Go, Node.js, the JVM, .NET, Python, Ruby, Rust, curl, database clients,
+nginx. The one list of that wording: the DNS source, the network paths and the DNS rule read
+it."""
 
 _LOOP = re.compile(r"plugin/loop.*(?:loop|detected)", re.IGNORECASE)
 _UPSTREAM_FAILURE = re.compile(
