@@ -1020,3 +1020,61 @@ def test_name_resolution_failures_are_recognised_in_each_runtimes_wording(line: 
 )
 def test_lines_that_only_look_like_name_resolution_are_not(line: str) -> None:
     assert not NAME_RESOLUTION_FAILURE.search(line)
+
+
+# -- a node out of process IDs ----------------------------------------------------------------
+
+
+class Processes:
+    """Prometheus answering cAdvisor's container_processes per pod, and nothing else."""
+
+    def __init__(self, per_pod: dict[str, float]) -> None:
+        self.per_pod = per_pod
+        self.queries: list[str] = []
+
+    async def query(self, promql: str) -> dict[str, float]:
+        self.queries.append(promql)
+        if "container_processes" not in promql:
+            return {}
+        return {f'{{namespace="shop",pod="{p}"}}': v for p, v in self.per_pod.items()}
+
+
+async def test_a_node_out_of_pids_names_the_pod_holding_the_most_processes() -> None:
+    objects = [
+        node_obj("worker-2", PIDPressure="True"),
+        pod("api-7d9f8c6b5-k8w3v", node="worker-2", owner=("ReplicaSet", "api-7d9f8c6b5"),
+            labels={"app": "api"}),
+        pod("renderer-5d8f7c9b6-v6k2q", node="worker-2",
+            owner=("ReplicaSet", "renderer-5d8f7c9b6")),
+        {"kind": "ReplicaSet", "metadata": {"name": "renderer-5d8f7c9b6", "namespace": "shop",
+         "ownerReferences": [{"kind": "Deployment", "name": "renderer", "controller": True}]}},
+    ]  # fmt: skip
+    prometheus = Processes({"renderer-5d8f7c9b6-v6k2q": 30400, "api-7d9f8c6b5-k8w3v": 212})
+    ctx = await gather(
+        alert(namespace="shop", pod="api-7d9f8c6b5-k8w3v", container="app"),
+        MemoryReader(objects),
+        DEFAULT_POLICY,
+        metrics=prometheus,
+        now=NOW,
+    )
+    health = next(s for s in ctx.node_health if s.node == "worker-2")
+    assert health.pid_holders[0].startswith("pod shop/renderer-5d8f7c9b6-v6k2q")
+    assert "30,400 processes" in health.pid_holders[0]
+    assert "node/worker-2/pids" in ids(ctx)
+    diagnosis = diagnose(ctx)
+    assert diagnosis.category is Category.NODE_NOT_READY
+    assert "renderer-5d8f7c9b6-v6k2q" in diagnosis.root_cause
+    assert "node/worker-2/pids" in diagnosis.evidence
+
+
+async def test_without_pid_pressure_no_process_count_is_asked() -> None:
+    prometheus = Processes({"api-7d9f8c6b5-k8w3v": 212})
+    await gather(
+        alert(namespace="shop", pod="api-7d9f8c6b5-k8w3v", container="app"),
+        MemoryReader([node_obj("worker-2", Ready="False"),
+                      pod("api-7d9f8c6b5-k8w3v", node="worker-2")]),
+        DEFAULT_POLICY,
+        metrics=prometheus,
+        now=NOW,
+    )  # fmt: skip
+    assert not [q for q in prometheus.queries if "container_processes" in q]

@@ -436,6 +436,9 @@ class NodeHealthSnapshot(Snapshot):
     #: processes those events name as killed (``java (pid 4121)``)
     oom_victims: list[str] = Field(default_factory=list)
     pods_without_memory_limit: list[PodWithoutMemoryLimit] = Field(default_factory=list)
+    #: under PIDPressure: the pods with the most processes (``pod ns/x (Deployment y): N
+    #: processes``), from Prometheus
+    pid_holders: list[str] = Field(default_factory=list)
 
 
 class SchedulingReason(Snapshot):

@@ -31,7 +31,7 @@ from oncallm.analysis.rules.base import (
     target_pod,
     workload_state,
 )
-from oncallm.gathering.sources.node_health import no_memory_limit_id, oom_id
+from oncallm.gathering.sources.node_health import no_memory_limit_id, oom_id, pids_id
 from oncallm.gathering.sources.node_storage import FILESYSTEM_ALERTS, storage_id, storage_pod_id
 from oncallm.gathering.sources.nodes import NODE_GROUP_LABELS
 from oncallm.gathering.sources.quota_consumers import consumer_id
@@ -87,6 +87,17 @@ def _node_trouble(ctx: Context, node: str) -> tuple[str, list[Link]]:
             Link(
                 summary=f"Node {node}: {text}.",
                 evidence=[oom_id(node), *(no_memory_limit_id(node, u.pod) for u in unbounded[:2])],
+                category=Category.NODE_NOT_READY,
+            )
+        )
+    if snap.pid_holders:
+        # the node's PIDs are used up by its pods' processes; the largest holder is the cause
+        text = "its process IDs are used up; most processes: " + "; ".join(snap.pid_holders)
+        texts.append(text)
+        links.append(
+            Link(
+                summary=f"Node {node}: {text}.",
+                evidence=[pids_id(node)],
                 category=Category.NODE_NOT_READY,
             )
         )

@@ -46,7 +46,7 @@ def standard_queries(alert: Alert, target: TargetRef, ctx: Context) -> list[tupl
     pods = [p.name for p in ctx.pods][:10]
     ns = target.namespace
     if ns and pods:
-        sel = f'namespace="{ns}",pod=~"{"|".join(_promql_regex(p) for p in pods)}"'
+        sel = f'namespace="{ns}",pod=~"{"|".join(promql_regex(p) for p in pods)}"'
         out += [
             (
                 "restarts",
@@ -75,7 +75,7 @@ def standard_queries(alert: Alert, target: TargetRef, ctx: Context) -> list[tupl
     return out
 
 
-def _promql_regex(name: str) -> str:
+def promql_regex(name: str) -> str:
     """A literal for a regex inside a PromQL string: Python's re.escape would write ``\\-``,
     which PromQL strings refuse; pod names need only their dots escaped."""
     return re.sub(r"([.+*?()|\[\]{}^$])", r"\\\\\1", name)

@@ -1,5 +1,6 @@
-"""A node that is not Ready (or under memory pressure): its conditions with their messages
-and times, the system OOM kills on it, and its pods that no memory limit bounds.
+"""A node that is not Ready (or under memory or PID pressure): its conditions with their
+messages and times, the system OOM kills on it, its pods that no memory limit bounds, and,
+under PID pressure with Prometheus configured, the pods on it that hold the most processes.
 
 Reads, for each such node among the pods' nodes, the Node (for heartbeat and transition
 times), its events (``SystemOOM`` from the kubelet, ``OOMKilling`` from the kernel monitor of
@@ -7,7 +8,9 @@ node-problem-detector, whatever their age) and the pods on it.
 
 Evidence: ``node/<node>/heartbeat`` (the Ready condition's times), ``node/<node>/oom`` (the
 OOM kills and their victims) and ``node/<node>/no-memory-limit/<pod>`` for each pod whose
-containers have no memory limit, among the broken objects when the node saw OOM kills.
+containers have no memory limit, among the broken objects when the node saw OOM kills;
+``node/<node>/pids`` the pods with the most processes (cAdvisor's ``container_processes``)
+on a node under PIDPressure.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from oncallm.gathering.objects import Obj, meta, name_of, workload_of
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
 from oncallm.gathering.sources.events import event_snapshot
+from oncallm.gathering.sources.metrics import promql_regex
 from oncallm.models.analysis import EvidenceSource
 from oncallm.models.evidence import (
     Context,
@@ -53,13 +57,61 @@ def no_memory_limit_id(node: str, pod: str) -> str:
     return f"node/{node}/no-memory-limit/{pod}"
 
 
+def pids_id(node: str) -> str:
+    """``node/<node>/pids``: the pods on a node under PIDPressure with the most processes."""
+    return f"node/{node}/pids"
+
+
+#: Pods named as the largest process holders of a node under PIDPressure.
+MAX_PID_HOLDERS = 3
+#: Pods of the node asked about in one query: a node runs at most 110 by default (the
+#: kubelet's maxPods), so this covers every pod of a default node in one request.
+MAX_PODS_QUERIED = 250
+
+
 def nodes_to_read(ctx: Context) -> list[str]:
     return [
         n.name
         for n in ctx.nodes
         if n.conditions.get("Ready", ("Unknown",))[0] != "True"
         or n.conditions.get("MemoryPressure", ("",))[0] == "True"
+        or n.conditions.get("PIDPressure", ("",))[0] == "True"
     ]
+
+
+def _pid_pressure(node: Obj) -> bool:
+    return any(
+        c.get("type") == "PIDPressure" and c.get("status") == "True"
+        for c in (node.get("status") or {}).get("conditions") or []
+    )
+
+
+_POD_LABEL = re.compile(r'\bpod="([^"]+)"')
+
+
+async def pid_holders(scope: Scope, pods: list[Obj]) -> list[str]:
+    """The pods on the node with the most processes, ``pod ns/name (Kind owner): N
+    processes``, from cAdvisor's ``container_processes`` (a node's PIDs are used up by the
+    processes of its pods; the kubelet's condition does not say whose)."""
+    if scope.metrics is None or not scope.policy.spec.sources.metrics or not pods:
+        return []
+    by_name = {name_of(p): p for p in pods}
+    names = "|".join(promql_regex(n) for n in sorted(by_name)[:MAX_PODS_QUERIED])
+    values = await scope.metrics.query(
+        f'sum by (namespace, pod) (container_processes{{pod=~"{names}",container!=""}})'
+    )
+    counted: list[tuple[float, str]] = []
+    for labels, value in values.items():
+        match = _POD_LABEL.search(labels)
+        if match and match.group(1) in by_name:
+            counted.append((value, match.group(1)))
+    out = []
+    for value, name in sorted(counted, reverse=True)[:MAX_PID_HOLDERS]:
+        pod = by_name[name]
+        kind, owner = workload_of(pod)
+        who = f" ({kind} {owner})" if kind != "Pod" else ""
+        out.append(f"pod {meta(pod).get('namespace', '')}/{name}{who}: {value:,.0f} processes")
+    return out
 
 
 async def read(scope: Scope) -> None:
@@ -70,7 +122,11 @@ async def read(scope: Scope) -> None:
                 "Event", None, field_selector=f"involvedObject.kind=Node,involvedObject.name={name}"
             )
             pods = await scope.reader.list("Pod", None, field_selector=f"spec.nodeName={name}")
-            scope.ctx.node_health.append(node_health(name, node or {}, events, pods))
+            snap = node_health(name, node or {}, events, pods)
+            if _pid_pressure(node or {}):
+                async with scope.guard(f"processes of the pods on node {name}"):
+                    snap.pid_holders = await pid_holders(scope, pods)
+            scope.ctx.node_health.append(snap)
 
 
 def node_health(name: str, node: Obj, events: list[Obj], pods: list[Obj]) -> NodeHealthSnapshot:
@@ -166,6 +222,15 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
             )
             out.add(Tier.NODE_BAD, oom_id(snap.node), EvidenceSource.NODE, obj, text,
                     time=newest.last_seen)  # fmt: skip
+        if snap.pid_holders:
+            out.add(
+                Tier.NODE_BAD,
+                pids_id(snap.node),
+                EvidenceSource.METRIC,
+                obj,
+                "most processes on the node (container_processes): "
+                + "; ".join(snap.pid_holders),
+            )
         for u in snap.pods_without_memory_limit:
             owner = f" ({u.owner_kind} {u.owner_name})" if u.owner_kind else ""
             text = (
