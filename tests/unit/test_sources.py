@@ -1078,3 +1078,38 @@ async def test_without_pid_pressure_no_process_count_is_asked() -> None:
         now=NOW,
     )  # fmt: skip
     assert not [q for q in prometheus.queries if "container_processes" in q]
+
+
+# -- an injected sidecar is sized by pod annotations ------------------------------------------
+
+
+async def test_an_oom_killed_mesh_sidecar_names_the_annotation_that_sizes_it() -> None:
+    proxy = {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.22.3",
+             "resources": {"limits": {"memory": "128Mi"}}}  # fmt: skip
+    p = pod(
+        "catalog-6c9b8d7f55-b5m9x",
+        owner=("ReplicaSet", "catalog-6c9b8d7f55"),
+        containers=[{"name": "app", "image": "app:1"}, proxy],
+        status={
+            "containerStatuses": [
+                {"name": "app", "ready": True, "restartCount": 0, "state": {"running": {}}},
+                {"name": "istio-proxy", "ready": False, "restartCount": 9,
+                 "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                 "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137,
+                                              "finishedAt": t(-3)}}},
+            ]
+        },
+    )  # fmt: skip
+    p["metadata"]["annotations"] = {"sidecar.istio.io/proxyMemoryLimit": "128Mi"}
+    rs = {"kind": "ReplicaSet", "metadata": {"name": "catalog-6c9b8d7f55", "namespace": "shop",
+          "ownerReferences": [{"kind": "Deployment", "name": "catalog", "controller": True}]}}  # fmt: skip
+    deploy = {"kind": "Deployment", "metadata": {"name": "catalog", "namespace": "shop"}}
+    ctx = await gathered(
+        alert(namespace="shop", pod="catalog-6c9b8d7f55-b5m9x", container="istio-proxy"),
+        [node_obj(), p, rs, deploy],
+    )
+    d = diagnose(ctx)
+    assert d.category is Category.OOM_KILLED
+    assert "sized by the pod annotation sidecar.istio.io/proxyMemoryLimit = 128Mi" in d.root_cause
+    assert any("patch deployment/catalog" in cmd and "256Mi" in cmd for cmd in d.commands)
+    assert not any("set resources" in cmd for cmd in d.commands)

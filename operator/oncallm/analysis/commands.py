@@ -7,6 +7,7 @@ metacharacter.
 
 from __future__ import annotations
 
+import json
 from shlex import quote
 
 
@@ -102,6 +103,12 @@ def set_resources(
     if requests:
         cmd += f" --requests={quote(requests)}"
     return cmd
+
+
+def annotate_template(kind: str, namespace: str, name: str, key: str, value: str) -> str:
+    """Set an annotation on a workload's pod template (a rollout follows)."""
+    patch = json.dumps({"spec": {"template": {"metadata": {"annotations": {key: value}}}}})
+    return f"kubectl {_ns(namespace)}patch {kind.lower()}/{quote(name)} -p {quote(patch)}"
 
 
 def auth_can_i(verb: str, resource: str, namespace: str | None, service_account: str) -> str:

@@ -49,6 +49,10 @@ class ContainerSnapshot(Snapshot):
     last_finished_at: str | None = None
     requests: dict[str, str] = Field(default_factory=dict)
     limits: dict[str, str] = Field(default_factory=dict)
+    #: an injected sidecar (istio-proxy, linkerd-proxy, vault-agent): the pod annotations its
+    #: injector sizes it from, ``resource bound`` (``memory limit``) -> (annotation, value or
+    #: None when unset)
+    sized_by: dict[str, tuple[str, str | None]] = Field(default_factory=dict)
     liveness_probe: str | None = None
     readiness_probe: str | None = None
     startup_probe: str | None = None

@@ -379,6 +379,44 @@ def quote_line(text: str, limit: int = 220) -> str:
     return f"'{text}'"
 
 
+@dataclass(frozen=True)
+class InjectedSizing:
+    """An injected sidecar's bound and the pod annotation its injector sets it from."""
+
+    text: str
+    """what to add to the cause (``; istio-proxy is injected ... sidecar.istio.io/...``)"""
+    action: str
+    command: str | None
+
+
+def injected_sizing(
+    ctx: Context, pod: PodSnapshot, c: ContainerSnapshot, bound: str, raised: str | None
+) -> InjectedSizing | None:
+    """For a sidecar a mesh or agent injector adds (istio-proxy, linkerd-proxy, vault-agent),
+    the pod annotation that sets ``bound`` (``memory limit``): the injector writes the
+    container's resources from it when the pod is created, so the fix is the annotation on
+    the pod template, and ``kubectl set resources`` on the container would not last."""
+    sized = c.sized_by.get(bound)
+    if sized is None:
+        return None
+    key, value = sized
+    text = f"; {c.name} is an injected sidecar, sized by the pod annotation {key}" + (
+        f" = {value}" if value else " (unset, so the injector's default applies)"
+    )
+    w = controller(ctx)
+    action = (
+        f"Set the pod template annotation {key}"
+        + (f" to {raised}" if raised else "")
+        + (f" on {w.kind} {w.namespace}/{w.name}" if w else "")
+        + ": the injector writes the sidecar's resources from it when the pods are created, "
+        "so a change to the container itself is undone at the next rollout."
+    )
+    command = (
+        kc.annotate_template(w.kind, w.namespace, w.name, key, raised) if w and raised else None
+    )
+    return InjectedSizing(text, action, command)
+
+
 def double_quantity(text: str | None) -> str | None:
     """``512Mi`` -> ``1Gi``, ``500m`` -> ``1``: a first guess for a raised limit."""
     value = parse_quantity(text)

@@ -34,6 +34,7 @@ from oncallm.analysis.rules.base import (
     events,
     exit_code,
     grep,
+    injected_sizing,
     log_of,
     namespace,
     pod_cites,
@@ -770,8 +771,11 @@ def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Findi
     raised = double_quantity(limit)
     heap = _heap_over_limit(c, limit)
     w = controller(ctx)
+    injected = injected_sizing(ctx, pod, c, "memory limit", raised)
     cmds = [*pod_commands(ctx, pod, c), kc.top_pod(pod.namespace, pod.name)]
-    if w is not None and raised:
+    if injected is not None:
+        cmds += [injected.command] if injected.command else []
+    elif w is not None and raised:
         cmds.append(
             kc.set_resources(w.kind, w.namespace, w.name, c.name, limits=f"memory={raised}")
         )
@@ -789,6 +793,7 @@ def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Findi
             f"memory (OOMKilled, exit code 137) {c.restart_count} times: it uses more than its "
             f"memory limit of {limit or '(none: the node ran out)'}"
             + (f"; {usage[0]}" if usage else "")
+            + (injected.text if injected else "")
             + "."
         ),
         evidence=ev.cite(
@@ -798,7 +803,9 @@ def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Findi
         ),
         impact=f"{workload_state(ctx)}; every OOM kill drops in-flight requests and restarts.",
         immediate_actions=[
-            f"Raise the memory limit of container {c.name}"
+            injected.action
+            if injected
+            else f"Raise the memory limit of container {c.name}"
             + (f" (e.g. {limit} -> {raised})" if raised else "")
             + " to stop the kills.",
             "Check the memory graph of the last hours: a steady climb is a leak, a jump is load.",

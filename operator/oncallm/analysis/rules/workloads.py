@@ -32,6 +32,7 @@ from oncallm.analysis.rules.base import (
     events,
     exit_code,
     grep,
+    injected_sizing,
     log_of,
     pod_cites,
     pod_commands,
@@ -667,7 +668,10 @@ def cpu_throttling(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> F
     cmds = []
     if pod is not None:
         cmds += [kc.top_pod(pod.namespace, pod.name), kc.describe("pod", pod.namespace, pod.name)]
-    if w is not None and c is not None and raised:
+    injected = injected_sizing(ctx, pod, c, "cpu limit", raised) if pod and c else None
+    if injected is not None:
+        cmds += [injected.command] if injected.command else []
+    elif w is not None and c is not None and raised:
         cmds.append(kc.set_resources(w.kind, w.namespace, w.name, c.name, limits=f"cpu={raised}"))
     return Finding(
         Category.CPU_THROTTLING,
@@ -675,8 +679,9 @@ def cpu_throttling(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> F
         summary=f"{where} is CPU-throttled{pct_text}: its CPU limit {limit or '?'} is too low.",
         root_cause=(
             f"{where[0].upper() + where[1:]} is throttled by the kernel{pct_text} because it "
-            f"wants more CPU than its limit of {limit or '(unknown)'}; requests slow down "
-            "(latency, timeouts) without the container crashing."
+            f"wants more CPU than its limit of {limit or '(unknown)'}"
+            + (injected.text if injected else "")
+            + "; requests slow down (latency, timeouts) without the container crashing."
         ),
         evidence=ev.cite(
             metric_id(metric_name) if metric_name else None,
@@ -685,7 +690,9 @@ def cpu_throttling(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> F
         ),
         impact=f"{workload_state(ctx)}; latency of {where} rises while it is throttled.",
         immediate_actions=[
-            f"Raise the CPU limit of {c.name if c else 'the container'}"
+            injected.action
+            if injected
+            else f"Raise the CPU limit of {c.name if c else 'the container'}"
             + (f" ({limit} -> {raised})" if raised else "")
             + " or remove it (keep the request), then watch the throttling ratio drop.",
         ],

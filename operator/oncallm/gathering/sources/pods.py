@@ -76,6 +76,43 @@ MAX_COMMAND_WORDS = 8
 MAX_COMMAND_CHARS = 160
 
 
+#: Sidecars that a mesh or agent injector adds to the pod, and the pod annotations it sizes
+#: them from (``resource bound`` -> annotation). The injector writes the container's resources
+#: from these at admission, so the pod template's annotation, not the container, is what to
+#: change; an unset annotation means the injector's global default applies.
+SIDECAR_SIZING: dict[str, dict[str, str]] = {
+    "istio-proxy": {
+        "cpu request": "sidecar.istio.io/proxyCPU",
+        "cpu limit": "sidecar.istio.io/proxyCPULimit",
+        "memory request": "sidecar.istio.io/proxyMemory",
+        "memory limit": "sidecar.istio.io/proxyMemoryLimit",
+    },
+    "linkerd-proxy": {
+        "cpu request": "config.linkerd.io/proxy-cpu-request",
+        "cpu limit": "config.linkerd.io/proxy-cpu-limit",
+        "memory request": "config.linkerd.io/proxy-memory-request",
+        "memory limit": "config.linkerd.io/proxy-memory-limit",
+    },
+    "vault-agent": {
+        "cpu request": "vault.hashicorp.com/agent-requests-cpu",
+        "cpu limit": "vault.hashicorp.com/agent-limits-cpu",
+        "memory request": "vault.hashicorp.com/agent-requests-mem",
+        "memory limit": "vault.hashicorp.com/agent-limits-mem",
+    },
+}
+SIDECAR_SIZING["vault-agent-init"] = SIDECAR_SIZING["vault-agent"]
+
+
+def sidecar_sizing(
+    container: str, annotations: dict[str, str]
+) -> dict[str, tuple[str, str | None]]:
+    """The sizing annotations of an injected sidecar and their values on the pod."""
+    return {
+        bound: (key, annotations.get(key))
+        for bound, key in SIDECAR_SIZING.get(container, {}).items()
+    }
+
+
 def container_snapshot(spec: Obj, status: Obj | None, *, init: bool = False) -> ContainerSnapshot:
     status = status or {}
     state, detail = _state(status.get("state"))
@@ -178,6 +215,9 @@ def pod_snapshot(pod: Obj) -> PodSnapshot:
         container_snapshot(c, init_statuses.get(c.get("name")), init=True)
         for c in spec.get("initContainers") or []
     ] + [container_snapshot(c, statuses.get(c.get("name"))) for c in spec.get("containers") or []]
+    annotations = {str(k): str(v) for k, v in (m.get("annotations") or {}).items()}
+    for c in containers:
+        c.sized_by = sidecar_sizing(c.name, annotations)
     pvcs, cms, secrets = [], [], []
     volume_sources: dict[str, str] = {}
     for vol in spec.get("volumes") or []:
@@ -303,6 +343,9 @@ def describe_container(c: ContainerSnapshot) -> str:
         parts.append(f"limits {kv(c.limits)}")
     if c.requests:
         parts.append(f"requests {kv(c.requests)}")
+    sized = [f"{key}={value}" for key, value in c.sized_by.values() if value is not None]
+    if sized:
+        parts.append(f"injected sidecar sized by pod annotations {', '.join(sized)}")
     return "; ".join(parts)
 
 
