@@ -2394,3 +2394,48 @@ def test_timeouts_under_several_egress_policies_name_them_all() -> None:
     c = ctx(network_policies=[deny, dns, pg], logs=[log(logs)])
     d = check(c, Category.NETWORK_POLICY_BLOCK)
     assert "allow-egress-postgres" in d.root_cause and "5432/TCP" in d.root_cause
+
+
+VAULT_403 = """
+2026-11-20T09:57:02.114Z [INFO]  agent.auth.handler: authenticating
+2026-11-20T09:57:02.131Z [ERROR] agent.auth.handler: error authenticating:
+  error=
+  | Error making API request.
+  |
+  | URL: PUT https://vault.vault.svc:8200/v1/auth/kubernetes/login
+  | Code: 403. Errors:
+  |
+  | * permission denied
+   backoff=1s
+2026-11-20T09:57:02.131Z [INFO]  agent: exit_after_auth is true and auth failed, exiting
+"""
+
+
+def test_vault_refusing_the_pods_service_account_is_rbac_with_the_renamed_account() -> None:
+    agent = container(name="vault-agent-init", init=True, last_exit_code=1)
+    renamed = deployment(
+        revisions=[
+            RevisionSnapshot(
+                name="api-7d9f8c6b5",
+                revision=12,
+                changes=["serviceAccountName: api -> api-v2"],
+            )
+        ]
+    )
+    c = ctx(
+        pods=[
+            pod(POD, agent, service_account="api-v2", identity={"vault.hashicorp.com/role": "api"})
+        ],
+        logs=[log(VAULT_403, container_name="vault-agent-init")],
+        workload=renamed,
+    )
+    d = check(c, Category.RBAC_FORBIDDEN)
+    assert "ServiceAccount orders/api-v2" in d.root_cause and "Vault role api" in d.root_cause
+    assert "serviceAccountName: api -> api-v2" in d.root_cause
+    assert "revision/api-7d9f8c6b5" in d.evidence
+    assert "system:auth-delegator" in " ".join(d.immediate_actions)
+
+
+def test_a_file_permission_denied_is_not_a_refused_identity() -> None:
+    c = ctx(logs=[log("open /vault/secrets/db.env: permission denied\npanic: cannot read secrets")])
+    assert diagnose(c).category is not Category.RBAC_FORBIDDEN

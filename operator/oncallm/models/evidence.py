@@ -103,6 +103,9 @@ class PodSnapshot(Snapshot):
     #: its DNS: dnsPolicy and the nameservers of its dnsConfig
     dns_policy: str = "ClusterFirst"
     nameservers: list[str] = Field(default_factory=list)
+    #: the annotations that say as whom the pod logs in to an outside authority (the Vault
+    #: role of its injected agent), by key
+    identity: dict[str, str] = Field(default_factory=dict)
 
     def container(self, name: str) -> ContainerSnapshot | None:
         return next((c for c in self.containers if c.name == name), None)

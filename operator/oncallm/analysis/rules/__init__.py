@@ -186,6 +186,15 @@ RULES: tuple[Rule, ...] = (
         "<resource>).",
         check=network.rbac_forbidden,
     ),
+    Rule(
+        "identity-refused",
+        Category.RBAC_FORBIDDEN,
+        Scope.OUTSIDE,
+        "An authority outside the cluster (Vault's Kubernetes auth, AWS STS, Google IAM, Azure "
+        "AD) refuses the ServiceAccount identity the pod logs in with: its role or trust "
+        "policy does not allow that ServiceAccount, or it cannot verify the token.",
+        check=network.identity_refused,
+    ),
     # --- the pod's own spec, image or code ------------------------------------------------------
     Rule(
         "missing-secret-or-configmap",

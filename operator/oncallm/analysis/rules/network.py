@@ -15,6 +15,7 @@ from oncallm.analysis.evidence import (
     EvidenceIndex,
     is_error_line,
     netpol_id,
+    revision_id,
     service_id,
     workload_id,
 )
@@ -1511,4 +1512,152 @@ def rbac_forbidden(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
             "`kubectl auth can-i --as` in CI.",
         ],
         commands=cmds,
+    )
+
+
+# --- an outside authority refuses the pod's identity --------------------------------------------
+
+#: An authority's refusal of the identity a pod logs in with (its ServiceAccount token),
+#: by authority: Vault's Kubernetes auth, AWS IRSA (STS web identity), GKE Workload Identity,
+#: Azure Workload Identity.
+_IDENTITY_REFUSED: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "Vault",
+        re.compile(
+            r"service account (?:name|namespace) not authorized|namespace not authorized"
+            r"|\binvalid role name\b|login unauthorized",
+            re.I,
+        ),
+    ),
+    (
+        "AWS STS",
+        re.compile(
+            r"sts:AssumeRoleWithWebIdentity|WebIdentityErr|InvalidIdentityToken"
+            r"|AssumeRoleWithWebIdentity.*AccessDenied",
+            re.I,
+        ),
+    ),
+    (
+        "Google IAM",
+        re.compile(r"iam\.serviceAccounts\.getAccessToken'? denied|workloadIdentityUser", re.I),
+    ),
+    ("Azure AD", re.compile(r"AADSTS70021|No matching federated identity record", re.I)),
+)
+#: A Vault login request (``PUT .../v1/auth/kubernetes/login``) in a log.
+_VAULT_LOGIN = re.compile(r"/v1/auth/(?P<mount>[\w./-]+?)/login\b", re.I)
+#: Vault's answer to it when it refuses, within a few lines of the request.
+_VAULT_DENIED = re.compile(r"Code: 40[03]\b|permission denied", re.I)
+#: Lines after a Vault login request searched for its answer.
+_VAULT_ANSWER_LINES = 8
+
+
+def _vault_login_denied(ctx: Context, ev: EvidenceIndex) -> list[Hit]:
+    """The log lines where Vault answers a Kubernetes-auth login with 403: Vault's multi-line
+    error names the login URL, then ``Code: 403`` and ``permission denied``."""
+    hits: list[Hit] = []
+    for log in sorted(ctx.logs, key=lambda lg: not lg.previous):
+        for i, line in enumerate(log.lines):
+            if not _VAULT_LOGIN.search(line):
+                continue
+            for j in range(i, min(i + _VAULT_ANSWER_LINES, len(log.lines))):
+                m = _VAULT_DENIED.search(log.lines[j])
+                if m:
+                    hits.append(Hit(log, j + 1, log.lines[j].strip(), m, ev.line(log, j + 1)))
+                    break
+    return hits
+
+
+def identity_refused(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """An authority outside the cluster (Vault, AWS STS, Google IAM, Azure AD) refuses the
+    identity the pod logs in with, its ServiceAccount: the role or trust policy there does not
+    allow this ServiceAccount (renamed, moved, never added), or the authority cannot verify
+    the token (Vault's own ServiceAccount may not create tokenreviews)."""
+    authority, hits = "", []
+    for name, pattern in _IDENTITY_REFUSED:
+        hits = grep(ctx, ev, pattern)
+        if hits:
+            authority = name
+            break
+    if not hits:
+        hits = _vault_login_denied(ctx, ev)
+        authority = "Vault" if hits else ""
+    if not hits:
+        return None
+    by_pod = {p.name: p for p in ctx.pods}
+    pod = by_pod.get(hits[-1].log.pod) or target_pod(ctx)
+    c = pod.container(hits[-1].log.container) if pod else None
+    sa = (pod.service_account if pod else None) or "default"
+    ns = pod.namespace if pod else namespace(ctx)
+    who = f"ServiceAccount {ns}/{sa}"
+    role = pod.identity.get("vault.hashicorp.com/role") if pod else None
+    change = next(
+        (
+            (r, ch)
+            for r in sorted(
+                ctx.workload.revisions if ctx.workload else [], key=lambda r: -(r.revision or 0)
+            )[:1]
+            for ch in r.changes
+            if ch.startswith("serviceAccountName:")
+        ),
+        None,
+    )
+    changed = (
+        f" Revision {change[0].revision} ({change[0].name}) changed {change[1]}: the "
+        f"{authority} side still allows only the ServiceAccount it was set up for."
+        if change
+        else ""
+    )
+    if authority == "Vault":
+        fix = (
+            f"Allow {who} in Vault role {role or '<the role>'} (vault read "
+            f"auth/kubernetes/role/{role or '<role>'}: bound_service_account_names and "
+            "bound_service_account_namespaces), or run the pods as the ServiceAccount the role "
+            "allows. If Vault refuses every login, its own ServiceAccount may not create "
+            "tokenreviews: bind it to the ClusterRole system:auth-delegator."
+        )
+    elif authority == "AWS STS":
+        fix = (
+            f"Add system:serviceaccount:{ns}:{sa} to the trust policy (sub condition) of the IAM "
+            "role, or annotate the ServiceAccount with the role it may assume "
+            "(eks.amazonaws.com/role-arn)."
+        )
+    elif authority == "Google IAM":
+        fix = (
+            "Grant roles/iam.workloadIdentityUser on the Google service account to member "
+            f"serviceAccount:<project>.svc.id.goog[{ns}/{sa}]."
+        )
+    else:
+        fix = f"Add a federated identity credential for subject system:serviceaccount:{ns}:{sa}."
+    where = (
+        f"container {c.name} of pod {pod.name}"
+        if pod and c
+        else (pod.name if pod else ctx.target.display)
+    )
+    return Finding(
+        Category.RBAC_FORBIDDEN,
+        0.88,
+        summary=f"{authority} refuses the identity of {where}: {who}.",
+        root_cause=(
+            f"{where[0].upper() + where[1:]} logs in to {authority} with the pod's {who}"
+            + (f" (Vault role {role})" if role else "")
+            + f", and {authority} refuses it: {quote_line(hits[-1].line, 200)}.{changed}"
+        ),
+        evidence=ev.cite(
+            *cite_hits(hits),
+            *(pod_cites(ev, pod, c) if pod else []),
+            *([revision_id(change[0].name)] if change else []),
+        ),
+        impact=(
+            f"{workload_state(ctx)}; without the credentials {authority} hands out, the "
+            "pods cannot start or reach what those credentials open."
+        ),
+        immediate_actions=[fix],
+        recommendations=[
+            "Change a workload's ServiceAccount together with the roles that trust it, in "
+            "the same change.",
+        ],
+        commands=[
+            f"kubectl -n {ns} get serviceaccount {sa} -o yaml",
+            *(pod_commands(ctx, pod, c) if pod else []),
+        ],
     )

@@ -103,6 +103,11 @@ SIDECAR_SIZING: dict[str, dict[str, str]] = {
 SIDECAR_SIZING["vault-agent-init"] = SIDECAR_SIZING["vault-agent"]
 
 
+#: Pod annotations that name the identity an injected agent logs in as (the Vault agent's
+#: role and auth mount): what an authority's refusal is about.
+IDENTITY_ANNOTATIONS = ("vault.hashicorp.com/role", "vault.hashicorp.com/auth-path")
+
+
 def sidecar_sizing(
     container: str, annotations: dict[str, str]
 ) -> dict[str, tuple[str, str | None]]:
@@ -263,6 +268,7 @@ def pod_snapshot(pod: Obj) -> PodSnapshot:
         placement=placement(spec),
         dns_policy=str(spec.get("dnsPolicy") or "ClusterFirst"),
         nameservers=[str(n) for n in (spec.get("dnsConfig") or {}).get("nameservers") or []],
+        identity={k: annotations[k] for k in IDENTITY_ANNOTATIONS if k in annotations},
     )
 
 

@@ -227,7 +227,15 @@ def _env_resources(template: Obj) -> dict[str, str]:
     """A flat view of what a pod template sets, to describe a revision's changes."""
     out: dict[str, str] = {}
     spec = (template.get("spec") or {}) if template else {}
-    for c in spec.get("containers") or []:
+    # the pod's own fields a rollout changes that decide where and as whom it runs
+    if spec.get("serviceAccountName"):
+        out["serviceAccountName"] = str(spec["serviceAccountName"])
+    for key, value in (spec.get("nodeSelector") or {}).items():
+        out[f"nodeSelector.{key}"] = str(value)
+    annotations = (template.get("metadata") or {}).get("annotations") or {} if template else {}
+    for key, value in annotations.items():
+        out[f"annotations.{key}"] = str(value)[:200]
+    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
         name = c.get("name")
         out[f"{name}.image"] = str(c.get("image", ""))
         for var in c.get("env") or []:
