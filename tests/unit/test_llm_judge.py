@@ -172,13 +172,24 @@ def test_what_a_pod_that_runs_ready_and_never_restarted_shows_is_history() -> No
         verdict = judge(proposed, unknown_baseline(), recovered, confident_rules=0.6)
         assert not verdict.accept and verdict.disagreement, category
         assert verdict.note is not None
-        assert "web-5c9d7f8b6-q7x2m, which runs ready and never restarted" in verdict.note
-        assert f"({cited} is history)" in verdict.note
-    # the same evidence of a pod that is not ready now, or restarted, proves it
-    for failing in (_recovered_pod(ready="false"), _recovered_pod(restarts=3)):
-        assert healthy_pods(failing) == set()
-        proposed = _diagnosis("failing_probe", evidence=[failing[0].id], confidence=0.95)
-        assert judge(proposed, unknown_baseline(), failing, confident_rules=0.6).accept
+        assert f"{cited} is history: it is about pod/shop/web-5c9d7f8b6-q7x2m, which runs " in (
+            verdict.note
+        )
+        assert "which runs ready and never restarted" in verdict.note
+    # the same evidence of a pod that is not ready now proves it
+    failing = _recovered_pod(ready="false")
+    assert healthy_pods(failing) == set()
+    proposed = _diagnosis("failing_probe", evidence=[failing[0].id], confidence=0.95)
+    assert judge(proposed, unknown_baseline(), failing, confident_rules=0.6).accept
+    # a restarted pod that is ready now: its readiness probe passes now, and its crash proves
+    restarted = _recovered_pod(restarts=3)
+    assert healthy_pods(restarted) == set()
+    proposed = _diagnosis("failing_probe", evidence=[restarted[0].id], confidence=0.95)
+    verdict = judge(proposed, unknown_baseline(), restarted, confident_rules=0.6)
+    assert not verdict.accept and verdict.note is not None
+    assert "is ready now, so its readiness probe passes" in verdict.note
+    proposed = _diagnosis("app_crash_exception", evidence=[restarted[2].id], confidence=0.95)
+    assert judge(proposed, unknown_baseline(), restarted, confident_rules=0.6).accept
 
 
 def test_a_probes_failed_connection_is_no_dependency_down() -> None:
@@ -212,6 +223,213 @@ def test_a_bound_claim_proves_no_pending_claim() -> None:
     )
     assert support(Category.PVC_PENDING, [alert, claim("Bound")])[0] is None
     assert support(Category.PVC_PENDING, [alert, claim("Pending")])[0] == claim("Pending")
+
+
+ALERT_START = "2026-12-02T04:00:00Z"
+
+
+def _alert() -> EvidenceRef:
+    return EvidenceRef(
+        id="alert",
+        source="alert",
+        object="service/shop/api",
+        excerpt="TargetDown (firing) job=api, namespace=shop",
+        time=ALERT_START,
+    )
+
+
+def _container(pod: str, state: str, *, time: str | None = None) -> list[EvidenceRef]:
+    """A pod's status item and its container line, as the pods source writes them."""
+    return [
+        EvidenceRef(
+            id=f"container/{pod}/api",
+            source="containerStatus",
+            object=f"pod/shop/{pod}",
+            excerpt=f"container api (shop/api:3.1.0); {state}; limits memory=1Gi",
+            time=time,
+        ),
+        EvidenceRef(
+            id=f"pod/{pod}",
+            source="podStatus",
+            object=f"pod/shop/{pod}",
+            excerpt="phase Running; node w1; owned by ReplicaSet/api-6d9f",
+        ),
+    ]
+
+
+def _event(pod: str, reason: str, message: str, time: str) -> EvidenceRef:
+    return EvidenceRef(
+        id=f"event/Pod/{pod}/{reason}",
+        source="event",
+        object=f"pod/shop/{pod}",
+        excerpt=f"Warning {reason}: {message}",
+        time=time,
+    )
+
+
+def _sure(category: str, *cited: str) -> Diagnosis:
+    return _diagnosis(category, evidence=list(cited), confidence=0.9)
+
+
+def _why_kept(proposed: Diagnosis, evidence: list[EvidenceRef]) -> str:
+    verdict = judge(proposed, unknown_baseline(), evidence, confident_rules=0.6)
+    assert not verdict.accept and verdict.note is not None
+    return verdict.note
+
+
+def test_a_termination_long_before_the_alert_is_history() -> None:
+    # an OOM kill four days before a TargetDown, the pod ready since: the rules' own hour
+    state = "running; last state terminated OOMKilled exit code 137 at {t}; restarts 1, ready true"
+    old = "2026-11-28T04:00:00Z"
+    evidence = [_alert(), *_container("api-1", state.format(t=old), time=old)]
+    note = _why_kept(_sure("oom_killed", "container/api-1/api"), evidence)
+    assert "runs ready since its container last terminated at 2026-11-28T04:00:00Z" in note
+    # ten minutes before the alert, the kill may be what it saw (ready between two kills)
+    recent = "2026-12-02T03:50:00Z"
+    evidence = [_alert(), *_container("api-1", state.format(t=recent), time=recent)]
+    assert judge(
+        _sure("oom_killed", "container/api-1/api"),
+        unknown_baseline(),
+        evidence,
+        confident_rules=0.6,
+    ).accept
+
+
+def test_an_event_of_a_pod_that_no_longer_exists_is_history() -> None:
+    # the alert's pod was replaced: its pull event is still listed, its status is gone
+    pulling = _event("api-old", "Pulling", 'Pulling image "shop/api:3.0.9"', "2026-12-02T03:30:00Z")
+    evidence = [_alert(), *_container("api-new", "running; restarts 0, ready true"), pulling]
+    note = _why_kept(_sure("image_pull_error", pulling.id), evidence)
+    assert "pod/shop/api-old, which no longer exists (replaced since)" in note
+    # without any pod status gathered there is nothing to tell, and the event proves it
+    assert judge(
+        _sure("image_pull_error", pulling.id), unknown_baseline(), [pulling], confident_rules=0.6
+    ).accept
+
+
+def test_an_event_before_the_restart_belongs_to_the_container_replaced() -> None:
+    restarted = "running; last state terminated Error exit code 143 at {t}; restarts 1, ready true"
+    ended = "2026-12-02T03:50:00Z"
+    liveness = _event(
+        "api-1", "Unhealthy", "Liveness probe failed: HTTP probe failed with statuscode: 503", "{t}"
+    )
+    before = liveness.model_copy(update={"time": "2026-12-02T03:45:00Z"})
+    evidence = [_alert(), *_container("api-1", restarted.format(t=ended), time=ended), before]
+    note = _why_kept(_sure("failing_probe", before.id), evidence)
+    assert "last seen before pod/shop/api-1's container restarted" in note
+    # a liveness failure since the restart is the container that runs now
+    after = liveness.model_copy(update={"time": "2026-12-02T03:58:00Z"})
+    evidence = [_alert(), *_container("api-1", restarted.format(t=ended), time=ended), after]
+    assert judge(
+        _sure("failing_probe", after.id), unknown_baseline(), evidence, confident_rules=0.6
+    ).accept
+
+
+def test_an_exit_137_that_a_liveness_kill_explains_is_no_oom() -> None:
+    ended = "2026-12-02T03:55:00Z"
+    killed = (
+        f"running; last state terminated Error exit code 137 at {ended}; restarts 1, ready true"
+    )
+    kill = _event(
+        "api-1", "Killing", "Container api failed liveness probe, will be restarted", ended
+    )
+    evidence = [_alert(), *_container("api-1", killed, time=ended), kill]
+    note = _why_kept(_sure("oom_killed", "container/api-1/api"), evidence)
+    assert "an exit 137 is any SIGKILL, and the liveness probe of pod/shop/api-1 killed" in note
+    assert judge(
+        _sure("oom_killed", "container/api-1/api"),
+        unknown_baseline(),
+        evidence[:-1],
+        confident_rules=0.6,
+    ).accept
+
+
+def test_a_failed_connection_a_ready_pod_logged_is_one_it_survived() -> None:
+    timeout = EvidenceRef(
+        id="log/api-1/api/current#L2",
+        source="log",
+        object="pod/shop/api-1/api",
+        excerpt="WARN upload: s3 PutObject RequestTimeout, retry 1/3",
+    )
+    healthy = [_alert(), *_container("api-1", "running; restarts 0, ready true"), timeout]
+    note = _why_kept(_sure("dependency_unreachable", timeout.id), healthy)
+    assert "which runs ready and never restarted" in note
+    crashing = [_alert(), *_container("api-1", "waiting CrashLoopBackOff; restarts 9, ready false")]
+    assert judge(
+        _sure("dependency_unreachable", timeout.id),
+        unknown_baseline(),
+        [*crashing, timeout],
+        confident_rules=0.6,
+    ).accept
+
+
+def _deployment(line: str) -> EvidenceRef:
+    return EvidenceRef(
+        id="workload/Deployment/api",
+        source="workload",
+        object="deployment/shop/api",
+        excerpt=f"Deployment api; {line}",
+    )
+
+
+def test_a_rollout_needs_the_rollout_at_fault() -> None:
+    # a finished rollout whose pods fail shows unavailable replicas: no rollout is stuck
+    done = _deployment(
+        "desired 2, ready 0, updated 2, available 0, unavailable 2; Progressing=True "
+        'NewReplicaSetAvailable: ReplicaSet "api-6d9f" has successfully progressed.'
+    )
+    assert support(Category.ROLLOUT_STUCK, [done])[0] is None
+    under_way = _deployment("desired 3, ready 3, updated 1, available 3, unavailable 0")
+    assert support(Category.ROLLOUT_STUCK, [under_way])[0] == under_way
+    # under way, with a new pod that crash-loops: the crash is the cause, the rollout its wrapper
+    crash = _container(
+        "api-new", "waiting CrashLoopBackOff: back-off 5m0s; restarts 7, ready false"
+    )
+    evidence = [_alert(), under_way, *crash]
+    note = _why_kept(_sure("rollout_stuck", under_way.id), evidence)
+    assert "is a controller reporting that what it manages fails, and container/api-new/api" in (
+        note
+    )
+    pending = EvidenceRef(
+        id="pod/api-new",
+        source="podStatus",
+        object="pod/shop/api-new",
+        excerpt="phase Pending; node (not scheduled); PodScheduled=False (Unschedulable)",
+    )
+    assert judge(
+        _sure("rollout_stuck", under_way.id),
+        unknown_baseline(),
+        [_alert(), under_way, pending],
+        confident_rules=0.6,
+    ).accept
+
+
+def test_a_dependency_unreachable_restates_the_rules_blocking_policy() -> None:
+    refused = EvidenceRef(
+        id="log/api-1/api/previous#L3",
+        source="log",
+        object="pod/shop/api-1/api",
+        excerpt="failed to connect to 127.0.0.1:5432: unexpected EOF",
+    )
+    evidence = [
+        _alert(),
+        *_container("api-1", "waiting CrashLoopBackOff; restarts 9, ready false"),
+        refused,
+    ]
+    policy_block = baseline(0.5).model_copy(update={"category": Category.NETWORK_POLICY_BLOCK})
+    verdict = judge(
+        _sure("dependency_unreachable", refused.id), policy_block, evidence, confident_rules=0.6
+    )
+    assert not verdict.accept and verdict.note is not None
+    assert "dependency_unreachable is what network_policy_block looks like from the client" in (
+        verdict.note
+    )
+    assert judge(
+        _sure("dependency_unreachable", refused.id),
+        unknown_baseline(),
+        evidence,
+        confident_rules=0.6,
+    ).accept
 
 
 def test_agreement_is_no_disagreement() -> None:

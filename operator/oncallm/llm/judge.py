@@ -2,25 +2,38 @@
 
 Grounding (``analyse.ground``) only proves that the ids the model cites exist. A weak model
 gives valid JSON that cites real evidence and names the wrong category ("app_crash_exception"
-for a container the kernel OOM-killed), so a differing category must also pass two checks:
+for a container the kernel OOM-killed), so a differing category must also pass these checks:
 
 1. **The evidence the category needs is there.** Each category names what proves it (an
    OOM needs an OOMKilled or exit-137 termination or a kernel OOM record; an image error a
    pull event or an image waiting reason; ...), as patterns over the gathered evidence
-   (:data:`NEEDS`). Any gathered item may supply it, cited or not.
+   (:data:`NEEDS`). Any gathered item may supply it, cited or not, if it is current (below).
 2. **It does not overrule a confident rules finding.** The rules read the same evidence with
    tested rules; when they found a cause at least ``confident_rules`` sure, they stand.
 3. **Where the rules are unsure, the model must be sure and cite the proof.** Replacing a
    weak or ``unknown`` rules' result takes a model confidence of at least ``confident_rules``
    and an item the model itself cites among those that prove its category (a pod that
    recovered shows failed probes too; the rules call it ``unknown`` on purpose).
+4. **It is not the symptom of the rules' cause, nor a wrapper of a pod's own failure**
+   (below), even where the rules are unsure.
 
-What the evidence says of a failure that shows on the pod itself (a crash, an OOM kill, an
-image or a Secret that keeps it from starting, a failing probe) proves nothing about
-a pod whose containers all run, ready and never restarted: that is history, such as a probe
-that failed while the pod started or an exception it handled (:data:`POD_FAILURES`). Nor does
-a probe's failed connection prove a dependency down: the probe connects to the container
-itself (:attr:`Need.unless`).
+What proves a category must be **current** (:class:`PodsNow`). What the evidence says of a
+failure that shows on the pod itself (a crash, an OOM kill, an image or a Secret that keeps it
+from starting, a failing probe: :data:`POD_FAILURES`), or of a failed connection, is history
+when the pod no longer exists (replaced since), when it runs ready and never restarted or last
+restarted over an hour before the alert began (the rules' ``STALE_TERMINATION``), when the
+event was last seen before the pod's container last restarted and the pod runs ready since,
+and, for a readiness probe's failure, whenever the pod is ready now. Nor does a probe's failed
+connection prove a dependency down (the probe connects to the container itself), nor an exit
+137 that a liveness kill or an eviction explains prove an OOM (137 is any SIGKILL).
+
+A **wrapper** (a stuck rollout, an HPA at its maximum: :data:`WRAPPERS`) is a controller
+reporting that what it manages fails: it is the cause only when the controller itself is at
+fault, never while a pod it manages fails for a cause of its own (crash-looping, OOM-killed,
+an image or a config that keeps it from starting). And a failed connection is what a blocking
+NetworkPolicy, a failed name lookup or a bad certificate looks like from the client: where the
+rules found one of those, the model's ``dependency_unreachable`` restates the symptom of the
+rules' cause and does not replace it (:data:`SYMPTOM_OF`).
 
 When the model's category is refused, the rules' diagnosis stands and the note says both
 sides ("The model proposed X because …; kept Y because …"). Agreeing on the category, the
@@ -30,7 +43,9 @@ model's text stands: it may explain the same cause better.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from oncallm.models.analysis import Category, Diagnosis, EvidenceRef, EvidenceSource
 
@@ -48,6 +63,8 @@ class Need:
     sources: frozenset[EvidenceSource] = frozenset()
     #: what looks like the proof and is not (a probe's failed connection for a dependency)
     unless: re.Pattern[str] | None = None
+    #: proof the pattern cannot say (a number compared with another), besides the pattern
+    check: Callable[[EvidenceRef], bool] | None = field(default=None, compare=False)
 
     def found_in(self, item: EvidenceRef) -> bool:
         if self.sources and item.source not in self.sources:
@@ -55,16 +72,36 @@ class Need:
         text = f"{item.id} {item.excerpt}"
         if self.unless is not None and self.unless.search(text):
             return False
+        if self.check is not None and self.check(item):
+            return True
         return self.pattern.search(text) is not None
 
 
-def _need(what: str, pattern: str, *sources: EvidenceSource, unless: str = "") -> Need:
+def _need(
+    what: str,
+    pattern: str,
+    *sources: EvidenceSource,
+    unless: str = "",
+    check: Callable[[EvidenceRef], bool] | None = None,
+) -> Need:
     return Need(
         what,
         re.compile(pattern, re.IGNORECASE),
         frozenset(sources),
         re.compile(unless, re.IGNORECASE) if unless else None,
+        check,
     )
+
+
+_UPDATED = re.compile(r"\bdesired (\d+), ready \d+, updated (\d+)\b")
+
+
+def _updating(item: EvidenceRef) -> bool:
+    """A workload line (``describe_workload``) with fewer pods updated than desired: a rollout
+    under way. Unavailable replicas alone are no rollout: a finished one whose pods fail shows
+    them too (``Progressing=True NewReplicaSetAvailable``)."""
+    match = _UPDATED.search(item.excerpt)
+    return match is not None and int(match.group(2)) < int(match.group(1))
 
 
 _S = EvidenceSource
@@ -76,6 +113,7 @@ NEEDS: dict[Category, Need] = {
     Category.OOM_KILLED: _need(
         "an OOMKilled or exit-137 termination, or a kernel OOM record",
         r"OOMKill|exit(?: code)? 137\b|out of memory|oom[-_ ]kill|Killed process",
+        unless=r"ContainerStatusUnknown|Evicted",
     ),
     Category.IMAGE_PULL_ERROR: _need(
         "an image pull event or an image waiting reason (ErrImagePull, ImagePullBackOff)",
@@ -174,11 +212,13 @@ NEEDS: dict[Category, Need] = {
         r"throttl",
     ),
     Category.ROLLOUT_STUCK: _need(
-        "a rollout that does not progress (ProgressDeadlineExceeded, unavailable replicas)",
-        r"ProgressDeadlineExceeded|progress deadline|unavailable [1-9]|ReplicaSetCreateError|"
-        r"FailedCreate|FailedAttachVolume|Multi-Attach",
+        "a rollout that does not progress (ProgressDeadlineExceeded, fewer pods updated than "
+        "desired, an update held at its partition)",
+        r"ProgressDeadlineExceeded|progress deadline|ReplicaSetCreateError|FailedCreate|"
+        r"FailedAttachVolume|Multi-Attach|; updating \S+ -> \S+|rollingUpdate partition",
         _S.WORKLOAD,
         _S.EVENT,
+        check=_updating,
     ),
     Category.NETWORK_POLICY_BLOCK: _need(
         "a NetworkPolicy that selects the pod",
@@ -201,10 +241,60 @@ POD_FAILURES = frozenset(
     }
 )
 
-#: A container status line (``describe_container``) of a container that runs, is ready and
-#: never restarted: no waiting or terminated state, no last state. (One that restarted may
-#: be ready between two OOM kills: corpus worker-oom-noisy-logs.)
-_HEALTHY_CONTAINER = re.compile(r"^container \S+ \([^)]*\); running; restarts 0, ready true(?:;|$)")
+#: What a pod's own evidence proves only while it is current: the failures that show on the
+#: pod, and a failed connection (one logged by a pod that runs ready is one it survived: a
+#: retry that worked). A Service without endpoints is about no pod and stays proof.
+CURRENT_ON_POD = POD_FAILURES | {Category.DEPENDENCY_UNREACHABLE}
+
+#: Wrappers: a controller reporting that what it manages fails (the rules' ``Scope.WRAPPER``).
+#: One is the cause only when the controller itself is at fault (a rollout that cannot place
+#: its new pods, an HPA that needs more than its maximum); while a pod it manages fails for a
+#: cause of its own, that cause is the diagnosis. (A failed Job is left out: its pods failing
+#: is what a Job's failure is, and its proof is the Job's own BackoffLimitExceeded.)
+WRAPPERS = frozenset({Category.ROLLOUT_STUCK, Category.HPA_MAXED})
+
+#: Per category, the causes it is the symptom of, seen from the client: a NetworkPolicy that
+#: blocks egress, a failed name lookup and a bad certificate all make a dependency unreachable.
+#: Where the rules found one of these, the model's category restates the rules' cause.
+SYMPTOM_OF: dict[Category, frozenset[Category]] = {
+    Category.DEPENDENCY_UNREACHABLE: frozenset(
+        {Category.NETWORK_POLICY_BLOCK, Category.DNS_FAILURE, Category.CERT_EXPIRED}
+    ),
+}
+
+STALE_TERMINATION = timedelta(hours=1)
+"""A container that runs and is ready again, whose last termination ended this long before the
+alert started, is healthy now: the rules' own ``STALE_TERMINATION`` (``analysis/rules/base.py``),
+the same hour. Alerts on restarts look back 10 to 15 minutes and wait 15 (kube-prometheus'
+KubePodCrashLooping), so a termination that explains the alert ends well inside it."""
+
+#: A container status line (``describe_container``) of a container that runs and is ready,
+#: with its restart count. (One that restarted may be ready between two OOM kills: corpus
+#: worker-oom-noisy-logs; its last termination says whether that is recent.)
+_RUNNING_READY = re.compile(
+    r"^container \S+ \([^)]*\); running; (?:last state .*?; )?restarts (\d+), ready true(?:;|$)"
+)
+#: A container (or init container) that fails for a cause of its own now: waiting on an error,
+#: or terminated by one.
+_FAILING_NOW = re.compile(
+    r"^(?:init )?container \S+ \([^)]*\); (?:waiting (?:CrashLoopBackOff|ErrImagePull|"
+    r"ImagePullBackOff|InvalidImageName|ErrImageNeverPull|CreateContainerConfigError|"
+    r"CreateContainerError|RunContainerError)|terminated (?:Error|OOMKilled))\b"
+)
+_CRASHED = re.compile(r"; last state terminated (?:Error|OOMKilled)\b")
+_READINESS = re.compile(r"Readiness probe failed", re.IGNORECASE)
+_LIVENESS = re.compile(r"liveness probe", re.IGNORECASE)
+#: What names the kernel's OOM killer; an exit 137 alone is any SIGKILL.
+_OOM_WORDS = re.compile(r"OOMKill|out of memory|oom[-_ ]kill|Killed process", re.IGNORECASE)
+
+
+def _time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def pod_of(item: EvidenceRef) -> str:
@@ -215,41 +305,172 @@ def pod_of(item: EvidenceRef) -> str:
     return f"pod/{parts[1]}/{parts[2].split()[0]}"
 
 
+@dataclass
+class PodNow:
+    """One gathered pod as its status lines say it is now."""
+
+    #: its containers (at least one) all run and are ready
+    ready: bool = True
+    containers: int = 0
+    restarts: int = 0
+    #: when a container of it last terminated, if one did
+    last_termination: datetime | None = None
+    #: a container status item that fails for a cause of its own now
+    failing: EvidenceRef | None = None
+    #: a container status item whose last termination was an error or an OOM kill
+    crashed: EvidenceRef | None = None
+
+
+@dataclass(frozen=True)
+class PodsNow:
+    """What the gathered evidence says of the pods now, to tell a current failure from history.
+
+    Built from the items themselves: each gathered pod has a ``pod/<name>`` status item and a
+    status line per container, and events are gathered only for the gathered pods and the
+    alert's target, so an event of a pod without a status item is one of a pod that no longer
+    exists (replaced since)."""
+
+    pods: dict[str, PodNow]
+    #: when the alert started (the ``alert`` item's time)
+    alert_start: datetime | None = None
+    #: pods whose liveness probe failed or killed a container
+    liveness: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, evidence: list[EvidenceRef]) -> PodsNow:
+        pods: dict[str, PodNow] = {}
+        alert_start = None
+        liveness: set[str] = set()
+        for item in evidence:
+            pod = pod_of(item)
+            if item.id == "alert":
+                alert_start = _time(item.time)
+            if not pod:
+                continue
+            if item.source is EvidenceSource.POD_STATUS:
+                pods.setdefault(pod, PodNow())
+            elif item.source is EvidenceSource.CONTAINER_STATUS:
+                state = pods.setdefault(pod, PodNow())
+                if _FAILING_NOW.search(item.excerpt) and state.failing is None:
+                    state.failing = item
+                if _CRASHED.search(item.excerpt) and state.crashed is None:
+                    state.crashed = item
+                if not item.excerpt.startswith("container "):
+                    continue  # an init container, an environment listing
+                state.containers += 1
+                running = _RUNNING_READY.search(item.excerpt)
+                state.ready = state.ready and running is not None
+                state.restarts += int(running.group(1)) if running else 0
+                ended = _time(item.time) if "terminated" in item.excerpt else None
+                if ended is not None and (
+                    state.last_termination is None or ended > state.last_termination
+                ):
+                    state.last_termination = ended
+            elif item.source is EvidenceSource.EVENT and _LIVENESS.search(item.excerpt):
+                liveness.add(pod)
+        for state in pods.values():
+            state.ready = state.ready and state.containers > 0
+        return cls(pods, alert_start, frozenset(liveness))
+
+    def healthy(self) -> set[str]:
+        """The pods whose containers all run, ready and never restarted."""
+        return {pod for pod, s in self.pods.items() if s.ready and s.restarts == 0}
+
+    def failing(self) -> EvidenceRef | None:
+        """A container that fails for a cause of its own now (crash-looping, OOM-killed, an
+        image or a config that keeps it from starting), or one that restarted and last
+        terminated within the hour before the alert began."""
+        for state in self.pods.values():
+            if state.failing is not None:
+                return state.failing
+            if state.crashed is not None and not self._settled(state):
+                return state.crashed
+        return None
+
+    def _settled(self, state: PodNow) -> bool:
+        """Runs ready and never restarted, or last restarted long before the alert began."""
+        if not state.ready:
+            return False
+        if state.restarts == 0:
+            return True
+        if state.last_termination is None or self.alert_start is None:
+            return False
+        return state.last_termination < self.alert_start - STALE_TERMINATION
+
+    def history(self, category: Category, item: EvidenceRef) -> str:
+        """Why ``item``, which looks like proof of ``category``, is history now; "" when it is
+        current (or no pod's state says otherwise)."""
+        pod = pod_of(item)
+        if category not in CURRENT_ON_POD or not pod:
+            return ""
+        state = self.pods.get(pod)
+        if state is None:
+            if self.pods and item.source is EvidenceSource.EVENT:
+                return f"it is about {pod}, which no longer exists (replaced since)"
+            return ""
+        if (
+            category is Category.OOM_KILLED
+            and pod in self.liveness
+            and not _OOM_WORDS.search(f"{item.id} {item.excerpt}")
+        ):
+            return (
+                f"an exit 137 is any SIGKILL, and the liveness probe of {pod} killed its container"
+            )
+        if not state.ready:
+            return ""
+        if state.restarts == 0:
+            return f"it is about {pod}, which runs ready and never restarted"
+        ended = state.last_termination
+        if self._settled(state) and ended is not None:
+            return (
+                f"it is about {pod}, which runs ready since its container last terminated at "
+                f"{ended:%Y-%m-%dT%H:%M:%SZ}, over an hour before the alert began"
+            )
+        seen = _time(item.time)
+        if item.source is EvidenceSource.EVENT and ended and seen and seen <= ended:
+            return (
+                f"it was last seen before {pod}'s container restarted "
+                f"({ended:%Y-%m-%dT%H:%M:%SZ}), and the pod runs ready since"
+            )
+        if category is Category.FAILING_PROBE and _READINESS.search(item.excerpt):
+            return f"{pod} is ready now, so its readiness probe passes"
+        return ""
+
+
 def healthy_pods(evidence: list[EvidenceRef]) -> set[str]:
     """The pods whose gathered containers all run, ready and never restarted."""
-    healthy: dict[str, bool] = {}
-    for item in evidence:
-        if item.source is not EvidenceSource.CONTAINER_STATUS:
-            continue
-        if not item.excerpt.startswith("container "):
-            continue  # an init container, an environment listing
-        pod = pod_of(item)
-        if pod:
-            ok = _HEALTHY_CONTAINER.search(item.excerpt) is not None
-            healthy[pod] = healthy.get(pod, True) and ok
-    return {pod for pod, ok in healthy.items() if ok}
+    return PodsNow.of(evidence).healthy()
 
 
 def support(
-    category: Category, evidence: list[EvidenceRef], healthy: set[str] | None = None
+    category: Category, evidence: list[EvidenceRef], now: PodsNow | None = None
 ) -> tuple[EvidenceRef | None, str]:
     """The first evidence item that proves ``category``, and what the category needs.
 
-    ``healthy`` are pods that run ready and never restarted (:func:`healthy_pods` of all the
-    gathered evidence): an item about one of them proves no :data:`POD_FAILURES`.
-    ``unknown`` needs nothing: the item is None and the need is empty.
+    ``now`` (:meth:`PodsNow.of` all the gathered evidence) leaves out what is history: items
+    about pods that recovered or no longer exist (:meth:`PodsNow.history`). ``unknown`` needs
+    nothing: the item is None and the need is empty.
     """
     need = NEEDS.get(category)
     if need is None:
         return None, ""
     for item in evidence:
-        if need.found_in(item) and not _history(category, item, healthy):
+        if need.found_in(item) and not (now and now.history(category, item)):
             return item, need.what
     return None, need.what
 
 
-def _history(category: Category, item: EvidenceRef, healthy: set[str] | None) -> bool:
-    return category in POD_FAILURES and pod_of(item) in (healthy or set())
+def _past(
+    category: Category, evidence: list[EvidenceRef], now: PodsNow
+) -> tuple[EvidenceRef, str] | None:
+    """The first item that looks like proof of ``category`` and is history, and why."""
+    need = NEEDS.get(category)
+    for item in evidence:
+        if need is not None and need.found_in(item):
+            why = now.history(category, item)
+            if why:
+                return item, why
+    return None
 
 
 @dataclass(frozen=True)
@@ -277,42 +498,47 @@ def judge(
         baseline.category is not Category.UNKNOWN and baseline.confidence >= confident_rules
     )
     proposed_text = f"The model proposed {proposed.category.value} because {_quote(proposed)}"
+    kept = f"{proposed_text}; kept {baseline.category.value} because"
     rules_found = (
         f"the rules found {baseline.category.value} with confidence {baseline.confidence:.2f}"
         + (f" ({', '.join(baseline.evidence[:3])})" if baseline.evidence else "")
     )
     if proposed.category is Category.UNKNOWN:
         if rules_confident:
-            return Verdict(
-                accept=False,
-                disagreement=True,
-                note=f"{proposed_text}; kept {baseline.category.value} because {rules_found}.",
-            )
+            return Verdict(accept=False, disagreement=True, note=f"{kept} {rules_found}.")
         return Verdict(accept=True, disagreement=True)
-    healthy = healthy_pods(evidence)
-    item, need = support(proposed.category, evidence, healthy)
+    now = PodsNow.of(evidence)
+    item, need = support(proposed.category, evidence, now)
     cited = [e for e in evidence if e.id in set(proposed.evidence)]
-    proof, _ = support(proposed.category, cited, healthy)
+    proof, _ = support(proposed.category, cited, now)
     if item is None:
-        past, _ = support(proposed.category, evidence)
-        why = (
-            f"what was gathered of it is about {pod_of(past)}, which runs ready and never "
-            f"restarted ({past.id} is history)"
-            if past is not None
-            else "none was gathered"
-        )
+        past = _past(proposed.category, evidence, now)
+        why = f"{past[0].id} is history: {past[1]}" if past is not None else "none was gathered"
         return Verdict(
             accept=False,
             disagreement=True,
-            note=f"{proposed_text}; kept {baseline.category.value} because "
-            f"{proposed.category.value} needs {need}, and {why}.",
+            note=f"{kept} {proposed.category.value} needs {need}, and {why}.",
         )
     if rules_confident:
         return Verdict(
             accept=False,
             disagreement=True,
-            note=f"{proposed_text}; kept {baseline.category.value} because {rules_found}, "
-            f"which the model's evidence ({item.id}) does not outweigh.",
+            note=f"{kept} {rules_found}, which the model's evidence ({item.id}) does not outweigh.",
+        )
+    if baseline.category in SYMPTOM_OF.get(proposed.category, frozenset()):
+        return Verdict(
+            accept=False,
+            disagreement=True,
+            note=f"{kept} {proposed.category.value} is what {baseline.category.value} looks "
+            f"like from the client: {rules_found}, the deeper cause.",
+        )
+    failing = now.failing() if proposed.category in WRAPPERS else None
+    if failing is not None:
+        return Verdict(
+            accept=False,
+            disagreement=True,
+            note=f"{kept} {proposed.category.value} is a controller reporting that what it "
+            f"manages fails, and {failing.id} fails for a cause of its own.",
         )
     if proof is None or proposed.confidence < confident_rules:
         reason = (
@@ -321,11 +547,7 @@ def judge(
             else f"the model's confidence {proposed.confidence:.2f} is below "
             f"{confident_rules:.2f} (ONCALLM_LLM_CONFIDENT_RULES)"
         )
-        return Verdict(
-            accept=False,
-            disagreement=True,
-            note=f"{proposed_text}; kept {baseline.category.value} because {reason}.",
-        )
+        return Verdict(accept=False, disagreement=True, note=f"{kept} {reason}.")
     return Verdict(
         accept=True,
         disagreement=True,
