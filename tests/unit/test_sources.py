@@ -393,6 +393,33 @@ async def test_a_forward_loop_is_flagged() -> None:
     assert "/etc/resolv.conf" in item.excerpt
 
 
+async def test_a_coredns_loop_outranks_the_dependency_its_lookups_never_reached() -> None:
+    objects = [
+        crashed_app(),
+        coredns("coredns-a", crashing=True),
+        corefile("/etc/resolv.conf"),
+        {"kind": "Service", "metadata": {"name": "kafka", "namespace": "shop"},
+         "spec": {"clusterIP": "10.96.4.4", "ports": [{"port": 9092}]}},
+        {"kind": "Endpoints", "metadata": {"name": "kafka", "namespace": "shop"},
+         "subsets": [{"addresses": [{"ip": "10.1.9.44"}], "ports": [{"port": 9092}]}]},
+    ]  # fmt: skip
+    reader = MemoryReader(objects)
+    reader.add_log(
+        "shop", "bridge-1", "app",
+        "ERROR could not connect to kafka.shop.svc:9092\n"
+        "getaddrinfo EAI_AGAIN kafka.shop.svc", previous=True,
+    )  # fmt: skip
+    reader.add_log(
+        "kube-system", "coredns-a", "coredns",
+        '[FATAL] plugin/loop: Loop (127.0.0.1:40414 -> :53) detected for zone ".", see '
+        "https://coredns.io/plugins/loop#troubleshooting.", previous=True,
+    )  # fmt: skip
+    ctx = await gather(alert(namespace="shop", pod="bridge-1"), reader, DEFAULT_POLICY, now=NOW)
+    d = diagnose(ctx)
+    assert d.category is Category.DNS_FAILURE, d.root_cause
+    assert "dns/loop" in d.evidence
+
+
 async def test_without_resolution_failures_coredns_is_not_read() -> None:
     reader = MemoryReader([crashed_app(), coredns("coredns-a")], forbidden={"ConfigMap"})
     reader.add_log("shop", "bridge-1", "app", "panic: nil map", previous=True)

@@ -659,6 +659,11 @@ def dns_failure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
     host = hosts[0] if hosts else "a host name"
     corefile, because = _corefile_fault(ctx)
     own = _own_nameservers(ctx, pod)
+    if corefile or own:
+        # the resolver itself is proven at fault (CoreDNS's loop, a Corefile it refuses, dead
+        # upstreams, or a pod that asks another server): every lookup fails, so a failed
+        # connection to a dependency by name is its symptom, not a second cause
+        score = max(score, 0.9)
     if own:
         why = own
     elif corefile:
