@@ -2439,3 +2439,27 @@ def test_vault_refusing_the_pods_service_account_is_rbac_with_the_renamed_accoun
 def test_a_file_permission_denied_is_not_a_refused_identity() -> None:
     c = ctx(logs=[log("open /vault/secrets/db.env: permission denied\npanic: cannot read secrets")])
     assert diagnose(c).category is not Category.RBAC_FORBIDDEN
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "kubernetes.client.exceptions.ApiException: (401)",
+        'HTTP response body: {"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+        '"message":"Unauthorized","reason":"Unauthorized","code":401}',
+        "E1120 reflector.go:147] failed to list *v1.ConfigMap: Unauthorized: the server has "
+        "asked for the client to provide credentials",
+        "io.fabric8.kubernetes.client.KubernetesClientException: Failure executing: GET at: "
+        "https://10.96.0.1:443/api/v1/namespaces/orders/configmaps. Message: Unauthorized.",
+    ],
+)
+def test_the_kubernetes_api_refusing_the_pods_token_is_an_auth_failure(line: str) -> None:
+    c = ctx(logs=[log(f"2026-11-20 08:40:05 ERROR list configmaps failed\n{line}")])
+    d = check(c, Category.RBAC_FORBIDDEN)
+    assert "401 Unauthorized" in d.root_cause and "token" in d.root_cause
+    assert any("rollout restart" in cmd for cmd in d.commands)
+
+
+def test_a_401_from_another_http_api_is_not_the_pods_token() -> None:
+    c = ctx(logs=[log("ERROR POST https://api.partner.example/v2/orders -> 401 Unauthorized")])
+    assert diagnose(c).category is not Category.RBAC_FORBIDDEN

@@ -195,6 +195,15 @@ RULES: tuple[Rule, ...] = (
         "policy does not allow that ServiceAccount, or it cannot verify the token.",
         check=network.identity_refused,
     ),
+    Rule(
+        "api-token-rejected",
+        Category.RBAC_FORBIDDEN,
+        Scope.OUTSIDE,
+        "The Kubernetes API answers 401 Unauthorized to the pod's own client: the token it "
+        "sends is no longer valid (an expired projected token read once, or a ServiceAccount "
+        "recreated since the pod started).",
+        check=network.api_token_rejected,
+    ),
     # --- the pod's own spec, image or code ------------------------------------------------------
     Rule(
         "missing-secret-or-configmap",

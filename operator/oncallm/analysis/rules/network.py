@@ -25,6 +25,7 @@ from oncallm.analysis.rules.base import (
     Link,
     RuleSettings,
     cite_hits,
+    controller,
     crashed_container,
     grep,
     namespace,
@@ -1663,6 +1664,77 @@ def identity_refused(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findin
         ],
         commands=[
             f"kubectl -n {ns} get serviceaccount {sa} -o yaml",
+            *(pod_commands(ctx, pod, c) if pod else []),
+        ],
+    )
+
+
+# --- the Kubernetes API no longer accepts the pod's token ----------------------------------------
+
+#: The Kubernetes API answering 401 to a client in a pod, in the wording of its clients: the
+#: API's Status object, the Python client's ApiException, client-go, fabric8, kubectl.
+_API_UNAUTHORIZED = re.compile(
+    r'"reason":\s*"Unauthorized",\s*"code":\s*401|ApiException: \(401\)'
+    r"|the server has asked for the client to provide credentials"
+    r"|Failure executing: \w+ at: https://\S+/apis?/\S+\. Message: Unauthorized"
+    r"|You must be logged in to the server \(Unauthorized\)"
+    r"|(?:kubernetes\.default|https://10\.96\.0\.1\b|/api/v1/)[^\n]*\b(?:401|Unauthorized)\b",
+    re.I,
+)
+
+
+def api_token_rejected(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """The Kubernetes API answers 401 Unauthorized to the pod's own client: the API server
+    no longer accepts the token it sends. A 401 is authentication, not RBAC (that is a 403):
+    a bound ServiceAccount token expires and the kubelet rotates the file, so a client that
+    read it once at start sends an expired token; or the ServiceAccount was deleted and
+    recreated, which invalidates the tokens of the pods that still run."""
+    hits = grep(ctx, ev, _API_UNAUTHORIZED)
+    if not hits:
+        return None
+    by_pod = {p.name: p for p in ctx.pods}
+    pod = by_pod.get(hits[-1].log.pod) or target_pod(ctx)
+    c = pod.container(hits[-1].log.container) if pod else None
+    sa = (pod.service_account if pod else None) or "default"
+    ns = pod.namespace if pod else namespace(ctx)
+    where = (
+        f"container {c.name} of pod {pod.name}"
+        if pod and c
+        else (pod.name if pod else ctx.target.display)
+    )
+    w = controller(ctx)
+    return Finding(
+        Category.RBAC_FORBIDDEN,
+        0.86,
+        summary=(
+            f"The Kubernetes API refuses the token of {where} (401 Unauthorized): "
+            f"ServiceAccount {ns}/{sa}'s token is no longer valid."
+        ),
+        root_cause=(
+            f"The Kubernetes API answers 401 Unauthorized to {where}, which runs as "
+            f"ServiceAccount {ns}/{sa}: {quote_line(hits[-1].line, 200)}. A 401 means the API "
+            "server does not accept the token at all (RBAC would answer 403): the projected "
+            "ServiceAccount token expires and the kubelet rotates the file, so a client that "
+            "read it once at start keeps sending an expired token; or the ServiceAccount was "
+            "deleted and recreated, which voids the tokens of the pods still running."
+        ),
+        evidence=ev.cite(*cite_hits(hits), *(pod_cites(ev, pod, c) if pod else [])),
+        impact=f"{workload_state(ctx)}; every call the pod makes to the Kubernetes API fails.",
+        immediate_actions=[
+            "Restart the pods so they read a fresh token"
+            + (f" (kubectl rollout restart {w.kind.lower()}/{w.name})" if w else "")
+            + ".",
+            "Make the program re-read its token file (/var/run/secrets/kubernetes.io/"
+            "serviceaccount/token) on every request or when it changes: current Kubernetes "
+            "client libraries do.",
+        ],
+        recommendations=[
+            "Keep Kubernetes client libraries current: old ones read the token once and fail "
+            "an hour later (BoundServiceAccountTokenVolume).",
+        ],
+        commands=[
+            f"kubectl -n {ns} get serviceaccount {sa} -o yaml",
+            *([kc.rollout_restart(w.kind, w.namespace, w.name)] if w else []),
             *(pod_commands(ctx, pod, c) if pod else []),
         ],
     )
