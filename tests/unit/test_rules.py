@@ -2463,3 +2463,27 @@ def test_the_kubernetes_api_refusing_the_pods_token_is_an_auth_failure(line: str
 def test_a_401_from_another_http_api_is_not_the_pods_token() -> None:
     c = ctx(logs=[log("ERROR POST https://api.partner.example/v2/orders -> 401 Unauthorized")])
     assert diagnose(c).category is not Category.RBAC_FORBIDDEN
+
+
+def test_a_dependency_outage_the_program_copes_with_is_not_its_crash() -> None:
+    logs = (
+        '{"level":"WARN","msg":"pricing rules unavailable, using defaults","err":"Get '
+        '\\"http://pricing.orders.svc/rules\\": dial tcp 10.96.35.9:80: connect: connection '
+        'refused"}\n'
+        "panic: assignment to entry in nil map\n\ngoroutine 1 [running]:\n"
+        "github.com/acme/orders-api/internal/catalog.(*Index).AddFacet(0xc0001a2000)\n"
+        "\t/src/internal/catalog/index.go:88 +0x1c5\n"
+    )
+    pricing = ServiceSnapshot(
+        name="pricing",
+        namespace=NS,
+        selector={"app": "pricing"},
+        ports=["80/TCP->8080"],
+        relation="dependency",
+    )
+    c = ctx(logs=[log(logs)], services=[pricing])
+    d = check(c, Category.APP_CRASH_EXCEPTION)
+    assert "nil map" in d.root_cause
+    # The same outage, with no word that the program copes, is the dependency.
+    crashed = logs.replace("using defaults", "exiting")
+    check(ctx(logs=[log(crashed)], services=[pricing]), Category.DEPENDENCY_UNREACHABLE)

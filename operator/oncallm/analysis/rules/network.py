@@ -348,7 +348,11 @@ def dependency_unreachable(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> 
             for h in grep(ctx, ev, re.compile(re.escape(svc.name)))
             if is_error_line(h.line) and h not in named
         ]
-        if named:
+        if named and _tolerated(ctx, named):
+            # the program says it copes (defaults, cache, degraded) or a healthy pod of the
+            # workload logs the same failure and serves: the outage is real, not this crash
+            score, hits = 0.6, named
+        elif named:
             score, hits = 0.91, named
         elif conn_hits:
             score, hits = 0.85, conn_hits
@@ -420,6 +424,27 @@ def dependency_unreachable(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> 
         ],
         commands=cmds,
     )
+
+
+#: A dependency failure the program itself says it copes with.
+_HANDLED = re.compile(
+    r"using (?:the )?(?:default|fallback|cached)|fall(?:ing)?[ -]?back (?:to|on)\b"
+    r"|keeping (?:the )?(?:cached|last|previous)|serving (?:from )?(?:cache|stale)"
+    r"|continuing without|degraded mode|running degraded",
+    re.IGNORECASE,
+)
+
+
+def _tolerated(ctx: Context, hits: list[Hit]) -> bool:
+    """Every failure naming the dependency is one the program copes with: its own line says
+    so (using defaults, keeping cached data), or it comes from a pod of the workload that is
+    ready and never restarted, which shows the failure does not bring a pod down."""
+    healthy = {
+        p.name
+        for p in ctx.pods
+        if p.containers and all(c.ready and not c.restart_count for c in p.containers if not c.init)
+    }
+    return all(_HANDLED.search(h.line) or h.log.pod in healthy for h in hits)
 
 
 def _pods_unhealthy(ctx: Context) -> bool:
