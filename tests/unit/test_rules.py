@@ -2487,3 +2487,23 @@ def test_a_dependency_outage_the_program_copes_with_is_not_its_crash() -> None:
     # The same outage, with no word that the program copes, is the dependency.
     crashed = logs.replace("using defaults", "exiting")
     check(ctx(logs=[log(crashed)], services=[pricing]), Category.DEPENDENCY_UNREACHABLE)
+
+
+def test_a_readiness_probe_the_app_answers_with_500_proves_no_cause_by_itself() -> None:
+    ready_probe = event(
+        "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 500", count=96
+    )
+    c = ctx(pods=[pod(POD, container(state="running", reason="", restart_count=0))],
+            events=[ready_probe])  # fmt: skip
+    d = diagnose(c)
+    assert d.category is Category.UNKNOWN
+    assert "statuscode: 500" in d.summary
+    # A probe that times out is the probe's own failure.
+    slow = event(
+        "Unhealthy",
+        'Readiness probe failed: Get "http://10.42.1.17:8080/ready": context deadline exceeded',
+        count=96,
+    )
+    c = ctx(pods=[pod(POD, container(state="running", reason="", restart_count=0))],
+            events=[slow])  # fmt: skip
+    assert diagnose(c).category is Category.FAILING_PROBE

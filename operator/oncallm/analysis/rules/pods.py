@@ -920,6 +920,10 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding |
         # start under a startup probe, a blip), not a cause
         return None
     score = 0.8 if (kind != "Readiness" and (restarts or kills)) else 0.62
+    if kind == "Readiness" and _APP_VERDICT.search(detail or first.message):
+        # the app answered its own health check with a server error: the probe works and
+        # reports the app's verdict; why the app says it is unhealthy is not proven here
+        return _unready_by_its_own_verdict(ctx, ev, pod, c, first, detail)
     probe = ""
     if c is not None:
         probe = {"Liveness": c.liveness_probe, "Readiness": c.readiness_probe}.get(
@@ -961,6 +965,48 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding |
             "slow starts and readiness for dependencies.",
         ],
         commands=cmds,
+    )
+
+
+#: A probe answered by the application with a server error (HTTP 5xx), as the kubelet words it.
+_APP_VERDICT = re.compile(r"HTTP probe failed with statuscode: 5\d\d", re.I)
+
+
+def _unready_by_its_own_verdict(
+    ctx: Context,
+    ev: EvidenceIndex,
+    pod: PodSnapshot | None,
+    c: ContainerSnapshot | None,
+    first: EventSnapshot,
+    detail: str,
+) -> Finding:
+    """A readiness probe the application answers with a 5xx: a link that says so, with no
+    category of its own. The probe does its job; the reason behind the app's answer is a
+    cause only another finding (its logs, a dependency) can prove."""
+    where = f"container {c.name} of pod {pod.name}" if c and pod else first.object_name
+    return Finding(
+        Category.UNKNOWN,
+        0.3,
+        summary=(
+            f"{where[0].upper() + where[1:]} answers its readiness probe with a server error "
+            f"({quote_line(detail or first.message, 120)}, {first.count} times), so it is out "
+            "of its Services' endpoints; nothing gathered says why the application reports "
+            "itself unhealthy."
+        ),
+        root_cause=(
+            f"The readiness probe of {where} gets a server error from the application "
+            f"({quote_line(detail or first.message)}): the probe works, the application says "
+            "it is not ready, and the evidence does not show why."
+        ),
+        evidence=ev.cite(ev.event(first), *(pod_cites(ev, pod, c) if pod else [])),
+        immediate_actions=[
+            "Call the readiness endpoint from inside the pod and read what it reports; read the "
+            "application log around the first failure.",
+        ],
+        commands=[
+            *(pod_commands(ctx, pod, c) if pod else []),
+            *([kc.events_for(pod.namespace, pod.name)] if pod else []),
+        ],
     )
 
 
