@@ -1140,3 +1140,28 @@ async def test_an_oom_killed_mesh_sidecar_names_the_annotation_that_sizes_it() -
     assert "sized by the pod annotation sidecar.istio.io/proxyMemoryLimit = 128Mi" in d.root_cause
     assert any("patch deployment/catalog" in cmd and "256Mi" in cmd for cmd in d.commands)
     assert not any("set resources" in cmd for cmd in d.commands)
+
+
+# -- a scrape sent to a port the pods do not serve --------------------------------------------
+
+
+async def test_target_down_on_a_service_mapping_metrics_to_an_undeclared_port() -> None:
+    containers = [{"name": "web", "image": "web:4",
+                   "ports": [{"name": "http", "containerPort": 3000},
+                             {"name": "metrics", "containerPort": 9464}]}]  # fmt: skip
+    pods = [pod(f"web-7d9f8c6b5-{s}", labels={"app": "web"}, containers=containers,
+                owner=("ReplicaSet", "web-7d9f8c6b5")) for s in ("a1b2c", "d3e4f")]  # fmt: skip
+    svc = {"kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
+           "spec": {"selector": {"app": "web"},
+                    "ports": [{"name": "http", "port": 80, "targetPort": "http"},
+                              {"name": "metrics", "port": 9464, "targetPort": 9100}]}}  # fmt: skip
+    endpoints = {"kind": "Endpoints", "metadata": {"name": "web", "namespace": "shop"},
+                 "subsets": [{"addresses": [{"ip": "10.0.0.4"}, {"ip": "10.0.0.5"}],
+                              "ports": [{"name": "metrics", "port": 9100}]}]}  # fmt: skip
+    ctx = await gathered(
+        alert(alertname="TargetDown", job="web", namespace="shop", service="web"),
+        [node_obj(), *pods, svc, endpoints],
+    )
+    d = diagnose(ctx)
+    assert d.category is Category.BAD_CONFIG, d.root_cause
+    assert "9464->9100" in d.root_cause and "service/web" in d.evidence

@@ -204,6 +204,14 @@ RULES: tuple[Rule, ...] = (
         "recreated since the pod started).",
         check=network.api_token_rejected,
     ),
+    Rule(
+        "scrape-port-unserved",
+        Category.BAD_CONFIG,
+        Scope.OUTSIDE,
+        "A failing scrape of a Service whose pods run and are ready: the Service maps the "
+        "scraped port to a targetPort no container of its pods declares.",
+        check=network.scrape_port_unserved,
+    ),
     # --- the pod's own spec, image or code ------------------------------------------------------
     Rule(
         "missing-secret-or-configmap",

@@ -44,8 +44,10 @@ from oncallm.gathering.sources.dns import (
     loop_id,
     upstream_id,
 )
+from oncallm.gathering.sources.metrics import alert_expression
 from oncallm.gathering.sources.network_paths import namespace_id, path_id, path_policy_id
 from oncallm.gathering.sources.role_bindings import grants, role_binding_id
+from oncallm.gathering.sources.scrape_paths import is_scrape_alert
 from oncallm.gathering.sources.tls_peers import tls_peer_id
 from oncallm.gathering.sources.webhooks import webhook_id, webhook_service_id
 from oncallm.models.analysis import Category
@@ -1761,5 +1763,51 @@ def api_token_rejected(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Find
             f"kubectl -n {ns} get serviceaccount {sa} -o yaml",
             *([kc.rollout_restart(w.kind, w.namespace, w.name)] if w else []),
             *(pod_commands(ctx, pod, c) if pod else []),
+        ],
+    )
+
+
+# --- a scrape sent to a port the pods do not serve ---------------------------------------------
+
+
+def scrape_port_unserved(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """Prometheus cannot scrape a Service whose pods run and are ready: the Service maps the
+    scraped port to a numeric targetPort that no container of its pods declares (the exporter
+    moved, the Service did not), so every scrape is refused."""
+    if not is_scrape_alert(ctx.alert.name, alert_expression(ctx.alert.generator_url) or ""):
+        return None
+    svc = next((s for s in ctx.services if s.relation != "dependency" and s.unserved_ports), None)
+    if svc is None or svc.ready_endpoints == 0:
+        return None
+    ports = ", ".join(svc.unserved_ports)
+    return Finding(
+        Category.BAD_CONFIG,
+        0.86,
+        summary=(
+            f"Service {svc.namespace}/{svc.name} sends its scrapes to a port its pods do not "
+            f"serve ({ports}): Prometheus' connections are refused."
+        ),
+        root_cause=(
+            f"Prometheus scrapes Service {svc.namespace}/{svc.name}, whose port mapping {ports} "
+            "names a targetPort that no container of its pods declares. Its "
+            f"{svc.ready_endpoints} endpoints are ready and the application runs; the "
+            "Service's targetPort is wrong (the exporter's port changed, the Service did not)."
+        ),
+        evidence=ev.cite(service_id(svc.name), ALERT_ID),
+        impact=(
+            f"No metrics from {svc.name}: its dashboards and every alert on its metrics are "
+            "blind until the port is fixed."
+        ),
+        immediate_actions=[
+            f"Set the targetPort of Service {svc.name} to the port the exporter listens on, "
+            "or to the container port's name so that it follows the pod template.",
+        ],
+        recommendations=[
+            "Use named targetPorts for metrics ports, so a port change in the pod template "
+            "cannot break the scrape.",
+        ],
+        commands=[
+            kc.describe("service", svc.namespace, svc.name),
+            kc.endpoints(svc.namespace, svc.name),
         ],
     )

@@ -86,6 +86,15 @@ async def read(scope: Scope) -> None:
             raw = await scope.reader.list("Pod", ns, label_selector=label_selector(selector))
             pods = [pod_snapshot(p) for p in raw]
             declared = declared_ports(raw)
+        elif selector:
+            # the target's own Service: the workload's pods it selects, already read
+            declared = declared_ports(
+                [
+                    p
+                    for p in scope.raw_pods
+                    if selector_matches(selector, meta(p).get("labels") or {})
+                ]
+            )
         snap = service_snapshot(svc, endpoints, pods, relation)
         snap.unserved_ports = unserved_ports(svc, declared)
         if relation == "dependency" and selector and not snap.matching_pods:
