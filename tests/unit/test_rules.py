@@ -2507,3 +2507,26 @@ def test_a_readiness_probe_the_app_answers_with_500_proves_no_cause_by_itself() 
     c = ctx(pods=[pod(POD, container(state="running", reason="", restart_count=0))],
             events=[slow])  # fmt: skip
     assert diagnose(c).category is Category.FAILING_PROBE
+
+
+def test_a_node_at_its_pod_limit_is_unschedulable_capacity_naming_who_fills_it() -> None:
+    full = node().model_copy(update={"allocatable": {"cpu": "1930m", "memory": "3Gi",
+                                                     "pods": "17"}, "pods": 17})  # fmt: skip
+    workers = [
+        pod(f"thumbs-5d8f7c9b6-{i:05d}", container(state="running", reason="", restart_count=0),
+            owner_kind="Deployment", owner_name="thumbs")
+        for i in range(15)
+    ]  # fmt: skip
+    a = Alert.model_validate(
+        {"status": "firing", "startsAt": "2025-05-14T09:40:00Z", "fingerprint": "0c1d2e3f4a5b6c7d",
+         "labels": {"alertname": "KubeletTooManyPods", "node": NODE, "severity": "info"}}
+    )  # fmt: skip
+    c = ctx(alert=a, target=TargetRef(kind="Node", name=NODE), pods=workers, nodes=[full],
+            workload=None)  # fmt: skip
+    d = check(c, Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE)
+    assert "17 pods of 17 allocatable" in d.root_cause
+    assert f"Deployment {NS}/thumbs (15)" in d.root_cause
+    # The same node with room for pods is no finding.
+    roomy = full.model_copy(update={"allocatable": {"pods": "110"}})
+    assert diagnose(ctx(alert=a, target=TargetRef(kind="Node", name=NODE), pods=workers,
+                        nodes=[roomy], workload=None)).category is Category.UNKNOWN  # fmt: skip

@@ -140,6 +140,14 @@ RULES: tuple[Rule, ...] = (
         check=cluster.insufficient_resources_unschedulable,
     ),
     Rule(
+        "node-pod-capacity",
+        Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE,
+        Scope.OUTSIDE,
+        "A node runs as many pods as it may (allocatable pods, the kubelet's maxPods): the "
+        "scheduler places no more there however much CPU and memory is free.",
+        check=cluster.node_pod_capacity,
+    ),
+    Rule(
         "dependency-unreachable",
         Category.DEPENDENCY_UNREACHABLE,
         Scope.OUTSIDE,

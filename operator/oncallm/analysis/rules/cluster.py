@@ -38,6 +38,7 @@ from oncallm.gathering.sources.quota_consumers import consumer_id
 from oncallm.gathering.sources.resource_holders import holder_id
 from oncallm.models.analysis import Category
 from oncallm.models.evidence import Context, NodeSnapshot, PodSnapshot
+from oncallm.models.quantity import parse_quantity
 
 # --- node not ready ---------------------------------------------------------------------------
 
@@ -915,4 +916,78 @@ def quota_exceeded(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
             "MEM:.spec.containers[*].resources.requests.memory",
             f"kubectl -n {ns} edit resourcequota {qname}",
         ],
+    )
+
+
+# --- a node at its pod limit ----------------------------------------------------------------
+
+#: Share of a node's allocatable pods from which it counts as full: the kubelet admits no pod
+#: past its maxPods, and kube-prometheus-stack's KubeletTooManyPods fires at 95%.
+POD_CAPACITY_FULL = 0.95
+
+
+def node_pod_capacity(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """A node runs as many pods as it may (its allocatable ``pods``, the kubelet's maxPods,
+    which on AWS follows the instance's ENIs): the scheduler places no more pods there however
+    much CPU and memory is free. The pods on it by workload say who fills it."""
+    full: list[tuple[NodeSnapshot, int, int]] = []
+    for node in ctx.nodes:
+        limit = parse_quantity(node.allocatable.get("pods"))
+        if limit and node.pods >= POD_CAPACITY_FULL * limit:
+            full.append((node, node.pods, int(limit)))
+    if not full:
+        return None
+    alerted = ctx.alert.name == "KubeletTooManyPods"
+    too_many = events(ctx, reasons=("FailedScheduling",), pattern=re.compile("Too many pods"))
+    if not alerted and not too_many:
+        return None
+    node, count, limit = max(full, key=lambda f: f[1] / f[2])
+    owners: dict[str, int] = {}
+    for p in ctx.pods:
+        if p.node_name == node.name and p.phase not in ("Succeeded", "Failed"):
+            key = f"{p.owner_kind} {p.namespace}/{p.owner_name}" if p.owner_kind else "bare pods"
+            owners[key] = owners.get(key, 0) + 1
+    ranked = sorted(owners.items(), key=lambda kv: -kv[1])[:3]
+    who = ", ".join(f"{name} ({n})" for name, n in ranked)
+    free = ", ".join(
+        f"{r} requested {node.requested[r]} of {node.allocatable[r]}"
+        for r in ("cpu", "memory")
+        if r in node.requested and r in node.allocatable
+    )
+    return Finding(
+        Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE,
+        0.84 if too_many else 0.8,
+        summary=(
+            f"Node {node.name} runs {count} of the {limit} pods it may run: the scheduler "
+            "places no more pods there (Too many pods)."
+        ),
+        root_cause=(
+            f"Node {node.name} is at its pod limit: {count} pods of {limit} allocatable "
+            "(the kubelet's maxPods)"
+            + (f", while {free}" if free else "")
+            + ". Pods are the scarce resource, not CPU or memory, so the scheduler's filter "
+            "answers 'Too many pods' for this node"
+            + (f"; most of its pods: {who}" if who else "")
+            + "."
+        ),
+        evidence=ev.cite(
+            node_id(node.name),
+            *[ev.event(e) for e in too_many[:2]],
+            ALERT_ID if alerted else None,
+        ),
+        impact=(
+            "New pods that could only go to this node stay Pending; with every node of the "
+            "group full, the workload cannot scale out."
+        ),
+        immediate_actions=[
+            "Run fewer, larger pods of the workload that fills the node, or add nodes (an "
+            "instance type with a higher pod limit, or a larger node group).",
+            "On EKS, raise the pods per node with VPC CNI prefix delegation "
+            "(ENABLE_PREFIX_DELEGATION) and a matching --max-pods.",
+        ],
+        recommendations=[
+            "Size replicas by what they need, not by the smallest pod: tiny pods exhaust the "
+            "per-node pod limit long before CPU or memory.",
+        ],
+        commands=[kc.describe("node", None, node.name), kc.pods_on_node(node.name)],
     )
