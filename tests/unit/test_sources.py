@@ -894,6 +894,47 @@ async def test_a_server_that_never_reloaded_its_renewed_certificate() -> None:
     assert "rates-tls" in d.root_cause and "reload" in d.root_cause
 
 
+async def test_an_expired_server_certificate_the_error_does_not_name_is_followed_from_the_url() -> (
+    None
+):
+    """Node.js says only CERT_HAS_EXPIRED; the pod's amqps:// setting names the server, whose
+    Certificate did not renew because its Issuer is not Ready."""
+    app = crashed_app()
+    app["spec"]["containers"][0]["env"] = [
+        {"name": "AMQP_URL", "value": "amqps://app@rabbitmq.mq.svc:5671/orders"}
+    ]
+    server = pod("rabbitmq-0", ns="mq", labels={"app": "rabbitmq"},
+                 volumes=[{"name": "tls", "secret": {"secretName": "rabbitmq-tls"}}])  # fmt: skip
+    cert = {
+        "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+        "metadata": {"name": "rabbitmq-tls", "namespace": "mq"},
+        "spec": {"secretName": "rabbitmq-tls", "issuerRef": {"name": "mq-ca", "kind": "Issuer"}},
+        "status": {"notAfter": t(-30), "conditions": [
+            {"type": "Ready", "status": "False", "reason": "Expired",
+             "message": "Certificate expired"}]},
+    }  # fmt: skip
+    issuer = {
+        "apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+        "metadata": {"name": "mq-ca", "namespace": "mq"},
+        "spec": {"ca": {"secretName": "mq-ca-root"}},
+        "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "ErrGetKeyPair",
+                                   "message": 'secrets "mq-ca-root" not found'}]},
+    }  # fmt: skip
+    objects = [
+        app, server, cert, issuer,
+        {"kind": "Service", "metadata": {"name": "rabbitmq", "namespace": "mq"},
+         "spec": {"selector": {"app": "rabbitmq"}, "ports": [{"port": 5671}]}},
+    ]  # fmt: skip
+    line = "ERROR amqp connect failed: Error: certificate has expired  code: 'CERT_HAS_EXPIRED'"
+    ctx = await gathered(alert(namespace="shop", pod="bridge-1"), objects,
+                         **{"shop__bridge-1__app": line})  # fmt: skip
+    [peer] = ctx.tls_peers
+    assert (peer.service, peer.certificates) == ("rabbitmq", ["rabbitmq-tls"])
+    d = diagnose(ctx)
+    assert d.category == Category.CERT_EXPIRED
+    assert "rabbitmq-tls" in d.root_cause and "mq-ca" in d.root_cause
+
+
 async def test_a_webhook_injecting_its_ca_from_a_certificate_that_is_gone() -> None:
     deployment = {
         "kind": "Deployment",

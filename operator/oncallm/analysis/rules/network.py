@@ -1059,6 +1059,10 @@ def cert_expired(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | 
         a = _AFTER.search(h.line)
         if a and when is None:
             when = a.group(2) or a.group(3)
+    if peer is None and len(ctx.tls_peers) == 1:
+        # the error names no server; the one in-cluster server the pods dial over TLS is it
+        server = ctx.tls_peers[0]
+        peer = f"{server.destination}.svc"
     crashed = crashed_container(ctx)
     pod, c = crashed if crashed else (target_pod(ctx), None)
     who = f"{c.name} in pod {pod.name}" if pod and c else (pod.name if pod else ctx.target.display)
@@ -1087,6 +1091,9 @@ def cert_expired(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | 
         what = "has expired: the peer rejects this pod's own client certificate" + (
             f" (Secrets the pod mounts: {', '.join(mounted[:3])})" if mounted else ""
         )
+    if not client:
+        # the server's certificate failed: the Secrets its pods present are the ones to follow
+        used |= {sec for server in ctx.tls_peers for sec in server.secrets}
     chain, because = certificate_chain(ctx, secrets=used)
     stale = _not_reloaded(ctx, peer) if expired and not client else None
     first_action = (

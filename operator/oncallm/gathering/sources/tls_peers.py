@@ -2,7 +2,9 @@
 
 A client's handshake fails on the certificate its peer presents ("x509: certificate has
 expired", "invalid peer certificate: Expired"). When the peer is a Service of the cluster,
-named in a cluster DNS form (``rates-api.lattice-rates.svc``), this source reads the Service,
+named in a cluster DNS form (``rates-api.lattice-rates.svc``) by the error or, when the error
+names no server, by a TLS setting of the failing pod (``amqps://``, ``https://``, a TLS port),
+this source reads the Service,
 its pods (when the oldest started), the Secrets they mount and the cert-manager Certificates
 that issue those Secrets. A Certificate renewed after the pods started, while the pods still
 present the expired certificate, means the server never reloaded its key pair.
@@ -42,16 +44,39 @@ def tls_peer_id(destination: str) -> str:
     return f"tlspeer/{destination}"
 
 
+#: A setting that dials a server over TLS: a TLS scheme, or a port TLS servers listen on.
+TLS_SETTING = re.compile(
+    r"\b(?:https|amqps|rediss|wss|ldaps|grpcs|mqtts|ssl|tls)://"
+    r"|\.svc(?:\.cluster\.local)?:(?:443|636|5671|6380|8443|8883|9093|9443)\b",
+    re.IGNORECASE,
+)
+
+
 def peers(ctx: Context) -> list[tuple[str, str]]:
-    """(namespace, Service) of the cluster's servers the logs' certificate errors name."""
+    """(namespace, Service) of the cluster's servers the logs' certificate errors name; when
+    the errors name no server (a Node.js ``CERT_HAS_EXPIRED``, a Java handshake exception),
+    the servers that the failing pods' settings dial over TLS."""
     found: list[tuple[str, str]] = []
+    failing: set[str] = set()
     for log in ctx.logs:
         for line in log.lines[-200:]:
             if not CERT_ERROR.search(line):
                 continue
+            failing.add(log.pod)
             for m in SERVICE_DNS.finditer(line):
                 if (m.group(2), m.group(1)) not in found:
                     found.append((m.group(2), m.group(1)))
+    if not found and failing:
+        for pod in ctx.pods:
+            if pod.name not in failing:
+                continue
+            for c in pod.containers:
+                for value in [*c.env.values(), *c.config_env.values()]:
+                    if not TLS_SETTING.search(value):
+                        continue
+                    for m in SERVICE_DNS.finditer(value):
+                        if (m.group(2), m.group(1)) not in found:
+                            found.append((m.group(2), m.group(1)))
     return found[:MAX_PEERS]
 
 
