@@ -2530,3 +2530,41 @@ def test_a_node_at_its_pod_limit_is_unschedulable_capacity_naming_who_fills_it()
     roomy = full.model_copy(update={"allocatable": {"pods": "110"}})
     assert diagnose(ctx(alert=a, target=TargetRef(kind="Node", name=NODE), pods=workers,
                         nodes=[roomy], workload=None)).category is Category.UNKNOWN  # fmt: skip
+
+
+def test_a_sidecar_configured_with_an_instance_that_does_not_exist_is_bad_config() -> None:
+    proxy = container(
+        name="cloud-sql-proxy",
+        command=["/cloud-sql-proxy", "--port=5432", "acme-prod:europe-west1:orders-pg-15"],
+        env={},
+        last_exit_code=1,
+    )
+    app = container(env={"DB_HOST": "127.0.0.1"})
+    c = ctx(
+        pods=[pod(POD, app, proxy)],
+        logs=[
+            log(
+                '{"severity":"ERROR","message":"failed to get instance metadata (connection name '
+                '= \\"acme-prod:europe-west1:orders-pg-15\\"): googleapi: Error 404: The Cloud '
+                'SQL instance does not exist., instanceDoesNotExist"}',
+                container_name="cloud-sql-proxy",
+            ),
+            log(
+                "psycopg.OperationalError: connection failed: connection to server at "
+                '"127.0.0.1", port 5432 failed: Connection refused'
+            ),
+        ],
+    )
+    d = check(c, Category.BAD_CONFIG)
+    assert "cloud-sql-proxy" in d.root_cause and "orders-pg-15" in d.root_cause
+    assert "DB_HOST" not in d.root_cause
+
+
+def test_a_refused_connection_quoting_an_env_value_does_not_blame_the_value() -> None:
+    c = ctx(
+        pods=[pod(POD, container(env={"DB_HOST": "10.0.4.12"}))],
+        logs=[log('psycopg.OperationalError: connection to server at "10.0.4.12", port 5432 '
+                  "failed: Connection refused")],
+    )  # fmt: skip
+    d = diagnose(c)
+    assert not (d.category is Category.BAD_CONFIG and "DB_HOST" in d.root_cause)

@@ -44,6 +44,7 @@ from oncallm.analysis.rules.base import (
     workload_state,
 )
 from oncallm.gathering.sources.custom_resources import external_secret_id
+from oncallm.gathering.sources.dns import NAME_RESOLUTION_FAILURE
 from oncallm.gathering.sources.pull_credentials import (
     pull_credentials_id,
     pull_secret_id,
@@ -1090,6 +1091,85 @@ def _quoted_setting(c: ContainerSnapshot, hits: list[Hit]) -> str:
 _QUOTED = re.compile(r"""['"]([^'"\s]{2,80})['"]""")
 
 
+_CONNECTION_FAILED = re.compile(
+    r"connection refused|ECONNREFUSED|connection reset|timed out|i/o timeout|no route to host",
+    re.IGNORECASE,
+)
+#: A program saying that what it was told to use does not exist.
+_DOES_NOT_EXIST = re.compile(
+    r"does not exist|doesn't exist|\bnot found\b|Error 404|\b404\b|NoSuchBucket"
+    r"|no such (?:bucket|instance|database|table|topic|queue|project|cluster|key)"
+    r"|unknown (?:bucket|instance|database|topic|queue|project|cluster)",
+    re.IGNORECASE,
+)
+#: Configured values shorter than this are too common to tell a name (``info``, ``true``).
+_MIN_VALUE_CHARS = 6
+
+
+def _configured_target_missing(ctx: Context, ev: EvidenceIndex, pod: PodSnapshot) -> Finding | None:
+    """A container of the pod (the app or a sidecar it dials on localhost, such as a cloud
+    SQL proxy) exits on an error that quotes one of its own settings, an argument or an env
+    value, and says that what it names does not exist: the setting points at a database,
+    instance, bucket or topic that is not there."""
+    for c in pod.containers:
+        if not c.restart_count and c.state != "terminated":
+            continue  # it never failed
+        settings: dict[str, str] = {}
+        for word in c.command:
+            value = word.split("=", 1)[1] if word.startswith("-") and "=" in word else word
+            if not value.startswith("-"):
+                settings.setdefault(value, "argument" if word == value else f"argument {word}")
+        for var, value in {**c.config_env, **c.env}.items():
+            settings.setdefault(value, f"environment variable {var}")
+        settings = {
+            v: where
+            for v, where in settings.items()
+            if len(v) >= _MIN_VALUE_CHARS and not v.isdigit() and "/" not in v[:1]
+        }
+        if not settings:
+            continue
+        for h in grep(ctx, ev, _DOES_NOT_EXIST, pods=[pod.name]):
+            if h.log.container != c.name or NAME_RESOLUTION_FAILURE.search(h.line):
+                continue
+            value = next((v for v in settings if v in h.line), None)
+            if value is None:
+                continue
+            where = settings[value]
+            loopback = [
+                other.name
+                for other in pod.containers
+                if other.name != c.name and not other.init and not other.ready
+            ]
+            return Finding(
+                Category.BAD_CONFIG,
+                0.87,
+                summary=(
+                    f"{c.name} in {pod.name} is configured with {value}, which does not exist."
+                ),
+                root_cause=(
+                    f"Container {c.name} of pod {pod.name} exits because its {where} names "
+                    f"{value}, and that does not exist: {quote_line(h.line, 240)}."
+                    + (
+                        f" Container {', '.join(loopback[:2])} of the same pod is not ready "
+                        f"either: it depends on {c.name}."
+                        if loopback
+                        else ""
+                    )
+                ),
+                evidence=ev.cite(*cite_hits([h]), *pod_cites(ev, pod, c)),
+                impact=f"{workload_state(ctx)}; every start fails the same way until it is fixed.",
+                immediate_actions=[
+                    f"Correct {value} in the {where} of container {c.name} (a typo, a renamed "
+                    "or not yet created resource), or create what it names.",
+                ],
+                recommendations=[
+                    "Check at deploy time that the resources a workload is configured with exist.",
+                ],
+                commands=pod_commands(ctx, pod, c),
+            )
+    return None
+
+
 def _config_value_crash(
     ctx: Context, ev: EvidenceIndex, pod: PodSnapshot, c: ContainerSnapshot
 ) -> Finding | None:
@@ -1101,6 +1181,9 @@ def _config_value_crash(
     hits = [h for h in grep(ctx, ev, _EXCEPTION_LINE, pods=[pod.name]) if h.log.container == c.name]
     values = {**c.config_env, **c.env}
     for h in reversed(hits):
+        if _CONNECTION_FAILED.search(h.line):
+            # the value was used: it named a server that did not answer, not a bad value
+            continue
         for value in _QUOTED.findall(h.line):
             names = [k for k, v in values.items() if v == value and not value.isdigit()]
             if not names or value.lower() in ("true", "false", "none", "null"):
@@ -1159,7 +1242,7 @@ def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | No
     code = exit_code(c)
     hits = grep(ctx, ev, _BAD_CONFIG, pods=[pod.name])
     if not hits:
-        return _config_value_crash(ctx, ev, pod, c)
+        return _configured_target_missing(ctx, ev, pod) or _config_value_crash(ctx, ev, pod, c)
     score = 0.86 if code in (1, 2, 64, 78) else 0.7
     hit = hits[0]
     file = _config_file(hit.log, hit.lineno)
