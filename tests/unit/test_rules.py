@@ -2568,3 +2568,18 @@ def test_a_refused_connection_quoting_an_env_value_does_not_blame_the_value() ->
     )  # fmt: skip
     d = diagnose(c)
     assert not (d.category is Category.BAD_CONFIG and "DB_HOST" in d.root_cause)
+
+
+def test_a_database_volume_filled_by_an_inactive_replication_slot() -> None:
+    a = alert("KubePersistentVolumeFillingUp", persistentvolumeclaim="data-pg-0")
+    line = ('2026-11-20 09:40:41 GMT [1042] WARNING:  max_slot_wal_keep_size is -1; replication '
+            'slot "debezium_orders" (inactive) retains 187 GB of WAL')  # fmt: skip
+    c = ctx(
+        alert=a,
+        target=TargetRef(kind="PersistentVolumeClaim", namespace=NS, name="data-pg-0"),
+        logs=[log(line, previous=False)],
+    )
+    d = check(c, Category.DISK_PRESSURE)
+    assert "debezium_orders" in d.root_cause and "data-pg-0" in d.root_cause
+    # The same line under another alert is not this finding.
+    assert diagnose(ctx(logs=[log(line, previous=False)])).category is not Category.DISK_PRESSURE

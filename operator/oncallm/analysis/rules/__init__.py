@@ -261,6 +261,14 @@ RULES: tuple[Rule, ...] = (
         check=pods.retention_disabled,
     ),
     Rule(
+        "wal-retained",
+        Category.DISK_PRESSURE,
+        Scope.POD,
+        "A database volume fills with write-ahead log kept for a replication slot nobody reads "
+        "(an inactive slot of a stopped CDC connector or a removed replica).",
+        check=pods.wal_retained,
+    ),
+    Rule(
         "failing-probe",
         Category.FAILING_PROBE,
         Scope.POD,

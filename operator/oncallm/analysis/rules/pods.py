@@ -1343,6 +1343,74 @@ def retention_disabled(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Find
     )
 
 
+#: A database saying that a consumer which stopped reading keeps its write-ahead log:
+#: PostgreSQL's inactive replication slot (logical decoding, a replica that left).
+_RETAINED_BY_SLOT = re.compile(
+    r"replication slot \"(?P<slot>[\w.-]+)\" \(inactive\)"
+    r"|inactive replication slot \"?(?P<slot2>[\w.-]+)"
+    r"|slot \"(?P<slot3>[\w.-]+)\"[^\n]{0,80}\bretain",
+    re.IGNORECASE,
+)
+VOLUME_FILLING_ALERTS = ("KubePersistentVolumeFillingUp", "KubePersistentVolumeInodesFillingUp")
+
+
+def wal_retained(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """A database volume fills because the database keeps its write-ahead log for a
+    replication slot nobody reads: a CDC connector or replica that was stopped or removed
+    left its slot, and without max_slot_wal_keep_size every WAL segment since is kept."""
+    if ctx.alert.name not in VOLUME_FILLING_ALERTS:
+        return None
+    hits = grep(ctx, ev, _RETAINED_BY_SLOT)
+    if not hits:
+        return None
+    m = hits[-1].match
+    slot = m.group("slot") or m.group("slot2") or m.group("slot3")
+    claim = ctx.target.name if ctx.target.kind == "PersistentVolumeClaim" else "the volume"
+    pod = next((p for p in ctx.pods if p.name == hits[-1].log.pod), None)
+    return Finding(
+        Category.DISK_PRESSURE,
+        0.86,
+        summary=(
+            f"{claim} fills with write-ahead log that replication slot {slot} keeps: nothing "
+            "consumes the slot."
+        ),
+        root_cause=(
+            f"PersistentVolumeClaim {claim} keeps growing because the database keeps its "
+            f"write-ahead log for replication slot {slot}, which is inactive: "
+            f"{quote_line(hits[-1].line, 220)}. Its consumer (a CDC connector or replica) "
+            "stopped reading or was removed and the slot stayed, so every WAL segment since "
+            "is kept."
+        ),
+        evidence=ev.cite(*cite_hits(hits), ALERT_ID),
+        impact="When the volume is full the database stops accepting writes.",
+        immediate_actions=[
+            f"Restart the consumer of slot {slot} if it is still wanted; otherwise drop the "
+            f"slot (SELECT pg_drop_replication_slot('{slot}')) so the WAL is recycled.",
+            "Set max_slot_wal_keep_size so an abandoned slot can no longer fill the volume.",
+        ],
+        recommendations=[
+            "Alert on pg_replication_slots with active = false and on retained WAL size.",
+        ],
+        commands=[
+            kc.describe("persistentvolumeclaim", namespace(ctx), claim),
+            *(
+                [
+                    kc.exec_in(
+                        pod.namespace,
+                        pod.name,
+                        None,
+                        "psql -c 'SELECT slot_name, "
+                        "active, pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), "
+                        "restart_lsn)) FROM pg_replication_slots'",
+                    )
+                ]
+                if pod
+                else []
+            ),
+        ],
+    )
+
+
 #: The interpreter or the runtime cannot find the program the container is told to run: a
 #: Python module or script, a Node entry file, a Java main class or jar, a shell script.
 _NO_ENTRYPOINT = re.compile(
