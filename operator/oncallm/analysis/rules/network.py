@@ -52,6 +52,7 @@ from oncallm.gathering.sources.tls_peers import tls_peer_id
 from oncallm.gathering.sources.webhooks import webhook_id, webhook_service_id
 from oncallm.models.analysis import Category
 from oncallm.models.evidence import (
+    ContainerSnapshot,
     Context,
     NetworkPolicySnapshot,
     PodSnapshot,
@@ -1607,6 +1608,22 @@ def _vault_login_denied(ctx: Context, ev: EvidenceIndex) -> list[Hit]:
     return hits
 
 
+def _logging_identity(
+    ctx: Context, hit: Hit
+) -> tuple[PodSnapshot | None, ContainerSnapshot | None, str, str, str]:
+    """The pod and container whose log line ``hit`` is, how to name them, and the
+    ServiceAccount (and namespace) they run as: the identity an authority refused."""
+    pod = next((p for p in ctx.pods if p.name == hit.log.pod), None) or target_pod(ctx)
+    c = pod.container(hit.log.container) if pod else None
+    where = (
+        f"container {c.name} of pod {pod.name}"
+        if pod and c
+        else (pod.name if pod else ctx.target.display)
+    )
+    sa = (pod.service_account if pod else None) or "default"
+    return pod, c, where, sa, pod.namespace if pod else namespace(ctx)
+
+
 def identity_refused(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """An authority outside the cluster (Vault, AWS STS, Google IAM, Azure AD) refuses the
     identity the pod logs in with, its ServiceAccount: the role or trust policy there does not
@@ -1623,11 +1640,7 @@ def identity_refused(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findin
         authority = "Vault" if hits else ""
     if not hits:
         return None
-    by_pod = {p.name: p for p in ctx.pods}
-    pod = by_pod.get(hits[-1].log.pod) or target_pod(ctx)
-    c = pod.container(hits[-1].log.container) if pod else None
-    sa = (pod.service_account if pod else None) or "default"
-    ns = pod.namespace if pod else namespace(ctx)
+    pod, c, where, sa, ns = _logging_identity(ctx, hits[-1])
     who = f"ServiceAccount {ns}/{sa}"
     role = pod.identity.get("vault.hashicorp.com/role") if pod else None
     change = next(
@@ -1668,11 +1681,6 @@ def identity_refused(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findin
         )
     else:
         fix = f"Add a federated identity credential for subject system:serviceaccount:{ns}:{sa}."
-    where = (
-        f"container {c.name} of pod {pod.name}"
-        if pod and c
-        else (pod.name if pod else ctx.target.display)
-    )
     return Finding(
         Category.RBAC_FORBIDDEN,
         0.88,
@@ -1726,16 +1734,7 @@ def api_token_rejected(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Find
     hits = grep(ctx, ev, _API_UNAUTHORIZED)
     if not hits:
         return None
-    by_pod = {p.name: p for p in ctx.pods}
-    pod = by_pod.get(hits[-1].log.pod) or target_pod(ctx)
-    c = pod.container(hits[-1].log.container) if pod else None
-    sa = (pod.service_account if pod else None) or "default"
-    ns = pod.namespace if pod else namespace(ctx)
-    where = (
-        f"container {c.name} of pod {pod.name}"
-        if pod and c
-        else (pod.name if pod else ctx.target.display)
-    )
+    pod, c, where, sa, ns = _logging_identity(ctx, hits[-1])
     w = controller(ctx)
     return Finding(
         Category.RBAC_FORBIDDEN,
