@@ -1131,9 +1131,10 @@ def _configured_target_missing(ctx: Context, ev: EvidenceIndex, pod: PodSnapshot
         for h in grep(ctx, ev, _DOES_NOT_EXIST, pods=[pod.name]):
             if h.log.container != c.name or NAME_RESOLUTION_FAILURE.search(h.line):
                 continue
-            value = next((v for v in settings if v in h.line), None)
-            if value is None:
+            named = [v for v in settings if v in h.line]
+            if not named:
                 continue
+            value = named[0]
             where = settings[value]
             loopback = [
                 other.name
