@@ -820,6 +820,13 @@ def test_hpa_maxed() -> None:
     d = check(c, Category.HPA_MAXED)
     assert "maxReplicas 10" in d.root_cause
     assert any('"maxReplicas":20' in cmd for cmd in d.commands)
+    # An HPA that KEDA owns is raised on its ScaledObject: KEDA rewrites the HPA.
+    keda = c.hpas[0].model_copy(update={"owner_kind": "ScaledObject", "owner_name": "api-consumer"})
+    d = check(c.model_copy(update={"hpas": [keda]}), Category.HPA_MAXED)
+    assert "ScaledObject api-consumer" in d.root_cause
+    assert any("patch scaledobject api-consumer" in cmd and '"maxReplicaCount":20' in cmd
+               for cmd in d.commands)  # fmt: skip
+    assert "maxReplicaCount of ScaledObject api-consumer" in d.immediate_actions[0]
 
 
 def test_cpu_throttling_from_metric() -> None:

@@ -265,6 +265,10 @@ class HPASnapshot(Snapshot):
     #: condition type -> (status, reason, message)
     conditions: dict[str, tuple[str, str, str]] = Field(default_factory=dict)
     metrics: list[str] = Field(default_factory=list)
+    #: the controller that owns the HPA and writes its spec (``ScaledObject orders-consumer``
+    #: for KEDA): its own settings are the ones to change
+    owner_kind: str | None = None
+    owner_name: str | None = None
 
 
 class RoleBindingSnapshot(Snapshot):

@@ -575,6 +575,7 @@ def hpa_maxed(
         wants_more = wants_more or hpa.desired_replicas > hpa.max_replicas
         score = 0.86 if wants_more else 0.74
         load = ", ".join(hpa.metrics)
+        keda = hpa.owner_kind == "ScaledObject"
         ns = hpa.namespace
         return Finding(
             Category.HPA_MAXED,
@@ -587,6 +588,11 @@ def hpa_maxed(
             root_cause=(
                 f"HorizontalPodAutoscaler {ns}/{hpa.name} runs {hpa.target_kind} "
                 f"{hpa.target_name} at maxReplicas {hpa.max_replicas}"
+                + (
+                    f" (set by KEDA ScaledObject {hpa.owner_name}'s maxReplicaCount)"
+                    if keda
+                    else ""
+                )
                 + (
                     f" (ScalingLimited {limited[1]}: {quote_line(limited[2], 120)})"
                     if limited[0] == "True"
@@ -610,8 +616,15 @@ def hpa_maxed(
                 "requests may fail under more load."
             ),
             immediate_actions=[
-                f"Raise maxReplicas of HPA {hpa.name} (if the nodes and downstream services can "
-                "take it), or shed/rate-limit the extra load.",
+                (
+                    f"Raise maxReplicaCount of ScaledObject {hpa.owner_name}: KEDA owns HPA "
+                    f"{hpa.name} and writes its maxReplicas from it, so a change to the HPA is "
+                    "undone"
+                    if keda
+                    else f"Raise maxReplicas of HPA {hpa.name}"
+                )
+                + " (if the nodes and downstream services can take it), or shed/rate-limit the "
+                "extra load.",
                 "Check whether the load is real (traffic growth) or a retry storm / slow "
                 "dependency making each request cost more.",
             ],
@@ -621,7 +634,10 @@ def hpa_maxed(
             ],
             commands=[
                 kc.describe("hpa", ns, hpa.name),
-                f"kubectl -n {ns} patch hpa {hpa.name} --type=merge "
+                f"kubectl -n {ns} patch scaledobject {hpa.owner_name} --type=merge "
+                f'-p \'{{"spec":{{"maxReplicaCount":{hpa.max_replicas * 2}}}}}\''
+                if keda
+                else f"kubectl -n {ns} patch hpa {hpa.name} --type=merge "
                 f'-p \'{{"spec":{{"maxReplicas":{hpa.max_replicas * 2}}}}}\'',
                 f"kubectl -n {ns} top pods",
                 kc.get_kind("hpa", ns),

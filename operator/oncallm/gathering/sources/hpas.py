@@ -5,7 +5,7 @@ Evidence: ``hpa/<name>``: current, desired, min and max replicas, metrics, condi
 
 from __future__ import annotations
 
-from oncallm.gathering.objects import Obj, conditions, meta
+from oncallm.gathering.objects import Obj, conditions, controller_of, meta
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
 from oncallm.models.analysis import EvidenceSource
@@ -47,6 +47,7 @@ def hpa_snapshot(hpa: Obj) -> HPASnapshot:
         if res:
             value = target.get("averageUtilization", target.get("averageValue"))
             metrics.append(f"{res.get('name')} target {value}")
+    owner = controller_of(hpa)
     return HPASnapshot(
         name=str(meta(hpa).get("name", "")),
         namespace=str(meta(hpa).get("namespace", "")),
@@ -58,6 +59,8 @@ def hpa_snapshot(hpa: Obj) -> HPASnapshot:
         desired_replicas=int(status.get("desiredReplicas", 0) or 0),
         conditions=conditions(hpa),
         metrics=metrics,
+        owner_kind=owner[0] if owner else None,
+        owner_name=owner[1] if owner else None,
     )
 
 
@@ -68,6 +71,7 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
             f"{hpa.target_kind}/{hpa.target_name}: {hpa.current_replicas} current, "
             f"{hpa.desired_replicas} desired, min {hpa.min_replicas or 1}, max "
             f"{hpa.max_replicas}; metrics {', '.join(hpa.metrics) or '-'}; {conds}"
+            + (f"; owned by {hpa.owner_kind} {hpa.owner_name}" if hpa.owner_kind else "")
         )
         limited = hpa.conditions.get("ScalingLimited", ("", "", ""))[0] == "True"
         at_max = hpa.max_replicas > 0 and hpa.current_replicas >= hpa.max_replicas
