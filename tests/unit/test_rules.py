@@ -2590,3 +2590,20 @@ def test_a_database_volume_filled_by_an_inactive_replication_slot() -> None:
     assert "debezium_orders" in d.root_cause and "data-pg-0" in d.root_cause
     # The same line under another alert is not this finding.
     assert diagnose(ctx(logs=[log(line, previous=False)])).category is not Category.DISK_PRESSURE
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "worker.py: error: unrecognized arguments: --batch-size=500",
+        "etl: error: argument --mode: invalid choice: 'full' (choose from 'incremental', 'rebuild')",
+        "Error: No such option: --dry-run",
+        "flag needs an argument: -config",
+        'Error: unknown command "serve" for "ledgerd"',
+        "Unrecognized VM option 'UseCGroupMemoryLimitForHeap'",
+        "node: bad option: --experimental-loader-x",
+    ],
+)
+def test_a_program_refusing_its_command_line_is_bad_config(line: str) -> None:
+    c = ctx(logs=[log(f"2025-05-14T09:49:00Z starting\n{line}")])
+    check(c, Category.BAD_CONFIG)

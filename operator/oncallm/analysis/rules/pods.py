@@ -1052,6 +1052,11 @@ _BAD_CONFIG = re.compile(
     r"|Failed to bind properties under|failed to convert java\.lang\.String to"
     r"|is not a valid (?:duration|number|integer|boolean|url|value)"
     r"|NumberFormatException: For input string|DateTimeParseException|time: invalid duration"
+    # a command line the program refuses: argparse, click, Go's flag, cobra, the JVM, Node
+    r"|unrecognized arguments?:|argument [-\w]+: invalid choice|the following arguments are "
+    r"required|No such option: -|Error: Missing option '|flag needs an argument"
+    r"|Error: unknown command \"[^\"]+\" for \"|Unrecognized VM option|Unrecognized option: -"
+    r"|Could not create the Java Virtual Machine|bad option: --?\w"
     # a server refusing its config file: nginx's [emerg], HAProxy's parser, a keyword it lacks
     r"|unknown directive|invalid number of arguments in \"\w+\" directive"
     r"|directive is not allowed here|\"\w+\" directive is duplicate|unknown keyword"
