@@ -2304,6 +2304,33 @@ def test_a_policy_webhook_denying_the_pods_is_the_template_not_the_webhook() -> 
     assert "validation.gatekeeper.sh" in d.root_cause and "statsd-exporter" in d.root_cause
 
 
+@pytest.mark.parametrize(
+    ("message", "named"),
+    [
+        (
+            'Error creating: pods "api-6d8f7c9b5-9kqzt" is forbidden: violates PodSecurity '
+            '"restricted:latest": allowPrivilegeEscalation != false (container "api" must set '
+            "securityContext.allowPrivilegeEscalation=false)",
+            "PodSecurity admission at level restricted:latest",
+        ),
+        (
+            'Error creating: pods "api-6d8f7c9b5-9kqzt" is forbidden: ValidatingAdmissionPolicy '
+            "'require-limits' with binding 'require-limits-all' denied request: containers must "
+            "set memory limits",
+            "ValidatingAdmissionPolicy require-limits",
+        ),
+    ],
+)
+def test_built_in_admission_denying_the_pods_is_the_template(message: str, named: str) -> None:
+    c = ctx(
+        pods=[],
+        events=[event("FailedCreate", message, kind="ReplicaSet", name="api-6d8f7c9b5")],
+        alert=alert("KubeDeploymentReplicasMismatch", pod="", container="", deployment="api"),
+    )
+    d = check(c, Category.BAD_CONFIG)
+    assert named in d.root_cause
+
+
 def test_an_init_container_template_missing_a_variable_is_bad_config() -> None:
     logs = (
         "Error: renderTemplate: failed to render template /templates/app.yml.tmpl: template: "

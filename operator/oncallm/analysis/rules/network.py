@@ -1247,9 +1247,37 @@ def certificate_chain(
 _WEBHOOK_CERT = re.compile(r"x509:|certificate has expired|certificate signed by unknown", re.I)
 
 
-_DENIED = re.compile(
-    r'admission webhook "(?P<hook>[^"]+)" denied the request:\s*(?P<why>.+)', re.IGNORECASE
+#: An admission step that ran and refused the pods, by how to name it: a policy webhook
+#: (Gatekeeper, Kyverno), the built-in PodSecurity admission (the namespace's
+#: pod-security.kubernetes.io/enforce label), a ValidatingAdmissionPolicy.
+_DENIALS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "the validating admission webhook {}",
+        re.compile(r'admission webhook "(?P<hook>[^"]+)" denied the request:\s*(?P<why>.+)', re.I),
+    ),
+    (
+        "PodSecurity admission at level {} (the namespace's pod-security.kubernetes.io/enforce "
+        "label)",
+        re.compile(r'violates PodSecurity "(?P<hook>[^"]+)":\s*(?P<why>.+)', re.I),
+    ),
+    (
+        "ValidatingAdmissionPolicy {}",
+        re.compile(
+            r"ValidatingAdmissionPolicy '(?P<hook>[^']+)'(?: with binding '[^']+')? denied "
+            r"request:\s*(?P<why>.+)",
+            re.I,
+        ),
+    ),
 )
+
+
+def _denial(message: str) -> tuple[str, str] | None:
+    """(who denied, why) when ``message`` is an admission denial of the pods."""
+    for name, pattern in _DENIALS:
+        m = pattern.search(message)
+        if m:
+            return name.format(m.group("hook")), m.group("why").strip()
+    return None
 
 
 def _policy_denial(ctx: Context, ev: EvidenceIndex) -> Finding | None:
@@ -1259,28 +1287,28 @@ def _policy_denial(ctx: Context, ev: EvidenceIndex) -> Finding | None:
     found: list[tuple[str, str, str | None]] = [
         (e.message, f"{e.object_kind} {e.object_name}", ev.event(e))
         for e in ctx.events
-        if _DENIED.search(e.message)
+        if _denial(e.message)
     ]
     found += [
         (m, f"{w.kind} {w.name}", workload_id(w.kind, w.name))
         for w in [ctx.workload, *ctx.owners]
         if w is not None
         for (_, (_s, _r, m)) in w.conditions.items()
-        if _DENIED.search(m)
+        if _denial(m)
     ]
     if not found:
         return None
     message, who, cite = found[0]
-    m = _DENIED.search(message)
-    assert m is not None
-    hook, why = m.group("hook"), m.group("why").strip()
+    denied = _denial(message)
+    assert denied is not None
+    hook, why = denied
     return Finding(
         Category.BAD_CONFIG,
         0.93,
-        summary=f"Admission webhook {hook} denies the pods of {who}: {quote_line(why, 160)}.",
+        summary=f"{hook[0].upper() + hook[1:]} denies the pods of {who}: {quote_line(why, 160)}.",
         root_cause=(
-            f"{who} cannot create its pods: the validating admission webhook {hook} runs and "
-            f"denies them ({quote_line(why, 260)}). The webhook works; the pod template breaks "
+            f"{who} cannot create its pods: {hook} runs and denies them "
+            f"({quote_line(why, 260)}). The admission check works; the pod template breaks "
             "a policy of the cluster, so no new pod is admitted until the template complies."
         ),
         evidence=ev.cite(cite),
