@@ -1206,3 +1206,53 @@ async def test_target_down_on_a_service_mapping_metrics_to_an_undeclared_port() 
     d = diagnose(ctx)
     assert d.category is Category.BAD_CONFIG, d.root_cause
     assert "9464->9100" in d.root_cause and "service/web" in d.evidence
+
+
+# -- an HPA without metrics: metrics-server ---------------------------------------------------
+
+
+def hpa_without_metrics() -> list[dict[str, Any]]:
+    hpa = {"kind": "HorizontalPodAutoscaler", "metadata": {"name": "web", "namespace": "shop"},
+           "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": 2,
+                    "maxReplicas": 10},
+           "status": {"currentReplicas": 2, "desiredReplicas": 2}}  # fmt: skip
+    failed = event(
+        "HorizontalPodAutoscaler", "web", "FailedGetResourceMetric",
+        "failed to get cpu utilization: unable to get metrics for resource cpu: unable to fetch "
+        "metrics from resource metrics API: the server is currently unable to handle the "
+        "request (get pods.metrics.k8s.io)",
+    )  # fmt: skip
+    return [hpa, failed]
+
+
+async def test_an_hpa_without_metrics_follows_to_metrics_server_refusing_its_flag() -> None:
+    server = pod("metrics-server-5c6fdbb73d-xfm6j", ns="kube-system",
+                 labels={"k8s-app": "metrics-server"},
+                 containers=[{"name": "metrics-server", "image": "metrics-server:v0.7.2"}])  # fmt: skip
+    server["status"]["containerStatuses"][0] |= {
+        "ready": False, "restartCount": 12,
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+    }  # fmt: skip
+    reader = MemoryReader([*hpa_without_metrics(), server])
+    reader.add_log(
+        "kube-system", "metrics-server-5c6fdbb73d-xfm6j", "metrics-server",
+        "Error: unknown flag: --deprecated-kubelet-completely-insecure\nUsage:\n   [flags]",
+        previous=True,
+    )  # fmt: skip
+    a = alert(alertname="KubeHpaReplicasMismatch", namespace="shop",
+              horizontalpodautoscaler="web")  # fmt: skip
+    ctx = await gather(a, reader, DEFAULT_POLICY, now=NOW)
+    assert ctx.metrics_api is not None
+    assert [p.name for p in ctx.metrics_api.pods] == ["metrics-server-5c6fdbb73d-xfm6j"]
+    d = diagnose(ctx)
+    assert d.category is Category.BAD_CONFIG, d.root_cause
+    assert "--deprecated-kubelet-completely-insecure" in d.root_cause
+    assert "metricsapi/metrics-server-5c6fdbb73d-xfm6j" in d.evidence
+
+
+async def test_metrics_server_is_not_read_while_the_hpas_get_their_metrics() -> None:
+    reader = MemoryReader([hpa_without_metrics()[0]], forbidden={"Pod"})
+    a = alert(alertname="KubeHpaMaxedOut", namespace="shop", horizontalpodautoscaler="web")
+    ctx = await gather(a, reader, DEFAULT_POLICY, now=NOW)
+    assert ctx.metrics_api is None

@@ -137,9 +137,24 @@ NOISE_LINE = re.compile(
 """Lines that look like errors but are not: deprecation warnings, 404 access logs, "0 errors"."""
 
 
+_STRONG_FAILURE = re.compile(
+    r"\b(?:fatal|panic|unknown (?:flag|option|field|directive)|flag provided but not defined"
+    r"|unrecognized|has been removed|was removed|no longer (?:supported|available))\b",
+    re.IGNORECASE,
+)
+"""Wording that makes a line a failure even when it names something deprecated: ``Error:
+unknown flag: --deprecated-kubelet-completely-insecure`` is the program refusing its flag."""
+
+
+def is_noise_line(line: str) -> bool:
+    """A line that looks like an error and is not (:data:`NOISE_LINE`), unless it also says
+    the program failed (a removed or unknown flag, a fatal error)."""
+    return bool(NOISE_LINE.search(line)) and not _STRONG_FAILURE.search(line)
+
+
 def is_error_line(line: str) -> bool:
     """True for a log line that reports a failure and is not known noise."""
-    return bool(ERROR_LINE.search(line)) and not NOISE_LINE.search(line)
+    return bool(ERROR_LINE.search(line)) and not is_noise_line(line)
 
 
 # --- the index and its builder --------------------------------------------------------------
@@ -296,6 +311,7 @@ __all__ = [
     "hpa_id",
     "index_evidence",
     "is_error_line",
+    "is_noise_line",
     "limit_range_id",
     "log_line_id",
     "metric_id",

@@ -544,6 +544,17 @@ class DNSSnapshot(Snapshot):
     dead_upstreams: list[str] = Field(default_factory=list)
 
 
+class MetricsAPISnapshot(Snapshot):
+    """What serves the resource metrics API (metrics-server) after an HPA could not read its
+    metrics: its pods, the logs of those failing, its Service."""
+
+    #: the event or HPA condition that said the metrics could not be fetched
+    trigger: str = ""
+    pods: list[PodSnapshot] = Field(default_factory=list)
+    logs: list[LogSnapshot] = Field(default_factory=list)
+    service: ServiceSnapshot | None = None
+
+
 class WebhookSnapshot(Snapshot):
     """An admission webhook an event or status names (``failed calling webhook "x"``)."""
 
@@ -820,6 +831,7 @@ class Context(Snapshot):
     #: retention turned off in the config of the pods writing a volume that fills up
     retention_settings: list[RetentionSetting] = Field(default_factory=list)
     dns: DNSSnapshot | None = None
+    metrics_api: MetricsAPISnapshot | None = None
     webhooks: list[WebhookSnapshot] = Field(default_factory=list)
     pull_credentials: list[PullCredentialsSnapshot] = Field(default_factory=list)
     #: the labels of the namespaces on either end of a network path

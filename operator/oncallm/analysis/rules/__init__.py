@@ -148,6 +148,15 @@ RULES: tuple[Rule, ...] = (
         check=cluster.node_pod_capacity,
     ),
     Rule(
+        "metrics-api-down",
+        Category.DEPENDENCY_UNREACHABLE,
+        Scope.OUTSIDE,
+        "An HPA cannot read its metrics because metrics-server, which serves metrics.k8s.io, "
+        "is down; the category is why its pods fail (a refused flag: bad_config, an OOM, an "
+        "image), else the unreachable API.",
+        check=cluster.metrics_api_down,
+    ),
+    Rule(
         "dependency-unreachable",
         Category.DEPENDENCY_UNREACHABLE,
         Scope.OUTSIDE,

@@ -11,9 +11,9 @@ from enum import StrEnum
 
 from oncallm.analysis import commands as kc
 from oncallm.analysis.evidence import (
-    NOISE_LINE,
     EvidenceIndex,
     container_id,
+    is_noise_line,
     parse_quantity,
     pod_id,
 )
@@ -199,7 +199,7 @@ def grep(
             m = pattern.search(line)
             if m is None:
                 continue
-            if skip_noise and NOISE_LINE.search(line):
+            if skip_noise and is_noise_line(line):
                 continue
             hits.append(Hit(log, lineno, line.strip(), m, ev.line(log, lineno)))
     return hits

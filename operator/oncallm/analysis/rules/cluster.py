@@ -31,9 +31,12 @@ from oncallm.analysis.rules.base import (
     target_pod,
     workload_state,
 )
+from oncallm.analysis.rules.pods import BAD_CONFIG_WORDING
+from oncallm.gathering.sources.metrics_api import metrics_line_id, metrics_pod_id
 from oncallm.gathering.sources.node_health import no_memory_limit_id, oom_id, pids_id
 from oncallm.gathering.sources.node_storage import FILESYSTEM_ALERTS, storage_id, storage_pod_id
 from oncallm.gathering.sources.nodes import NODE_GROUP_LABELS
+from oncallm.gathering.sources.pods import pod_is_unhealthy
 from oncallm.gathering.sources.quota_consumers import consumer_id
 from oncallm.gathering.sources.resource_holders import holder_id
 from oncallm.models.analysis import Category
@@ -990,4 +993,75 @@ def node_pod_capacity(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findi
             "per-node pod limit long before CPU or memory.",
         ],
         commands=[kc.describe("node", None, node.name), kc.pods_on_node(node.name)],
+    )
+
+
+# --- the resource metrics API behind an HPA ------------------------------------------------------
+
+
+def metrics_api_down(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """An HPA cannot read CPU or memory (FailedGetResourceMetric: unable to fetch metrics from
+    the resource metrics API) because what serves metrics.k8s.io, metrics-server, is down: the
+    category is why its own pods fail (a flag it refuses, an OOM kill, an image it cannot
+    pull), or an unreachable dependency when they are simply not there or not ready."""
+    snap = ctx.metrics_api
+    if snap is None:
+        return None
+    failing = [p for p in snap.pods if pod_is_unhealthy(p)]
+    if snap.pods and not failing:
+        return None  # metrics-server runs: the API's trouble is elsewhere (APIService, network)
+    category, why, cited = Category.DEPENDENCY_UNREACHABLE, "", []
+    lines = [
+        (log, n, line)
+        for log in sorted(snap.logs, key=lambda lg: not lg.previous)
+        for n, line in enumerate(log.lines, 1)
+    ]
+    refused = next(((lg, n, ln) for lg, n, ln in lines if BAD_CONFIG_WORDING.search(ln)), None)
+    containers = [c for p in failing for c in p.containers if not c.init]
+    if refused is not None:
+        log, n, line = refused
+        category = Category.BAD_CONFIG
+        why = f"it refuses its configuration: {quote_line(line, 200)}"
+        cited = [metrics_line_id(log, n)]
+    elif any("OOMKilled" in (c.reason, c.last_reason) for c in containers):
+        category, why = Category.OOM_KILLED, "it is OOMKilled at its memory limit"
+    elif any(c.reason in ("ImagePullBackOff", "ErrImagePull") for c in containers):
+        category, why = Category.IMAGE_PULL_ERROR, "its image cannot be pulled"
+    elif not snap.pods:
+        why = "no metrics-server pod exists in kube-system"
+    else:
+        why = "its pods are not ready"
+    names = ", ".join(p.name for p in failing[:2])
+    hpas = f"HPA {', '.join(h.name for h in ctx.hpas[:2])}" if ctx.hpas else "the HPAs"
+    return Finding(
+        category,
+        0.88,
+        summary=(
+            f"{hpas} cannot read their metrics: metrics-server ({names or 'absent'}) is down, "
+            f"{why.split(':')[0]}."
+        ),
+        root_cause=(
+            f"The HPA controller cannot fetch CPU and memory from the resource metrics API "
+            f"({quote_line(snap.trigger, 160)}), so {hpas} cannot compute a replica count and "
+            f"does not scale. The API is served by metrics-server in kube-system"
+            + (f" ({names})" if names else "")
+            + f", and {why}."
+        ),
+        evidence=ev.cite(*cited, *(metrics_pod_id(p.name) for p in failing[:2])),
+        impact=(
+            "Every HPA on CPU or memory in the cluster stops scaling, and kubectl top fails, "
+            "until metrics-server serves again."
+        ),
+        immediate_actions=[
+            "Fix what metrics-server fails on (its flags in the Deployment or the chart "
+            "values, its memory limit, its image) and check that kubectl top nodes answers.",
+        ],
+        recommendations=[
+            "Alert on the metrics.k8s.io APIService being unavailable, not only on the HPAs.",
+        ],
+        commands=[
+            "kubectl get apiservice v1beta1.metrics.k8s.io",
+            "kubectl -n kube-system get pods -l k8s-app=metrics-server",
+            "kubectl -n kube-system logs deploy/metrics-server --previous",
+        ],
     )

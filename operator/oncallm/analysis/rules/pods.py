@@ -1029,7 +1029,7 @@ def _probed_container(pod: PodSnapshot, kind: str) -> ContainerSnapshot | None:
 
 # --- bad configuration ------------------------------------------------------------------------
 
-_BAD_CONFIG = re.compile(
+BAD_CONFIG_WORDING = re.compile(
     r"unknown (?:flag|shorthand flag|option|field|setting|configuration key|key)"
     r"|flag provided but not defined"
     r"|invalid (?:value|argument|configuration|config|setting|option|duration|syntax)"
@@ -1246,7 +1246,7 @@ def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | No
     if missing_entry is not None:
         return missing_entry
     code = exit_code(c)
-    hits = grep(ctx, ev, _BAD_CONFIG, pods=[pod.name])
+    hits = grep(ctx, ev, BAD_CONFIG_WORDING, pods=[pod.name])
     if not hits:
         return _configured_target_missing(ctx, ev, pod) or _config_value_crash(ctx, ev, pod, c)
     score = 0.86 if code in (1, 2, 64, 78) else 0.7
