@@ -97,6 +97,7 @@ def _eval(args: argparse.Namespace) -> int:
         output=Path(args.output),
         controlplane_dir=Path(args.dir),
         namespace=args.namespace,
+        plant_only=args.plant_only,
     )
 
 
@@ -146,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--offline", action="store_true", help="in memory, no API server")
     ev.add_argument("--output", default="eval-results.json", help="where the JSON results go")
     ev.add_argument("--namespace", default="oncallm-eval", help="namespace of the analyses")
+    ev.add_argument(
+        "--plant-only",
+        action="store_true",
+        help="plant each scenario on the control plane and remove it, with no alert and no "
+        "diagnosis (checks that the API server accepts a file; names every file, hidden "
+        "splits included)",
+    )
     ev.add_argument(
         "--dir",
         default=os.environ.get("ONCALLM_CONTROLPLANE_DIR", "/tmp/oncallm-controlplane"),

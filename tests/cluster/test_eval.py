@@ -111,3 +111,31 @@ def test_offline_and_on_the_control_plane_give_the_same_answers(
     for name in ("plant-", "ledger-node-down", "external-secrets.io", "cert-manager.io"):
         assert name not in cluster_wide, cluster_wide
     assert "ledger-node-down" not in kubectl("get", "events", "-n", "default", "-o", "name")
+
+
+def test_plant_only_names_the_file_the_api_server_refuses_and_leaves_nothing(
+    control_plane: LocalControlPlane, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    shutil.copy(SCENARIOS / "reports-oom.yaml", folder)
+    broken = (SCENARIOS / "frontend-bad-tag.yaml").read_text()
+    # a label value may not end in '-': the API server answers 422
+    broken = broken.replace("name: frontend-bad-tag", "name: frontend-bad-label", 1)
+    broken = broken.replace("kubernetes.io/os: linux", "kubernetes.io/os: linux-", 1)
+    assert "linux-" in broken
+    (folder / "frontend-bad-label.yaml").write_text(broken)
+    code = run_eval(folder, offline=False, output=tmp_path / "r.json",
+                    controlplane_dir=control_plane.folder, namespace="eval-plant",
+                    plant_only=True)  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "reports-oom: planted and removed" in printed
+    assert "frontend-bad-label: ApiError: 422" in printed and "1/2 planted" in printed
+    # nothing was analysed, and what was planted is gone
+    assert not control_plane.kubectl_run(
+        "get", "aa", "-n", "eval-plant", "--ignore-not-found", "-o", "name"
+    ).strip()
+    assert not control_plane.kubectl_run(
+        "get", "deploy", "-n", "reporting", "--ignore-not-found", "-o", "name"
+    ).strip()

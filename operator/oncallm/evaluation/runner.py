@@ -214,6 +214,43 @@ async def evaluate_on_cluster(
     return results
 
 
+async def plant_check(
+    scenarios: list[Scenario], kubeconfig: str, plane: Any
+) -> list[tuple[str, str | None]]:
+    """Plant each scenario on the API server and remove it again, without an alert or an
+    analysis: ``(name, None)`` when the API server accepted every object, ``(name, error)``
+    otherwise. For scenario writers, who must not see diagnoses."""
+    from oncallm.kube.api import ClientSettings, KubeAPI
+    from oncallm.scenarios.plant import Planter
+
+    api = await KubeAPI.connect(ClientSettings(kubeconfig=kubeconfig, qps=0))
+    planter = Planter(
+        api,
+        node_status=plane.node_status(),
+        plant_log=lambda ns, pod, c, text, prev: plane.plant_log(ns, pod, c, text, previous=prev),
+        remove_log=lambda ns, pod, c, prev: plane.remove_log(ns, pod, c, previous=prev),
+    )
+    out: list[tuple[str, str | None]] = []
+    try:
+        async with _alone():
+            for scenario in scenarios:
+                shifted = scenario.shift()
+                try:
+                    await planter.clear_leftovers(shifted)
+                    planting = await planter.plant(shifted, quiet=True)
+                except Exception as err:  # one broken file must not stop the check
+                    out.append((scenario.name, f"{type(err).__name__}: {err}"))
+                    continue
+                await planter.remove(planting)
+                out.append((scenario.name, None))
+    finally:
+        try:
+            await planter.close()
+        finally:
+            await api.close()
+    return out
+
+
 #: Scenarios are independent incidents, planted one after the other: the operator must not
 #: join one scenario's alert to the incident of the one before (offline, each is alone).
 _ALONE = {"ONCALLM_INCIDENTS": "false"}
@@ -481,12 +518,28 @@ def result_record(r: Result) -> dict[str, Any]:
 
 
 def run_eval(
-    folder: Path, *, offline: bool, output: Path, controlplane_dir: Path | None, namespace: str
+    folder: Path,
+    *,
+    offline: bool,
+    output: Path,
+    controlplane_dir: Path | None,
+    namespace: str,
+    plant_only: bool = False,
 ) -> int:
     scenarios = load_scenarios(folder, recursive=True)
     if not scenarios:
         print(f"no scenario files (*.yaml) in {folder}")
         return 2
+    if plant_only:
+        from oncallm.controlplane import LocalControlPlane
+
+        plane = LocalControlPlane.running_or_started(controlplane_dir)
+        checked = asyncio.run(plant_check(scenarios, str(plane.kubeconfig), plane))
+        for name, error in checked:
+            print(f"{name}: {'planted and removed' if error is None else error}", flush=True)
+        failed = sum(1 for _, error in checked if error)
+        print(f"{len(checked) - failed}/{len(checked)} planted")
+        return 1 if failed else 0
     scenarios.sort(key=lambda s: (_split_rank(split_of(folder, s)), s.path or ""))
     splits = [split_of(folder, s) for s in scenarios]
     hidden = {s.name for s, split in zip(scenarios, splits, strict=True) if is_hidden(split)}
