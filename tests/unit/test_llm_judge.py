@@ -432,6 +432,95 @@ def test_a_dependency_unreachable_restates_the_rules_blocking_policy() -> None:
     ).accept
 
 
+def test_a_readiness_probe_the_application_answers_with_a_5xx_works() -> None:
+    # the application says it is not ready: the rules call that unknown, and so must the judge
+    not_ready = _container("api-1", "running; restarts 0, ready false")
+    verdict_5xx = _event(
+        "api-1",
+        "Unhealthy",
+        "Readiness probe failed: HTTP probe failed with statuscode: 500 (x96)",
+        "2026-12-02T04:10:00Z",
+    )
+    timeout = _event(
+        "api-1",
+        "Unhealthy",
+        "Readiness probe failed: context deadline exceeded (x7)",
+        "2026-12-02T04:05:00Z",
+    ).model_copy(update={"id": "event/Pod/api-1/Unhealthy~2"})
+    evidence = [_alert(), *not_ready, verdict_5xx, timeout]
+    note = _why_kept(_sure("failing_probe", timeout.id), evidence)
+    assert "the application answers pod/shop/api-1's readiness probe with a server error" in note
+    assert judge(
+        _sure("failing_probe", timeout.id),
+        unknown_baseline(),
+        [_alert(), *not_ready, timeout],
+        confident_rules=0.6,
+    ).accept
+
+
+def test_an_eviction_is_the_kubelets_word_not_a_caches() -> None:
+    cache = EvidenceRef(
+        id="log/api-1/api/current#L5",
+        source="log",
+        object="pod/shop/api-1/api",
+        excerpt="INFO cache: evicted 1200 entries (LRU)",
+    )
+    assert support(Category.DISK_PRESSURE, [cache])[0] is None
+    evicted = _event(
+        "api-1", "Evicted", "The node was low on resource: ephemeral-storage.", ALERT_START
+    )
+    assert support(Category.DISK_PRESSURE, [cache, evicted])[0] == evicted
+
+
+def test_a_policy_that_allows_the_alerts_own_path_blocks_nothing() -> None:
+    target = EvidenceRef(
+        id="alert",
+        source="alert",
+        object="service/shop/exporter",
+        excerpt="TargetDown (firing) job=exporter",
+        time=ALERT_START,
+    )
+    policy_item = EvidenceRef(
+        id="netpol/allow-monitoring-scrape",
+        source="networkPolicy",
+        object="networkpolicy/shop/allow-monitoring-scrape",
+        excerpt="selects app=exporter (including the alerted pods); types Ingress; ingress: "
+        "namespaces {'kubernetes.io/metadata.name': 'monitoring'} ports 9187/TCP",
+    )
+
+    def path(ingress: str) -> EvidenceRef:
+        return EvidenceRef(
+            id="netpath/exporter.shop",
+            source="networkPolicy",
+            object="pod/monitoring/prometheus-0",
+            excerpt="monitoring/prometheus-0 -> shop/exporter:9187/TCP; 1 destination pods; "
+            f"egress: no policy restricts it; ingress: {ingress}",
+        )
+
+    allowed = [target, policy_item, path("allowed by allow-monitoring-scrape")]
+    note = _why_kept(_sure("network_policy_block", policy_item.id), allowed)
+    assert "netpath/exporter.shop shows the policies of both ends allow the alert's own path" in (
+        note
+    )
+    denied = [target, policy_item, path("denied: no rule of allow-monitoring-scrape allows it")]
+    assert judge(
+        _sure("network_policy_block", policy_item.id),
+        unknown_baseline(),
+        denied,
+        confident_rules=0.6,
+    ).accept
+
+
+def test_an_outside_authority_refusing_the_pods_identity_is_a_refusal() -> None:
+    vault = EvidenceRef(
+        id="log/api-1/vault-agent-init/previous#L22",
+        source="log",
+        object="pod/shop/api-1/vault-agent-init",
+        excerpt="  | * service account name not authorized",
+    )
+    assert support(Category.RBAC_FORBIDDEN, [vault])[0] == vault
+
+
 def test_agreement_is_no_disagreement() -> None:
     verdict = judge(_diagnosis("oom_killed"), baseline(), evidence(), confident_rules=0.6)
     assert verdict.accept and not verdict.disagreement and verdict.note is None

@@ -96,6 +96,15 @@ def _need(
 _UPDATED = re.compile(r"\bdesired (\d+), ready \d+, updated (\d+)\b")
 
 
+_EVICTED = re.compile(r"\bEvicted\b", re.IGNORECASE)
+
+
+def _kubelet_eviction(item: EvidenceRef) -> bool:
+    """An eviction in the kubelet's words (an ``Evicted`` event or pod reason). A log line that
+    says "evicted" is the application's own (a cache dropping entries)."""
+    return item.source is not EvidenceSource.LOG and _EVICTED.search(item.excerpt) is not None
+
+
 def _updating(item: EvidenceRef) -> bool:
     """A workload line (``describe_workload``) with fewer pods updated than desired: a rollout
     under way. Unavailable replicas alone are no rollout: a finished one whose pods fail shows
@@ -173,7 +182,8 @@ NEEDS: dict[Category, Need] = {
     Category.DISK_PRESSURE: _need(
         "disk pressure or evictions for disk (DiskPressure, no space left, Evicted)",
         r"/DiskPressure\b|DiskPressure=True|no space left|EvictionThresholdMet|"
-        r"FreeDiskSpaceFailed|Evicted|ephemeral[- ]storage (?:usage|limit)|disk (?:is )?full",
+        r"FreeDiskSpaceFailed|ephemeral[- ]storage (?:usage|limit)|disk (?:is )?full",
+        check=_kubelet_eviction,
     ),
     Category.PVC_PENDING: _need(
         "a PersistentVolumeClaim that is not bound (Pending, ProvisioningFailed, FailedBinding)",
@@ -190,9 +200,11 @@ NEEDS: dict[Category, Need] = {
         r"^quota/|exceeded quota|quota",
     ),
     Category.RBAC_FORBIDDEN: _need(
-        "a refusal by the API server (forbidden, cannot <verb>)",
+        "a refusal by the API server (forbidden, cannot <verb>) or of the pod's identity by "
+        "an outside authority (Vault, AWS STS, Google IAM)",
         r"forbidden|cannot (?:get|list|watch|create|update|patch|delete)|RBAC|unauthorized|"
-        r"permission denied",
+        r"permission denied|not authorized|invalid role name|WebIdentityErr|"
+        r"InvalidIdentityToken|AssumeRoleWithWebIdentity|getAccessToken'? denied",
     ),
     Category.CERT_EXPIRED: _need(
         "a certificate error (x509, expired certificate, TLS handshake)",
@@ -283,6 +295,13 @@ _FAILING_NOW = re.compile(
 )
 _CRASHED = re.compile(r"; last state terminated (?:Error|OOMKilled)\b")
 _READINESS = re.compile(r"Readiness probe failed", re.IGNORECASE)
+#: A readiness probe the application answered with a server error, as the kubelet words it:
+#: the probe works and the application says it is not ready (the rules' ``_APP_VERDICT``).
+_APP_VERDICT = re.compile(r"Readiness probe failed: HTTP probe failed with statuscode: 5\d\d")
+#: A network path evaluated against the policies of both ends (``network_paths``), and what
+#: one says when a policy denies it.
+_PATH = re.compile(r"; egress: .*; ingress: ")
+_DENIED = re.compile(r"\bdenied\b")
 _LIVENESS = re.compile(r"liveness probe", re.IGNORECASE)
 #: What names the kernel's OOM killer; an exit 137 alone is any SIGKILL.
 _OOM_WORDS = re.compile(r"OOMKill|out of memory|oom[-_ ]kill|Killed process", re.IGNORECASE)
@@ -335,12 +354,15 @@ class PodsNow:
     alert_start: datetime | None = None
     #: pods whose liveness probe failed or killed a container
     liveness: frozenset[str] = frozenset()
+    #: pods whose application answered the readiness probe with a server error
+    verdict: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, evidence: list[EvidenceRef]) -> PodsNow:
         pods: dict[str, PodNow] = {}
         alert_start = None
         liveness: set[str] = set()
+        verdict: set[str] = set()
         for item in evidence:
             pod = pod_of(item)
             if item.id == "alert":
@@ -366,11 +388,14 @@ class PodsNow:
                     state.last_termination is None or ended > state.last_termination
                 ):
                     state.last_termination = ended
-            elif item.source is EvidenceSource.EVENT and _LIVENESS.search(item.excerpt):
-                liveness.add(pod)
+            elif item.source is EvidenceSource.EVENT:
+                if _LIVENESS.search(item.excerpt):
+                    liveness.add(pod)
+                if _APP_VERDICT.search(item.excerpt):
+                    verdict.add(pod)
         for state in pods.values():
             state.ready = state.ready and state.containers > 0
-        return cls(pods, alert_start, frozenset(liveness))
+        return cls(pods, alert_start, frozenset(liveness), frozenset(verdict))
 
     def healthy(self) -> set[str]:
         """The pods whose containers all run, ready and never restarted."""
@@ -416,6 +441,15 @@ class PodsNow:
             return (
                 f"an exit 137 is any SIGKILL, and the liveness probe of {pod} killed its container"
             )
+        if (
+            category is Category.FAILING_PROBE
+            and pod in self.verdict
+            and _READINESS.search(item.excerpt)
+        ):
+            return (
+                f"the application answers {pod}'s readiness probe with a server error (HTTP "
+                "5xx): the probe works, and the application says it is not ready"
+            )
         if not state.ready:
             return ""
         if state.restarts == 0:
@@ -458,6 +492,23 @@ def support(
         if need.found_in(item) and not (now and now.history(category, item)):
             return item, need.what
     return None, need.what
+
+
+def open_path(evidence: list[EvidenceRef]) -> EvidenceRef | None:
+    """The alert's own network path (a scrape of its target: ``-> <namespace>/<name>:``) as
+    the policies of both ends allow it, if it was evaluated (``network_paths``). Only the
+    alert's path says what traffic fails; another path allowed on one port and protocol says
+    nothing of the rest (DNS allowed over UDP and blocked over TCP)."""
+    alert = next((e for e in evidence if e.id == "alert"), None)
+    parts = alert.object.split("/") if alert is not None else []
+    if len(parts) != 3:
+        return None
+    target = f"-> {parts[1]}/{parts[2]}:"
+    for item in evidence:
+        if item.source is EvidenceSource.NETWORK_POLICY and _PATH.search(item.excerpt):
+            if target in item.excerpt and not _DENIED.search(item.excerpt):
+                return item
+    return None
 
 
 def _past(
@@ -524,6 +575,14 @@ def judge(
             accept=False,
             disagreement=True,
             note=f"{kept} {rules_found}, which the model's evidence ({item.id}) does not outweigh.",
+        )
+    path = open_path(evidence) if proposed.category is Category.NETWORK_POLICY_BLOCK else None
+    if path is not None:
+        return Verdict(
+            accept=False,
+            disagreement=True,
+            note=f"{kept} a NetworkPolicy blocks only traffic it does not allow, and "
+            f"{path.id} shows the policies of both ends allow the alert's own path.",
         )
     if baseline.category in SYMPTOM_OF.get(proposed.category, frozenset()):
         return Verdict(
