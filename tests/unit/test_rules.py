@@ -2634,3 +2634,38 @@ def test_a_database_volume_filled_by_an_inactive_replication_slot() -> None:
 def test_a_program_refusing_its_command_line_is_bad_config(line: str) -> None:
     c = ctx(logs=[log(f"2025-05-14T09:49:00Z starting\n{line}")])
     check(c, Category.BAD_CONFIG)
+
+
+def test_a_server_container_whose_command_completes_is_restarted_in_a_loop_bad_config() -> None:
+    web = container(
+        name="web",
+        command=["python", "manage.py", "migrate", "--noinput"],
+        last_reason="Completed",
+        last_exit_code=0,
+        restart_count=6,
+    )
+    c = ctx(pods=[pod(POD, web)], logs=[log("Operations to perform:\n  No migrations to apply.",
+                                            container_name="web")])  # fmt: skip
+    d = check(c, Category.BAD_CONFIG)
+    assert "manage.py migrate" in d.root_cause and "exit 0" in d.root_cause
+    # The same exit 0 after the kubelet killed it for a failing liveness probe is the probe's.
+    killed = c.model_copy(update={"events": [event(
+        "Unhealthy", 'Liveness probe failed: Get "http://10.0.0.5:8080/health": 404', count=9
+    )]})  # fmt: skip
+    assert diagnose(killed).category is not Category.BAD_CONFIG
+
+
+def test_a_client_without_its_service_account_token_is_bad_config() -> None:
+    line = ('ERROR setup unable to get kubeconfig {"error": "open /var/run/secrets/kubernetes.io/'
+            'serviceaccount/token: no such file or directory"}')  # fmt: skip
+    no_token = pod(POD, container(last_exit_code=255)).model_copy(update={"automount_token": False})
+    d = check(ctx(pods=[no_token], logs=[log(line)]), Category.BAD_CONFIG)
+    assert "automountServiceAccountToken: false" in d.root_cause
+
+
+def test_a_bootstrap_check_on_a_kernel_setting_is_bad_config_with_its_detail() -> None:
+    logs = ("ERROR: [1] bootstrap checks failed\n[1]: max virtual memory areas vm.max_map_count "
+            "[65530] is too low, increase to at least [262144]\n")  # fmt: skip
+    d = check(ctx(pods=[pod(POD, container(last_exit_code=78))], logs=[log(logs)]),
+              Category.BAD_CONFIG)  # fmt: skip
+    assert "vm.max_map_count" in d.root_cause

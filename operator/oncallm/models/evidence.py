@@ -103,6 +103,8 @@ class PodSnapshot(Snapshot):
     #: its DNS: dnsPolicy and the nameservers of its dnsConfig
     dns_policy: str = "ClusterFirst"
     nameservers: list[str] = Field(default_factory=list)
+    #: spec.automountServiceAccountToken (None: not set, the ServiceAccount decides)
+    automount_token: bool | None = None
     #: the annotations that say as whom the pod logs in to an outside authority (the Vault
     #: role of its injected agent), by key
     identity: dict[str, str] = Field(default_factory=dict)

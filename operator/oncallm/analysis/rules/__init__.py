@@ -262,6 +262,14 @@ RULES: tuple[Rule, ...] = (
         check=pods.bad_config,
     ),
     Rule(
+        "completes-in-a-loop",
+        Category.BAD_CONFIG,
+        Scope.POD,
+        "A container of a Deployment, StatefulSet or DaemonSet exits 0 again and again: its "
+        "command is a one-shot task that finishes, restarted until CrashLoopBackOff.",
+        check=pods.completes_in_a_loop,
+    ),
+    Rule(
         "retention-disabled",
         Category.BAD_CONFIG,
         Scope.POD,

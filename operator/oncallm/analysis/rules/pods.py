@@ -849,6 +849,15 @@ def _heap_over_limit(c: ContainerSnapshot, limit: str | None) -> str | None:
     return None
 
 
+def _probe_failures(ctx: Context, pod: PodSnapshot) -> bool:
+    """The kubelet reports liveness or startup probe failures of the pod."""
+    return any(
+        re.search(r"(?:liveness|startup) probe (?:failed|errored)", e.message, re.I)
+        for e in events(ctx, reasons=("Unhealthy",))
+        if e.object_name == pod.name
+    )
+
+
 def _liveness_kills(ctx: Context, pod: PodSnapshot) -> bool:
     return any(
         "liveness probe" in e.message.lower()
@@ -1052,6 +1061,9 @@ BAD_CONFIG_WORDING = re.compile(
     r"|Failed to bind properties under|failed to convert java\.lang\.String to"
     r"|is not a valid (?:duration|number|integer|boolean|url|value)"
     r"|NumberFormatException: For input string|DateTimeParseException|time: invalid duration"
+    # a start-up check of the environment the pod gives it: Elasticsearch/OpenSearch's
+    # bootstrap checks (vm.max_map_count, file descriptors), sysctls and ulimits too low
+    r"|bootstrap checks? failed|is too low, increase to at least"
     # a command line the program refuses: argparse, click, Go's flag, cobra, the JVM, Node
     r"|unrecognized arguments?:|argument [-\w]+: invalid choice|the following arguments are "
     r"required|No such option: -|Error: Missing option '|flag needs an argument"
@@ -1109,6 +1121,109 @@ _DOES_NOT_EXIST = re.compile(
 )
 #: Configured values shorter than this are too common to tell a name (``info``, ``true``).
 _MIN_VALUE_CHARS = 6
+
+
+#: A program that looks for its ServiceAccount token file and does not find it.
+_NO_TOKEN_FILE = re.compile(
+    r"/var/run/secrets/kubernetes\.io/serviceaccount/(?:token|ca\.crt|namespace)\b[^\n]{0,40}"
+    r"(?:no such file|not found|does not exist|cannot find)",
+    re.IGNORECASE,
+)
+
+
+def _token_not_mounted(ctx: Context, ev: EvidenceIndex, pod: PodSnapshot) -> Finding | None:
+    """The program builds its Kubernetes client from the pod's ServiceAccount token
+    (in-cluster config), and the token file is not there: the pod, or its ServiceAccount,
+    sets automountServiceAccountToken: false."""
+    hits = grep(ctx, ev, _NO_TOKEN_FILE, pods=[pod.name])
+    if not hits:
+        return None
+    c = pod.container(hits[-1].log.container)
+    where = f"container {c.name} of pod {pod.name}" if c else f"pod {pod.name}"
+    off = pod.automount_token is False
+    sa = pod.service_account or "default"
+    return Finding(
+        Category.BAD_CONFIG,
+        0.88,
+        summary=f"{where[0].upper() + where[1:]} has no ServiceAccount token to build its client.",
+        root_cause=(
+            f"{where[0].upper() + where[1:]} builds its Kubernetes client from the pod's "
+            f"ServiceAccount token and the file is not mounted: {quote_line(hits[-1].line, 200)}. "
+            + (
+                "The pod spec sets automountServiceAccountToken: false."
+                if off
+                else f"The pod or its ServiceAccount {sa} sets automountServiceAccountToken: "
+                "false (or the token volume was removed)."
+            )
+        ),
+        evidence=ev.cite(*cite_hits(hits), *pod_cites(ev, pod, c)),
+        impact=f"{workload_state(ctx)}; the program cannot talk to the Kubernetes API at all.",
+        immediate_actions=[
+            "Set automountServiceAccountToken: true on the pod template (or on ServiceAccount "
+            f"{sa}), or mount a projected serviceAccountToken volume at the path the client "
+            "reads.",
+        ],
+        recommendations=[
+            "Disable token automounting only for workloads that never call the API; keep it for "
+            "controllers and operators.",
+        ],
+        commands=[
+            f"kubectl -n {pod.namespace} get pod {pod.name} -o "
+            "jsonpath='{.spec.automountServiceAccountToken}'",
+            f"kubectl -n {pod.namespace} get serviceaccount {sa} -o yaml",
+        ],
+    )
+
+
+def completes_in_a_loop(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """A container of a long-running workload (Deployment, StatefulSet, DaemonSet) exits 0
+    again and again: its command is a one-shot task (a migration, a script) that finishes,
+    and restartPolicy Always starts it anew until CrashLoopBackOff. Its command, not its
+    code, is wrong."""
+    w = controller(ctx)
+    if w is None or w.kind not in ("Deployment", "StatefulSet", "DaemonSet"):
+        return None
+    for pod, c in containers(ctx):
+        if c.init or c.restart_count < 2:
+            continue
+        done = (c.last_reason == "Completed" or c.last_exit_code == 0) and (
+            c.last_exit_code in (0, None)
+        )
+        if not done or c.exit_code not in (None, 0):
+            continue
+        if _liveness_kills(ctx, pod) or _probe_failures(ctx, pod):
+            continue  # the kubelet stopped it for a failing probe; it exited 0 on SIGTERM
+        cmd = " ".join(c.command) if c.command else "its image's entrypoint"
+        return Finding(
+            Category.BAD_CONFIG,
+            0.84,
+            summary=(
+                f"Container {c.name} of {pod.name} exits 0 and is restarted ({c.restart_count} "
+                f"times): its command ({cmd}) finishes instead of serving."
+            ),
+            root_cause=(
+                f"Container {c.name} of pod {pod.name} ({w.kind} {w.namespace}/{w.name}) "
+                f"completes successfully (exit 0, Completed) and is started again "
+                f"{c.restart_count} times: its command, {cmd}, is a task that ends, not a "
+                f"server, so the {w.kind}'s restartPolicy Always runs it in a loop until "
+                "CrashLoopBackOff."
+            ),
+            evidence=ev.cite(*pod_cites(ev, pod, c)),
+            impact=f"{workload_state(ctx)}; the pods never serve.",
+            immediate_actions=[
+                f"Give container {c.name} the server's command (or drop the command override), "
+                "and run one-shot tasks as a Job or an init container.",
+            ],
+            recommendations=[
+                "Keep migrations and scripts in Jobs (or Helm hooks), never as a Deployment's "
+                "command.",
+            ],
+            commands=[
+                *pod_commands(ctx, pod, c),
+                kc.rollout_history(w.kind, w.namespace, w.name),
+            ],
+        )
+    return None
 
 
 def _configured_target_missing(ctx: Context, ev: EvidenceIndex, pod: PodSnapshot) -> Finding | None:
@@ -1245,12 +1360,19 @@ def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | No
     missing_entry = _missing_entrypoint(ctx, ev, pod, c)
     if missing_entry is not None:
         return missing_entry
+    no_token = _token_not_mounted(ctx, ev, pod)
+    if no_token is not None:
+        return no_token
     code = exit_code(c)
     hits = grep(ctx, ev, BAD_CONFIG_WORDING, pods=[pod.name])
     if not hits:
         return _configured_target_missing(ctx, ev, pod) or _config_value_crash(ctx, ev, pod, c)
     score = 0.86 if code in (1, 2, 64, 78) else 0.7
     hit = hits[0]
+    said = hit.line
+    follow = next((h for h in hits[1:] if h.log is hit.log and h.lineno == hit.lineno + 1), None)
+    if follow is not None:
+        said = f"{hit.line} {follow.line}"  # a summary line and the detail under it
     file = _config_file(hit.log, hit.lineno)
     culprit = _quoted_setting(c, hits)
     sources = [*c.config_maps, *(s for s in pod.config_maps if s not in c.config_maps)]
@@ -1272,7 +1394,7 @@ def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | No
         root_cause=(
             f"Container {c.name} of pod {pod.name} exits"
             + (f" with code {code}" if code is not None else "")
-            + f" right after start because its configuration is invalid: {quote_line(hit.line)}"
+            + f" right after start because its configuration is invalid: {quote_line(said)}"
             + (f" in {file}" if file and file not in hit.line else "")
             + (f"; the value is {culprit}" if culprit else "")
             + (

@@ -269,6 +269,7 @@ def pod_snapshot(pod: Obj) -> PodSnapshot:
         dns_policy=str(spec.get("dnsPolicy") or "ClusterFirst"),
         nameservers=[str(n) for n in (spec.get("dnsConfig") or {}).get("nameservers") or []],
         identity={k: annotations[k] for k in IDENTITY_ANNOTATIONS if k in annotations},
+        automount_token=spec.get("automountServiceAccountToken"),
     )
 
 
