@@ -14,12 +14,17 @@ import prometheus_client
 from oncallm.kube.api import KubeAPI
 from oncallm.kube.cache import CachedReader, CacheSettings
 from oncallm.kube.reader import ApiReader
+from oncallm.llm.budget import SharedTokenLedger
 from oncallm.llm.client import ModelClient
 from oncallm.llm.settings import LLMSettings
+from oncallm.pipeline.claims import IncidentClaims
+from oncallm.pipeline.ledger import ConfigMapLedgerStore
 from oncallm.pipeline.prometheus import PrometheusSource
 from oncallm.pipeline.run import Pipeline
 from oncallm.pipeline.service import AnalysisService
 from oncallm.pipeline.settings import IncidentSettings, OperatorSettings
+from oncallm.pipeline.shards import ShardKeeper
+from oncallm.sharding import ShardSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,11 @@ WORKER_IDLE_TIMEOUT = 0.01
 #: default: 10,000 analyses (~8 KiB each as JSON) parsed at once were most of the operator's
 #: peak memory at a restart; a page at a time holds 500.
 LIST_CHUNK = 500
+#: Seconds a stopping replica waits for its running analyses to finish before it gives its
+#: shards back (it starts nothing new meanwhile): under the pod's terminationGracePeriodSeconds
+#: (30 s in manifests/), so a rolling restart or a scale-down hands work over finished, and an
+#: analysis still running after it is resumed by the shard's next owner.
+DRAIN_SECONDS = 20.0
 
 
 @kopf.on.login()
@@ -78,6 +88,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     _serve_metrics(config.metrics_port)
     api = await KubeAPI.connect()
     model = ModelClient.from_settings(LLMSettings.from_env())
+    if model is not None:
+        # The day's tokens per policy live in the API server, shared by every replica and
+        # kept across restarts (docs/ha.md#durable-budgets).
+        model.ledger = SharedTokenLedger(ConfigMapLedgerStore(api, config.namespace))
     session = aiohttp.ClientSession()
     metrics_source = (
         PrometheusSource(config.prometheus_url, session) if config.prometheus_url else None
@@ -87,6 +101,19 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     reader = CachedReader(api, ApiReader(api), CacheSettings.from_env())
     pipeline = Pipeline.from_env(api, reader, config, model, metrics_source)
     service = AnalysisService(api, pipeline, config, IncidentSettings.from_env())
+    # Shards through Leases (docs/ha.md): a client of its own, so renewals never queue behind
+    # the analyses' reads for the rate limit.
+    shard_settings = ShardSettings.from_env()
+    lease_api = await KubeAPI.connect()
+    keeper = ShardKeeper(
+        lease_api, config.namespace, shard_settings, on_owned=service.adopt, busy=service.busy
+    )
+    service.shards, service.shard_count = keeper, shard_settings.shards
+    # Members of one incident may run on different replicas: the primary is agreed through a
+    # claim on the API server (pipeline/claims.py).
+    service.incidents.claims = IncidentClaims(
+        api, config.namespace, service.incident_settings.window_seconds
+    )
     # Policies are known before the first analysis runs: kopf starts every watch at once, and
     # an analysis resumed at startup must not run under the built-in default by accident.
     await service.load_policies()
@@ -94,6 +121,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # analysis is placed: kopf's listing comes by name, and a new alert listed before its
     # incident's primary would open the incident a second time.
     primaries = await service.load_incidents()
+    memo.keeper, memo.lease_api = keeper, lease_api
+    # The first Lease round before the first analysis: a lone replica owns every shard then.
+    await keeper.start()
     service.start()
     memo.service = service
     memo.reader = reader
@@ -106,11 +136,14 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     ]
     log.info(
         "OnCallM operator ready: namespace %s (%d incidents open, from %d primaries), %d "
-        "analyses at once, model %s, Prometheus %s",
+        "analyses at once, replica %s holding %d of %d shards, model %s, Prometheus %s",
         config.namespace,
         len(service.incidents.registry),
         primaries,
         config.concurrency,
+        shard_settings.identity,
+        len(keeper.owned()),
+        shard_settings.shards,
         "configured" if model else "off (set ONCALLM_LLM_BASE_URL / OPENAI_API_KEY to add one)",
         config.prometheus_url or "off (set ONCALLM_PROMETHEUS_URL to add metrics evidence)",
     )
@@ -144,8 +177,19 @@ async def _every(seconds: float, job: Any) -> None:
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    keeper: ShardKeeper | None = getattr(memo, "keeper", None)
+    if keeper is not None and getattr(memo, "service", None) is not None:
+        keeper.draining = set(keeper.held)  # start nothing new; finish what runs
+        if not await memo.service.drain(DRAIN_SECONDS):
+            log.warning(
+                "analyses still running after %.0f s; their shards' next owner resumes them",
+                DRAIN_SECONDS,
+            )
     if getattr(memo, "service", None) is not None:
         await memo.service.stop()
+    if keeper is not None:
+        await keeper.stop()  # shards given back: the other replicas take them at once
+        await memo.lease_api.close()
     for task in getattr(memo, "sweeps", []):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

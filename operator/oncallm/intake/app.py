@@ -157,7 +157,9 @@ def build_app(api: KubeAPI, store: AnalysisStore, settings: IntakeSettings) -> w
     app[API_KEY] = api
     app[STORE_KEY] = store
     app[SETTINGS_KEY] = settings
-    app[WRITER_KEY] = AlertWriter(api, store, settings.namespace, settings.concurrency)
+    app[WRITER_KEY] = AlertWriter(
+        api, store, settings.namespace, settings.concurrency, shards=settings.shards
+    )
     app.router.add_post("/webhook", webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

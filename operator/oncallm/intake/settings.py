@@ -29,6 +29,9 @@ class IntakeSettings:
     """Address the sidecar listens on (ONCALLM_HOST)."""
     port: int = 8080
     """Port of the webhook, web view, health and metrics (ONCALLM_PORT)."""
+    shards: int = 8
+    """Shards the operator replicas divide the analyses into (ONCALLM_SHARDS): the sidecar
+    labels each new analysis with its shard. The same number as the operator's (docs/ha.md)."""
 
     @classmethod
     def from_env(cls) -> IntakeSettings:
@@ -46,6 +49,7 @@ class IntakeSettings:
             report_base_url=env.get("ONCALLM_REPORT_BASE_URL", cls.report_base_url),
             host=env.get("ONCALLM_HOST", cls.host),
             port=int(env.get("ONCALLM_PORT", cls.port)),
+            shards=max(1, int(env.get("ONCALLM_SHARDS", cls.shards))),
         )
 
 

@@ -14,6 +14,7 @@ from oncallm.kube.resources import resource
 from oncallm.kube.store import AnalysisStore
 from oncallm.models.alert import Alert, AlertStatus, WebhookPayload
 from oncallm.models.analysis import AlertAnalysis, AlertAnalysisSpec, AlertSpec, rfc3339
+from oncallm.sharding import shard_label
 
 
 @dataclass
@@ -28,8 +29,17 @@ class Stored:
 class AlertWriter:
     """Writes AlertAnalyses for alerts, skipping those the store already holds."""
 
-    def __init__(self, api: KubeAPI, store: AnalysisStore, namespace: str, concurrency: int):
+    def __init__(
+        self,
+        api: KubeAPI,
+        store: AnalysisStore,
+        namespace: str,
+        concurrency: int,
+        *,
+        shards: int = 8,
+    ) -> None:
         self.api = api
+        self.shards = shards
         self.store = store
         self.namespace = namespace
         self._limit = asyncio.Semaphore(max(1, concurrency))
@@ -85,7 +95,12 @@ class AlertWriter:
             resolved_at=received if alert.status == AlertStatus.RESOLVED else None,
         )
         body = AlertAnalysis(
-            metadata={"name": name, "namespace": self.namespace, "labels": analysis_labels(alert)},
+            metadata={
+                "name": name,
+                "namespace": self.namespace,
+                # the shard: which operator replica runs it (docs/ha.md)
+                "labels": analysis_labels(alert) | shard_label(alert.fingerprint, self.shards),
+            },
             spec=spec,
         ).to_kube()
         body.pop("status", None)

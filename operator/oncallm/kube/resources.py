@@ -62,6 +62,7 @@ _TABLE = [
     Resource("HorizontalPodAutoscaler", "/apis/autoscaling/v2", "horizontalpodautoscalers", True),
     Resource("StorageClass", "/apis/storage.k8s.io/v1", "storageclasses", False),
     Resource("PriorityClass", "/apis/scheduling.k8s.io/v1", "priorityclasses", False),
+    Resource("Lease", "/apis/coordination.k8s.io/v1", "leases", True),
     Resource("EndpointSlice", "/apis/discovery.k8s.io/v1", "endpointslices", True),
     Resource("NetworkPolicy", "/apis/networking.k8s.io/v1", "networkpolicies", True),
     Resource("Role", "/apis/rbac.authorization.k8s.io/v1", "roles", True),

@@ -1,22 +1,65 @@
-"""Daily token budgets per policy, tracked in memory.
+"""Daily token budgets per policy: in memory, or shared by every replica through a store.
 
 ``AnalysisPolicy.spec.llm.daily_token_budget`` caps the prompt + completion tokens a policy's
-analyses may spend per UTC day. The ledger lives in the operator's memory: a restart forgets
-the day's spending, which at worst doubles one day's spend, and needs no storage.
+analyses may spend per UTC day.
+
+- :class:`TokenLedger` keeps the day's spending in the process: a restart forgets it. For
+  tests and for running without an API server.
+- :class:`SharedTokenLedger` keeps it in a :class:`LedgerStore` (the operator's is a
+  ConfigMap, ``pipeline/ledger.py``), updated with optimistic concurrency, so every replica
+  and every restart shares one budget per policy and day. Each analysis **reserves** an upper
+  bound of what it may spend before its first request (:func:`reservation_tokens`) and
+  **reconciles** to what it spent after the last: N replicas at once never spend more than
+  the budget, and a replica killed mid-call leaves its whole reservation counted (the budget
+  errs toward the rules, never toward overspending).
+
+Both answer the model path's questions (``remaining``, ``spent``, ``spend``) the same way;
+inside :meth:`TokenLedger.reserved` they answer for the reservation of that analysis.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Protocol
+
+from oncallm.llm.settings import LLMSettings
+from oncallm.models.policy import AnalysisPolicy, Depth
+
+log = logging.getLogger(__name__)
+
+#: Conditional writes tried before a reservation gives up (each retry re-reads the ledger).
+MAX_CONFLICTS = 20
+#: Requests one standard or quick analysis may send: the answer, one shorter retry of a reply
+#: cut at the token cap, one correction of an invalid reply (``llm/analyse.py``).
+BASE_REQUESTS = 3
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def reservation_tokens(settings: LLMSettings, policy: AnalysisPolicy) -> int:
+    """The most tokens one analysis under ``policy`` may spend: every request it may send,
+    each with the whole prompt budget of its depth and the whole output cap (a deep analysis:
+    one more request per tool round and one refusal, the tool results on top). Tokens are
+    estimated as the prompt is (characters / 4): a server that counts more may exceed it."""
+    depth = policy.spec.depth
+    requests, extra = BASE_REQUESTS, 0
+    if depth is Depth.DEEP:
+        rounds = policy.spec.llm.max_tool_rounds
+        requests += rounds + 1
+        extra = rounds * settings.max_tool_calls_per_round * settings.max_tool_result_chars // 4
+    per_request = settings.prompt_budget(str(depth)) + settings.max_output_tokens + extra
+    return requests * per_request
+
+
 class TokenLedger:
-    """Tokens spent, keyed by policy name and UTC day."""
+    """Tokens spent, keyed by policy name and UTC day, in this process."""
 
     def __init__(self, *, now: Callable[[], datetime] = _utc_now) -> None:
         self._now = now
@@ -41,3 +84,121 @@ class TokenLedger:
             del self._spent[key]
         key = (policy, day)
         self._spent[key] = self._spent.get(key, 0) + max(0, tokens)
+
+    @contextlib.asynccontextmanager
+    async def reserved(self, policy: str, daily_budget: int, tokens: int) -> AsyncIterator[None]:
+        """Around one analysis' model calls. In memory nothing is reserved: the check before
+        the call and the spending after it are the whole ledger."""
+        yield
+
+
+class LedgerConflict(Exception):
+    """The store changed since it was read: read again and retry."""
+
+
+class LedgerStore(Protocol):
+    """Where a :class:`SharedTokenLedger` keeps the counts: ``day.policy`` -> tokens."""
+
+    async def load(self) -> tuple[dict[str, int], str | None]:
+        """The counts and their version (None: nothing stored yet)."""
+        ...
+
+    async def save(self, counts: dict[str, int], version: str | None) -> str:
+        """Store ``counts`` if the version is still ``version`` (None: create); the new
+        version. Raises :class:`LedgerConflict` otherwise."""
+        ...
+
+
+@dataclass
+class _Grant:
+    """One analysis' reservation: ``tokens`` set aside, ``used`` of them spent so far."""
+
+    policy: str
+    day: date
+    tokens: int
+    used: int = 0
+
+
+_GRANT: contextvars.ContextVar[_Grant | None] = contextvars.ContextVar("grant", default=None)
+
+
+class SharedTokenLedger(TokenLedger):
+    """One budget per policy and day for every replica, kept in a :class:`LedgerStore`."""
+
+    def __init__(self, store: LedgerStore, *, now: Callable[[], datetime] = _utc_now) -> None:
+        super().__init__(now=now)
+        self.store = store
+        #: the counts as last read or written (for ``spent`` outside a reservation)
+        self._seen: dict[str, int] = {}
+
+    @staticmethod
+    def key(day: date, policy: str) -> str:
+        return f"{day.isoformat()}.{policy}"
+
+    def spent(self, policy: str) -> int:
+        """Tokens spent or reserved today by every replica, as last read."""
+        return self._seen.get(self.key(self.today(), policy), 0)
+
+    def remaining(self, policy: str, daily_budget: int) -> int:
+        grant = _GRANT.get()
+        if grant is not None and grant.policy == policy:
+            return max(0, grant.tokens - grant.used)
+        return super().remaining(policy, daily_budget)
+
+    def spend(self, policy: str, tokens: int) -> None:
+        grant = _GRANT.get()
+        if grant is not None and grant.policy == policy:
+            grant.used += max(0, tokens)
+
+    @contextlib.asynccontextmanager
+    async def reserved(self, policy: str, daily_budget: int, tokens: int) -> AsyncIterator[None]:
+        """Reserve ``tokens`` of today's budget before the model is asked, reconcile to what
+        was spent after. Without room for the reservation the analysis is given none, and
+        the model path finds the budget spent. Raises what the store raises (the API server
+        down: the analysis is retried later)."""
+        day = self.today()
+        granted = await self._update(
+            day, policy, lambda used: tokens if used + tokens <= daily_budget else 0
+        )
+        grant = _Grant(policy, day, granted)
+        token = _GRANT.set(grant)
+        try:
+            yield
+        finally:
+            _GRANT.reset(token)
+            if granted:
+                try:
+                    await self._update(day, policy, lambda used: grant.used - granted)
+                except Exception as err:  # the reservation stays counted: never overspent
+                    log.warning(
+                        "policy %s: %d unused reserved tokens not given back to today's "
+                        "budget (%s); they count as spent, which errs toward the rules. Check "
+                        "the API server",
+                        policy,
+                        granted - grant.used,
+                        err,
+                    )
+
+    async def _update(self, day: date, policy: str, change: Callable[[int], int]) -> int:
+        """Add ``change(tokens used today)`` to the policy's count with a conditional write;
+        the change made."""
+        key = self.key(day, policy)
+        for _ in range(MAX_CONFLICTS):
+            counts, version = await self.store.load()
+            delta = change(counts.get(key, 0))
+            self._seen = counts
+            if delta == 0:
+                return 0
+            # days before this one are dropped as the ledger is written
+            updated = {k: v for k, v in counts.items() if k >= day.isoformat()}
+            updated[key] = max(0, counts.get(key, 0) + delta)
+            try:
+                await self.store.save(updated, version)
+            except LedgerConflict:
+                continue
+            self._seen = updated
+            return delta
+        raise LedgerConflict(
+            f"the token ledger kept changing during {MAX_CONFLICTS} tries; the analysis is "
+            "retried later"
+        )

@@ -69,6 +69,7 @@ from oncallm.models.analysis import (
 from oncallm.models.evidence import Context, PodSnapshot
 from oncallm.models.policy import AnalysisPolicy
 from oncallm.pipeline import metrics
+from oncallm.pipeline.claims import IncidentClaims
 from oncallm.pipeline.run import Pipeline, RunResult, history_objects, now_text, shorten
 from oncallm.pipeline.settings import IncidentSettings
 from oncallm.pipeline.writes import patch_status, report_name, write_report
@@ -140,6 +141,12 @@ class IncidentFlow:
         #: members seen completed before their primary (after a restart), by primary
         self._orphans: dict[str, dict[str, Symptom]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: who diagnoses a cause, agreed through the API server between replicas
+        #: (``pipeline/claims.py``); None: this replica alone decides
+        self.claims: IncidentClaims | None = None
+        #: incidents whose primary runs on another replica: resolved when its completed
+        #: status is seen in the watch
+        self._remote: set[str] = set()
 
     # -- placing one analysis ---------------------------------------------------------------
 
@@ -157,8 +164,15 @@ class IncidentFlow:
         node = pod.node_name if pod is not None else None
         self._expire()
 
+        def joinable(incident: Incident | None) -> Incident | None:
+            # an incident this analysis is the claimed primary of (claimed on another replica
+            # before it ran here) is led, not joined
+            return incident if incident is not None and incident.primary != analysis.name else None
+
         def by_signature() -> Incident | None:
-            return self.registry.by_signature(sig.on_node(node) if sig else None, self.clock())
+            return joinable(
+                self.registry.by_signature(sig.on_node(node) if sig else None, self.clock())
+            )
 
         async def join_by_signature(incident: Incident) -> RunResult:
             assert sig is not None
@@ -187,7 +201,7 @@ class IncidentFlow:
         if (incident := by_signature()) is not None:
             return await join_by_signature(incident)
         if key is not None and rules.diagnosis.confidence >= p.rule_settings.proven_cause_score:
-            incident = self.registry.find(key, self.clock())
+            incident = joinable(self.registry.find(key, self.clock()))
             if incident is not None:
                 return await self._join(
                     analysis,
@@ -209,9 +223,9 @@ class IncidentFlow:
             metrics.STAGE_SECONDS.labels("gathering").observe(gathered - started)
             rules = build_baseline(ctx, p.evidence_settings, p.rule_settings)
             full_key = cause_key(rules.diagnosis, ctx, analysis.spec.group_key)
-            incident = self.registry.find(full_key, self.clock())
+            incident = joinable(self.registry.find(full_key, self.clock()))
             if incident is None and full_key is not None and full_key != key:
-                incident = await self._decided(full_key)
+                incident = joinable(await self._decided(full_key))
             if incident is not None:
                 self._release(claim)
                 return await self._join(
@@ -229,6 +243,23 @@ class IncidentFlow:
                 self._release(claim)
                 return await p.conclude(
                     analysis, policy, ctx, rules, started=started, gathered=gathered
+                )
+            holder = await self._claim_cause(full_key, analysis)
+            if holder != analysis.name:  # another replica's analysis diagnoses this cause
+                incident = joinable(
+                    self.registry.find(full_key, self.clock())
+                ) or self._remote_incident(full_key, analysis.namespace, holder, rules)
+                self._release(claim)
+                return await self._join(
+                    analysis,
+                    policy,
+                    attempt,
+                    incident,
+                    ctx,
+                    started,
+                    reason=f"the same cause is proven for it: {rules.diagnosis.summary}",
+                    sig=sig,
+                    node=node,
                 )
             incident = self.registry.open(
                 full_key,
@@ -249,12 +280,57 @@ class IncidentFlow:
                     sig=sig,
                     node=node,
                 )
+            if incident.id in self._remote:  # claimed by this analysis before it ran here
+                self._remote.discard(incident.id)
+                incident.primary_symptom = self._symptom(analysis, ctx)
             self.registry.remember(incident, sig, node)
             self._adopt_orphans(incident)
             log.info("incident of %s opened by %s", full_key.text, analysis.name)
         finally:
             self._release(claim)
         return await self._lead(analysis, policy, incident, ctx, rules, started, gathered)
+
+    async def _claim_cause(self, key: CauseKey, analysis: AlertAnalysis) -> str:
+        """The analysis that diagnoses ``key``: this one, unless another replica's claimed it
+        first (``pipeline/claims.py``). A claim that cannot be made leaves this replica to
+        decide alone, as with one replica."""
+        if self.claims is None:
+            return analysis.name
+        found = self.registry.find(key, self.clock())
+        if found is not None and found.id not in self._remote:
+            return analysis.name  # open here already (then never joinable: ours to lead)
+        try:
+            return await self.claims.claim(key, analysis)
+        except ApiError as err:
+            log.warning(
+                "the incident of %s was not claimed (%s); %s diagnoses it here, and another "
+                "replica may diagnose it too until the API server answers",
+                key.text,
+                err,
+                analysis.name,
+            )
+            return analysis.name
+
+    def _remote_incident(
+        self, key: CauseKey, namespace: str, primary: str, rules: Baseline
+    ) -> Incident:
+        """An incident whose primary runs on another replica: its members wait here for the
+        primary's completed status (``observe``), at most ``member_wait_seconds``."""
+        incident = self.registry.open(
+            key,
+            namespace,
+            Symptom(analysis=primary, alert="", target=""),
+            rules.diagnosis,
+            self.clock(),
+        )
+        if incident.primary == primary and incident.outcome is None:
+            self._remote.add(incident.id)
+            self._arm_timeout(
+                incident,
+                Outcome(rules.diagnosis, _cited(rules.diagnosis, rules.evidence.items), "rules"),
+            )
+            log.info("incident of %s is diagnosed by %s on another replica", key.text, primary)
+        return incident
 
     async def _target_pod(self, target: TargetRef) -> PodSnapshot | None:
         if target.kind != "Pod" or not target.namespace:
@@ -605,7 +681,9 @@ class IncidentFlow:
         ref = status.get("incident") or {}
         if not ref or status.get("phase") != Phase.COMPLETED or not status.get("category"):
             return
-        if self.registry.of(name, self.clock()) is not None:
+        known = self.registry.of(name, self.clock())
+        waited = known is not None and known.primary == name and known.id in self._remote
+        if known is not None and not waited:
             return
         if not _recent(status.get("completedAt"), self.settings.window_seconds):
             return
@@ -620,6 +698,7 @@ class IncidentFlow:
             primary = self._incident_of_primary(primary_name)
             if primary is not None:
                 self.registry.join(primary, symptom, self.clock())
+                self._schedule_refresh(primary)  # a member another replica completed
             else:
                 self._orphans.setdefault(primary_name, {})[name] = symptom
             return
@@ -630,6 +709,16 @@ class IncidentFlow:
         parsed, incident_ref = analysis.status, analysis.status.incident
         diagnosis = _diagnosis_of(parsed)
         if diagnosis is None or incident_ref is None or parsed.category is None:
+            return
+        outcome = Outcome(
+            diagnosis,
+            list(parsed.evidence or []),
+            parsed.analyzer or "rules",
+            parsed.report_config_map,
+        )
+        if waited and known is not None:  # the other replica's primary completed
+            self._remote.discard(known.id)
+            self._resolve(known, outcome)
             return
         key = CauseKey(parsed.category, incident_ref.cause)
         incident = self.registry.open(key, namespace, symptom, diagnosis, self.clock())
@@ -657,6 +746,10 @@ class IncidentFlow:
         for symptom in self._orphans.pop(incident.primary, {}).values():
             self.registry.join(incident, symptom, self.clock())
 
+    def waiting_members(self) -> list[AlertAnalysis]:
+        """Members placed here that wait for their incident's diagnosis: still running."""
+        return [m.analysis for live in self._live.values() for m in live.parked]
+
     # -- housekeeping -----------------------------------------------------------------------
 
     def _live_of(self, incident: Incident) -> _Live:
@@ -669,6 +762,7 @@ class IncidentFlow:
         metrics.INCIDENTS.set(len(self.registry))
         if self.registry.expire(self.clock()) or len(self._live) > len(self.registry):
             open_ids = {i.id for i in self.registry.incidents()}
+            self._remote &= open_ids
             for gone in [k for k in self._live if k not in open_ids]:
                 live = self._live.pop(gone)
                 if live.timeout is not None:

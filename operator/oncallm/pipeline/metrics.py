@@ -20,3 +20,16 @@ QUEUED = Counter(
     "oncallm_analyses_queued_total", "Analyses queued to run (new, unfinished, re-run)"
 )
 INCIDENTS = Gauge("oncallm_incidents_open", "Incidents open for new members")
+SHARDS_OWNED = Gauge(
+    "oncallm_shards_owned", "Shards whose Lease this replica holds and whose analyses it runs"
+)
+TAKEOVERS = Counter(
+    "oncallm_shard_takeovers_total",
+    "Shard Leases taken over from a replica that stopped renewing them (died or cut off)",
+)
+LEASE_RENEW_FAILURES = Counter(
+    "oncallm_lease_renew_failures_total",
+    "Lease renewals that failed: conflict (another replica holds the Lease now) or error "
+    "(the API server did not answer)",
+    ["reason"],
+)

@@ -34,6 +34,10 @@ class RetryLater(Exception):
         self.delay = delay
 
 
+class Deferred(Exception):
+    """Not this replica's to run now (its shard moved): neither finished nor retried here."""
+
+
 @dataclass
 class Entry:
     """One analysis waiting or running."""
@@ -77,6 +81,9 @@ class AnalysisQueue:
     @property
     def running(self) -> int:
         return len(self._running)
+
+    def running_analyses(self) -> list[AlertAnalysis]:
+        return [entry.analysis for entry in self._running.values()]
 
     def idle(self) -> bool:
         """Nothing waits and at most the caller runs."""
@@ -161,6 +168,8 @@ class AnalysisQueue:
             except RetryLater as err:
                 log.info("%s/%s: %s; retrying in %.0f s", *key, err, err.delay)
                 self._later(entry, err.delay)
+            except Deferred as err:
+                log.debug("%s/%s: %s", *key, err)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the runner fails its analysis itself; this is a last resort

@@ -24,6 +24,7 @@ from oncallm.gathering.target import resolve_target
 from oncallm.intake.naming import LABEL_FINGERPRINT
 from oncallm.kube.api import KubeAPI
 from oncallm.llm.analyse import ModelOutcome, analyse_with_model, transcript_json
+from oncallm.llm.budget import reservation_tokens
 from oncallm.llm.client import ModelClient
 from oncallm.llm.tools import ToolBackend
 from oncallm.models.alert import Alert, AlertStatus
@@ -216,6 +217,12 @@ class Pipeline:
     ) -> None:
         alert = analysis.spec.alert.to_alert()
         target = resolve_target(alert)
+        # A run resumed (by another replica after a takeover, or after a retry) keeps the
+        # startedAt of the run it continues: the run's identity, which names its one Event.
+        status = analysis.status
+        resumed = status.started_at and not (status.phase is not None and status.phase.finished)
+        started_at = status.started_at if resumed else now_text()
+        analysis.status.started_at = started_at
         await patch_status(
             self.api,
             analysis,
@@ -225,7 +232,7 @@ class Pipeline:
                 target_display=target.display,
                 severity=alert.severity,
                 policy=policy.name,
-                started_at=now_text(),
+                started_at=started_at,
                 attempts=attempt,
                 short_root_cause="gathering evidence…",
             ),
@@ -308,15 +315,18 @@ class Pipeline:
         status.timings.reporting = round(reported - analysed, 3)
         status.timings.total = round(reported - started, 3)
         status.completed_at = now_text()
-        await patch_status(self.api, analysis, status)
-        metrics.ANALYSES.labels("completed", status.analyzer or "rules").inc()
+        # The Event before the status that finishes the run: a replica killed between the two
+        # leaves the run unfinished, and whoever resumes it finds its Event posted (same name).
         await post_event(
             self.api,
             analysis,
             warning=False,
             reason="AnalysisCompleted",
             message=f"{status.category}: {status.root_cause} (report: {status.report_url})",
+            run=analysis.status.started_at,
         )
+        await patch_status(self.api, analysis, status)
+        metrics.ANALYSES.labels("completed", status.analyzer or "rules").inc()
         return RunResult(Phase.COMPLETED, model_pending=outcome.upgrade_pending, status=status)
 
     async def _model(
@@ -324,9 +334,16 @@ class Pipeline:
     ) -> ModelOutcome:
         if self.model is None or not policy.spec.llm.enabled:
             return ModelOutcome(diagnosis=baseline)
-        return await analyse_with_model(
-            ctx, evidence, baseline, policy, self.model, tools=self.tools
-        )
+        # The most this analysis may spend is set aside in the day's budget first (shared by
+        # every replica with the operator's ledger), what it spent is settled after.
+        async with self.model.ledger.reserved(
+            policy.name,
+            policy.spec.llm.daily_token_budget,
+            reservation_tokens(self.model.settings, policy),
+        ):
+            return await analyse_with_model(
+                ctx, evidence, baseline, policy, self.model, tools=self.tools
+            )
 
     def _status(
         self,
@@ -401,7 +418,14 @@ class Pipeline:
             ),
         )
         metrics.ANALYSES.labels("failed", "none").inc()
-        await post_event(self.api, analysis, warning=True, reason="AnalysisFailed", message=reason)
+        await post_event(
+            self.api,
+            analysis,
+            warning=True,
+            reason="AnalysisFailed",
+            message=reason,
+            run=analysis.status.started_at,
+        )
 
 
 def _condition(kind: str, status: str, reason: str, message: str) -> Condition:

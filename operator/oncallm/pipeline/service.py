@@ -8,10 +8,11 @@ returns at once. Everything here is plain asyncio, tested without kopf.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -22,9 +23,10 @@ from oncallm.models.policy import AnalysisPolicy, select_policy
 from oncallm.pipeline import metrics
 from oncallm.pipeline.history import HistoryIndex
 from oncallm.pipeline.incidents import PRIMARY_LABEL, IncidentFlow
-from oncallm.pipeline.queue import AnalysisQueue, RetryLater
+from oncallm.pipeline.queue import AnalysisQueue, Deferred, RetryLater
 from oncallm.pipeline.run import Pipeline
 from oncallm.pipeline.settings import IncidentSettings, OperatorSettings
+from oncallm.sharding import shard_of_body
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +37,26 @@ POLICY_LOAD_SECONDS = 30.0
 MODEL_PENDING_LABEL = "oncallm.io/model-pending"
 
 
-__all__ = ["REANALYZE_ANNOTATION", "AnalysisService", "RetryLater"]
+__all__ = ["REANALYZE_ANNOTATION", "AllShards", "AnalysisService", "RetryLater", "ShardOwner"]
 
 #: Completed primaries per page when a restart lists them: the page of kopf's own first list
 #: (``handlers/startup.py``'s ``LIST_CHUNK``), so neither holds more than 500 parsed at once.
 PRIMARIES_PAGE = 500
 #: Phases after which an analysis is left alone (unless a re-analysis is asked for).
 FINISHED = frozenset(p.value for p in Phase if p.finished)
+
+
+class ShardOwner(Protocol):
+    """Which shards this replica runs now (``pipeline/shards.py``'s ``ShardKeeper``)."""
+
+    def owns(self, shard: int) -> bool: ...
+
+
+class AllShards:
+    """One replica that runs everything: the service's owner until a keeper is given."""
+
+    def owns(self, shard: int) -> bool:
+        return True
 
 
 class AnalysisService:
@@ -57,6 +72,15 @@ class AnalysisService:
         self.settings = settings
         self.incident_settings = incidents or IncidentSettings()
         self.policies: dict[str, AnalysisPolicy] = {}
+        #: the shards this replica runs, of ``shard_count`` (docs/ha.md)
+        self.shards: ShardOwner = AllShards()
+        self.shard_count = 1
+        #: unfinished analyses of shards another replica runs, with their force flag and
+        #: arrival: queued here, in the order they arrived, the moment this replica takes
+        #: their shard (as after a restart, a primary listed before its incident's new alerts
+        #: runs first: docs/incidents.md#restarts)
+        self._parked: dict[int, dict[tuple[str, str], tuple[int, AlertAnalysis, bool]]] = {}
+        self._arrival = itertools.count()
         self.history = HistoryIndex()
         if pipeline.history is None:
             pipeline.history = self.history
@@ -80,13 +104,16 @@ class AnalysisService:
         meta = body.get("metadata") or {}
         namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
         self.incidents.observe(event_type, body)
+        shard = shard_of_body(body, self.shard_count)
         if event_type == "DELETED":
             self.queue.forget(namespace, name)
+            self._unpark(shard, namespace, name)
             return False
         forced = (meta.get("annotations") or {}).get(REANALYZE_ANNOTATION) == "true"
         phase = (body.get("status") or {}).get("phase")
         if phase in FINISHED and not forced:
             self.queue.finished(namespace, name)
+            self._unpark(shard, namespace, name)
             return False
         # A queued analysis waits with its body; the API server's managedFields (about a
         # third of a parsed new analysis) are never read, so they do not wait with it.
@@ -98,7 +125,62 @@ class AnalysisService:
             return False
         # The annotation asks a finished analysis to run again; on an analysis in progress it
         # is the echo of that run's own writes, which must not ask for yet another run.
-        return self.queue.submit(analysis, force=forced and phase in FINISHED)
+        force = forced and phase in FINISHED
+        if not self.shards.owns(shard):
+            self._park(shard, analysis, force)
+            return False
+        self._unpark(shard, namespace, name)
+        return self.queue.submit(analysis, force=force)
+
+    # -- shards (kept by pipeline/shards.py's ShardKeeper) --------------------------------
+    def shard_of(self, analysis: AlertAnalysis) -> int:
+        body = {
+            "metadata": analysis.metadata,
+            "spec": {"alert": {"fingerprint": analysis.spec.alert.fingerprint}},
+        }
+        return shard_of_body(body, self.shard_count)
+
+    def adopt(self, owned: set[int]) -> int:
+        """Queue the parked analyses of the shards owned now; how many were queued."""
+        waiting = sorted(
+            (entry for shard in owned for entry in self._parked.pop(shard, {}).values()),
+            key=lambda entry: entry[0],
+        )
+        queued = 0
+        for _, analysis, force in waiting:
+            queued += self.queue.submit(analysis, force=force)
+        if queued:
+            log.info("queued %d analyses of shards this replica took", queued)
+        return queued
+
+    def busy(self, shard: int) -> bool:
+        """Something of ``shard`` runs here: an analysis, or a member waiting for its
+        primary. Its Lease is given back only once this is False."""
+        running = [*self.queue.running_analyses(), *self.incidents.waiting_members()]
+        return any(self.shard_of(a) == shard for a in running)
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the analyses running here to finish (the
+        shards are marked draining first, so nothing new starts); False if some still run."""
+        deadline = time.monotonic() + timeout
+        while self.queue.running or any(True for _ in self.incidents.waiting_members()):
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.1)
+        return True
+
+    def _park(self, shard: int, analysis: AlertAnalysis, force: bool) -> None:
+        parked = self._parked.setdefault(shard, {})
+        key = (analysis.namespace, analysis.name)
+        arrival = parked[key][0] if key in parked else next(self._arrival)
+        parked[key] = (arrival, analysis, force)
+
+    def _unpark(self, shard: int, namespace: str, name: str) -> None:
+        parked = self._parked.get(shard)
+        if parked is not None:
+            parked.pop((namespace, name), None)
+            if not parked:
+                del self._parked[shard]
 
     def start(self) -> None:
         """Start the queue's workers (after the policies are loaded)."""
@@ -109,6 +191,11 @@ class AnalysisService:
         await self.incidents.close()
 
     async def _run_entry(self, analysis: AlertAnalysis, attempt: int, force: bool) -> None:
+        shard = self.shard_of(analysis)
+        if not self.shards.owns(shard):
+            # its shard moved to another replica while it waited: it runs there
+            self._park(shard, analysis, force)
+            raise Deferred(f"shard {shard} is run by another replica now")
         if force and (analysis.metadata.get("annotations") or {}).get(REANALYZE_ANNOTATION):
             # consumed before the run: its own status writes then carry no request to run again
             await self.clear_reanalyze(analysis)
@@ -257,7 +344,8 @@ class AnalysisService:
         while True:
             page = await self.api.request("GET", path, query={"limit": 500, "continue": cont})
             for item in page.get("items", []):
-                if self._expired(item, now):
+                mine = self.shards.owns(shard_of_body(item, self.shard_count))
+                if mine and self._expired(item, now):
                     name = item["metadata"]["name"]
                     try:
                         await self.api.request("DELETE", f"{path}/{name}")
@@ -300,6 +388,8 @@ class AnalysisService:
             )
         asked = 0
         for item in items:
+            if not self.shards.owns(shard_of_body(item, self.shard_count)):
+                continue  # its shard's owner asks for it
             meta = item["metadata"]
             try:
                 # Conditional on the version listed: an analysis whose re-analysis finished in

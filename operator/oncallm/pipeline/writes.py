@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -94,16 +95,35 @@ async def _write_config_map(
     return name
 
 
+def event_name(analysis: AlertAnalysis, reason: str, run: str | None) -> str:
+    """The name of the Event a run posts: the same for the same run of the same analysis
+    (``run``: the run's ``startedAt``), so a run resumed by another replica, or retried after
+    its Event was posted, posts no second one (the create answers 409). Without a run, a
+    fresh name."""
+    if not run:
+        return f"{analysis.name}.{secrets.token_hex(6)}"
+    uid = str(analysis.metadata.get("uid") or "")
+    digest = hashlib.sha256(f"{uid}|{run}|{reason}".encode()).hexdigest()[:12]
+    return f"{analysis.name}.{digest}"
+
+
 async def post_event(
-    api: KubeAPI, analysis: AlertAnalysis, *, warning: bool, reason: str, message: str
+    api: KubeAPI,
+    analysis: AlertAnalysis,
+    *,
+    warning: bool,
+    reason: str,
+    message: str,
+    run: str | None = None,
 ) -> None:
-    """A core/v1 Event on the analysis, as ``kubectl describe aa`` shows."""
+    """A core/v1 Event on the analysis, as ``kubectl describe aa`` shows; once per ``run``
+    (see :func:`event_name`)."""
     now = rfc3339(datetime.now(UTC).replace(microsecond=0))
     body = {
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {
-            "name": f"{analysis.name}.{secrets.token_hex(6)}",
+            "name": event_name(analysis, reason, run),
             "namespace": analysis.namespace,
         },
         "involvedObject": {
@@ -123,4 +143,8 @@ async def post_event(
         "lastTimestamp": now,
         "count": 1,
     }
-    await api.request("POST", resource("Event").path(analysis.namespace), body=body)
+    try:
+        await api.request("POST", resource("Event").path(analysis.namespace), body=body)
+    except ApiError as err:
+        if err.status != 409:  # 409: this run's Event is posted already
+            raise
