@@ -94,8 +94,15 @@ def test_pod_meets_the_restricted_pod_security_standard(
 def test_containers_are_hardened_and_bounded(base: list[dict[str, Any]]) -> None:
     deployment = only(base, "Deployment", "oncallm")
     spec = deployment["spec"]["template"]["spec"]
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    # several replicas (docs/ha.md): rolled one at a time, spread over nodes, a PDB
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    spread = spec["topologySpreadConstraints"][0]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    pdb = only(base, "PodDisruptionBudget", "oncallm")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == spread["labelSelector"]["matchLabels"]
     assert spec["serviceAccountName"] == "oncallm"
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["runAsUser"] == 65532

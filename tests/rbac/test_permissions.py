@@ -25,6 +25,7 @@ ALLOWED_WRITES = {
     ("oncallm.io", "alertanalyses/finalizers", NAMESPACE),
     ("", "configmaps", NAMESPACE),
     ("", "events", NAMESPACE),
+    ("coordination.k8s.io", "leases", NAMESPACE),
 }
 #: Verbs that change something or widen someone's rights.
 WRITE_VERBS = {
