@@ -228,8 +228,7 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
                 pids_id(snap.node),
                 EvidenceSource.METRIC,
                 obj,
-                "most processes on the node (container_processes): "
-                + "; ".join(snap.pid_holders),
+                "most processes on the node (container_processes): " + "; ".join(snap.pid_holders),
             )
         for u in snap.pods_without_memory_limit:
             owner = f" ({u.owner_kind} {u.owner_name})" if u.owner_kind else ""
