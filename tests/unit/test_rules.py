@@ -2669,3 +2669,22 @@ def test_a_bootstrap_check_on_a_kernel_setting_is_bad_config_with_its_detail() -
     d = check(ctx(pods=[pod(POD, container(last_exit_code=78))], logs=[log(logs)]),
               Category.BAD_CONFIG)  # fmt: skip
     assert "vm.max_map_count" in d.root_cause
+
+
+def test_a_statefulset_pod_failing_on_a_superseded_revision_is_the_stuck_rollout() -> None:
+    sts = WorkloadSnapshot(
+        kind="StatefulSet", name="store", namespace=NS, desired=3, ready=2, updated=0,
+        current_revision="store-6d5c8b7f9", update_revision="store-7b9d6c5f48",
+        update_strategy="RollingUpdate",
+    )  # fmt: skip
+    broken = pod("store-2", container(last_exit_code=1),
+                 labels={"controller-revision-hash": "store-84f7c6d9b5"})  # fmt: skip
+    flag = "Unrecognized VM option 'MaxGCPauseMilis=50'\nError: Could not create the Java VM."
+    c = ctx(workload=sts, pods=[broken], logs=[log(flag, pod_name="store-2")],
+            alert=alert("KubeStatefulSetUpdateNotRolledOut", pod="", container="",
+                        statefulset="store"))  # fmt: skip
+    d = check(c, Category.ROLLOUT_STUCK)
+    assert "store-84f7c6d9b5" in d.root_cause and "delete pod store-2" in " ".join(d.commands)
+    # The same failure on the revision the StatefulSet wants is the pod's own config.
+    current = broken.model_copy(update={"labels": {"controller-revision-hash": "store-7b9d6c5f48"}})
+    check(c.model_copy(update={"pods": [current]}), Category.BAD_CONFIG)

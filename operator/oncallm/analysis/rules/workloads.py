@@ -18,6 +18,7 @@ from oncallm.analysis.evidence import (
     hpa_id,
     is_error_line,
     metric_id,
+    pod_id,
     revision_id,
     workload_id,
 )
@@ -504,6 +505,59 @@ def _on_delete(
     )
 
 
+REVISION_LABEL = "controller-revision-hash"
+
+
+def _forced_rollback(ctx: Context, ev: EvidenceIndex, w: WorkloadSnapshot) -> Finding | None:
+    """A StatefulSet pod fails on a revision the StatefulSet no longer wants (neither its
+    current nor its update revision): the template was fixed, but a rolling update waits for
+    the broken pod to become Ready before it replaces anything, so it never does. Kubernetes
+    documents it as the forced rollback: the broken pod must be deleted. The pod's own error
+    belongs to the superseded revision; the rollout is what is stuck."""
+    stale = [
+        p
+        for p in ctx.pods
+        if p.labels.get(REVISION_LABEL) not in (None, w.update_revision, w.current_revision)
+        and any(not c.ready and not c.init for c in p.containers)
+    ]
+    if not stale:
+        return None
+    pod = stale[0]
+    revision = pod.labels[REVISION_LABEL]
+    return Finding(
+        Category.ROLLOUT_STUCK,
+        0.9,
+        summary=(
+            f"StatefulSet {w.name} never replaces {pod.name}, which fails on superseded "
+            f"revision {revision}: the fixed revision {w.update_revision} waits for it."
+        ),
+        root_cause=(
+            f"Pod {pod.name} of StatefulSet {w.namespace}/{w.name} runs revision {revision}, "
+            f"which the StatefulSet no longer wants (update revision {w.update_revision}, "
+            f"current {w.current_revision}), and it is not Ready. A rolling update "
+            "(podManagementPolicy OrderedReady) waits for the broken pod to become Ready before "
+            "it replaces any pod, so the fixed template never rolls out: the forced rollback "
+            "case, where the broken pod must be deleted by hand."
+        ),
+        evidence=ev.cite(workload_id(w.kind, w.name), pod_id(pod.name), ALERT_ID),
+        impact=f"{workload_state(ctx)}; the fix already in the template does not reach the pods.",
+        immediate_actions=[
+            f"Delete pod {pod.name} so the controller recreates it from revision "
+            f"{w.update_revision} (kubectl -n {w.namespace} delete pod {pod.name}).",
+        ],
+        recommendations=[
+            "After reverting a bad StatefulSet template, delete the pods the bad revision broke; "
+            "alert on KubeStatefulSetUpdateNotRolledOut.",
+        ],
+        commands=[
+            f"kubectl -n {w.namespace} get pods -l {_selector_text(w)} -L {REVISION_LABEL}",
+            f"kubectl -n {w.namespace} delete pod {pod.name}",
+            kc.rollout_status(w.kind, w.namespace, w.name),
+        ],
+        at_fault=True,
+    )
+
+
 def partition_held(
     ctx: Context, ev: EvidenceIndex, settings: RuleSettings, causes: list[Finding]
 ) -> Finding | None:
@@ -519,6 +573,9 @@ def partition_held(
         return None
     if w.update_strategy == "OnDelete":
         return _on_delete(ctx, ev, w, proven(causes, settings))
+    forced = _forced_rollback(ctx, ev, w)
+    if forced is not None:
+        return forced
     if not w.partition:
         return None
     cause = proven(causes, settings)
