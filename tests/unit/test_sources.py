@@ -1256,3 +1256,36 @@ async def test_metrics_server_is_not_read_while_the_hpas_get_their_metrics() -> 
     a = alert(alertname="KubeHpaMaxedOut", namespace="shop", horizontalpodautoscaler="web")
     ctx = await gather(a, reader, DEFAULT_POLICY, now=NOW)
     assert ctx.metrics_api is None
+
+
+async def test_a_dependency_pending_on_a_claim_that_is_never_provisioned_is_pvc_pending() -> None:
+    app = crashed_app()
+    app["spec"]["containers"][0]["env"] = [{"name": "DB_HOST", "value": "orders-pg"}]
+    db = pod("orders-pg-0", labels={"app": "orders-pg"}, phase="Pending",
+             volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data-orders-pg-0"}}],
+             status={"conditions": [{"type": "PodScheduled", "status": "False",
+                                     "reason": "SchedulerError",
+                                     "message": 'running PreBind plugin "VolumeBinding": binding '
+                                     'volumes: provisioning failed for PVC "data-orders-pg-0"'}],
+                     "containerStatuses": []})  # fmt: skip
+    del db["spec"]["nodeName"]
+    objects = [
+        app, db,
+        {"kind": "Service", "metadata": {"name": "orders-pg", "namespace": "shop"},
+         "spec": {"selector": {"app": "orders-pg"}, "ports": [{"port": 5432}]}},
+        {"kind": "PersistentVolumeClaim", "metadata": {"name": "data-orders-pg-0",
+                                                       "namespace": "shop"},
+         "spec": {"storageClassName": "gp3"}, "status": {"phase": "Pending"}},
+        event("PersistentVolumeClaim", "data-orders-pg-0", "ProvisioningFailed",
+              "failed to provision volume with StorageClass 'gp3': rpc error: code = "
+              "ResourceExhausted desc = could not create volume in EC2: api error "
+              "VolumeLimitExceeded: You have exceeded your maximum gp3 storage limit"),
+    ]  # fmt: skip
+    line = "pg_isready: orders-pg:5432 - no response; could not connect to orders-pg"
+    ctx = await gathered(alert(namespace="shop", pod="bridge-1"), objects,
+                         **{"shop__bridge-1__app": line})  # fmt: skip
+    [svc] = [s for s in ctx.services if s.name == "orders-pg"]
+    assert svc.backend_claims and "VolumeLimitExceeded" in svc.backend_claims[0]
+    d = diagnose(ctx)
+    assert d.category is Category.PVC_PENDING, d.root_cause
+    assert "data-orders-pg-0" in d.root_cause and "VolumeLimitExceeded" in d.root_cause

@@ -236,6 +236,9 @@ class ServiceSnapshot(Snapshot):
     backend_failures: list[str] = Field(default_factory=list)
     #: the reason those pods last terminated, when they all agree (``OOMKilled``)
     backend_reason: str | None = None
+    #: for a dependency whose pods are Pending on unbound claims: each claim and why it is
+    #: not provisioned (``PVC data-pg-0 Pending: ProvisioningFailed: ...``)
+    backend_claims: list[str] = Field(default_factory=list)
     #: when no pod matches its selector: the workload that should back it and its replicas
     backing: str = ""
     #: why it was gathered: "target", "member" (the workload backs it) or "dependency"

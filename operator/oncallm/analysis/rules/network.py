@@ -100,6 +100,57 @@ def _why_no_endpoints(svc: ServiceSnapshot) -> str:
     return f"its {len(svc.matching_pods)} pod(s) ({', '.join(svc.matching_pods[:3])}) are not ready"
 
 
+def _dependency_volume(
+    ctx: Context, ev: EvidenceIndex, svc: ServiceSnapshot, hits: list[Hit]
+) -> Finding:
+    """The dependency is down because its pods wait for volumes that are never provisioned:
+    the deepest proven cause is the claim, two links below the clients' failures."""
+    crashed = crashed_container(ctx)
+    pod, c = crashed if crashed else (target_pod(ctx), None)
+    claims = "; ".join(svc.backend_claims)
+    return Finding(
+        Category.PVC_PENDING,
+        0.9,
+        summary=(
+            f"Service {svc.name} has no endpoints: its pods are Pending on claims that are not "
+            f"bound ({svc.backend_claims[0][:120]})."
+        ),
+        root_cause=(
+            f"The pods behind Service {svc.namespace}/{svc.name} cannot be scheduled because "
+            f"their PersistentVolumeClaims are not bound ({quote_line(claims, 520)}), so the "
+            f"Service has no endpoints and {pod.name if pod else 'its clients'} cannot reach it"
+            + (f": {quote_line(hits[-1].line, 140)}" if hits else "")
+            + "."
+        ),
+        because=[
+            Link(
+                summary=f"Service {svc.name} has no endpoints: its pods wait for their volumes.",
+                evidence=[service_id(svc.name)],
+                category=Category.DEPENDENCY_UNREACHABLE,
+            )
+        ],
+        evidence=ev.cite(
+            service_id(svc.name), *cite_hits(hits), *(pod_cites(ev, pod, c) if pod else [])
+        ),
+        impact=f"{workload_state(ctx)}; everything that needs {svc.name} waits for its volume.",
+        immediate_actions=[
+            "Fix what the provisioner reports for the claim (its StorageClass, the CSI driver, "
+            "a cloud quota or volume limit), then the pod schedules and the Service gets "
+            "endpoints.",
+        ],
+        recommendations=[
+            "Alert on PersistentVolumeClaims Pending for more than a few minutes "
+            "(kube_persistentvolumeclaim_status_phase).",
+        ],
+        commands=[
+            f"kubectl -n {svc.namespace} get pvc",
+            f"kubectl -n {svc.namespace} get events --field-selector "
+            "involvedObject.kind=PersistentVolumeClaim",
+            kc.endpoints(svc.namespace, svc.name),
+        ],
+    )
+
+
 def _dependency_oom(
     ctx: Context, ev: EvidenceIndex, svc: ServiceSnapshot, hits: list[Hit]
 ) -> Finding:
@@ -374,6 +425,8 @@ def dependency_unreachable(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> 
     score, svc, hits = best
     if svc.backend_reason == "OOMKilled" and score >= 0.85:
         return _dependency_oom(ctx, ev, svc, hits)
+    if svc.backend_claims and svc.ready_endpoints == 0:
+        return _dependency_volume(ctx, ev, svc, hits)
     crashed = crashed_container(ctx)
     pod, c = crashed if crashed else (target_pod(ctx), None)
     who = f"{c.name} in pod {pod.name}" if pod and c else (pod.name if pod else "the workload")

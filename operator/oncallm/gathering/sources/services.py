@@ -101,6 +101,7 @@ async def read(scope: Scope) -> None:
             snap.backing = await backing_workload(scope, ns, selector)
         if relation == "dependency":
             snap.backend_failures, snap.backend_reason = backend_failures(pods)
+            snap.backend_claims = await unbound_claims(scope, ns, pods)
         ctx.services.append(snap)
 
 
@@ -168,6 +169,51 @@ def backend_failures(pods: list[PodSnapshot]) -> tuple[list[str], str | None]:
             )
             reasons.add(reason)
     return texts, (next(iter(reasons)) if len(reasons) == 1 else None)
+
+
+#: The scheduler's words for a pod whose claims are not bound yet (immediate binding, or
+#: WaitForFirstConsumer's PreBind step).
+_UNBOUND = re.compile(
+    r"unbound (?:immediate )?PersistentVolumeClaims|VolumeBinding\"?: binding volumes"
+    r"|provisioning failed for PVC|waiting for (?:a )?volume to be created",
+    re.IGNORECASE,
+)
+#: Claims of a dependency's Pending pods read per Service.
+MAX_CLAIMS = 2
+
+
+async def unbound_claims(scope: Scope, namespace: str, pods: list[PodSnapshot]) -> list[str]:
+    """A dependency's pods that cannot be scheduled because their claims are not bound: each
+    claim's phase and why it is not provisioned (its newest Warning event), ``PVC x Pending:
+    ProvisioningFailed: ...``. The database is down because its volume never came."""
+    names = [
+        claim
+        for p in pods
+        if p.phase == "Pending"
+        and _UNBOUND.search(p.conditions.get("PodScheduled", ("", "", ""))[2])
+        for claim in p.pvcs
+    ][:MAX_CLAIMS]
+    out = []
+    for claim in names:
+        async with scope.guard(f"claim {namespace}/{claim}"):
+            pvc = await scope.get("PersistentVolumeClaim", namespace, claim)
+            phase = str(((pvc or {}).get("status") or {}).get("phase", "missing"))
+            events = await scope.reader.list(
+                "Event",
+                namespace,
+                field_selector=f"involvedObject.kind=PersistentVolumeClaim,involvedObject.name={claim}",
+            )
+            warnings = sorted(
+                (e for e in events if e.get("type") == "Warning"),
+                key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""),
+            )
+            why = (
+                f": {warnings[-1].get('reason')}: {str(warnings[-1].get('message', ''))[:500]}"
+                if warnings
+                else ""
+            )
+            out.append(f"PVC {claim} {phase}{why}")
+    return out
 
 
 def declared_ports(pods: list[Obj]) -> set[int] | None:
@@ -282,6 +328,11 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
                 if svc.backend_failures
                 else ""
             )
+            + (
+                f"; its pods wait for their volumes: {'; '.join(svc.backend_claims)}"
+                if svc.backend_claims
+                else ""
+            )
             + (f"; {svc.backing}" if svc.backing else "")
         )
         out.add(
@@ -305,5 +356,7 @@ SOURCE = Source(
         "deployments.apps",
         "statefulsets.apps",
         "horizontalpodautoscalers.autoscaling",
+        "persistentvolumeclaims",
+        "events",
     ),
 )
