@@ -1289,3 +1289,36 @@ async def test_a_dependency_pending_on_a_claim_that_is_never_provisioned_is_pvc_
     d = diagnose(ctx)
     assert d.category is Category.PVC_PENDING, d.root_cause
     assert "data-orders-pg-0" in d.root_cause and "VolumeLimitExceeded" in d.root_cause
+
+
+async def test_a_readiness_gate_held_by_the_load_balancer_names_the_ingress_health_check() -> None:
+    gate = "target-health.elbv2.k8s.aws/k8s-shop-web-5c1e0d9a7b"
+    web = pod("web-7d9f8c6b5-a1b2c", labels={"app": "web"}, owner=("ReplicaSet", "web-7d9f8c6b5"),
+              containers=[{"name": "web", "image": "web:3",
+                           "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}}}],
+              readinessGates=[{"conditionType": gate}],
+              status={"conditions": [
+                  {"type": gate, "status": "False", "reason": "Target.FailedHealthChecks",
+                   "message": "Health checks failed"},
+                  {"type": "ContainersReady", "status": "True"},
+                  {"type": "Ready", "status": "False", "reason": "ReadinessGatesNotReady",
+                   "message": f'the status of pod readiness gate "{gate}" is not "True", but '
+                              "False"}]})  # fmt: skip
+    objects = [
+        web,
+        {"kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
+         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}},
+        {"kind": "Ingress", "metadata": {"name": "web", "namespace": "shop", "annotations": {
+            "alb.ingress.kubernetes.io/healthcheck-path": "/status",
+            "alb.ingress.kubernetes.io/scheme": "internet-facing"}},
+         "spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
+             "service": {"name": "web", "port": {"number": 80}}}}]}}]}},
+    ]  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", pod="web-7d9f8c6b5-a1b2c",
+                               alertname="KubePodNotReady"), objects)  # fmt: skip
+    [g] = ctx.readiness_gates
+    assert g.ingress == "web" and g.health_check == {
+        "alb.ingress.kubernetes.io/healthcheck-path": "/status"}  # fmt: skip
+    d = diagnose(ctx)
+    assert d.category is Category.FAILING_PROBE, d.root_cause
+    assert "checks /status" in d.root_cause and "/healthz" in d.root_cause

@@ -65,6 +65,7 @@ _TABLE = [
     Resource("Lease", "/apis/coordination.k8s.io/v1", "leases", True),
     Resource("EndpointSlice", "/apis/discovery.k8s.io/v1", "endpointslices", True),
     Resource("NetworkPolicy", "/apis/networking.k8s.io/v1", "networkpolicies", True),
+    Resource("Ingress", "/apis/networking.k8s.io/v1", "ingresses", True),
     Resource("Role", "/apis/rbac.authorization.k8s.io/v1", "roles", True),
     Resource("RoleBinding", "/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
     Resource("ClusterRole", "/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),

@@ -549,6 +549,18 @@ class DNSSnapshot(Snapshot):
     dead_upstreams: list[str] = Field(default_factory=list)
 
 
+class GateSnapshot(Snapshot):
+    """A readiness gate a load balancer's controller holds False, and the Ingress in front
+    of the pods with the annotations of its health check."""
+
+    pod: str
+    gate: str
+    reason: str = ""
+    message: str = ""
+    ingress: str = ""
+    health_check: dict[str, str] = Field(default_factory=dict)
+
+
 class MetricsAPISnapshot(Snapshot):
     """What serves the resource metrics API (metrics-server) after an HPA could not read its
     metrics: its pods, the logs of those failing, its Service."""
@@ -837,6 +849,7 @@ class Context(Snapshot):
     retention_settings: list[RetentionSetting] = Field(default_factory=list)
     dns: DNSSnapshot | None = None
     metrics_api: MetricsAPISnapshot | None = None
+    readiness_gates: list[GateSnapshot] = Field(default_factory=list)
     webhooks: list[WebhookSnapshot] = Field(default_factory=list)
     pull_credentials: list[PullCredentialsSnapshot] = Field(default_factory=list)
     #: the labels of the namespaces on either end of a network path

@@ -229,6 +229,15 @@ RULES: tuple[Rule, ...] = (
         "scraped port to a targetPort no container of its pods declares.",
         check=network.scrape_port_unserved,
     ),
+    Rule(
+        "readiness-gate-failing",
+        Category.FAILING_PROBE,
+        Scope.OUTSIDE,
+        "Containers ready but a readiness gate that a load balancer's controller sets from its "
+        "own health check stays False (AWS target health, GKE NEG): the load balancer's health "
+        "check, configured on the Ingress, fails.",
+        check=network.readiness_gate_failing,
+    ),
     # --- the pod's own spec, image or code ------------------------------------------------------
     Rule(
         "missing-secret-or-configmap",

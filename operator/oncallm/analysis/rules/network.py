@@ -44,6 +44,7 @@ from oncallm.gathering.sources.dns import (
     loop_id,
     upstream_id,
 )
+from oncallm.gathering.sources.load_balancers import lb_health_id
 from oncallm.gathering.sources.metrics import alert_expression
 from oncallm.gathering.sources.network_paths import namespace_id, path_id, path_policy_id
 from oncallm.gathering.sources.role_bindings import grants, role_binding_id
@@ -1896,5 +1897,70 @@ def scrape_port_unserved(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fi
         commands=[
             kc.describe("service", svc.namespace, svc.name),
             kc.endpoints(svc.namespace, svc.name),
+        ],
+    )
+
+
+# --- a load balancer's readiness gate -------------------------------------------------------------
+
+_PROBE_PATH = re.compile(r"http GET (\S+)")
+
+
+def readiness_gate_failing(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """The pods' containers are ready, but a readiness gate that a load balancer's controller
+    sets from its own health check of the pods stays False: the load balancer's health check
+    (its path, port or success codes, written on the Ingress) fails where the kubelet's probe
+    passes."""
+    if not ctx.readiness_gates:
+        return None
+    g = ctx.readiness_gates[0]
+    pod = next((p for p in ctx.pods if p.name == g.pod), None)
+    if pod is None or not all(c.ready for c in pod.containers if not c.init):
+        return None
+    path = next((v for k, v in g.health_check.items() if k.endswith("healthcheck-path")), None)
+    probe = next(
+        (m.group(1) for c in pod.containers if c.readiness_probe
+         for m in [_PROBE_PATH.search(c.readiness_probe)] if m),
+        None,
+    )  # fmt: skip
+    differs = path is not None and probe is not None and path != probe
+    check = ", ".join(f"{k}: {v}" for k, v in g.health_check.items()) or "its default check"
+    return Finding(
+        Category.FAILING_PROBE,
+        0.87 if differs else 0.84,
+        summary=(
+            f"The load balancer of Ingress {g.ingress} fails its health check of {pod.name}: "
+            f"readiness gate {g.gate} stays False although the containers are ready."
+        ),
+        root_cause=(
+            f"Pod {pod.name}'s containers are ready, but its readiness gate {g.gate} is not "
+            f"({g.reason or 'False'}: {quote_line(g.message, 120)}): the load balancer's "
+            f"controller sets it from the load balancer's own health check, which Ingress "
+            f"{g.ingress} configures ({check})"
+            + (
+                f". The load balancer checks {path} while the pods' readiness probe answers on "
+                f"{probe}"
+                if differs
+                else ""
+            )
+            + "."
+        ),
+        evidence=ev.cite(lb_health_id(g.ingress), *pod_cites(ev, pod, None)),
+        impact=(
+            f"{workload_state(ctx)}; the load balancer sends no traffic to the new pods and a "
+            "rollout waiting for them stops."
+        ),
+        immediate_actions=[
+            f"Point the health check of Ingress {g.ingress} at an endpoint the pods serve"
+            + (f" (alb.ingress.kubernetes.io/healthcheck-path: {probe})" if differs else "")
+            + ", or restore the old endpoint in the application.",
+        ],
+        recommendations=[
+            "Keep the load balancer's health-check path in the same chart as the readiness "
+            "probe, from one value.",
+        ],
+        commands=[
+            kc.describe("ingress", pod.namespace, g.ingress),
+            f"kubectl -n {pod.namespace} get pod {pod.name} -o jsonpath='{{.status.conditions}}'",
         ],
     )
