@@ -1322,3 +1322,20 @@ async def test_a_readiness_gate_held_by_the_load_balancer_names_the_ingress_heal
     d = diagnose(ctx)
     assert d.category is Category.FAILING_PROBE, d.root_cause
     assert "checks /status" in d.root_cause and "/healthz" in d.root_cause
+
+
+async def test_a_service_name_that_does_not_resolve_finds_where_the_service_went() -> None:
+    app = crashed_app()
+    app["spec"]["containers"][0]["env"] = [
+        {"name": "LEDGER_URL", "value": "http://ledger-db.data.svc.cluster.local:5432/ledger"}
+    ]
+    moved = {"kind": "Service", "metadata": {"name": "ledger-db", "namespace": "db"},
+             "spec": {"selector": {"app": "ledger-db"}, "ports": [{"port": 5432}]}}  # fmt: skip
+    line = "java.net.UnknownHostException: ledger-db.data.svc.cluster.local"
+    ctx = await gathered(alert(namespace="shop", pod="bridge-1"), [app, moved],
+                         **{"shop__bridge-1__app": line})  # fmt: skip
+    assert ctx.dns is not None and ctx.dns.missing_service == "data/ledger-db"
+    assert ctx.dns.same_name_elsewhere == ["db/ledger-db"]
+    d = diagnose(ctx)
+    assert d.category is Category.DNS_FAILURE
+    assert "db/ledger-db" in d.root_cause and "LEDGER_URL" in d.root_cause

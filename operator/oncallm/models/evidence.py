@@ -547,6 +547,12 @@ class DNSSnapshot(Snapshot):
     loop_detected: list[str] = Field(default_factory=list)
     #: forward targets CoreDNS's logs show timing out or failing
     dead_upstreams: list[str] = Field(default_factory=list)
+    #: the failing name is a cluster Service's (``namespace/name``) that does not exist
+    missing_service: str | None = None
+    #: Services of the same name in other namespaces (``namespace/name``)
+    same_name_elsewhere: list[str] = Field(default_factory=list)
+    #: Services of its namespace that share words of its name (a rename)
+    similar_in_namespace: list[str] = Field(default_factory=list)
 
 
 class GateSnapshot(Snapshot):

@@ -41,6 +41,7 @@ from oncallm.gathering.sources.dns import (
     coredns_line_id,
     coredns_pod_id,
     corefile_id,
+    dns_name_id,
     loop_id,
     upstream_id,
 )
@@ -720,6 +721,20 @@ def _search_domain_hijack(ctx: Context, ev: EvidenceIndex) -> Finding | None:
     return None
 
 
+def _setting_naming(pod: PodSnapshot | None, host: str) -> str:
+    """The env var (and the ConfigMap it comes from) whose value holds ``host``, or its first
+    label: where the name that does not resolve is configured."""
+    if pod is None:
+        return ""
+    short = host.split(".")[0]
+    for c in pod.containers:
+        for var, value in {**c.config_env, **c.env}.items():
+            if host in value or re.search(rf"(?<![\w-]){re.escape(short)}(?![\w-])", value):
+                origin = c.config_env_source.get(var) if var not in c.env else None
+                return f"{var}" + (f" (ConfigMap {origin})" if origin else "")
+    return ""
+
+
 def dns_failure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """The pod cannot resolve a host name (NXDOMAIN, or the cluster DNS does not answer), or
     resolves a public name under a search domain whose wildcard record answers."""
@@ -758,6 +773,27 @@ def dns_failure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
             f"no Service by that name exists (check the name and namespace in {host}, and "
             "that the Service was deployed)"
         )
+        if ctx.dns is not None and ctx.dns.missing_service:
+            because.append(
+                Link(
+                    summary=f"No Service {ctx.dns.missing_service} exists.",
+                    evidence=[dns_name_id()],
+                    category=Category.DNS_FAILURE,
+                )
+            )
+            if ctx.dns.same_name_elsewhere:
+                why = (
+                    f"no Service {ctx.dns.missing_service} exists, but one of that name runs in "
+                    f"{', '.join(ctx.dns.same_name_elsewhere)}: it moved to another namespace"
+                )
+            elif ctx.dns.similar_in_namespace:
+                why = (
+                    f"no Service {ctx.dns.missing_service} exists; its namespace has "
+                    f"{', '.join(ctx.dns.similar_in_namespace)}: the Service was renamed"
+                )
+        setting = _setting_naming(pod, host)
+        if setting:
+            why += f"; the name comes from {setting}"
     else:
         why = "the name does not exist in DNS or the upstream resolver fails"
     if not server_side and pod is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 
+from oncallm.gathering.objects import meta, name_of
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
 from oncallm.gathering.sources.pods import describe_pod, pod_is_unhealthy, pod_snapshot
@@ -59,6 +60,12 @@ run: glibc and musl, Go, Node.js, the JVM, .NET, Python, Ruby, Rust, curl, datab
 nginx. The one list of that wording: the DNS source, the network paths and the DNS rule read
 it."""
 
+SERVICE_DNS = re.compile(
+    r"(?<![\w.-])([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.svc"
+    r"(?:\.cluster\.local)?\.?(?::(\d+))?"
+)
+"""A Service in a cluster DNS form, ``name.namespace.svc[.cluster.local][:port]``."""
+
 _LOOP = re.compile(r"plugin/loop.*(?:loop|detected)", re.IGNORECASE)
 _UPSTREAM_FAILURE = re.compile(
     r"(?:->|\s)\[?(\d{1,3}(?:\.\d{1,3}){3}|[0-9a-f:]+)\]?:53\b[^\n]*?"
@@ -81,6 +88,11 @@ def loop_id() -> str:
 def upstream_id(ip: str) -> str:
     """``dns/upstream/<ip>``: a forward target that does not answer."""
     return f"dns/upstream/{ip}"
+
+
+def dns_name_id() -> str:
+    """``dns/name``: the cluster Service a failing name asks for, and what exists instead."""
+    return "dns/name"
 
 
 def dns_service_id() -> str:
@@ -137,6 +149,40 @@ async def read(scope: Scope) -> None:
             endpoints = await scope.get("Endpoints", NAMESPACE, SERVICE)
             dns.service = service_snapshot(svc, endpoints, dns.pods, "dependency")
     examine(dns)
+    await _named_service(scope, dns)
+
+
+#: Services named as near matches of a name that does not resolve, at most.
+MAX_NEAR = 3
+
+
+def _tokens(name: str) -> set[str]:
+    return {t for t in name.split("-") if len(t) > 2}
+
+
+async def _named_service(scope: Scope, dns: DNSSnapshot) -> None:
+    """When the name that does not resolve is a cluster Service's (``name.namespace.svc``),
+    whether that Service exists, where a Service of that name lives instead (a move to
+    another namespace), and which Services of that namespace share its words (a rename)."""
+    m = SERVICE_DNS.search(dns.trigger)
+    if m is None:
+        return
+    name, namespace = m.group(1), m.group(2)
+    async with scope.guard(f"service {namespace}/{name}"):
+        if await scope.get("Service", namespace, name) is not None:
+            return
+        dns.missing_service = f"{namespace}/{name}"
+        elsewhere = await scope.reader.list("Service", None, field_selector=f"metadata.name={name}")
+        dns.same_name_elsewhere = sorted(f"{meta(s).get('namespace')}/{name}" for s in elsewhere)[
+            :MAX_NEAR
+        ]
+        wanted = _tokens(name)
+        near = [
+            name_of(s)
+            for s in await scope.reader.list("Service", namespace)
+            if wanted & _tokens(name_of(s))
+        ]
+        dns.similar_in_namespace = sorted(near)[:MAX_NEAR]
 
 
 async def _log(
@@ -249,6 +295,25 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
             obj,
             f"forward target {ip} (zone {zones or '?'}) does not answer: {len(failing)} CoreDNS "
             f"log lines fail on it, e.g. {failing[0].strip() if failing else '-'}",
+        )
+    if dns.missing_service is not None:
+        ns, name = dns.missing_service.split("/", 1)
+        out.add(
+            Tier.OBJECT_BAD,
+            dns_name_id(),
+            EvidenceSource.SERVICE,
+            f"service/{dns.missing_service}",
+            f"no Service {name} in namespace {ns}"
+            + (
+                f"; a Service of that name exists in {', '.join(dns.same_name_elsewhere)}"
+                if dns.same_name_elsewhere
+                else ""
+            )
+            + (
+                f"; Services of {ns} with similar names: {', '.join(dns.similar_in_namespace)}"
+                if dns.similar_in_namespace
+                else ""
+            ),
         )
     if dns.service is not None:
         svc = dns.service

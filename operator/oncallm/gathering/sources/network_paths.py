@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from oncallm.gathering.objects import Obj, label_selector, meta, name_of
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier, kv
-from oncallm.gathering.sources.dns import NAME_RESOLUTION_FAILURE
+from oncallm.gathering.sources.dns import NAME_RESOLUTION_FAILURE, SERVICE_DNS
 from oncallm.gathering.sources.network_policies import (
     network_policy_snapshot,
     restricts,
@@ -55,11 +55,6 @@ _CONNECT_FAILURE = re.compile(
     r"|network is unreachable|ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|connect failed|unreachable",
     re.IGNORECASE,
 )
-SERVICE_DNS = re.compile(
-    r"(?<![\w.-])([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.svc"
-    r"(?:\.cluster\.local)?\.?(?::(\d+))?"
-)
-"""A Service in a cluster DNS form, ``name.namespace.svc[.cluster.local][:port]``."""
 _NOT_THE_PODS = re.compile(r"calling webhook|probe failed|probe errored", re.IGNORECASE)
 _IP_PORT = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})\b")
 

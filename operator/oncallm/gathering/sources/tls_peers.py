@@ -23,7 +23,7 @@ from oncallm.gathering.objects import label_selector
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
 from oncallm.gathering.sources.custom_resources import CERT_MANAGER, certificate_snapshot
-from oncallm.gathering.sources.network_paths import SERVICE_DNS
+from oncallm.gathering.sources.dns import SERVICE_DNS
 from oncallm.gathering.sources.pods import pod_snapshot
 from oncallm.models.analysis import EvidenceSource
 from oncallm.models.evidence import Context, TLSPeerSnapshot
