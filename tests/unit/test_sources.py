@@ -1339,3 +1339,27 @@ async def test_a_service_name_that_does_not_resolve_finds_where_the_service_went
     d = diagnose(ctx)
     assert d.category is Category.DNS_FAILURE
     assert "db/ledger-db" in d.root_cause and "LEDGER_URL" in d.root_cause
+
+
+async def test_an_oom_at_a_limit_the_limit_range_set_names_the_limit_range() -> None:
+    p = pod("cache-1", containers=[{"name": "redis", "image": "redis:7",
+                                    "resources": {"limits": {"memory": "512Mi"}}}],
+            status={"containerStatuses": [{
+                "name": "redis", "ready": False, "restartCount": 9,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137,
+                                             "finishedAt": t(-2)}}}]})  # fmt: skip
+    p["metadata"]["annotations"] = {
+        "kubernetes.io/limit-ranger": "LimitRanger plugin set: cpu, memory request for container "
+        "redis; memory limit for container redis"
+    }
+    lr = {"kind": "LimitRange", "metadata": {"name": "cache-defaults", "namespace": "shop"},
+          "spec": {"limits": [{"type": "Container", "default": {"memory": "512Mi"},
+                               "defaultRequest": {"memory": "256Mi"}}]}}  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", pod="cache-1", container="redis"), [p, lr])
+    [c] = [c for c in ctx.pods[0].containers if c.name == "redis"]
+    assert c.defaulted == ["cpu request", "memory request", "memory limit"]
+    d = diagnose(ctx)
+    assert d.category is Category.OOM_KILLED
+    assert "LimitRange cache-defaults" in d.root_cause
+    assert "its own memory limit" in d.immediate_actions[0]

@@ -53,6 +53,9 @@ class ContainerSnapshot(Snapshot):
     #: injector sizes it from, ``resource bound`` (``memory limit``) -> (annotation, value or
     #: None when unset)
     sized_by: dict[str, tuple[str, str | None]] = Field(default_factory=dict)
+    #: resources the LimitRanger admission plugin filled in because the pod template set
+    #: none (``memory limit``, ``cpu request``), from the pod's kubernetes.io/limit-ranger
+    defaulted: list[str] = Field(default_factory=list)
     liveness_probe: str | None = None
     readiness_probe: str | None = None
     startup_probe: str | None = None

@@ -9,6 +9,7 @@ found``, ``OOMKilled``, ``ErrImagePull``) scores 0.9+; an application's own word
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from difflib import SequenceMatcher
 
 from oncallm.analysis import commands as kc
@@ -45,6 +46,7 @@ from oncallm.analysis.rules.base import (
 )
 from oncallm.gathering.sources.custom_resources import external_secret_id
 from oncallm.gathering.sources.dns import NAME_RESOLUTION_FAILURE
+from oncallm.gathering.sources.namespace_limits import limit_range_id
 from oncallm.gathering.sources.pull_credentials import (
     pull_credentials_id,
     pull_secret_id,
@@ -773,6 +775,7 @@ def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Findi
     heap = _heap_over_limit(c, limit)
     w = controller(ctx)
     injected = injected_sizing(ctx, pod, c, "memory limit", raised)
+    defaulted = _limit_range_default(ctx, c, "memory", limit)
     cmds = [*pod_commands(ctx, pod, c), kc.top_pod(pod.namespace, pod.name)]
     if injected is not None:
         cmds += [injected.command] if injected.command else []
@@ -795,17 +798,25 @@ def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Findi
             f"memory limit of {limit or '(none: the node ran out)'}"
             + (f"; {usage[0]}" if usage else "")
             + (injected.text if injected else "")
+            + (defaulted.text if defaulted else "")
             + "."
         ),
         evidence=ev.cite(
             *pod_cites(ev, pod, c),
             *(metric_id(usage[1]) for _ in [0] if usage and usage[1]),
+            *(
+                [limit_range_id(defaulted.limit_range)]
+                if defaulted and defaulted.limit_range
+                else []
+            ),
             *[ev.event(e) for e in events(ctx, reasons=("OOMKilling", "BackOff"))[:2]],
         ),
         impact=f"{workload_state(ctx)}; every OOM kill drops in-flight requests and restarts.",
         immediate_actions=[
             injected.action
             if injected
+            else defaulted.action
+            if defaulted
             else f"Raise the memory limit of container {c.name}"
             + (f" (e.g. {limit} -> {raised})" if raised else "")
             + " to stop the kills.",
@@ -817,6 +828,42 @@ def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Findi
             "Profile the heap if usage grows without bound between restarts.",
         ],
         commands=cmds,
+    )
+
+
+@dataclass(frozen=True)
+class _Defaulted:
+    text: str
+    action: str
+    limit_range: str | None
+
+
+def _limit_range_default(
+    ctx: Context, c: ContainerSnapshot, resource: str, value: str | None
+) -> _Defaulted | None:
+    """The container's limit was not in its pod template: the LimitRanger admission plugin
+    set it from the namespace's LimitRange default, so the LimitRange, not the workload's
+    author, chose it."""
+    if f"{resource} limit" not in c.defaulted:
+        return None
+    lr = next(
+        (r for r in ctx.limit_ranges if any(f"{resource}={value}" in x and "default " in x
+                                            for x in r.limits)),
+        next(iter(ctx.limit_ranges), None),
+    )  # fmt: skip
+    name = lr.name if lr else None
+    return _Defaulted(
+        text=(
+            f"; that limit is not in the pod template: the namespace's LimitRange "
+            f"{name or '(default)'} set it as its default {resource} limit "
+            "(kubernetes.io/limit-ranger)"
+        ),
+        action=(
+            f"Give container {c.name} its own {resource} limit in the pod template (the "
+            f"LimitRange {name or ''} default of {value} is too small for it), or raise the "
+            "LimitRange's default."
+        ),
+        limit_range=name,
     )
 
 

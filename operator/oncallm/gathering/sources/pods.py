@@ -9,6 +9,8 @@ Evidence: ``container/<pod>/<container>`` (state, last state, exit code, restart
 
 from __future__ import annotations
 
+import re
+
 from oncallm.gathering.objects import Obj, conditions, controller_of, meta
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier, kv
@@ -106,6 +108,28 @@ SIDECAR_SIZING["vault-agent-init"] = SIDECAR_SIZING["vault-agent"]
 #: Pod annotations that name the identity an injected agent logs in as (the Vault agent's
 #: role and auth mount): what an authority's refusal is about.
 IDENTITY_ANNOTATIONS = ("vault.hashicorp.com/role", "vault.hashicorp.com/auth-path")
+
+
+LIMIT_RANGER = "kubernetes.io/limit-ranger"
+"""The pod annotation the LimitRanger admission plugin writes when it fills in requests or
+limits from a LimitRange's defaults."""
+_RANGER_PART = re.compile(
+    r"(?P<what>[\w, ]+?) (?P<kind>request|limit) for (?:init )?container (?P<c>[\w.-]+)"
+)
+
+
+def limit_ranger_defaults(text: str) -> dict[str, list[str]]:
+    """``LimitRanger plugin set: cpu, memory request for container redis; memory limit for
+    container redis`` -> ``{"redis": ["cpu request", "memory request", "memory limit"]}``."""
+    out: dict[str, list[str]] = {}
+    for part in text.removeprefix("LimitRanger plugin set:").split(";"):
+        m = _RANGER_PART.search(part.strip())
+        if m is None:
+            continue
+        for resource in m.group("what").split(","):
+            if resource.strip():
+                out.setdefault(m.group("c"), []).append(f"{resource.strip()} {m.group('kind')}")
+    return out
 
 
 def sidecar_sizing(
@@ -221,8 +245,10 @@ def pod_snapshot(pod: Obj) -> PodSnapshot:
         for c in spec.get("initContainers") or []
     ] + [container_snapshot(c, statuses.get(c.get("name"))) for c in spec.get("containers") or []]
     annotations = {str(k): str(v) for k, v in (m.get("annotations") or {}).items()}
+    defaulted = limit_ranger_defaults(annotations.get(LIMIT_RANGER, ""))
     for c in containers:
         c.sized_by = sidecar_sizing(c.name, annotations)
+        c.defaulted = defaulted.get(c.name, [])
     pvcs, cms, secrets = [], [], []
     volume_sources: dict[str, str] = {}
     for vol in spec.get("volumes") or []:
@@ -350,6 +376,8 @@ def describe_container(c: ContainerSnapshot) -> str:
         parts.append(f"limits {kv(c.limits)}")
     if c.requests:
         parts.append(f"requests {kv(c.requests)}")
+    if c.defaulted:
+        parts.append(f"set by the namespace's LimitRange default: {', '.join(c.defaulted)}")
     sized = [f"{key}={value}" for key, value in c.sized_by.values() if value is not None]
     if sized:
         parts.append(f"injected sidecar sized by pod annotations {', '.join(sized)}")
