@@ -1456,6 +1456,25 @@ def test_dns_timeouts_under_an_egress_policy_without_port_53_are_the_policy() ->
     assert "api-egress" in d.root_cause and "53" in d.root_cause
 
 
+def test_egress_policies_add_up_and_dns_over_udp_only_fails_large_answers() -> None:
+    def egress(name: str, rules: list[str]) -> NetworkPolicySnapshot:
+        return NetworkPolicySnapshot(name=name, namespace=NS, policy_types=["Egress"],
+                                     egress=rules, selects_target=True)  # fmt: skip
+
+    deny = egress("default-deny-egress", [])
+    udp = egress(
+        "allow-dns", ["namespaces {'kubernetes.io/metadata.name': 'kube-system'} ports 53/UDP"]
+    )
+    line = "ERROR: [Errno -3] Temporary failure in name resolution (feeds.partner.example)"
+    d = check(ctx(network_policies=[deny, udp], logs=[log(line)]), Category.NETWORK_POLICY_BLOCK)
+    assert "allow-dns" in d.root_cause and "TCP 53" in d.root_cause
+    # With TCP 53 allowed by another policy of the pod, the policies are not the cause.
+    tcp = egress("allow-dns-tcp", ["namespaces {'kubernetes.io/metadata.name': 'kube-system'} "
+                                   "ports 53/TCP"])  # fmt: skip
+    d = diagnose(ctx(network_policies=[deny, udp, tcp], logs=[log(line)]))
+    assert d.category is not Category.NETWORK_POLICY_BLOCK
+
+
 def test_a_403_names_the_binding_that_grants_it_to_another_serviceaccount() -> None:
     from oncallm.models.evidence import RoleBindingSnapshot
 

@@ -749,7 +749,8 @@ def dns_failure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
             hosts.append(host)
     server_side = any(_DNS_SERVER.search(h.line) for h in hits)
     score = 0.86
-    if server_side and any(_denies_dns(np) for np in ctx.network_policies):
+    dns_allowed, dns_policies = _dns_egress(ctx)
+    if server_side and dns_policies and dns_allowed is not None and dns_allowed < {"UDP", "TCP"}:
         score = 0.7  # the NetworkPolicy rule explains why DNS does not answer
     crashed = crashed_container(ctx)
     pod, c = crashed if crashed else (target_pod(ctx), None)
@@ -875,50 +876,92 @@ def _egress_blocked(ctx: Context) -> bool:
     return any(_denies_egress(np) for np in ctx.network_policies)
 
 
-def _denies_dns(np: NetworkPolicySnapshot) -> bool:
-    """An egress policy of the pod with no rule that lets DNS (port 53) out: every lookup then
-    times out, whatever the name."""
-    if not _denies_egress(np):
-        return False
+def _dns_protocols(np: NetworkPolicySnapshot) -> set[str] | None:
+    """The protocols one egress policy lets out on port 53; None when a rule of it allows
+    every port."""
+    allowed: set[str] = set()
     for rule in np.egress:
         ports = rule.partition(" ports ")[2]
-        if not ports or any(p.split("/")[0] in ("53", "dns", "dns-tcp") for p in ports.split(",")):
-            return False
-    return True
+        if not ports:
+            return None
+        for port in ports.split(","):
+            number, _, proto = port.partition("/")
+            if number in ("53", "dns", "dns-tcp", "dns-udp"):
+                allowed.add(proto.upper() or ("TCP" if number == "dns-tcp" else "UDP"))
+    return allowed
+
+
+def _dns_egress(ctx: Context) -> tuple[set[str] | None, list[NetworkPolicySnapshot]]:
+    """What the pod may send on port 53 under its egress policies, which add up: the union
+    of their rules (None: unrestricted, or a policy allows every port), and the policies."""
+    policies = [np for np in ctx.network_policies if _denies_egress(np)]
+    if not policies:
+        return None, []
+    allowed: set[str] = set()
+    for np in policies:
+        protocols = _dns_protocols(np)
+        if protocols is None:
+            return None, policies
+        allowed |= protocols
+    return allowed, policies
 
 
 def _dns_blocked(ctx: Context, ev: EvidenceIndex) -> Finding | None:
-    """Lookups time out while a NetworkPolicy of the pod lets no DNS traffic out."""
-    policies = [np for np in ctx.network_policies if _denies_dns(np)]
-    if not policies:
+    """Lookups time out while the NetworkPolicies of the pod let no DNS traffic out, or let it
+    out on UDP only: an answer too large for UDP comes back truncated and the resolver retries
+    over TCP 53, which is dropped, so large names (CNAME chains, many records) fail while small
+    ones resolve."""
+    allowed, policies = _dns_egress(ctx)
+    if not policies or allowed is None or allowed >= {"UDP", "TCP"}:
         return None
     hits = [h for h in grep(ctx, ev, _DNS) if _DNS_SERVER.search(h.line)]
     if not hits:
         return None
-    np = policies[0]
     crashed = crashed_container(ctx)
     pod, c = crashed if crashed else (target_pod(ctx), None)
     who = f"pod {pod.name}" if pod else "the alerted pods"
-    rules = "; ".join(np.egress) if np.egress else "none: all egress is denied"
+    names = ", ".join(np.name for np in policies)
+    if allowed == {"UDP"}:
+        np = next((n for n in policies if _dns_protocols(n)), policies[0])
+        summary = (
+            f"NetworkPolicy {np.name} lets DNS out from {who} on UDP 53 only: lookups whose "
+            "answer needs TCP fail."
+        )
+        cause = (
+            f"The egress policies of {who} ({names}) add up to DNS on UDP port 53 only "
+            f"(NetworkPolicy {np.namespace}/{np.name}: {'; '.join(np.egress)}). An answer too "
+            "large for UDP (a long CNAME chain, many records) comes back truncated, the "
+            "resolver retries over TCP 53, and that is dropped: those names time out while "
+            f"small ones resolve: {quote_line(hits[-1].line, 160)}. CoreDNS itself is not at "
+            "fault."
+        )
+        action = f"Allow TCP 53 to kube-dns next to UDP 53 in NetworkPolicy {np.name}."
+    else:
+        np = policies[0]
+        rules = "; ".join(r for n in policies for r in n.egress) or "none: all egress is denied"
+        summary = f"NetworkPolicy {np.name} blocks DNS (port 53) from {who}, so every lookup fails."
+        cause = (
+            f"NetworkPolicy {np.namespace}/{np.name} selects {who} and restricts its egress, and "
+            f"no egress policy of the pod ({names}) allows DNS (UDP/TCP 53 to kube-dns; allowed "
+            f"egress: {rules}), so name lookups time out: {quote_line(hits[-1].line, 160)}. "
+            "CoreDNS itself is not at fault."
+        )
+        action = (
+            f"Add an egress rule to NetworkPolicy {np.name} allowing UDP and TCP 53 to the "
+            "kube-dns pods in kube-system, or revert the policy change."
+        )
     return Finding(
         Category.NETWORK_POLICY_BLOCK,
-        0.9,
-        summary=f"NetworkPolicy {np.name} blocks DNS (port 53) from {who}, so every lookup fails.",
-        root_cause=(
-            f"NetworkPolicy {np.namespace}/{np.name} selects {who} and restricts its egress "
-            f"without allowing DNS (UDP/TCP 53 to kube-dns; allowed egress: {rules}), so name "
-            f"lookups time out: {quote_line(hits[-1].line, 160)}. CoreDNS itself is not at fault."
-        ),
+        0.9 if not allowed else 0.86,
+        summary=summary,
+        root_cause=cause,
         evidence=ev.cite(
             netpol_id(np.name), *cite_hits(hits), *(pod_cites(ev, pod, c) if pod else [])
         ),
         impact=f"{workload_state(ctx)}; every call by name fails before it is sent.",
-        immediate_actions=[
-            f"Add an egress rule to NetworkPolicy {np.name} allowing UDP and TCP 53 to the "
-            "kube-dns pods in kube-system, or revert the policy change.",
-        ],
+        immediate_actions=[action],
         recommendations=[
-            "Start every egress allow-list from a shared 'allow DNS' policy.",
+            "Start every egress allow-list from a shared 'allow DNS' policy with UDP and TCP 53.",
         ],
         commands=[
             kc.describe("networkpolicy", np.namespace, np.name),
