@@ -1363,3 +1363,31 @@ async def test_an_oom_at_a_limit_the_limit_range_set_names_the_limit_range() -> 
     assert d.category is Category.OOM_KILLED
     assert "LimitRange cache-defaults" in d.root_cause
     assert "its own memory limit" in d.immediate_actions[0]
+
+
+async def test_a_cluster_scope_refusal_reads_the_accounts_cluster_role_binding() -> None:
+    app = crashed_app()
+    app["spec"]["serviceAccountName"] = "operator"
+    crb = {
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "operator-manager"},
+        "roleRef": {"kind": "ClusterRole", "name": "operator-manager"},
+        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": "shop"}],
+    }
+    role = {
+        "kind": "ClusterRole",
+        "metadata": {"name": "operator-manager"},
+        "rules": [{"apiGroups": [""], "resources": ["endpoints"], "verbs": ["list"]}],
+    }
+    other = {"kind": "ClusterRoleBinding", "metadata": {"name": "someone-else"},
+             "roleRef": {"kind": "ClusterRole", "name": "view"},
+             "subjects": [{"kind": "ServiceAccount", "name": "web", "namespace": "shop"}]}  # fmt: skip
+    line = ('E1129 reflector.go:158] endpointslices.discovery.k8s.io is forbidden: User '
+            '"system:serviceaccount:shop:operator" cannot list resource "endpointslices" in API '
+            'group "discovery.k8s.io" at the cluster scope')  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", pod="bridge-1"), [app, crb, role, other],
+                         **{"shop__bridge-1__app": line})  # fmt: skip
+    assert [b.name for b in ctx.role_bindings] == ["operator-manager"]
+    d = diagnose(ctx)
+    assert d.category is Category.RBAC_FORBIDDEN
+    assert "ClusterRole operator-manager (ClusterRoleBinding operator-manager)" in d.root_cause

@@ -58,6 +58,7 @@ from oncallm.models.evidence import (
     Context,
     NetworkPolicySnapshot,
     PodSnapshot,
+    RoleBindingSnapshot,
     ServiceSnapshot,
     TLSPeerSnapshot,
 )
@@ -1573,6 +1574,10 @@ _FORBIDDEN = re.compile(
 )
 
 
+def _binding_kind(b: RoleBindingSnapshot) -> str:
+    return "RoleBinding" if b.namespace else "ClusterRoleBinding"
+
+
 def _near_miss(
     ctx: Context, verb: str, resource: str, group: str, sa_ns: str | None, sa: str | None
 ) -> tuple[str, list[str]] | None:
@@ -1584,8 +1589,8 @@ def _near_miss(
     for b in ctx.role_bindings:
         if not b.role_exists and me in b.subjects:
             return (
-                f"RoleBinding {b.name} binds {me} to {b.role_kind} {b.role_name}, which does not "
-                "exist",
+                f"{_binding_kind(b)} {b.name} binds {me} to {b.role_kind} {b.role_name}, "
+                "which does not exist",
                 [role_binding_id(b.name)],
             )
     for b in ctx.role_bindings:
@@ -1593,8 +1598,8 @@ def _near_miss(
             continue
         others = [s.split("/", 1)[-1] for s in b.subjects if s.startswith("ServiceAccount ")]
         text = (
-            f"RoleBinding {b.name} grants {verb} {resource} through {b.role_kind} {b.role_name}, "
-            f"but binds {', '.join(b.subjects) or 'nobody'}, not {me}"
+            f"{_binding_kind(b)} {b.name} grants {verb} {resource} through {b.role_kind} "
+            f"{b.role_name}, but binds {', '.join(b.subjects) or 'nobody'}, not {me}"
         )
         if others and sa not in others:
             text += (
@@ -1605,7 +1610,9 @@ def _near_miss(
     mine = [b for b in ctx.role_bindings if me in b.subjects and b.role_exists]
     if mine:
         # bound, but to roles that lack this: the role to extend
-        roles = ", ".join(f"{b.role_kind} {b.role_name} (RoleBinding {b.name})" for b in mine[:3])
+        roles = ", ".join(
+            f"{b.role_kind} {b.role_name} ({_binding_kind(b)} {b.name})" for b in mine[:3]
+        )
         return (
             f"{me} is bound to {roles}, which grant{'s' if len(mine) == 1 else ''} other "
             f"things but not {verb} {resource}: add it to {mine[0].role_kind} "

@@ -1,5 +1,5 @@
-"""After a 403 from the API server: the refused namespace's RoleBindings, their roles, and its
-ServiceAccounts.
+"""After a 403 from the API server: the refused namespace's RoleBindings, the ClusterRoleBindings
+of the refused ServiceAccount, their roles, and the namespace's ServiceAccounts.
 
 A ServiceAccount is refused because no binding grants it what it asked for. The usual reasons
 are one step away: a binding that grants exactly that but names another subject (a chart
@@ -36,19 +36,31 @@ def role_binding_id(name: str) -> str:
     return f"rolebinding/{name}"
 
 
-def _refused_namespace(ctx: Context) -> str | None:
+def _refusal(ctx: Context) -> tuple[str, str] | None:
+    """(namespace refused in, ``ServiceAccount ns/name`` refused) of the first refusal."""
     texts = [e.message for e in ctx.events] + [line for lg in ctx.logs for line in lg.lines]
     for text in texts:
         m = REFUSED.search(text)
         if m:
-            return m.group("where") or m.group("ns")
+            return m.group("where") or m.group("ns"), f"ServiceAccount {m['ns']}/{m['sa']}"
     return None
 
 
 async def read(scope: Scope) -> None:
-    ns = _refused_namespace(scope.ctx)
-    if ns is None:
+    refused = _refusal(scope.ctx)
+    if refused is None:
         return
+    ns, account = refused
+    async with scope.guard("clusterrolebindings"):
+        # the cluster-wide bindings of the refused account: a ClusterRole that lacks the rule
+        for binding in await scope.reader.list("ClusterRoleBinding", None):
+            snap = role_binding_snapshot(binding, None)
+            if account not in snap.subjects:
+                continue
+            role = await scope.get("ClusterRole", None, snap.role_name)
+            scope.ctx.role_bindings.append(role_binding_snapshot(binding, role))
+            if len(scope.ctx.role_bindings) >= MAX_BINDINGS:
+                break
     async with scope.guard(f"rolebindings in {ns}"):
         bindings = (await scope.reader.list("RoleBinding", ns))[:MAX_BINDINGS]
         roles: dict[tuple[str, str], Obj | None] = {}
@@ -126,6 +138,7 @@ SOURCE = Source(
     read,
     evidence,
     resources=(
+        "clusterrolebindings.rbac.authorization.k8s.io",
         "rolebindings.rbac.authorization.k8s.io",
         "roles.rbac.authorization.k8s.io",
         "clusterroles.rbac.authorization.k8s.io",
