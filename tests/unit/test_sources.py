@@ -1391,3 +1391,22 @@ async def test_a_cluster_scope_refusal_reads_the_accounts_cluster_role_binding()
     d = diagnose(ctx)
     assert d.category is Category.RBAC_FORBIDDEN
     assert "ClusterRole operator-manager (ClusterRoleBinding operator-manager)" in d.root_cause
+
+
+async def test_unschedulable_nodes_in_a_scheduling_failure_are_named_as_cordoned() -> None:
+    pending = pod("ingest-6f34b97b6b-kkgjd", phase="Pending", node="",
+                  status={"containerStatuses": []})  # fmt: skip
+    del pending["spec"]["nodeName"]
+    cordoned = node_obj("worker-3")
+    cordoned["spec"] = {"unschedulable": True}
+    failed = event("Pod", "ingest-6f34b97b6b-kkgjd", "FailedScheduling",
+                   "0/3 nodes are available: 1 node(s) were unschedulable, 2 Insufficient "
+                   "memory. preemption: 0/3 nodes are available: 3 Preemption is not helpful.")  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", pod="ingest-6f34b97b6b-kkgjd",
+                               alertname="KubePodNotReady"),
+                         [pending, cordoned, node_obj("worker-1"), failed])  # fmt: skip
+    assert ctx.cordoned_nodes == ["worker-3"]
+    d = diagnose(ctx)
+    assert d.category is Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE
+    assert "cordoned: worker-3" in d.root_cause and "free memory on any node" in d.root_cause
+    assert "kubectl uncordon worker-3" in d.commands

@@ -133,14 +133,21 @@ def _field(obj: Obj, path: str) -> Any:
     return current
 
 
+def _field_text(value: object) -> str:
+    """A field as a field selector compares it: booleans as ``true``/``false``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value or "")
+
+
 def _fields_match(selector: str, obj: Obj) -> bool:
     for term in filter(None, (t.strip() for t in selector.split(","))):
         if "!=" in term:
             key, value = term.split("!=", 1)
-            if str(_field(obj, key) or "") == value:
+            if _field_text(_field(obj, key)) == value:
                 return False
         else:
             key, value = term.replace("==", "=").split("=", 1)
-            if str(_field(obj, key) or "") != value:
+            if _field_text(_field(obj, key)) != value:
                 return False
     return True

@@ -859,6 +859,8 @@ class Context(Snapshot):
     dns: DNSSnapshot | None = None
     metrics_api: MetricsAPISnapshot | None = None
     readiness_gates: list[GateSnapshot] = Field(default_factory=list)
+    #: nodes cordoned (spec.unschedulable) when the scheduler counted unschedulable nodes
+    cordoned_nodes: list[str] = Field(default_factory=list)
     webhooks: list[WebhookSnapshot] = Field(default_factory=list)
     pull_credentials: list[PullCredentialsSnapshot] = Field(default_factory=list)
     #: the labels of the namespaces on either end of a network path

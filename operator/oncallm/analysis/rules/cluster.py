@@ -39,6 +39,7 @@ from oncallm.gathering.sources.nodes import NODE_GROUP_LABELS
 from oncallm.gathering.sources.pods import pod_is_unhealthy
 from oncallm.gathering.sources.quota_consumers import consumer_id
 from oncallm.gathering.sources.resource_holders import holder_id
+from oncallm.gathering.sources.scheduling import cordoned_id
 from oncallm.models.analysis import Category
 from oncallm.models.evidence import Context, NodeSnapshot, PodSnapshot
 from oncallm.models.quantity import parse_quantity
@@ -672,7 +673,7 @@ def insufficient_resources_unschedulable(
     if not sched and not pending:
         return None
     message = sched[0].message if sched else pending[0].conditions["PodScheduled"][2]
-    insufficient = re.findall(r"Insufficient ([\w./-]+)", message)
+    insufficient = [r.rstrip(".") for r in re.findall(r"Insufficient ([\w./-]+)", message)]
     pod = next((p for p in ctx.pods if sched and p.name == sched[0].object_name), None)
     pod = pod or (pending[0] if pending else target_pod(ctx))
     requests = ""
@@ -707,11 +708,18 @@ def insufficient_resources_unschedulable(
                 if scale_up
                 else ""
             )
+            + (
+                f"; cordoned: {', '.join(ctx.cordoned_nodes)} (SchedulingDisabled: a drain "
+                "that never finished, or a cordon left behind)"
+                if ctx.cordoned_nodes
+                else ""
+            )
             + "."
             + (f" {held}." if held else "")
         ),
         because=because,
         evidence=ev.cite(
+            cordoned_id() if ctx.cordoned_nodes else None,
             *[ev.event(e) for e in sched[:2]],
             *[eid for link in because for eid in link.evidence],
             pod_id(pod.name) if pod else None,
@@ -730,6 +738,7 @@ def insufficient_resources_unschedulable(
         ],
         commands=[
             *([kc.describe("pod", pod.namespace, pod.name)] if pod else []),
+            *[kc.uncordon(n) for n in ctx.cordoned_nodes[:2]],
             "kubectl top nodes",
             "kubectl get nodes -o custom-columns=NAME:.metadata.name,"
             "CPU:.status.allocatable.cpu,MEMORY:.status.allocatable.memory,"

@@ -1,12 +1,14 @@
 """Why the scheduler places no pod: each FailedScheduling message parsed into its reasons,
 each with the number of nodes it excluded.
 
-Reads nothing: parses the pods' ``FailedScheduling`` events (the newest per pod) and, for a
+Parses the pods' ``FailedScheduling`` events (the newest per pod) and, for a
 pod without one, its ``PodScheduled=False`` condition. ``0/6 nodes are available: 2
 Insufficient cpu, 1 node(s) had untolerated taint {dedicated: gpu}, 3 node(s) didn't match
 Pod's node affinity/selector. preemption: ...`` becomes three reasons with their node counts.
 
-Evidence: ``scheduling/<pod>``: the nodes available and each reason with its node count.
+Evidence: ``scheduling/<pod>``: the nodes available and each reason with its node count;
+``scheduling/cordoned``: the cordoned nodes (one list call, ``spec.unschedulable=true``) when
+a message counts nodes that "were unschedulable".
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from oncallm.models.policy import Depth
 
 #: Pods whose scheduling failure is parsed.
 MAX_PODS = 10
+#: Cordoned nodes named when the scheduler counts unschedulable nodes.
+MAX_CORDONED = 5
 
 _HEAD = re.compile(r"^\s*(\d+)/(\d+) nodes are available:?\s*")
 #: Entries of the reason list start with a node count (the PVC reason has none).
@@ -98,6 +102,19 @@ async def read(scope: Scope) -> None:
         if pod.name not in found and status == "False" and message:
             found[pod.name] = snapshot(pod.name, pod.namespace, message, 1, None)
     ctx.scheduling = list(found.values())[:MAX_PODS]
+    if any(r.kind == "unschedulable" for snap in ctx.scheduling for r in snap.reasons):
+        async with scope.guard("cordoned nodes"):
+            cordoned = await scope.reader.list(
+                "Node", None, field_selector="spec.unschedulable=true"
+            )
+            ctx.cordoned_nodes = sorted(
+                str((n.get("metadata") or {}).get("name")) for n in cordoned
+            )[:MAX_CORDONED]
+
+
+def cordoned_id() -> str:
+    """``scheduling/cordoned``: the cordoned nodes, when the scheduler counts some."""
+    return "scheduling/cordoned"
 
 
 def snapshot(
@@ -142,6 +159,14 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
             f"{head}: {reasons}{count}",
             time=snap.last_seen,
         )
+    if ctx.cordoned_nodes:
+        out.add(
+            Tier.NODE_BAD,
+            cordoned_id(),
+            EvidenceSource.NODE,
+            "nodes",
+            f"cordoned (spec.unschedulable, SchedulingDisabled): {', '.join(ctx.cordoned_nodes)}",
+        )
 
 
-SOURCE = Source("scheduling", Stage.LEADS, read, evidence, depth=Depth.QUICK)
+SOURCE = Source("scheduling", Stage.LEADS, read, evidence, depth=Depth.QUICK, resources=("nodes",))
