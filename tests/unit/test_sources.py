@@ -1410,3 +1410,47 @@ async def test_unschedulable_nodes_in_a_scheduling_failure_are_named_as_cordoned
     assert d.category is Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE
     assert "cordoned: worker-3" in d.root_cause and "free memory on any node" in d.root_cause
     assert "kubectl uncordon worker-3" in d.commands
+
+
+async def test_an_object_count_quota_names_the_objects_that_fill_it() -> None:
+    q = {
+        "kind": "ResourceQuota",
+        "metadata": {"name": "objects", "namespace": "shop"},
+        "spec": {"hard": {"count/jobs.batch": "4"}},
+        "status": {"hard": {"count/jobs.batch": "4"}, "used": {"count/jobs.batch": "4"}},
+    }
+    jobs = [
+        {
+            "kind": "Job",
+            "metadata": {
+                "name": f"backfill-2026-11-0{i}",
+                "namespace": "shop",
+                "creationTimestamp": t(-600 + i),
+            },
+        }
+        for i in range(1, 4)
+    ]
+    jobs.append(
+        {
+            "kind": "Job",
+            "metadata": {
+                "name": "extract-29047700",
+                "namespace": "shop",
+                "creationTimestamp": t(-30),
+                "ownerReferences": [{"kind": "CronJob", "name": "extract", "controller": True}],
+            },
+        }
+    )
+    refused = event("CronJob", "extract", "FailedCreate",
+                    'Error creating job: jobs.batch "extract-29047710" is forbidden: exceeded '
+                    "quota: objects, requested: count/jobs.batch=1, used: count/jobs.batch=4, "
+                    "limited: count/jobs.batch=4")  # fmt: skip
+    ctx = await gathered(alert(alertname="KubeQuotaFullyUsed", namespace="shop",
+                               resourcequota="objects", resource="count/jobs.batch"),
+                         [q, *jobs, refused])  # fmt: skip
+    [snap] = ctx.quota_consumers
+    top = snap.consumers[0]
+    assert (top.kind, top.name, top.amount) == ("Job", "backfill-*", 3.0)
+    d = diagnose(ctx)
+    assert d.category is Category.QUOTA_EXCEEDED
+    assert "backfill-*" in d.root_cause

@@ -768,7 +768,7 @@ def _quota_consumers(ctx: Context, quota: str, creating: set[str]) -> tuple[str,
         ranked = [c for c in snap.consumers if c.name not in creating] or snap.consumers
         for c in ranked[:2]:
             pods = f", {len(c.pods)} pod{'s' if len(c.pods) != 1 else ''}" if c.pods else ""
-            since = f", oldest pod from {c.oldest}" if c.oldest else ""
+            since = f", the oldest created {c.oldest}" if c.oldest else ""
             text = f"{c.kind} {c.name} holds {c.amount_text or '?'} of {snap.resource}{pods}{since}"
             if text not in texts:
                 texts.append(text)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from oncallm.gathering.objects import Obj, meta, name_of, workload_of
+from oncallm.gathering.objects import Obj, controller_of, meta, name_of, workload_of
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier, kv
 from oncallm.gathering.sources.namespace_limits import quota_full_resources
@@ -32,9 +32,25 @@ TOP = 3
 _STORAGE = re.compile(
     r"(?:^|\.)requests\.storage$|^persistentvolumeclaims$|persistentvolumeclaims$"
 )
+#: Object-count quotas (``count/jobs.batch``, ``services``) and the kind they count: their
+#: consumers are the objects themselves, grouped by the controller that makes them.
+OBJECT_COUNTS = {
+    "count/jobs.batch": "Job",
+    "count/cronjobs.batch": "CronJob",
+    "count/deployments.apps": "Deployment",
+    "count/replicasets.apps": "ReplicaSet",
+    "count/statefulsets.apps": "StatefulSet",
+    "count/services": "Service",
+    "services": "Service",
+}
+"""ConfigMaps and Secrets are left out: listing them reads their data, which OnCallM does not
+take for a count."""
 _COUNTED_ELSEWHERE = re.compile(
     r"^count/(?!pods$)|^(?:services|configmaps|secrets|replicationcontrollers)"
 )
+_DATED = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{6,}|[0-9a-f]{5,10})$")
+"""The dated or generated tail of an object's name (``backfill-2026-11-01``, ``etl-28912440``):
+objects that share the rest were made by one hand or one loop."""
 
 
 _REFUSED = re.compile(
@@ -71,14 +87,17 @@ def consumer_id(quota: str, resource: str, kind: str, name: str) -> str:
 async def read(scope: Scope) -> None:
     full = [(q, r) for q in scope.ctx.quotas for r in quota_full_resources(q)]
     full += [(q, r) for q, r in refused_resources(scope.ctx) if (q, r) not in full]
-    full = [(q, r) for q, r in full if not _COUNTED_ELSEWHERE.search(r)]
+    full = [(q, r) for q, r in full if r in OBJECT_COUNTS or not _COUNTED_ELSEWHERE.search(r)]
     if not full:
         return
     pods: dict[str, list[Obj]] = {}
     claims: dict[str, list[Obj]] = {}
     for quota, resource in full:
         ns = quota.namespace
-        if _STORAGE.search(resource):
+        if resource in OBJECT_COUNTS:
+            objects = await scope.reader.list(OBJECT_COUNTS[resource], ns)
+            found = object_consumers(OBJECT_COUNTS[resource], objects)
+        elif _STORAGE.search(resource):
             if ns not in claims:
                 claims[ns] = await scope.reader.list("PersistentVolumeClaim", ns)
             found = claim_consumers(resource, claims[ns])
@@ -135,6 +154,28 @@ def pod_consumers(resource: str, pods: list[Obj]) -> list[_Tally]:
             tally.oldest = str(created)
         if not tally.labels:
             tally.labels = dict(meta(pod).get("labels") or {})
+    return list(tallies.values())
+
+
+def object_consumers(kind: str, objects: list[Obj]) -> list[_Tally]:
+    """What fills an object-count quota: the objects grouped by their controller (a CronJob's
+    Jobs), else by their name without its dated or generated tail (18 ``backfill-2026-11-*``
+    Jobs created by a script)."""
+    tallies: dict[tuple[str, str], _Tally] = {}
+    for obj in objects:
+        owner = controller_of(obj)
+        if owner:
+            key = owner
+        else:
+            base = _DATED.sub("", name_of(obj))
+            key = (kind, f"{base}-*" if base != name_of(obj) else base)
+        tally = tallies.setdefault(key, _Tally(key[0], key[1]))
+        tally.amount += 1
+        created = meta(obj).get("creationTimestamp")
+        if created and (tally.oldest is None or str(created) < tally.oldest):
+            tally.oldest = str(created)
+        if not tally.labels:
+            tally.labels = dict(meta(obj).get("labels") or {})
     return list(tallies.values())
 
 
@@ -233,5 +274,14 @@ SOURCE = Source(
     Stage.LEADS,
     read,
     evidence,
-    resources=("pods", "persistentvolumeclaims"),
+    resources=(
+        "pods",
+        "persistentvolumeclaims",
+        "jobs.batch",
+        "cronjobs.batch",
+        "deployments.apps",
+        "replicasets.apps",
+        "statefulsets.apps",
+        "services",
+    ),
 )
