@@ -5,6 +5,7 @@ replica and restart."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -52,7 +53,7 @@ async def call(ledger: TokenLedger, budget: int, reserve: int, spend: int) -> bo
 
 async def test_replicas_share_one_budget_and_never_spend_more_than_it() -> None:
     store = MemoryStore()
-    replicas = [SharedTokenLedger(store, now=lambda: DAY) for _ in range(3)]
+    replicas = [SharedTokenLedger(store, now=lambda: DAY, wait_seconds=0.0) for _ in range(3)]
     # 30 analyses at once over three replicas, each reserving 1,000 and spending 400
     called = await asyncio.gather(*(call(replicas[i % 3], 5000, 1000, 400) for i in range(30)))
     spent = 400 * sum(called)
@@ -80,6 +81,30 @@ async def test_a_replica_killed_mid_call_leaves_its_reservation_counted() -> Non
     reservation = ledger.reserved("default", 5000, 1000)
     await reservation.__aenter__()  # and never leaves: the process died
     assert store.counts["2026-12-02.default"] == 1000
+    assert store.counts["2026-12-02.default.reserved"] == 1000
+
+
+async def test_room_held_by_reservations_in_flight_is_waited_for() -> None:
+    """Eight analyses at once, each reserving 1,000 of a 3,000 budget and spending 100: none
+    is refused for room the others only reserved."""
+    store = MemoryStore()
+    replicas = [
+        SharedTokenLedger(store, now=lambda: DAY, wait_seconds=5.0, poll_seconds=0.01)
+        for _ in range(2)
+    ]
+
+    async def slow_call(ledger: SharedTokenLedger) -> bool:
+        async with ledger.reserved("default", 3000, 1000):
+            if ledger.remaining("default", 3000) < 1:
+                return False
+            await asyncio.sleep(0.05)  # the model answering
+            ledger.spend("default", 100)
+            return True
+
+    called = await asyncio.gather(*(slow_call(replicas[i % 2]) for i in range(8)))
+    assert all(called)
+    assert store.counts["2026-12-02.default"] == 800
+    assert store.counts["2026-12-02.default.reserved"] == 0
 
 
 async def test_days_before_today_are_dropped_as_the_ledger_is_written() -> None:
@@ -87,7 +112,7 @@ async def test_days_before_today_are_dropped_as_the_ledger_is_written() -> None:
     store.counts, store.version = {"2026-12-01.default": 4999}, 1
     ledger = SharedTokenLedger(store, now=lambda: DAY)
     assert await call(ledger, 5000, 1000, 10)
-    assert store.counts == {"2026-12-02.default": 10}
+    assert store.counts == {"2026-12-02.default": 10, "2026-12-02.default.reserved": 0}
 
 
 async def test_the_in_memory_ledger_is_as_before() -> None:
@@ -111,3 +136,16 @@ def test_the_reservation_bounds_every_request_an_analysis_may_send() -> None:
 async def test_no_room_for_the_reservation_means_the_budget_is_spent(budget: int) -> None:
     ledger = SharedTokenLedger(MemoryStore(), now=lambda: DAY)
     assert not await call(ledger, budget, 1000, 1)
+
+
+async def test_the_built_in_default_policy_has_a_valid_configmap_key() -> None:
+    store = MemoryStore()
+    ledger = SharedTokenLedger(store, now=lambda: DAY)
+    async with ledger.reserved("(built-in default)", 50_000, 1000):
+        ledger.spend("(built-in default)", 10)
+    assert list(store.counts) == [
+        key
+        for key in store.counts
+        if re.fullmatch(r"[-._a-zA-Z0-9]+", key) and key.startswith("2026-12-02._built-in")
+    ]
+    assert SharedTokenLedger.key(DAY.date(), "default") == "2026-12-02.default"

@@ -19,9 +19,13 @@ inside :meth:`TokenLedger.reserved` they answer for the reservation of that anal
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
+import hashlib
 import logging
+import re
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -34,6 +38,15 @@ log = logging.getLogger(__name__)
 
 #: Conditional writes tried before a reservation gives up (each retry re-reads the ledger).
 MAX_CONFLICTS = 20
+#: Longest an analysis waits for room that other analyses' reservations hold (they settle to
+#: what they spent, usually far less) before the budget counts as spent for it: a few model
+#: calls' time. Without it, ONCALLM_CONCURRENCY analyses per replica reserving at once would
+#: find a budget of a few reservations "spent" while most of it is still there.
+RESERVATION_WAIT_SECONDS = 60.0
+#: How often a waiting reservation reads the ledger again.
+RESERVATION_POLL_SECONDS = 0.5
+#: Suffix of the key counting reservations not yet settled (``<day>.<policy>.reserved``).
+RESERVED = ".reserved"
 #: Requests one standard or quick analysis may send: the answer, one shorter retry of a reply
 #: cut at the token cap, one correction of an invalid reply (``llm/analyse.py``).
 BASE_REQUESTS = 3
@@ -125,15 +138,30 @@ _GRANT: contextvars.ContextVar[_Grant | None] = contextvars.ContextVar("grant", 
 class SharedTokenLedger(TokenLedger):
     """One budget per policy and day for every replica, kept in a :class:`LedgerStore`."""
 
-    def __init__(self, store: LedgerStore, *, now: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(
+        self,
+        store: LedgerStore,
+        *,
+        now: Callable[[], datetime] = _utc_now,
+        wait_seconds: float = RESERVATION_WAIT_SECONDS,
+        poll_seconds: float = RESERVATION_POLL_SECONDS,
+    ) -> None:
         super().__init__(now=now)
         self.store = store
+        self.wait_seconds = wait_seconds
+        self.poll_seconds = poll_seconds
         #: the counts as last read or written (for ``spent`` outside a reservation)
         self._seen: dict[str, int] = {}
 
     @staticmethod
     def key(day: date, policy: str) -> str:
-        return f"{day.isoformat()}.{policy}"
+        """``<day>.<policy>``, a valid ConfigMap key (``[-._a-zA-Z0-9]+``): a policy name is
+        one as it is; another (the built-in default's ``(built-in default)``) has the other
+        characters replaced and a short hash added, so two names never share a count."""
+        safe = re.sub(r"[^-._a-zA-Z0-9]", "_", policy)
+        if safe != policy:
+            safe += "-" + hashlib.sha256(policy.encode()).hexdigest()[:8]
+        return f"{day.isoformat()}.{safe}"
 
     def spent(self, policy: str) -> int:
         """Tokens spent or reserved today by every replica, as last read."""
@@ -153,13 +181,12 @@ class SharedTokenLedger(TokenLedger):
     @contextlib.asynccontextmanager
     async def reserved(self, policy: str, daily_budget: int, tokens: int) -> AsyncIterator[None]:
         """Reserve ``tokens`` of today's budget before the model is asked, reconcile to what
-        was spent after. Without room for the reservation the analysis is given none, and
-        the model path finds the budget spent. Raises what the store raises (the API server
-        down: the analysis is retried later)."""
+        was spent after. Room held only by other analyses' reservations is waited for (up to
+        ``wait_seconds``); without room the analysis is given none, and the model path finds
+        the budget spent. Raises what the store raises (the API server down: the analysis is
+        retried later)."""
         day = self.today()
-        granted = await self._update(
-            day, policy, lambda used: tokens if used + tokens <= daily_budget else 0
-        )
+        granted = await self._reserve(day, policy, daily_budget, tokens)
         grant = _Grant(policy, day, granted)
         token = _GRANT.set(grant)
         try:
@@ -168,7 +195,9 @@ class SharedTokenLedger(TokenLedger):
             _GRANT.reset(token)
             if granted:
                 try:
-                    await self._update(day, policy, lambda used: grant.used - granted)
+                    await self._update(
+                        day, policy, lambda total, held: (grant.used - granted, -granted)
+                    )
                 except Exception as err:  # the reservation stays counted: never overspent
                     log.warning(
                         "policy %s: %d unused reserved tokens not given back to today's "
@@ -179,19 +208,44 @@ class SharedTokenLedger(TokenLedger):
                         err,
                     )
 
-    async def _update(self, day: date, policy: str, change: Callable[[int], int]) -> int:
-        """Add ``change(tokens used today)`` to the policy's count with a conditional write;
-        the change made."""
+    async def _reserve(self, day: date, policy: str, budget: int, tokens: int) -> int:
+        waiting = False
+        deadline = time.monotonic() + self.wait_seconds
+
+        def change(total: int, held: int) -> tuple[int, int]:
+            nonlocal waiting
+            waiting = False
+            if total + tokens <= budget:
+                return tokens, tokens
+            # room once the reservations in flight settle: wait for them
+            waiting = total - held + tokens <= budget
+            return 0, 0
+
+        while True:
+            granted = await self._update(day, policy, change)
+            if granted or not waiting or time.monotonic() > deadline:
+                return granted
+            await asyncio.sleep(self.poll_seconds)
+
+    async def _update(
+        self, day: date, policy: str, change: Callable[[int, int], tuple[int, int]]
+    ) -> int:
+        """Add ``change(total, reserved)`` to the policy's count of today (spent and reserved)
+        and to its reservations not settled yet, with a conditional write; the first change
+        made."""
         key = self.key(day, policy)
+        held_key = key + RESERVED
         for _ in range(MAX_CONFLICTS):
             counts, version = await self.store.load()
-            delta = change(counts.get(key, 0))
+            total, held = counts.get(key, 0), counts.get(held_key, 0)
+            delta, held_delta = change(total, held)
             self._seen = counts
-            if delta == 0:
+            if delta == 0 and held_delta == 0:
                 return 0
             # days before this one are dropped as the ledger is written
             updated = {k: v for k, v in counts.items() if k >= day.isoformat()}
-            updated[key] = max(0, counts.get(key, 0) + delta)
+            updated[key] = max(0, total + delta)
+            updated[held_key] = max(0, held + held_delta)
             try:
                 await self.store.save(updated, version)
             except LedgerConflict:
