@@ -1454,3 +1454,38 @@ async def test_an_object_count_quota_names_the_objects_that_fill_it() -> None:
     d = diagnose(ctx)
     assert d.category is Category.QUOTA_EXCEEDED
     assert "backfill-*" in d.root_cause
+
+
+async def test_a_claim_waiting_for_its_csi_driver_names_the_crashing_controller() -> None:
+    claim = {
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data-db-0", "namespace": "shop"},
+        "spec": {"storageClassName": "gp3"},
+        "status": {"phase": "Pending"},
+    }
+    sc = {"kind": "StorageClass", "metadata": {"name": "gp3"}, "provisioner": "ebs.csi.aws.com"}
+    db = pod("db-0", phase="Pending", status={"containerStatuses": []},
+             volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}}])  # fmt: skip
+    controller = pod("ebs-csi-controller-cb8bff87c8-2b7gq", ns="kube-system",
+                     containers=[{"name": "ebs-plugin", "image": "aws-ebs-csi-driver:v1.37.0"},
+                                 {"name": "csi-provisioner", "image": "csi-provisioner:v5.1.0"}],
+                     status={"containerStatuses": [
+                         {"name": "ebs-plugin", "ready": False, "restartCount": 14,
+                          "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                          "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}},
+                         {"name": "csi-provisioner", "ready": True, "restartCount": 0,
+                          "state": {"running": {}}}]})  # fmt: skip
+    other = pod("efs-csi-controller-7d9f8c6b5-x2kqp", ns="kube-system",
+                containers=[{"name": "efs-plugin", "image": "aws-efs-csi-driver:v2"},
+                            {"name": "csi-provisioner", "image": "csi-provisioner:v5.1.0"}])  # fmt: skip
+    waiting = event("PersistentVolumeClaim", "data-db-0", "ExternalProvisioning",
+                    'Waiting for a volume to be created either by the external provisioner '
+                    '"ebs.csi.aws.com" or manually by the system administrator.')  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", pod="db-0", alertname="KubePodNotReady"),
+                         [claim, sc, db, controller, other, waiting])  # fmt: skip
+    [snap] = ctx.pvcs
+    assert snap.provisioner_pods == [
+        "ebs-csi-controller-cb8bff87c8-2b7gq: ebs-plugin CrashLoopBackOff (exit 1), 14 restarts"
+    ]
+    d = diagnose(ctx)
+    assert d.category is Category.PVC_PENDING and "ebs-csi-controller" in d.root_cause

@@ -213,6 +213,9 @@ class PVCSnapshot(Snapshot):
     volume_affinity: list[str] = Field(default_factory=list)
     #: nodes that affinity pins the volume to by hostname and that do not exist
     volume_nodes_missing: list[str] = Field(default_factory=list)
+    #: a Pending claim's CSI driver controller pods and their state (``ebs-csi-controller-x:
+    #: ebs-plugin CrashLoopBackOff (exit 1), 14 restarts``)
+    provisioner_pods: list[str] = Field(default_factory=list)
 
 
 class ServiceSnapshot(Snapshot):

@@ -551,9 +551,13 @@ def pvc_pending(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
     elif prov and _WAITING_PROVISIONER.search(prov[0].message):
         m = _WAITING_PROVISIONER.search(prov[0].message)
         name = (m.group(1) if m else None) or (pvc.provisioner if pvc else None) or "?"
+        failing = [x for x in (pvc.provisioner_pods if pvc else []) if not x.endswith("running")]
         why = (
-            f"its external provisioner {name} has not created a volume: the provisioner is not "
-            "running or not registered (check its pods)"
+            f"its external provisioner {name} has not created a volume: the driver's controller "
+            f"pods do not run ({'; '.join(failing[:2])}), so nothing provisions the claim"
+            if failing
+            else f"its external provisioner {name} has not created a volume: the provisioner is "
+            "not running or not registered (check its pods)"
         )
     elif prov:
         modes = f" for a {'/'.join(pvc.access_modes)} claim" if pvc and pvc.access_modes else ""

@@ -8,9 +8,10 @@ Evidence: ``pvc/<name>``: phase, class (and whether it exists), request, volume,
 
 from __future__ import annotations
 
-from oncallm.gathering.objects import Obj, meta
+from oncallm.gathering.objects import Obj, meta, name_of
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
+from oncallm.gathering.sources.pods import pod_snapshot
 from oncallm.models.analysis import EvidenceSource
 from oncallm.models.evidence import Context, PVCSnapshot
 
@@ -47,7 +48,54 @@ async def read(scope: Scope) -> None:
                 # a local volume pinned to a node: is the node still there?
                 if await scope.get("Node", None, host) is None:
                     snap.volume_nodes_missing.append(host)
+            if snap.phase == "Pending" and snap.provisioner and snap.volume_name is None:
+                snap.provisioner_pods = await provisioner_pods(scope, snap.provisioner)
             scope.ctx.pvcs.append(snap)
+
+
+#: Where CSI drivers' controllers usually run, and the sidecar every CSI controller has.
+CSI_NAMESPACE = "kube-system"
+CSI_PROVISIONER_SIDECAR = "csi-provisioner"
+#: Words of a driver's name that do not tell one driver from another.
+_COMMON_WORDS = {
+    *("csi", "io", "com", "k8s", "driver", "storage", "kubernetes"),
+    *("aws", "amazon", "gcp", "gke", "google", "azure", "cloud"),  # a vendor has several drivers
+}
+_SCANNED_PODS = 300
+"""Pods of kube-system looked at for a driver's controller (the namespace is listed once)."""
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in text.replace(".", "-").replace("/", "-").split("-") if w} - _COMMON_WORDS
+
+
+async def provisioner_pods(scope: Scope, provisioner: str) -> list[str]:
+    """The controller pods of the CSI driver a Pending claim waits for: the pods of
+    kube-system that run the csi-provisioner sidecar and share a word with the driver's name
+    (``ebs`` of ``ebs.csi.aws.com`` in ``ebs-csi-controller``), each with its state: a driver
+    whose controller crash-loops provisions nothing."""
+    if "/" in provisioner and "csi" not in provisioner:
+        return []  # an in-tree provisioner (kubernetes.io/aws-ebs): no controller pods
+    wanted = _words(provisioner)
+    out: list[str] = []
+    async with scope.guard(f"controller pods of {provisioner}"):
+        for pod in (await scope.reader.list("Pod", CSI_NAMESPACE))[:_SCANNED_PODS]:
+            containers = (pod.get("spec") or {}).get("containers") or []
+            if not any(c.get("name") == CSI_PROVISIONER_SIDECAR for c in containers):
+                continue
+            names = " ".join([name_of(pod), *(str(c.get("image", "")) for c in containers)])
+            if wanted and not any(word in names for word in wanted):
+                continue
+            snap = pod_snapshot(pod)
+            bad = [
+                f"{c.name} {c.reason or c.state}"
+                + (f" (exit {c.last_exit_code})" if c.last_exit_code not in (None, 0) else "")
+                + f", {c.restart_count} restarts"
+                for c in snap.containers
+                if not c.init and (not c.ready or c.restart_count)
+            ]
+            out.append(f"{snap.name}: " + ("; ".join(bad[:2]) if bad else "running"))
+    return out[:3]
 
 
 HOSTNAME = "kubernetes.io/hostname"
@@ -105,6 +153,11 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
             + (f" ({pvc.volume_phase})" if pvc.volume_phase else "")
             + (f"; provisioner {pvc.provisioner}" if pvc.provisioner else "")
             + (
+                f"; its CSI controller: {'; '.join(pvc.provisioner_pods)}"
+                if pvc.provisioner_pods
+                else ""
+            )
+            + (
                 f"; volume node affinity {'; '.join(pvc.volume_affinity)}"
                 if pvc.volume_affinity
                 else ""
@@ -134,6 +187,7 @@ SOURCE = Source(
     resources=(
         "persistentvolumeclaims",
         "persistentvolumes",
+        "pods",
         "storageclasses.storage.k8s.io",
         "nodes",
     ),
