@@ -25,8 +25,9 @@ def test_a_sure_citing_wrong_model_replaces_no_unsure_right_rules(result: Result
 
 
 def test_a_sure_citing_right_model_is_refused_only_without_proof(result: Result) -> None:
-    # where the rules are unsure, a right model stands unless nothing gathered proves it
-    assert result.unsure_known >= 3
+    # where the rules are unsure, a right model stands unless nothing gathered proves it (how
+    # many such scenarios there are falls as the rules get them right: at least one remains)
+    assert result.unsure_known >= 1
     for name, note in result.right_refused.items():
         assert note.endswith("and none was gathered."), (name, note)
     # rules unknown at first, the vault agent's login refused (403, permission denied) in its
