@@ -243,3 +243,13 @@ async def test_turned_off_it_reads_directly() -> None:
     assert len(await cache.list("Pod", "orders")) == 1
     assert cache.watched == 0 and cache.misses == 1
     await cache.close()
+
+
+def test_a_boolean_field_selector_matches_as_the_api_server_writes_it() -> None:
+    from oncallm.kube.fields import fields_match
+
+    cordoned = {"kind": "Node", "metadata": {"name": "w3"}, "spec": {"unschedulable": True}}
+    schedulable = {"kind": "Node", "metadata": {"name": "w1"}, "spec": {}}
+    assert fields_match("spec.unschedulable=true", cordoned)
+    assert not fields_match("spec.unschedulable=true", schedulable)
+    assert fields_match("spec.unschedulable!=true,metadata.name=w1", schedulable)

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from oncallm.gathering.reader import SourceError, split_api_version
+from oncallm.kube.fields import fields_match
 
 Obj = dict[str, Any]
 
@@ -76,7 +77,7 @@ class MemoryReader:
                 continue
             if label_selector and not _labels_match(label_selector, meta.get("labels") or {}):
                 continue
-            if field_selector and not _fields_match(field_selector, obj):
+            if field_selector and not fields_match(field_selector, obj):
                 continue
             out.append(copy.deepcopy(obj))
         return out
@@ -121,33 +122,4 @@ def _labels_match(selector: str, labels: dict[str, str]) -> bool:
                 return False
         elif term not in labels:
             return False
-    return True
-
-
-def _field(obj: Obj, path: str) -> Any:
-    current: Any = obj
-    for part in path.split("."):
-        if not isinstance(current, dict):
-            return None
-        current = current.get(part)
-    return current
-
-
-def _field_text(value: object) -> str:
-    """A field as a field selector compares it: booleans as ``true``/``false``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value or "")
-
-
-def _fields_match(selector: str, obj: Obj) -> bool:
-    for term in filter(None, (t.strip() for t in selector.split(","))):
-        if "!=" in term:
-            key, value = term.split("!=", 1)
-            if _field_text(_field(obj, key)) == value:
-                return False
-        else:
-            key, value = term.replace("==", "=").split("=", 1)
-            if _field_text(_field(obj, key)) != value:
-                return False
     return True

@@ -34,6 +34,7 @@ from prometheus_client import Counter
 
 from oncallm.gathering.reader import KubeReader
 from oncallm.kube.api import ApiError, KubeAPI
+from oncallm.kube.fields import fields_match
 from oncallm.kube.reader import LIST_LIMIT
 from oncallm.kube.resources import RESOURCES, resource
 
@@ -299,7 +300,7 @@ class CachedReader:
         READS.labels("cache").inc()
         items = list(watched.items.values())
         if field_selector and watched.key[2] is None:
-            items = [o for o in items if _fields_match(field_selector, o)]
+            items = [o for o in items if fields_match(field_selector, o)]
         if label_selector:
             terms = _parse_selector(label_selector)
             items = [o for o in items if _labels_match(terms, o)]
@@ -457,26 +458,4 @@ def _labels_match(terms: list[Term], obj: Obj) -> bool:
             return False
         if op == "!" and key in labels:
             return False
-    return True
-
-
-def _field(obj: Obj, path: str) -> Any:
-    current: Any = obj
-    for part in path.split("."):
-        if not isinstance(current, dict):
-            return None
-        current = current.get(part)
-    return current
-
-
-def _fields_match(selector: str, obj: Obj) -> bool:
-    for term in filter(None, (t.strip() for t in selector.split(","))):
-        if "!=" in term:
-            key, value = term.split("!=", 1)
-            if str(_field(obj, key) or "") == value:
-                return False
-        else:
-            key, value = term.replace("==", "=").split("=", 1)
-            if str(_field(obj, key) or "") != value:
-                return False
     return True
