@@ -246,7 +246,7 @@ async def test_turned_off_it_reads_directly() -> None:
 
 
 def test_a_boolean_field_selector_matches_as_the_api_server_writes_it() -> None:
-    from oncallm.kube.fields import fields_match
+    from oncallm.gathering.fields import fields_match
 
     cordoned = {"kind": "Node", "metadata": {"name": "w3"}, "spec": {"unschedulable": True}}
     schedulable = {"kind": "Node", "metadata": {"name": "w1"}, "spec": {}}

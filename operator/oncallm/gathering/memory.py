@@ -14,8 +14,8 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
+from oncallm.gathering.fields import fields_match
 from oncallm.gathering.reader import SourceError, split_api_version
-from oncallm.kube.fields import fields_match
 
 Obj = dict[str, Any]
 

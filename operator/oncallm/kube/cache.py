@@ -32,9 +32,9 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from oncallm.gathering.fields import fields_match
 from oncallm.gathering.reader import KubeReader
 from oncallm.kube.api import ApiError, KubeAPI
-from oncallm.kube.fields import fields_match
 from oncallm.kube.reader import LIST_LIMIT
 from oncallm.kube.resources import RESOURCES, resource
 
