@@ -19,6 +19,7 @@ import re
 from oncallm.gathering.objects import meta, name_of
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
+from oncallm.gathering.sources.logs import add_error_lines, fetch_log
 from oncallm.gathering.sources.pods import describe_pod, pod_is_unhealthy, pod_snapshot
 from oncallm.gathering.sources.services import service_snapshot
 from oncallm.models.analysis import EvidenceSource
@@ -189,22 +190,9 @@ async def _log(
     scope: Scope, dns: DNSSnapshot, pod: PodSnapshot, container: str, *, previous: bool
 ) -> None:
     tail = min(LOG_LINES, scope.policy.spec.sources.log_lines or LOG_LINES)
-    limit = scope.settings.max_line_chars
-    async with scope.guard(f"logs {NAMESPACE}/{pod.name}/{container}"):
-        text = await scope.reader.logs(
-            NAMESPACE, pod.name, container, previous=previous, tail_lines=tail
-        )
-        lines = [ln if len(ln) <= limit else ln[:limit] + " …" for ln in text.splitlines()]
-        dns.logs.append(
-            LogSnapshot(
-                pod=pod.name,
-                namespace=NAMESPACE,
-                container=container,
-                previous=previous,
-                lines=lines[-tail:],
-                truncated=len(lines) >= tail,
-            )
-        )
+    log = await fetch_log(scope, NAMESPACE, pod.name, container, previous=previous, tail=tail)
+    if log is not None:
+        dns.logs.append(log)
 
 
 def parse_corefile(corefile: str) -> tuple[list[DNSForward], bool]:
@@ -340,19 +328,7 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
             f"pod/{NAMESPACE}/{pod.name}",
             f"{describe_pod(pod)}; {containers}",
         )
-    for log in sorted(dns.logs, key=lambda lg: not lg.previous):
-        errors, _ = out.kept_lines(log)
-        for lineno in errors:
-            line = log.lines[lineno - 1].rstrip()
-            if line.strip():
-                eid = out.add(
-                    Tier.OBJECT_BAD,
-                    coredns_line_id(log, lineno),
-                    EvidenceSource.LOG,
-                    f"pod/{NAMESPACE}/{log.pod}/{log.container}",
-                    line,
-                )
-                out.index_line(log, lineno, eid)
+    add_error_lines(out, dns.logs, coredns_line_id)
 
 
 SOURCE = Source(

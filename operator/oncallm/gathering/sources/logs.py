@@ -12,7 +12,7 @@ lines of each log further down.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
@@ -48,25 +48,52 @@ async def read(scope: Scope) -> None:
     await asyncio.gather(*tasks)
 
 
-async def _log(scope: Scope, pod: PodSnapshot, container: str, *, previous: bool) -> None:
-    tail = scope.policy.spec.sources.log_lines
+async def fetch_log(
+    scope: Scope, namespace: str, pod: str, container: str, *, previous: bool, tail: int
+) -> LogSnapshot | None:
+    """The last ``tail`` lines of one container's log (its previous run's with ``previous``),
+    each cut at the settings' line length; None when the read failed (missing evidence)."""
     limit = scope.settings.max_line_chars
-    async with scope.guard(f"logs {pod.name}/{container}"):
-        text = await scope.reader.logs(
-            pod.namespace, pod.name, container, previous=previous, tail_lines=tail
-        )
+    async with scope.guard(f"logs {namespace}/{pod}/{container}"):
+        text = await scope.reader.logs(namespace, pod, container, previous=previous,
+                                       tail_lines=tail)  # fmt: skip
         lines = text.splitlines()
-        cut = [ln if len(ln) <= limit else ln[:limit] + " …" for ln in lines[-tail:]]
-        scope.ctx.logs.append(
-            LogSnapshot(
-                pod=pod.name,
-                namespace=pod.namespace,
-                container=container,
-                previous=previous,
-                lines=cut,
-                truncated=len(lines) >= tail,
-            )
+        return LogSnapshot(
+            pod=pod,
+            namespace=namespace,
+            container=container,
+            previous=previous,
+            lines=[ln if len(ln) <= limit else ln[:limit] + " …" for ln in lines[-tail:]],
+            truncated=len(lines) >= tail,
         )
+    return None
+
+
+def add_error_lines(
+    out: EvidenceOut, logs: list[LogSnapshot], line_id: Callable[[LogSnapshot, int], str]
+) -> None:
+    """The error lines of another workload's logs (CoreDNS's, metrics-server's) as broken
+    objects, indexed so that rules citing a line find its id."""
+    for log in sorted(logs, key=lambda lg: not lg.previous):
+        errors, _ = out.kept_lines(log)
+        for lineno in errors:
+            line = log.lines[lineno - 1].rstrip()
+            if line.strip():
+                eid = out.add(
+                    Tier.OBJECT_BAD,
+                    line_id(log, lineno),
+                    EvidenceSource.LOG,
+                    f"pod/{log.namespace}/{log.pod}/{log.container}",
+                    line,
+                )
+                out.index_line(log, lineno, eid)
+
+
+async def _log(scope: Scope, pod: PodSnapshot, container: str, *, previous: bool) -> None:
+    log = await fetch_log(scope, pod.namespace, pod.name, container, previous=previous,
+                          tail=scope.policy.spec.sources.log_lines)  # fmt: skip
+    if log is not None:
+        scope.ctx.logs.append(log)
 
 
 def _log_containers(pod: PodSnapshot, wanted: str | None) -> list[ContainerSnapshot]:

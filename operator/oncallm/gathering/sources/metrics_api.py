@@ -19,6 +19,7 @@ import re
 
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
+from oncallm.gathering.sources.logs import add_error_lines, fetch_log
 from oncallm.gathering.sources.pods import describe_container, pod_is_unhealthy, pod_snapshot
 from oncallm.gathering.sources.services import service_snapshot
 from oncallm.models.analysis import EvidenceSource
@@ -93,21 +94,9 @@ async def _log(
     scope: Scope, snap: MetricsAPISnapshot, pod: str, container: str, *, previous: bool
 ) -> None:
     tail = min(LOG_LINES, scope.policy.spec.sources.log_lines or LOG_LINES)
-    limit = scope.settings.max_line_chars
-    async with scope.guard(f"logs {NAMESPACE}/{pod}/{container}"):
-        text = await scope.reader.logs(NAMESPACE, pod, container, previous=previous,
-                                       tail_lines=tail)  # fmt: skip
-        lines = [ln if len(ln) <= limit else ln[:limit] + " …" for ln in text.splitlines()]
-        snap.logs.append(
-            LogSnapshot(
-                pod=pod,
-                namespace=NAMESPACE,
-                container=container,
-                previous=previous,
-                lines=lines[-tail:],
-                truncated=len(lines) >= tail,
-            )
-        )
+    log = await fetch_log(scope, NAMESPACE, pod, container, previous=previous, tail=tail)
+    if log is not None:
+        snap.logs.append(log)
 
 
 def evidence(ctx: Context, out: EvidenceOut) -> None:
@@ -123,19 +112,7 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
             "metrics-server (serves metrics.k8s.io to the HPAs): "
             + "; ".join(describe_container(c) for c in pod.containers if not c.init),
         )
-    for log in sorted(snap.logs, key=lambda lg: not lg.previous):
-        errors, _ = out.kept_lines(log)
-        for lineno in errors:
-            line = log.lines[lineno - 1].rstrip()
-            if line.strip():
-                eid = out.add(
-                    Tier.OBJECT_BAD,
-                    metrics_line_id(log, lineno),
-                    EvidenceSource.LOG,
-                    f"pod/{NAMESPACE}/{log.pod}/{log.container}",
-                    line,
-                )
-                out.index_line(log, lineno, eid)
+    add_error_lines(out, snap.logs, metrics_line_id)
 
 
 SOURCE = Source(
