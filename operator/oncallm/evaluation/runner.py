@@ -155,6 +155,18 @@ async def evaluate_offline(
     )
 
 
+def _planter(api: Any, plane: Any) -> Any:
+    """The planter of one run on the local control plane: its node status and its logs."""
+    from oncallm.scenarios.plant import Planter
+
+    return Planter(
+        api,
+        node_status=plane.node_status(),
+        plant_log=lambda ns, pod, c, text, prev: plane.plant_log(ns, pod, c, text, previous=prev),
+        remove_log=lambda ns, pod, c, prev: plane.remove_log(ns, pod, c, previous=prev),
+    )
+
+
 async def evaluate_on_cluster(
     scenarios: list[Scenario],
     kubeconfig: str,
@@ -169,15 +181,10 @@ async def evaluate_on_cluster(
     from oncallm.evaluation.stack import running_stack
     from oncallm.kube.api import ClientSettings, KubeAPI
     from oncallm.kube.resources import resource
-    from oncallm.scenarios.plant import Planter, ensure_namespace
+    from oncallm.scenarios.plant import ensure_namespace
 
     api = await KubeAPI.connect(ClientSettings(kubeconfig=kubeconfig, qps=0))
-    planter = Planter(
-        api,
-        node_status=plane.node_status(),
-        plant_log=lambda ns, pod, c, text, prev: plane.plant_log(ns, pod, c, text, previous=prev),
-        remove_log=lambda ns, pod, c, prev: plane.remove_log(ns, pod, c, previous=prev),
-    )
+    planter = _planter(api, plane)
     results: list[Result] = []
     try:
         await ensure_namespace(api, namespace)
@@ -221,15 +228,9 @@ async def plant_check(
     analysis: ``(name, None)`` when the API server accepted every object, ``(name, error)``
     otherwise. For scenario writers, who must not see diagnoses."""
     from oncallm.kube.api import ClientSettings, KubeAPI
-    from oncallm.scenarios.plant import Planter
 
     api = await KubeAPI.connect(ClientSettings(kubeconfig=kubeconfig, qps=0))
-    planter = Planter(
-        api,
-        node_status=plane.node_status(),
-        plant_log=lambda ns, pod, c, text, prev: plane.plant_log(ns, pod, c, text, previous=prev),
-        remove_log=lambda ns, pod, c, prev: plane.remove_log(ns, pod, c, previous=prev),
-    )
+    planter = _planter(api, plane)
     out: list[tuple[str, str | None]] = []
     try:
         async with _alone():
