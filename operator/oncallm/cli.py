@@ -62,7 +62,9 @@ async def _run_operator(stop: object | None = None) -> None:
     port = os.environ.get("ONCALLM_OPERATOR_HEALTH_PORT", "8081")
     await kopf.operator(
         namespaces=[namespace],
-        standalone=True,  # one replica; no peering CRD to install
+        # kopf's own peering stays off: replicas divide the work through shard Leases
+        # (docs/ha.md), so every replica handles the events of the shards it owns
+        standalone=True,
         liveness_endpoint=f"http://0.0.0.0:{port}/healthz",
         stop_flag=stop,  # type: ignore[arg-type]
     )
