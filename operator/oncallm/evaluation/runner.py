@@ -39,9 +39,17 @@ from oncallm.analysis.rules import RuleSettings
 from oncallm.evaluation.prometheus import scenario_prometheus
 from oncallm.gathering.gather import MetricsSource, gather
 from oncallm.intake.naming import analysis_name
-from oncallm.models.analysis import AlertAnalysis, AlertAnalysisSpec, AlertAnalysisStatus, AlertSpec
+from oncallm.models.alert import AlertStatus
+from oncallm.models.analysis import (
+    AlertAnalysis,
+    AlertAnalysisSpec,
+    AlertAnalysisStatus,
+    AlertSpec,
+    rfc3339,
+)
 from oncallm.models.policy import DEFAULT_POLICY
 from oncallm.pipeline.prometheus import PrometheusSource
+from oncallm.pipeline.run import resolved_skip_reason
 from oncallm.reports import render_report
 from oncallm.scenarios.model import Scenario, load_scenarios
 
@@ -113,6 +121,24 @@ async def evaluate_offline(
     report reads the same."""
     started = time.perf_counter()
     shifted = scenario.shift()
+    # As the webhook stores it, and the operator's first question of it: an alert first seen
+    # resolved is skipped there, so here too.
+    received = rfc3339(shifted.now)
+    spec = AlertAnalysisSpec(
+        alert=AlertSpec.from_alert(shifted.alert),
+        received_at=received,
+        resolved_at=received if shifted.alert.status == AlertStatus.RESOLVED else None,
+    )
+    skipped = resolved_skip_reason(spec, None)
+    if skipped:
+        return Result(
+            scenario=scenario.name,
+            expected=scenario.expect.category.value,
+            got=None,
+            seconds=round(time.perf_counter() - started, 3),
+            error=f"phase Skipped: {skipped}",
+            analysis=analysis_name(shifted.alert),
+        )
     ctx = await gather(
         shifted.alert, shifted.memory_reader(), DEFAULT_POLICY, metrics=metrics, now=shifted.now
     )
@@ -122,7 +148,7 @@ async def evaluate_offline(
     known = {e.id: e for e in rules.evidence.items}
     analysis = AlertAnalysis(
         metadata={"name": analysis_name(shifted.alert), "namespace": namespace},
-        spec=AlertAnalysisSpec(alert=AlertSpec.from_alert(shifted.alert)),
+        spec=spec,
         status=AlertAnalysisStatus(
             phase="Completed",
             target=ctx.target,

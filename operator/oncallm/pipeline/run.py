@@ -30,6 +30,7 @@ from oncallm.llm.tools import ToolBackend
 from oncallm.models.alert import Alert, AlertStatus
 from oncallm.models.analysis import (
     AlertAnalysis,
+    AlertAnalysisSpec,
     AlertAnalysisStatus,
     Condition,
     Diagnosis,
@@ -95,6 +96,19 @@ class ApiHistory:
             )
         out.sort(key=lambda h: h.starts_at or "", reverse=True)
         return out
+
+
+def resolved_skip_reason(spec: AlertAnalysisSpec, phase: Phase | None) -> str | None:
+    """Why an analysis not yet started is skipped because its alert is resolved, or None.
+
+    A resolved alert is not analysed after the fact: the cluster has recovered, so what is
+    gathered now no longer shows the failure, and a diagnosis of it would be a guess. The
+    offline evaluation asks the same question, so both give the same answer."""
+    if spec.alert.status != AlertStatus.RESOLVED or phase not in (None, Phase.PENDING):
+        return None
+    if spec.received_at != spec.resolved_at:
+        return "the alert was resolved before the analysis started"
+    return "the alert was already resolved when OnCallM first saw it"
 
 
 @dataclass
@@ -195,15 +209,9 @@ class Pipeline:
     ) -> RunResult | None:
         """Skip an alert resolved before its analysis started, or one its policy does not
         analyse; None when it is to be analysed."""
-        alert = analysis.spec.alert.to_alert()
-        if alert.status == AlertStatus.RESOLVED and analysis.status.phase in (None, Phase.PENDING):
-            await self.skip(
-                analysis,
-                "the alert was resolved before the analysis started"
-                if analysis.spec.received_at != analysis.spec.resolved_at
-                else "the alert was already resolved when OnCallM first saw it",
-                policy.name,
-            )
+        resolved = resolved_skip_reason(analysis.spec, analysis.status.phase)
+        if resolved:
+            await self.skip(analysis, resolved, policy.name)
             return RunResult(Phase.SKIPPED)
         if not policy.spec.analyze:
             await self.skip(
