@@ -18,6 +18,7 @@ from oncallm.sharding.leases import (
     fair_share,
     lease_body,
     live_replicas,
+    next_expiry,
     plan,
     replica_lease_name,
 )
@@ -211,6 +212,60 @@ async def test_a_dead_keepers_shards_are_taken_over_after_the_lease_duration() -
     assert taken_at is not None
     assert taken_at - killed_at <= 15 + 2 * 5  # the duration, seen at the next rounds
     assert a.owned() | b.owned() == set(range(8)) and not a.owned() & b.owned()
+
+
+def test_the_next_look_is_when_another_replicas_lease_would_expire() -> None:
+    records = [
+        record("oncallm-shard-0", "b", 100.0),  # b's: expires at 115
+        record("oncallm-shard-1", "c", 103.0),
+        record("oncallm-shard-2", "a", 90.0),  # this replica's own: never waited for
+        record("oncallm-shard-3", "", 50.0),  # given back: free already
+        record("oncallm-shard-4", "d", 80.0),  # expired at 95: taken now or never waited for
+    ]
+    assert next_expiry("a", records, now=101.0) == 115.0
+    assert next_expiry("a", records, now=116.0) == 118.0
+    assert next_expiry("a", records[2:], now=101.0) is None
+
+
+async def test_a_dead_keepers_shards_are_looked_at_again_the_moment_its_lease_expires() -> None:
+    api, clock = FakeLeases(), Clock()
+    a, b, c = (keeper(api, clock, name) for name in ("a", "b", "c"))
+    await rounds([a, b, c], clock, 4)
+    dead = c.owned()
+    last_renewal = clock.now - 5.0  # c's last round
+    await a.round()
+    await b.round()
+    # c's Leases are the soonest to expire: a and b each wake then, not at their next round
+    assert a._wake_at == pytest.approx(last_renewal + 15 + 0.02)
+    clock.now = a._wake_at
+    await a.round()
+    await b.round()
+    assert dead <= a.owned() | b.owned() and not a.owned() & b.owned()
+
+
+class RacedLeases(FakeLeases):
+    """Another replica takes shard 0 between this replica's listing and its take."""
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        if (
+            method in ("POST", "PUT")
+            and (kwargs.get("body") or {}).get("metadata", {}).get("name") == "oncallm-shard-0"
+            and "oncallm-shard-0" not in self.objects
+        ):
+            self._store(
+                "oncallm-shard-0",
+                lease_body("oncallm-shard-0", "ns", "shard", holder="z", duration=15, now_epoch=0),
+            )
+            raise ApiError(409, "already exists")
+        return await super().request(method, path, **kwargs)
+
+
+async def test_a_take_lost_to_another_replica_is_retried_at_once() -> None:
+    api, clock = RacedLeases(), Clock()
+    a = keeper(api, clock, "a")
+    await a.round()
+    assert 0 not in a.owned() and len(a.owned()) == 7
+    assert a._wake_at == pytest.approx(clock.now + 0.05)
 
 
 async def test_a_stopping_keeper_gives_its_shards_back_and_they_move_at_once() -> None:

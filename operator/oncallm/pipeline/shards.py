@@ -32,6 +32,7 @@ from oncallm.sharding.leases import (
     Observer,
     lease_body,
     live_replicas,
+    next_expiry,
     plan,
     replica_lease_name,
     shard_lease_name,
@@ -43,6 +44,15 @@ log = logging.getLogger(__name__)
 #: it after this many Lease durations: long enough that a replica merely slow to renew is not
 #: removed, short enough that `kubectl get leases` does not fill with the dead.
 REPLICA_LEASE_GC_DURATIONS = 4
+
+#: A round woken by a Lease's expiry runs this long after it: a Lease is expired only once
+#: strictly more than its duration has passed, and a round at the very instant would find it
+#: still held and wait a whole renewal interval.
+EXPIRY_MARGIN_SECONDS = 0.02
+
+#: A shard another replica took first (409 on the take) is looked at again this soon, not a
+#: renewal interval later: the replicas that lose such a race take the next free shard at once.
+RACE_RETRY_SECONDS = 0.05
 
 
 class ShardKeeper:
@@ -74,6 +84,9 @@ class ShardKeeper:
         self.valid_until: dict[int, float] = {}
         self.draining: set[int] = set()
         self._replica: LeaseRecord | None = None
+        #: monotonic time of the next extra round: another replica's Lease expiring, or a
+        #: shard lost in a race to take it
+        self._wake_at: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._path = resource("Lease").path(namespace)
 
@@ -115,13 +128,15 @@ class ShardKeeper:
         metrics.SHARDS_OWNED.set(0)
 
     async def _loop(self) -> None:
-        # rounds on a fixed cadence, whatever a round takes: a takeover waits at most one
-        # interval after a Lease expires
-        due = self.clock()
+        # rounds on a fixed cadence, whatever a round takes, and an extra round when another
+        # replica's Lease expires (or a take lost a race): a dead replica's shards move one
+        # Lease duration after its last renewal, not up to a renewal interval after that
+        due = self.clock() + self.settings.renew_seconds
         while True:
-            due += self.settings.renew_seconds
-            await asyncio.sleep(max(0.0, due - self.clock()))
-            due = max(due, self.clock() - self.settings.renew_seconds)
+            wake = due if self._wake_at is None else min(due, self._wake_at)
+            await asyncio.sleep(max(0.0, wake - self.clock()))
+            if self.clock() >= due:
+                due = max(due + self.settings.renew_seconds, self.clock())
             try:
                 await self.round()
             except asyncio.CancelledError:
@@ -172,12 +187,16 @@ class ShardKeeper:
             busy={s for s in self.held if self.busy(s)},
         )
         # each Lease its own request, all at once: a round is as long as its slowest write
-        await asyncio.gather(
+        results = await asyncio.gather(
+            *(self._acquire(shard, shards.get(shard)) for shard in decided.acquire),
             *(self._renew(shard, shards[shard]) for shard in decided.renew),
             *(self._release(shard) for shard in decided.release),
-            *(self._acquire(shard, shards.get(shard)) for shard in decided.acquire),
         )
         self.draining = set(decided.drain)
+        expiry = next_expiry(self.identity, records, now)
+        self._wake_at = None if expiry is None else expiry + EXPIRY_MARGIN_SECONDS
+        if False in results[: len(decided.acquire)]:  # another replica took one first
+            self._wake_at = self.clock() + RACE_RETRY_SECONDS
         await self._collect(replicas, now)
         return self._settle()
 
@@ -253,7 +272,8 @@ class ShardKeeper:
             return
         self._keep(shard, written, sent)
 
-    async def _acquire(self, shard: int, record: LeaseRecord | None) -> None:
+    async def _acquire(self, shard: int, record: LeaseRecord | None) -> bool:
+        """Take a free or expired shard; False when another replica took it first."""
         sent = self.clock()
         name = shard_lease_name(shard)
         body = lease_body(
@@ -274,7 +294,8 @@ class ShardKeeper:
         except ApiError as err:
             if err.status not in (404, 409):
                 log.warning("shard %d's Lease not taken (%s); tried again next round", shard, err)
-            return  # 409: another replica took it first
+                return True
+            return False  # 409: another replica took it first
         if record is not None and record.holder:
             metrics.TAKEOVERS.inc()
             log.info(
@@ -286,6 +307,7 @@ class ShardKeeper:
         else:
             log.info("took shard %d", shard)
         self._keep(shard, written, sent)
+        return True
 
     async def _release(self, shard: int) -> None:
         record = self.held.pop(shard, None)

@@ -122,6 +122,22 @@ def _lag(renew_time: Any, wall: float | None, trust: float) -> float:
     return min(max(0.0, wall - renewed), trust)
 
 
+def next_expiry(me: str, records: list[LeaseRecord], now: float) -> float | None:
+    """The soonest moment after ``now`` (this replica's monotonic clock) at which a Lease
+    another replica holds expires, if it is not renewed before: when a replica dies, the
+    others look again at that moment instead of at their next round, so a takeover comes one
+    Lease duration after the dead replica's last renewal, not up to a renewal interval
+    later."""
+    return min(
+        (
+            r.observed + r.duration
+            for r in records
+            if r.holder and r.holder != me and r.observed + r.duration > now
+        ),
+        default=None,
+    )
+
+
 def live_replicas(me: str, replicas: list[LeaseRecord], now: float) -> list[str]:
     """The replicas alive now, this one always among them, sorted."""
     alive = {r.holder for r in replicas if r.holder and not r.expired(now)}
