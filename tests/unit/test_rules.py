@@ -17,13 +17,16 @@ from oncallm.models.analysis import Category, Diagnosis, TargetRef
 from oncallm.models.evidence import (
     ContainerSnapshot,
     Context,
+    EmptyDirVolume,
     EnvKeyRef,
+    EphemeralStorageUse,
     EventSnapshot,
     HPASnapshot,
     LogSnapshot,
     MetricSnapshot,
     NetworkPolicySnapshot,
     NodeSnapshot,
+    NodeStorageSnapshot,
     PodSnapshot,
     PVCSnapshot,
     QuotaSnapshot,
@@ -31,6 +34,7 @@ from oncallm.models.evidence import (
     ServiceSnapshot,
     WorkloadSnapshot,
 )
+from oncallm.models.quantity import parse_quantity
 
 NOW = "2025-05-14T09:52:00Z"
 NS = "orders"
@@ -2707,3 +2711,58 @@ def test_a_statefulset_pod_failing_on_a_superseded_revision_is_the_stuck_rollout
     # The same failure on the revision the StatefulSet wants is the pod's own config.
     current = broken.model_copy(update={"labels": {"controller-revision-hash": "store-7b9d6c5f48"}})
     check(c.model_copy(update={"pods": [current]}), Category.BAD_CONFIG)
+
+
+def _disk_ctx(uses: list[EphemeralStorageUse]) -> Context:
+    name = "orders-worker-2"
+    pressure = node(name, DiskPressure=("True", "KubeletHasDiskPressure", "disk pressure"))
+    pressure.allocatable["ephemeral-storage"] = "76224326324"  # 71 GiB
+    victim = pod(
+        POD,
+        container(state="terminated", reason="ContainerStatusUnknown", exit_code=137),
+        phase="Failed",
+        reason="Evicted",
+        message="The node was low on resource: ephemeral-storage. Threshold quantity: "
+        "8294266880, available: 7761604Ki. Container api was using 84Ki, request is 0, has "
+        "larger consumption of ephemeral-storage. ",
+        node_name=name,
+    )
+    return ctx(
+        pods=[victim],
+        nodes=[pressure],
+        node_storage=[NodeStorageSnapshot(node=name, disk_pressure=True, evictions=2, pods=uses)],
+        alert=alert("KubeDeploymentReplicasMismatch", pod="", container="", deployment="api"),
+        target=TargetRef(kind="Deployment", namespace=NS, name="api"),
+    )
+
+
+def _use(pod_name: str, used: str | None, **kw: Any) -> EphemeralStorageUse:
+    return EphemeralStorageUse(
+        pod=pod_name,
+        namespace=NS,
+        owner_kind="Deployment",
+        owner_name=pod_name.rsplit("-", 2)[0],
+        usage={"main": used} if used else {},
+        used_bytes=parse_quantity(used) if used else None,
+        **kw,
+    )
+
+
+def test_an_evicted_pod_that_used_most_of_the_nodes_disk_is_its_filler_not_a_victim() -> None:
+    filler = _use("transcoder-7cf277c8d9-x7rz8", "61203348Ki", evicted=True, phase="Failed")
+    victim = _use(f"{POD}", "84Ki", evicted=True, phase="Failed")
+    d = check(_disk_ctx([filler, victim]), Category.DISK_PRESSURE)
+    assert "transcoder-7cf277c8d9-x7rz8" in d.root_cause
+
+
+def test_an_evicted_pod_using_a_little_is_a_victim_beside_an_unbounded_writer() -> None:
+    evicted = _use("jupyter-apatel-5c9d8-abcde", "1302116Ki", evicted=True, phase="Failed")
+    writer = _use(
+        "jupyter-dkowalski-6f7b9-fghij",
+        None,
+        phase="Running",
+        empty_dirs=[EmptyDirVolume(name="scratch")],
+    )
+    d = check(_disk_ctx([evicted, writer]), Category.DISK_PRESSURE)
+    assert "jupyter-dkowalski-6f7b9-fghij" in d.root_cause
+    assert "jupyter-apatel" not in d.root_cause

@@ -41,7 +41,7 @@ from oncallm.gathering.sources.quota_consumers import consumer_id
 from oncallm.gathering.sources.resource_holders import holder_id
 from oncallm.gathering.sources.scheduling import cordoned_id
 from oncallm.models.analysis import Category
-from oncallm.models.evidence import Context, NodeSnapshot, PodSnapshot
+from oncallm.models.evidence import Context, EphemeralStorageUse, NodeSnapshot, PodSnapshot
 from oncallm.models.quantity import parse_quantity
 
 # --- node not ready ---------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def _disk_filler(ctx: Context, node: str, evicted: list[str]) -> tuple[str, list
         return "", []
     measured = sorted(
         (u for u in snap.pods if u.used_bytes and not u.evicted), key=lambda u: -(u.used_bytes or 0)
-    )
+    ) or _dominant_evicted(ctx, node, snap.pods)
     unbounded = [
         u
         for u in snap.pods
@@ -323,6 +323,26 @@ def _disk_filler(ctx: Context, node: str, evicted: list[str]) -> tuple[str, list
         category=Category.DISK_PRESSURE,
     )
     return text, [link]
+
+
+#: An evicted pod is the disk's filler, not a victim, when the kubelet measured it using at
+#: least this share of the node's allocatable ephemeral storage: the kubelet evicts the pods
+#: using the most above their request, and a victim evicted beside the filler shows a small
+#: figure (KiB to a few GiB) against the filler's tens of GiB.
+FILLER_NODE_SHARE = 0.25
+
+
+def _dominant_evicted(
+    ctx: Context, node: str, pods: list[EphemeralStorageUse]
+) -> list[EphemeralStorageUse]:
+    snapshot = next((n for n in ctx.nodes if n.name == node), None)
+    allocatable = parse_quantity(
+        (snapshot.allocatable if snapshot else {}).get("ephemeral-storage", "")
+    )
+    measured = sorted((u for u in pods if u.used_bytes), key=lambda u: -(u.used_bytes or 0))
+    if not measured or not allocatable:
+        return []
+    return measured[:1] if (measured[0].used_bytes or 0) >= FILLER_NODE_SHARE * allocatable else []
 
 
 def disk_pressure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
