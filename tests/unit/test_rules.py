@@ -580,6 +580,33 @@ def test_image_pull_error() -> None:
     assert "does not exist" in d.root_cause
 
 
+def test_a_tag_missing_from_a_frozen_registry_points_at_where_it_moved() -> None:
+    image = "k8s.gcr.io/node-problem-detector/node-problem-detector:v0.8.20"
+    waiting = container(
+        state="waiting",
+        reason="ImagePullBackOff",
+        image=image,
+        message=f'Back-off pulling image "{image}"',
+        restart_count=0,
+        last_state=None,
+        last_exit_code=None,
+    )
+    c = ctx(
+        pods=[pod(POD, waiting)],
+        events=[
+            event(
+                "Failed",
+                f'Failed to pull image "{image}": rpc error: code = NotFound desc = failed to '
+                f'pull and unpack image "{image}": failed to resolve reference "{image}": '
+                f"{image}: not found",
+            )
+        ],
+    )
+    d = check(c, Category.IMAGE_PULL_ERROR)
+    assert "registry.k8s.io" in d.root_cause and "frozen" in d.root_cause
+    assert any("registry.k8s.io/node-problem-detector" in a for a in d.immediate_actions)
+
+
 def test_bad_config_beats_the_traceback_it_causes() -> None:
     logs = (
         "2025-05-14T09:49:11Z INFO  starting orders-api 2.14.0\n"

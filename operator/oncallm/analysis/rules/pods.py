@@ -515,6 +515,14 @@ def image_pull_error(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findin
     elif _PULL_NOT_FOUND.search(messages):
         why = "the tag or repository does not exist in the registry"
         fix = f"Point the workload at an image that exists (check the tag of {image})."
+        moved = _moved_registry(image or "")
+        if moved:
+            old_host, new_host, since = moved
+            why = (
+                f"the tag does not exist in {old_host}, which is frozen ({since}): new tags "
+                f"are published only to {new_host}"
+            )
+            fix = f"Pull {image} from {new_host} instead ({image.replace(old_host, new_host, 1)})."
     elif _PULL_AUTH.search(messages):
         why = "the registry refuses the credentials (imagePullSecrets missing or expired)"
         fix = "Add or renew the imagePullSecret the pod's service account uses for this registry."
@@ -580,6 +588,17 @@ def image_pull_error(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findin
         ],
         commands=[*cmds, f"kubectl -n {ns} get events --field-selector reason=Failed"],
     )
+
+
+#: Registries that stopped receiving images, and where their images are published now: a
+#: tag that is "not found" there after the freeze is one that was only ever pushed to the
+#: new registry (the old one keeps serving the tags it had).
+MOVED_REGISTRIES = (("k8s.gcr.io", "registry.k8s.io", "since April 2023"),)
+
+
+def _moved_registry(image: str) -> tuple[str, str, str] | None:
+    host = image.split("/", 1)[0] if "/" in image else ""
+    return next((m for m in MOVED_REGISTRIES if host == m[0]), None)
 
 
 def _absent_pull_secret(ctx: Context, pod: PodSnapshot | None) -> PullSecretSnapshot | None:
