@@ -1489,3 +1489,41 @@ async def test_a_claim_waiting_for_its_csi_driver_names_the_crashing_controller(
     ]
     d = diagnose(ctx)
     assert d.category is Category.PVC_PENDING and "ebs-csi-controller" in d.root_cause
+
+
+async def test_a_refused_vault_login_reads_who_may_review_tokens() -> None:
+    app = crashed_app()
+    moved = {
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "vault-server-binding"},
+        "roleRef": {"kind": "ClusterRole", "name": "system:auth-delegator"},
+        "subjects": [{"kind": "ServiceAccount", "name": "vault", "namespace": "vault"}],
+    }
+    unrelated = {"kind": "ClusterRoleBinding", "metadata": {"name": "someone-else"},
+                 "roleRef": {"kind": "ClusterRole", "name": "view"},
+                 "subjects": [{"kind": "ServiceAccount", "name": "web", "namespace": "shop"}]}  # fmt: skip
+    vault_sa = {"kind": "ServiceAccount", "metadata": {"name": "vault", "namespace": "vault-2"}}
+    log_text = "\n".join([
+        "2025-07-22T08:55:12.131Z [ERROR] agent.auth.handler: error authenticating:",
+        "  error=",
+        "  | Error making API request.",
+        "  |",
+        "  | URL: PUT http://vault.vault-2.svc:8200/v1/auth/kubernetes/login",
+        "  | Code: 403. Errors:",
+        "  |",
+        "  | * permission denied",
+    ])  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", pod="bridge-1"), [app, moved, unrelated, vault_sa],
+                         **{"shop__bridge-1__app": log_text})  # fmt: skip
+    [binding] = ctx.role_bindings
+    assert binding.name == "vault-server-binding"
+    assert binding.missing_subjects == ["ServiceAccount vault/vault"]
+    d = diagnose(ctx)
+    assert d.category is Category.RBAC_FORBIDDEN
+    assert "vault-server-binding" in d.root_cause and "tokenreviews" in d.root_cause
+    # the binding naming an account that exists is not blamed
+    moved["subjects"][0]["namespace"] = "vault-2"
+    ctx = await gathered(alert(namespace="shop", pod="bridge-1"), [app, moved, vault_sa],
+                         **{"shop__bridge-1__app": log_text})  # fmt: skip
+    assert ctx.role_bindings[0].missing_subjects == []
+    assert "vault-server-binding" not in diagnose(ctx).root_cause

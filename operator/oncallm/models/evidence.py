@@ -294,6 +294,9 @@ class RoleBindingSnapshot(Snapshot):
     subjects: list[str] = Field(default_factory=list)
     #: one entry per policy rule: ``verbs=get,list resources=pods groups=``
     rules: list[tuple[list[str], list[str], list[str]]] = Field(default_factory=list)
+    #: subjects ``ServiceAccount ns/name`` read and found absent (read only for bindings of
+    #: system:auth-delegator after a Vault Kubernetes-auth login was refused)
+    missing_subjects: list[str] = Field(default_factory=list)
 
 
 class LabelRequirement(Snapshot):

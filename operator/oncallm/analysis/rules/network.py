@@ -48,7 +48,7 @@ from oncallm.gathering.sources.dns import (
 from oncallm.gathering.sources.load_balancers import lb_health_id
 from oncallm.gathering.sources.metrics import alert_expression
 from oncallm.gathering.sources.network_paths import namespace_id, path_id, path_policy_id
-from oncallm.gathering.sources.role_bindings import grants, role_binding_id
+from oncallm.gathering.sources.role_bindings import AUTH_DELEGATOR, grants, role_binding_id
 from oncallm.gathering.sources.scrape_paths import is_scrape_alert
 from oncallm.gathering.sources.tls_peers import tls_peer_id
 from oncallm.gathering.sources.webhooks import webhook_id, webhook_service_id
@@ -1792,6 +1792,70 @@ def _logging_identity(
     return pod, c, where, sa, pod.namespace if pod else namespace(ctx)
 
 
+def _unbound_token_reviewer(ctx: Context) -> RoleBindingSnapshot | None:
+    """A binding of system:auth-delegator every ServiceAccount of which is gone: no
+    account it names can create tokenreviews, Vault's own included."""
+    for b in ctx.role_bindings:
+        accounts = [s for s in b.subjects if s.startswith("ServiceAccount ")]
+        if b.role_name == AUTH_DELEGATOR and accounts and set(accounts) <= set(b.missing_subjects):
+            return b
+    return None
+
+
+def _token_review_refused(
+    ctx: Context,
+    ev: EvidenceIndex,
+    binding: RoleBindingSnapshot,
+    hits: list[Hit],
+    pod: PodSnapshot | None,
+    c: ContainerSnapshot | None,
+    where: str,
+    who: str,
+) -> Finding:
+    """Vault refuses the login because it cannot review the pod's token: the
+    system:auth-delegator binding names a ServiceAccount that no longer exists."""
+    gone = ", ".join(binding.missing_subjects)
+    return Finding(
+        Category.RBAC_FORBIDDEN,
+        0.9,
+        summary=(
+            f"Vault refuses every Kubernetes-auth login: ClusterRoleBinding {binding.name} "
+            f"grants {AUTH_DELEGATOR} only to {gone}, which does not exist."
+        ),
+        root_cause=(
+            f"{where[0].upper() + where[1:]} logs in to Vault with the pod's {who}, and Vault "
+            f"refuses it ({quote_line(hits[-1].line, 160)}) because it cannot verify the token: "
+            f"Vault checks each login with a TokenReview (create tokenreviews, granted by "
+            f"ClusterRole {AUTH_DELEGATOR}) made as its own ServiceAccount, and "
+            f"ClusterRoleBinding {binding.name} grants that role only to {gone}, which does "
+            "not exist (Vault moved or its account was renamed)."
+        ),
+        evidence=ev.cite(
+            role_binding_id(binding.name),
+            *cite_hits(hits),
+            *(pod_cites(ev, pod, c) if pod else []),
+        ),
+        impact=(
+            f"{workload_state(ctx)}; no pod can log in to Vault through Kubernetes auth, so "
+            "none gets the secrets Vault hands out."
+        ),
+        immediate_actions=[
+            f"Add the ServiceAccount the Vault server runs as to the subjects of "
+            f"ClusterRoleBinding {binding.name} (or bind it to {AUTH_DELEGATOR} anew); the "
+            "next login attempt succeeds without restarting the pods.",
+        ],
+        recommendations=[
+            "Install Vault's auth-delegator binding with Vault itself (its Helm chart's "
+            "server.authDelegator), so moving or renaming Vault moves the binding too.",
+        ],
+        commands=[
+            f"kubectl get clusterrolebinding {binding.name} -o yaml",
+            "kubectl get serviceaccounts -A | grep vault",
+            *(pod_commands(ctx, pod, c) if pod else []),
+        ],
+    )
+
+
 def identity_refused(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """An authority outside the cluster (Vault, AWS STS, Google IAM, Azure AD) refuses the
     identity the pod logs in with, its ServiceAccount: the role or trust policy there does not
@@ -1828,6 +1892,9 @@ def identity_refused(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findin
         if change
         else ""
     )
+    reviewer = _unbound_token_reviewer(ctx) if authority == "Vault" else None
+    if reviewer is not None:
+        return _token_review_refused(ctx, ev, reviewer, hits, pod, c, where, who)
     if authority == "Vault":
         fix = (
             f"Allow {who} in Vault role {role or '<the role>'} (vault read "

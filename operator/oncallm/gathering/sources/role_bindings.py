@@ -1,5 +1,7 @@
 """After a 403 from the API server: the refused namespace's RoleBindings, the ClusterRoleBindings
-of the refused ServiceAccount, their roles, and the namespace's ServiceAccounts.
+of the refused ServiceAccount, their roles, and the namespace's ServiceAccounts. After a
+Kubernetes-auth login to Vault: the bindings of system:auth-delegator, and whether the
+ServiceAccounts they name exist (Vault reviews tokens as its own ServiceAccount).
 
 A ServiceAccount is refused because no binding grants it what it asked for. The usual reasons
 are one step away: a binding that grants exactly that but names another subject (a chart
@@ -46,7 +48,17 @@ def _refusal(ctx: Context) -> tuple[str, str] | None:
     return None
 
 
+#: A Kubernetes-auth login to Vault, in the request URL Vault's clients log with its answer.
+VAULT_KUBERNETES_LOGIN = re.compile(r"/v1/auth/kubernetes[\w./-]*/login\b", re.IGNORECASE)
+
+#: The ClusterRole that lets a token reviewer (Vault's own ServiceAccount) create
+#: tokenreviews: without it, Vault cannot verify any pod's token and refuses every login.
+AUTH_DELEGATOR = "system:auth-delegator"
+
+
 async def read(scope: Scope) -> None:
+    if any(VAULT_KUBERNETES_LOGIN.search(line) for lg in scope.ctx.logs for line in lg.lines):
+        await _read_token_reviewers(scope)
     refused = _refusal(scope.ctx)
     if refused is None:
         return
@@ -75,6 +87,28 @@ async def read(scope: Scope) -> None:
         scope.ctx.service_accounts = sorted(
             str(meta(sa).get("name", "")) for sa in await scope.reader.list("ServiceAccount", ns)
         )
+
+
+async def _read_token_reviewers(scope: Scope) -> None:
+    """The bindings of system:auth-delegator, and which of their ServiceAccounts exist: Vault
+    verifies a pod's token through a TokenReview made as its own ServiceAccount, so a binding
+    left naming an account that is gone (Vault moved to another namespace, its chart renamed
+    the account) refuses every Kubernetes-auth login."""
+    async with scope.guard("clusterrolebindings of system:auth-delegator"):
+        for binding in await scope.reader.list("ClusterRoleBinding", None):
+            if (binding.get("roleRef") or {}).get("name") != AUTH_DELEGATOR:
+                continue
+            snap = role_binding_snapshot(
+                binding, await scope.get("ClusterRole", None, AUTH_DELEGATOR)
+            )
+            for subject in snap.subjects:
+                if subject.startswith("ServiceAccount ") and "/" in subject:
+                    ns, name = subject.removeprefix("ServiceAccount ").split("/", 1)
+                    if await scope.get("ServiceAccount", ns, name) is None:
+                        snap.missing_subjects.append(subject)
+            scope.ctx.role_bindings.append(snap)
+            if len(scope.ctx.role_bindings) >= MAX_BINDINGS:
+                break
 
 
 def role_binding_snapshot(binding: Obj, role: Obj | None) -> RoleBindingSnapshot:
@@ -127,9 +161,13 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
             f"rolebinding/{b.namespace}/{b.name}",
             f"binds {b.role_kind} {b.role_name}"
             + ("" if b.role_exists else " (which does not exist)")
-            + f" to {', '.join(b.subjects) or 'nobody'}"
+            + f" to {', '.join(_subject(b, s) for s in b.subjects) or 'nobody'}"
             + (f"; grants {grants_text}" if grants_text else ""),
         )
+
+
+def _subject(binding: RoleBindingSnapshot, subject: str) -> str:
+    return f"{subject} (which does not exist)" if subject in binding.missing_subjects else subject
 
 
 SOURCE = Source(
