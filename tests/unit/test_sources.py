@@ -1527,3 +1527,43 @@ async def test_a_refused_vault_login_reads_who_may_review_tokens() -> None:
                          **{"shop__bridge-1__app": log_text})  # fmt: skip
     assert ctx.role_bindings[0].missing_subjects == []
     assert "vault-server-binding" not in diagnose(ctx).root_cause
+
+
+def kubelet_csr(name: str, node: str, created: str, approved: bool = False) -> dict[str, Any]:
+    return {
+        "kind": "CertificateSigningRequest",
+        "metadata": {"name": name, "creationTimestamp": created},
+        "spec": {
+            "signerName": "kubernetes.io/kubelet-serving",
+            "username": f"system:node:{node}",
+            "usages": ["digital signature", "server auth"],
+        },
+        "status": {"conditions": [{"type": "Approved", "status": "True"}]} if approved else {},
+    }
+
+
+async def test_a_kubelet_scrape_down_with_serving_csrs_pending_for_hours_is_an_expired_cert() -> (
+    None
+):
+    objects = [
+        kubelet_csr("csr-old", "worker-1", t(-60 * 24), approved=True),
+        kubelet_csr("csr-n8zqf", "worker-2", t(-60 * 26)),
+        kubelet_csr("csr-4vzzh", "worker-2", t(-60 * 2)),
+        kubelet_csr("csr-fresh", "worker-3", t(-3)),  # asked minutes ago: not stuck
+        {"kind": "CertificateSigningRequest", "metadata": {"name": "client", "creationTimestamp": t(-600)},
+         "spec": {"signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                  "username": "system:node:worker-4"}, "status": {}},
+    ]  # fmt: skip
+    down = alert(alertname="TargetDown", job="kubelet", namespace="kube-system",
+                 service="kube-prometheus-stack-kubelet")  # fmt: skip
+    ctx = await gathered(down, objects)
+    by_node = {s.node: s for s in ctx.kubelet_csrs}
+    assert set(by_node) == {"worker-1", "worker-2", "worker-3"}  # the client signer is not read
+    assert by_node["worker-2"].pending == 2 and by_node["worker-2"].oldest_pending == t(-60 * 26)
+    assert by_node["worker-1"].pending == 0 and by_node["worker-1"].last_issued == t(-60 * 24)
+    d = diagnose(ctx)
+    assert d.category is Category.CERT_EXPIRED
+    assert "worker-2" in d.root_cause and "kubernetes.io/kubelet-serving" in d.root_cause
+    assert "csr/worker-2" in d.evidence
+    # a crash loop elsewhere reads no CSRs
+    assert (await gathered(alert(namespace="shop", pod="bridge-1"), objects)).kubelet_csrs == []

@@ -63,6 +63,12 @@ _TABLE = [
     Resource("StorageClass", "/apis/storage.k8s.io/v1", "storageclasses", False),
     Resource("PriorityClass", "/apis/scheduling.k8s.io/v1", "priorityclasses", False),
     Resource("Lease", "/apis/coordination.k8s.io/v1", "leases", True),
+    Resource(
+        "CertificateSigningRequest",
+        "/apis/certificates.k8s.io/v1",
+        "certificatesigningrequests",
+        False,
+    ),
     Resource("EndpointSlice", "/apis/discovery.k8s.io/v1", "endpointslices", True),
     Resource("NetworkPolicy", "/apis/networking.k8s.io/v1", "networkpolicies", True),
     Resource("Ingress", "/apis/networking.k8s.io/v1", "ingresses", True),

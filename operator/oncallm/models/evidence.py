@@ -282,6 +282,19 @@ class HPASnapshot(Snapshot):
     owner_name: str | None = None
 
 
+class KubeletServingCSRs(Snapshot):
+    """A node's CertificateSigningRequests for its kubelet's serving certificate."""
+
+    node: str
+    #: neither approved nor denied
+    pending: int = 0
+    pending_names: list[str] = Field(default_factory=list)
+    oldest_pending: str | None = None
+    denied: int = 0
+    #: creationTimestamp of the newest approved one
+    last_issued: str | None = None
+
+
 class RoleBindingSnapshot(Snapshot):
     """A RoleBinding (or ClusterRoleBinding) and what its role grants, read after a 403."""
 
@@ -847,6 +860,8 @@ class Context(Snapshot):
     network_policies: list[NetworkPolicySnapshot] = Field(default_factory=list)
     #: the bindings of a namespace whose ServiceAccount was refused (403), and its accounts
     role_bindings: list[RoleBindingSnapshot] = Field(default_factory=list)
+    #: the kubelets' serving-certificate CSRs, read after a failing kubelet scrape
+    kubelet_csrs: list[KubeletServingCSRs] = Field(default_factory=list)
     service_accounts: list[str] = Field(default_factory=list)
     metrics: list[MetricSnapshot] = Field(default_factory=list)
     history: list[HistorySnapshot] = Field(default_factory=list)

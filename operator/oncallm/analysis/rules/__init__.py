@@ -148,6 +148,15 @@ RULES: tuple[Rule, ...] = (
         check=cluster.node_pod_capacity,
     ),
     Rule(
+        "kubelet-serving-cert",
+        Category.CERT_EXPIRED,
+        Scope.OUTSIDE,
+        "A kubelet's scrape fails because its serving certificate expired: its renewal CSRs "
+        "(signer kubernetes.io/kubelet-serving, serverTLSBootstrap) stay pending for hours with "
+        "no approver.",
+        check=cluster.kubelet_serving_cert,
+    ),
+    Rule(
         "metrics-api-down",
         Category.DEPENDENCY_UNREACHABLE,
         Scope.OUTSIDE,

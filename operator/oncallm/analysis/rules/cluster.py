@@ -7,6 +7,7 @@ namespace's quota), so they score above anything the pod's own status or log say
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from oncallm.analysis import commands as kc
 from oncallm.analysis.evidence import (
@@ -32,6 +33,7 @@ from oncallm.analysis.rules.base import (
     workload_state,
 )
 from oncallm.analysis.rules.pods import BAD_CONFIG_WORDING
+from oncallm.gathering.sources.kubelet_certs import SIGNER, csr_id
 from oncallm.gathering.sources.metrics_api import metrics_line_id, metrics_pod_id
 from oncallm.gathering.sources.node_health import no_memory_limit_id, oom_id, pids_id
 from oncallm.gathering.sources.node_storage import FILESYSTEM_ALERTS, storage_id, storage_pod_id
@@ -1098,3 +1100,97 @@ def metrics_api_down(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findin
             "kubectl -n kube-system logs deploy/metrics-server --previous",
         ],
     )
+
+
+# --- a kubelet serving certificate nobody renews ----------------------------------------------
+
+#: A kubelet-serving CSR still pending this long before the alert has no approver: a kubelet
+#: asks again every few minutes, and an approver (a person, kubelet-csr-approver) answers in
+#: seconds, so hours of pending requests mean the certificate is not being renewed.
+CSR_PENDING_HOURS = 1.0
+
+
+def kubelet_serving_cert(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """Prometheus (or metrics-server) cannot scrape a kubelet because the kubelet's serving
+    certificate expired: with serverTLSBootstrap the kubelet renews it through a CSR of signer
+    kubernetes.io/kubelet-serving, which kube-controller-manager never approves; with no
+    approver, the CSRs stay pending and the old certificate runs out while the node stays
+    Ready."""
+    down = _down_kubelet_nodes(ctx)
+    stuck = []
+    for snap in ctx.kubelet_csrs:
+        age = _pending_hours(snap.oldest_pending, ctx)
+        if snap.pending and age is not None and age >= CSR_PENDING_HOURS:
+            stuck.append((snap, age))
+    if not stuck:
+        return None
+    named = [(s, a) for s, a in stuck if s.node in down]
+    if down and not named:
+        return None  # the targets that are down are other kubelets: their CSRs are not stuck
+    snap, age = (named or stuck)[0]
+    ids = [csr_id(snap.node), *(["metric/kubelet_targets_down"] if named else [])]
+    names = " ".join(snap.pending_names[:5])
+    return Finding(
+        Category.CERT_EXPIRED,
+        0.88 if named else 0.8,
+        summary=(
+            f"The kubelet on node {snap.node} serves an expired certificate: its renewal "
+            f"CSRs ({SIGNER}) have been pending for {age:.0f} h with nobody to approve them."
+        ),
+        root_cause=(
+            f"The kubelet of node {snap.node} renews its serving certificate (port 10250) "
+            f"through CertificateSigningRequests of signer {SIGNER} (serverTLSBootstrap), and "
+            f"{snap.pending} of them have been pending since {snap.oldest_pending}"
+            + (
+                f" (the last one approved was created {snap.last_issued})"
+                if snap.last_issued
+                else ""
+            )
+            + ": kube-controller-manager never approves this signer and no approver does, so "
+            "the certificate expired and every scrape of the kubelet fails TLS verification"
+            + (" (its scrape target is down)" if named else "")
+            + ", while the node itself stays Ready."
+        ),
+        evidence=ev.cite(*ids, ALERT_ID),
+        impact=(
+            f"Metrics of node {snap.node} and its pods (kubelet, cAdvisor, probes) are "
+            "missing; metrics-server cannot serve its CPU and memory, so HPAs and kubectl top "
+            "lose it too."
+        ),
+        immediate_actions=[
+            f"Approve the pending CSRs after checking they come from the node: kubectl "
+            f"certificate approve {names or '<csr>'}; the kubelet picks up the new "
+            "certificate within minutes, without a restart.",
+            "Restore the approver of kubelet-serving CSRs (kubelet-csr-approver, or the "
+            "cloud's), or turn serverTLSBootstrap off on nodes that have no approver.",
+        ],
+        recommendations=[
+            "Alert on CSRs pending for more than an hour, and on kubelet certificate expiry "
+            "(kubelet_certificate_manager_server_ttl_seconds).",
+        ],
+        commands=[
+            "kubectl get csr --sort-by=.metadata.creationTimestamp | grep kubelet-serving",
+            f"kubectl describe node {snap.node}",
+        ],
+    )
+
+
+_NODE_LABEL = re.compile(r'\bnode="([^"]+)"')
+
+
+def _down_kubelet_nodes(ctx: Context) -> set[str]:
+    """Nodes whose kubelet scrape target Prometheus reports down now (``up == 0``)."""
+    metric = next((m for m in ctx.metrics if m.name == "kubelet_targets_down"), None)
+    if metric is None:
+        return set()
+    return {m.group(1) for key in metric.values for m in [_NODE_LABEL.search(key)] if m}
+
+
+def _pending_hours(created: str | None, ctx: Context) -> float | None:
+    if not created:
+        return None
+    try:
+        when = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (ctx.alert.starts_at - when).total_seconds() / 3600
