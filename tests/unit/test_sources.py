@@ -1567,3 +1567,43 @@ async def test_a_kubelet_scrape_down_with_serving_csrs_pending_for_hours_is_an_e
     assert "csr/worker-2" in d.evidence
     # a crash loop elsewhere reads no CSRs
     assert (await gathered(alert(namespace="shop", pod="bridge-1"), objects)).kubelet_csrs == []
+
+
+def peer_authentication(ns: str, mode: str, **selector: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"mtls": {"mode": mode}}
+    if selector:
+        spec["selector"] = {"matchLabels": selector}
+    return {"apiVersion": "security.istio.io/v1beta1", "kind": "PeerAuthentication",
+            "metadata": {"name": "default", "namespace": ns, "creationTimestamp": t(-40)},
+            "spec": spec}  # fmt: skip
+
+
+async def test_strict_mtls_resets_the_probes_istio_was_told_not_to_rewrite() -> None:
+    sidecared = pod("quote-1", labels={"app": "quote"},
+                    containers=[{"name": "app", "image": "quote:1",
+                                 "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}}},
+                                {"name": "istio-proxy", "image": "istio/proxyv2:1.22.3"}])  # fmt: skip
+    sidecared["metadata"]["annotations"] = {"sidecar.istio.io/rewriteAppHTTPProbers": "false"}
+    sidecared["status"]["containerStatuses"][0] |= {"restartCount": 6}
+    reset = ('Liveness probe failed: Get "http://10.244.1.123:8080/healthz": read tcp '
+             "10.33.1.21:43812->10.244.1.123:8080: read: connection reset by peer")  # fmt: skip
+    objects = [sidecared, event("Pod", "quote-1", "Unhealthy", reset),
+               peer_authentication("shop", "STRICT"),
+               peer_authentication("istio-system", "PERMISSIVE")]  # fmt: skip
+    a = alert(namespace="shop", pod="quote-1", container="app")
+    ctx = await gathered(a, objects)
+    assert {(p.namespace, p.mode) for p in ctx.peer_authentications} == {
+        ("shop", "STRICT"),
+        ("istio-system", "PERMISSIVE"),
+    }
+    d = diagnose(ctx)
+    assert d.category is Category.FAILING_PROBE
+    assert "rewriteAppHTTPProbers" in d.root_cause and "STRICT" in d.root_cause
+    assert "peerauth/shop/default" in d.evidence
+    # PERMISSIVE in the namespace, which outranks the mesh-wide policy: plaintext is accepted
+    objects[2] = peer_authentication("shop", "PERMISSIVE")
+    objects[3] = peer_authentication("istio-system", "STRICT")
+    assert "STRICT" not in diagnose(await gathered(a, objects)).root_cause
+    # rewriting on (the default): the kubelet asks the agent, not the app port
+    del sidecared["metadata"]["annotations"]
+    assert "rewriteAppHTTPProbers" not in diagnose(await gathered(a, objects)).root_cause

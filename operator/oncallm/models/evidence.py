@@ -111,6 +111,8 @@ class PodSnapshot(Snapshot):
     #: the annotations that say as whom the pod logs in to an outside authority (the Vault
     #: role of its injected agent), by key
     identity: dict[str, str] = Field(default_factory=dict)
+    #: the annotations that change how a mesh sidecar treats the probes, by key
+    mesh: dict[str, str] = Field(default_factory=dict)
 
     def container(self, name: str) -> ContainerSnapshot | None:
         return next((c for c in self.containers if c.name == name), None)
@@ -293,6 +295,19 @@ class KubeletServingCSRs(Snapshot):
     denied: int = 0
     #: creationTimestamp of the newest approved one
     last_issued: str | None = None
+
+
+class PeerAuthenticationSnapshot(Snapshot):
+    """An Istio PeerAuthentication: the mTLS mode it sets for the workloads it selects."""
+
+    name: str
+    namespace: str
+    #: STRICT, PERMISSIVE, DISABLE or UNSET
+    mode: str = "UNSET"
+    #: spec.selector.matchLabels; empty: every workload of the namespace (mesh-wide in the
+    #: root namespace)
+    selector: dict[str, str] = Field(default_factory=dict)
+    created_at: str | None = None
 
 
 class RoleBindingSnapshot(Snapshot):
@@ -862,6 +877,8 @@ class Context(Snapshot):
     role_bindings: list[RoleBindingSnapshot] = Field(default_factory=list)
     #: the kubelets' serving-certificate CSRs, read after a failing kubelet scrape
     kubelet_csrs: list[KubeletServingCSRs] = Field(default_factory=list)
+    #: Istio's mTLS policies over the pods, read when a sidecar'd pod's probes fail
+    peer_authentications: list[PeerAuthenticationSnapshot] = Field(default_factory=list)
     service_accounts: list[str] = Field(default_factory=list)
     metrics: list[MetricSnapshot] = Field(default_factory=list)
     history: list[HistorySnapshot] = Field(default_factory=list)

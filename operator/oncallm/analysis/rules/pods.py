@@ -46,6 +46,12 @@ from oncallm.analysis.rules.base import (
 )
 from oncallm.gathering.sources.custom_resources import external_secret_id
 from oncallm.gathering.sources.dns import NAME_RESOLUTION_FAILURE
+from oncallm.gathering.sources.mesh import (
+    ROOT_NAMESPACE,
+    effective_mode,
+    has_istio_sidecar,
+    peer_authentication_id,
+)
 from oncallm.gathering.sources.namespace_limits import limit_range_id
 from oncallm.gathering.sources.pull_credentials import (
     pull_credentials_id,
@@ -59,6 +65,7 @@ from oncallm.models.evidence import (
     Context,
     EventSnapshot,
     LogSnapshot,
+    PeerAuthenticationSnapshot,
     PodSnapshot,
     PullSecretSnapshot,
 )
@@ -1011,6 +1018,9 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding |
         if kind != "Readiness"
         else "so it is taken out of its Services' endpoints"
     )
+    strict = _strict_mtls_unrewritten(ctx, pod, detail or first.message) if pod else None
+    if pod is not None and strict is not None:
+        return _probe_refused_by_mtls(ctx, ev, pod, c, kind, unhealthy, kills, strict, effect)
     cmds = pod_commands(ctx, pod, c) if pod else []
     if pod is not None and c is not None:
         cmds.append(kc.events_for(pod.namespace, pod.name))
@@ -1041,6 +1051,87 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding |
             "slow starts and readiness for dependencies.",
         ],
         commands=cmds,
+    )
+
+
+#: A plaintext connection Envoy's inbound listener drops: under STRICT mTLS it finds no filter
+#: chain for a client without a certificate and resets it.
+_RESET = re.compile(
+    r"connection reset by peer|EOF|server closed the connection|malformed HTTP", re.I
+)
+REWRITE_ANNOTATION = "sidecar.istio.io/rewriteAppHTTPProbers"
+
+
+def _strict_mtls_unrewritten(
+    ctx: Context, pod: PodSnapshot, detail: str
+) -> PeerAuthenticationSnapshot | None:
+    """The STRICT PeerAuthentication that resets the kubelet's plaintext probe of a pod with
+    an Istio sidecar whose probe rewriting is turned off, or None."""
+    if not has_istio_sidecar(pod) or pod.mesh.get(REWRITE_ANNOTATION, "").lower() != "false":
+        return None
+    if not _RESET.search(detail):
+        return None
+    policy = effective_mode(ctx, pod)
+    return policy if policy is not None and policy.mode == "STRICT" else None
+
+
+def _probe_refused_by_mtls(
+    ctx: Context,
+    ev: EvidenceIndex,
+    pod: PodSnapshot,
+    c: ContainerSnapshot | None,
+    kind: str,
+    unhealthy: list[EventSnapshot],
+    kills: list[EventSnapshot],
+    policy: PeerAuthenticationSnapshot,
+    effect: str,
+) -> Finding:
+    where = f"container {c.name} of pod {pod.name}" if c else f"pod {pod.name}"
+    scope = (
+        "the whole mesh" if policy.namespace == ROOT_NAMESPACE else f"namespace {policy.namespace}"
+    )
+    return Finding(
+        Category.FAILING_PROBE,
+        0.9,
+        summary=(
+            f"The {kind.lower()} probe of {where} is reset by its Istio sidecar: STRICT mTLS "
+            f"(PeerAuthentication {policy.namespace}/{policy.name}) with probe rewriting off "
+            f'({REWRITE_ANNOTATION}: "false"), {effect}.'
+        ),
+        root_cause=(
+            f"Pod {pod.name} runs an Istio sidecar and turns off Istio's probe rewriting "
+            f'({REWRITE_ANNOTATION}: "false"), so the kubelet\'s plaintext {kind.lower()} '
+            f"probe reaches the sidecar's inbound listener, and PeerAuthentication "
+            f"{policy.namespace}/{policy.name} sets mTLS mode STRICT for {scope}"
+            + (f" (created {policy.created_at})" if policy.created_at else "")
+            + ": the sidecar accepts only mTLS and resets the probe's connection "
+            f"({quote_line(unhealthy[0].message, 160)}), {effect}, while the application "
+            "itself may be healthy."
+        ),
+        evidence=ev.cite(
+            peer_authentication_id(policy.namespace, policy.name),
+            *[ev.event(e) for e in unhealthy[:2]],
+            *[ev.event(e) for e in kills[:1]],
+            *pod_cites(ev, pod, c),
+        ),
+        impact=f"{workload_state(ctx)}; the pods restart or sit unready although they work.",
+        immediate_actions=[
+            f'Remove the annotation {REWRITE_ANNOTATION}: "false" from the pod template (or '
+            'set it to "true"), so Istio rewrites the probes through its agent; the new pods '
+            "pass them under STRICT mTLS.",
+            f"Or exclude the probe port from mTLS (a portLevelMtls PERMISSIVE entry in "
+            f"PeerAuthentication {policy.namespace}/{policy.name}) until the template is "
+            "fixed.",
+        ],
+        recommendations=[
+            "Roll out STRICT mTLS namespace by namespace after checking that no workload "
+            "turns off probe rewriting.",
+        ],
+        commands=[
+            f"kubectl -n {policy.namespace} get peerauthentication {policy.name} -o yaml",
+            *pod_commands(ctx, pod, c),
+            kc.events_for(pod.namespace, pod.name),
+        ],
     )
 
 

@@ -109,6 +109,9 @@ SIDECAR_SIZING["vault-agent-init"] = SIDECAR_SIZING["vault-agent"]
 #: role and auth mount): what an authority's refusal is about.
 IDENTITY_ANNOTATIONS = ("vault.hashicorp.com/role", "vault.hashicorp.com/auth-path")
 
+#: The pod annotations that change how a service mesh's sidecar treats the kubelet's probes.
+MESH_ANNOTATIONS = ("sidecar.istio.io/rewriteAppHTTPProbers", "sidecar.istio.io/status")
+
 
 LIMIT_RANGER = "kubernetes.io/limit-ranger"
 """The pod annotation the LimitRanger admission plugin writes when it fills in requests or
@@ -295,6 +298,7 @@ def pod_snapshot(pod: Obj) -> PodSnapshot:
         dns_policy=str(spec.get("dnsPolicy") or "ClusterFirst"),
         nameservers=[str(n) for n in (spec.get("dnsConfig") or {}).get("nameservers") or []],
         identity={k: annotations[k] for k in IDENTITY_ANNOTATIONS if k in annotations},
+        mesh={k: annotations[k] for k in MESH_ANNOTATIONS if k in annotations},
         automount_token=spec.get("automountServiceAccountToken"),
     )
 
