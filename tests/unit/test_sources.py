@@ -1607,3 +1607,40 @@ async def test_strict_mtls_resets_the_probes_istio_was_told_not_to_rewrite() -> 
     # rewriting on (the default): the kubelet asks the agent, not the app port
     del sidecared["metadata"]["annotations"]
     assert "rewriteAppHTTPProbers" not in diagnose(await gathered(a, objects)).root_cause
+
+
+async def test_a_lost_claim_names_the_job_that_logged_deleting_its_volume() -> None:
+    volume = "pvc-0b7d3e51-9a2c-4f1e-8d63-5c2a91e0f4b7"
+    broker = pod("kafka-2", phase="Pending", node="",
+                 volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data-kafka-2"}}],
+                 status={"containerStatuses": []})  # fmt: skip
+    del broker["spec"]["nodeName"]
+    claim = {"kind": "PersistentVolumeClaim",
+             "metadata": {"name": "data-kafka-2", "namespace": "shop"},
+             "spec": {"volumeName": volume, "storageClassName": "gp3",
+                      "resources": {"requests": {"storage": "500Gi"}}},
+             "status": {"phase": "Lost"}}  # fmt: skip
+    janitor = pod("pv-janitor-29199660-x7k2p", labels={"job-name": "pv-janitor-29199660"},
+                  containers=[{"name": "janitor", "image": "pv-janitor:0.9.2"}], phase="Succeeded")  # fmt: skip
+    other = pod("report-29199661-abcde", labels={"job-name": "report-29199661"}, created=-30)
+    log = "\n".join([
+        f'{{"level":"warn","msg":"volume not attached for 72h+, treating as orphaned","pv":"{volume}"}}',
+        f'{{"level":"info","msg":"deleted persistentvolume","pv":"{volume}"}}',
+    ])  # fmt: skip
+    ctx = await gathered(
+        alert(alertname="KubePodNotReady", namespace="shop", pod="kafka-2"),
+        [broker, claim, janitor, other],
+        **{
+            "shop__pv-janitor-29199660-x7k2p__janitor": log,
+            "shop__report-29199661-abcde__app": f"read {volume} size",
+        },
+    )
+    [snap] = ctx.pvcs
+    assert snap.volume_missing
+    assert snap.volume_deleted_by is not None
+    assert snap.volume_deleted_by.startswith(
+        "Job pv-janitor-29199660 (pod pv-janitor-29199660-x7k2p)"
+    )
+    d = diagnose(ctx)
+    assert d.category is Category.PVC_PENDING
+    assert "pv-janitor-29199660" in d.root_cause and "no longer exists" in d.root_cause

@@ -218,6 +218,10 @@ class PVCSnapshot(Snapshot):
     #: a Pending claim's CSI driver controller pods and their state (``ebs-csi-controller-x:
     #: ebs-plugin CrashLoopBackOff (exit 1), 14 restarts``)
     provisioner_pods: list[str] = Field(default_factory=list)
+    #: the claim names a volume that does not exist (Lost: deleted while bound)
+    volume_missing: bool = False
+    #: who logged deleting that volume: ``Job <name> (pod <pod>): <line>``
+    volume_deleted_by: str | None = None
 
 
 class ServiceSnapshot(Snapshot):

@@ -563,7 +563,13 @@ def pvc_pending(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
             sc_missing = m.group(1)
     if pvc is not None and pvc.storage_class_exists is False:
         sc_missing = pvc.storage_class
-    if sc_missing:
+    if pvc is not None and pvc.volume_missing:
+        why = (
+            f"its PersistentVolume {pvc.volume_name} no longer exists: the volume was deleted "
+            "while the claim was bound"
+            + (f", by {pvc.volume_deleted_by}" if pvc.volume_deleted_by else "")
+        )
+    elif sc_missing:
         why = f'StorageClass "{sc_missing}" does not exist, so no volume can be provisioned'
     elif pvc is not None and not pvc.storage_class:
         why = (
@@ -614,9 +620,13 @@ def pvc_pending(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
         impact=f"{workload_state(ctx)}; the pod will not be scheduled until the claim is bound.",
         immediate_actions=[
             (
-                f'Create StorageClass "{sc_missing}" or change the claim to an existing class '
-                "(the storageClassName of a PVC is immutable: delete and recreate the PVC, or "
-                "fix the StatefulSet's volumeClaimTemplates)."
+                f"Stop what deleted volume {pvc.volume_name} (suspend the clean-up job), then "
+                "recreate the volume: a PersistentVolume for the disk if it was retained, else "
+                "restore the data from a snapshot or backup and recreate the claim."
+                if pvc is not None and pvc.volume_missing
+                else f'Create StorageClass "{sc_missing}" or change the claim to an existing '
+                "class (the storageClassName of a PVC is immutable: delete and recreate the "
+                "PVC, or fix the StatefulSet's volumeClaimTemplates)."
                 if sc_missing
                 else "Check the CSI provisioner's logs and the claim's events."
             ),

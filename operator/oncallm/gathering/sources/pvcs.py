@@ -1,16 +1,21 @@
 """The pods' PersistentVolumeClaims (and an alerted one), each with its volume and class.
 
 Reads each claim, its PersistentVolume and its StorageClass, at most ten claims; a claim
-that does not exist goes to the missing objects (``missing/...``, see ``config_refs``).
+that does not exist goes to the missing objects (``missing/...``, see ``config_refs``). A
+claim whose volume does not exist (Lost) has the logs of its namespace's newest Job pods
+searched for the deletion of that volume (a clean-up CronJob).
 
 Evidence: ``pvc/<name>``: phase, class (and whether it exists), request, volume, provisioner.
 """
 
 from __future__ import annotations
 
+import re
+
 from oncallm.gathering.objects import Obj, meta, name_of
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
+from oncallm.gathering.sources.logs import fetch_log
 from oncallm.gathering.sources.pods import pod_snapshot
 from oncallm.models.analysis import EvidenceSource
 from oncallm.models.evidence import Context, PVCSnapshot
@@ -50,7 +55,42 @@ async def read(scope: Scope) -> None:
                     snap.volume_nodes_missing.append(host)
             if snap.phase == "Pending" and snap.provisioner and snap.volume_name is None:
                 snap.provisioner_pods = await provisioner_pods(scope, snap.provisioner)
+            if snap.volume_name and pv is None:
+                snap.volume_missing = True
+                snap.volume_deleted_by = await volume_deleter(
+                    scope, snap.namespace, snap.volume_name
+                )
             scope.ctx.pvcs.append(snap)
+
+
+#: Job pods of the claim's namespace whose logs are searched for the deletion of its volume,
+#: the newest first, and the lines read of each.
+DELETER_PODS = 5
+DELETER_LINES = 200
+_DELETED = re.compile(r"delet|remov|purg|reclaim", re.IGNORECASE)
+
+
+async def volume_deleter(scope: Scope, ns: str, volume: str) -> str | None:
+    """Who logged deleting ``volume``: a clean-up Job of the claim's namespace (a janitor
+    CronJob that took a bound volume for an orphan). Without audit logs, the deleter's own
+    log is the evidence an engineer would look for; only Job pods are searched, since a
+    volume is deleted by a script far more often than by a long-running service."""
+    async with scope.guard(f"job pods in {ns}"):
+        pods = await scope.reader.list("Pod", ns, label_selector="job-name")
+        pods.sort(key=lambda p: str(meta(p).get("creationTimestamp") or ""), reverse=True)
+        for pod in pods[:DELETER_PODS]:
+            containers = (pod.get("spec") or {}).get("containers") or []
+            if not containers:
+                continue
+            log = await fetch_log(
+                scope, ns, name_of(pod), str(containers[0].get("name", "")),
+                previous=False, tail=DELETER_LINES,
+            )  # fmt: skip
+            for line in (log.lines if log else [])[::-1]:
+                if volume in line and _DELETED.search(line):
+                    job = (meta(pod).get("labels") or {}).get("job-name", "?")
+                    return f"Job {job} (pod {name_of(pod)}): {line.strip()[:300]}"
+    return None
 
 
 #: Where CSI drivers' controllers usually run, and the sidecar every CSI controller has.
@@ -167,6 +207,8 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
                 if pvc.volume_nodes_missing
                 else ""
             )
+            + ("; its volume does not exist" if pvc.volume_missing else "")
+            + (f"; deleted by {pvc.volume_deleted_by}" if pvc.volume_deleted_by else "")
         )
         out.add(
             Tier.OBJECT_BAD
@@ -188,6 +230,7 @@ SOURCE = Source(
         "persistentvolumeclaims",
         "persistentvolumes",
         "pods",
+        "pods/log",
         "storageclasses.storage.k8s.io",
         "nodes",
     ),
