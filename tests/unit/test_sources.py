@@ -1644,3 +1644,39 @@ async def test_a_lost_claim_names_the_job_that_logged_deleting_its_volume() -> N
     d = diagnose(ctx)
     assert d.category is Category.PVC_PENDING
     assert "pv-janitor-29199660" in d.root_cause and "no longer exists" in d.root_cause
+
+
+async def test_a_linkerd_proxy_without_identity_follows_the_identity_issuer_certificate() -> None:
+    app = pod("router-1", containers=[{"name": "app", "image": "router:1"},
+                                      {"name": "linkerd-proxy", "image": "linkerd/proxy:2.14"}])  # fmt: skip
+    app["status"]["containerStatuses"][1]["ready"] = False
+    app["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    cert = {
+        "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+        "metadata": {"name": "linkerd-identity-issuer", "namespace": "mesh"},
+        "spec": {"secretName": "linkerd-identity-issuer", "isCA": True,
+                 "issuerRef": {"name": "linkerd-trust-anchor", "kind": "Issuer"}},
+        "status": {"notAfter": t(-40), "conditions": [
+            {"type": "Ready", "status": "False", "reason": "Expired",
+             "message": "Certificate expired"}]},
+    }  # fmt: skip
+    anchor = {
+        "apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+        "metadata": {"name": "linkerd-trust-anchor", "namespace": "mesh"},
+        "spec": {"ca": {"secretName": "linkerd-trust-anchor"}},
+        "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "ErrGetKeyPair",
+                                   "message": 'secret "linkerd-trust-anchor" not found'}]},
+    }  # fmt: skip
+    log = "\n".join([
+        "WARN identity:controller{addr=linkerd-identity-headless.mesh.svc.cluster.local:8080}: "
+        "linkerd_app_core::control: Failed to resolve control-plane component",
+        'WARN daemon:identity: linkerd_app: Failed to obtain identity error=status: Unknown, '
+        'message: "issuer certificate is invalid: x509: certificate has expired or is not yet '
+        'valid: current time 2025-07-31T09:20:44Z is after 2025-07-31T09:12:00Z"',
+    ])  # fmt: skip
+    ctx = await gathered(alert(alertname="KubePodNotReady", namespace="shop", pod="router-1"),
+                         [app, cert, anchor], **{"shop__router-1__linkerd-proxy": log})  # fmt: skip
+    assert [c.name for c in ctx.certificates] == ["linkerd-identity-issuer"]
+    d = diagnose(ctx)
+    assert d.category is Category.CERT_EXPIRED
+    assert "linkerd-identity-issuer" in d.root_cause and "linkerd-trust-anchor" in d.root_cause

@@ -35,7 +35,7 @@ from oncallm.analysis.rules.base import (
     target_pod,
     workload_state,
 )
-from oncallm.gathering.sources.custom_resources import certificate_id, issuer_id
+from oncallm.gathering.sources.custom_resources import certificate_id, issuer_id, linkerd_issuer
 from oncallm.gathering.sources.dns import (
     NAME_RESOLUTION_FAILURE,
     coredns_line_id,
@@ -1229,6 +1229,10 @@ def cert_expired(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | 
     if not client:
         # the server's certificate failed: the Secrets its pods present are the ones to follow
         used |= {sec for server in ctx.tls_peers for sec in server.secrets}
+    mesh_issuer = linkerd_issuer(ctx)
+    if mesh_issuer is not None:
+        # the proxy's own certificate comes from Linkerd's identity issuer, which expired
+        used.add(mesh_issuer[1])
     chain, because = certificate_chain(ctx, secrets=used)
     stale = _not_reloaded(ctx, peer) if expired and not client else None
     first_action = (

@@ -1,6 +1,7 @@
 """Custom resources in the causal path, read through API discovery: the ExternalSecrets that
 render a Secret the pods use (pull Secrets included), the cert-manager Certificates whose
-Secret the pods use or that a failing webhook's CA is injected from, their Issuers and
+Secret the pods use (or Linkerd's identity issuer, when a proxy cannot get its identity) or
+that a failing webhook's CA is injected from, their Issuers and
 ClusterIssuers, and the Argo CD Application that manages the alerted workload.
 
 A kind the cluster does not serve reads as absent (the readers answer None or ``[]``), so a
@@ -54,9 +55,36 @@ def application_id(name: str) -> str:
     return f"argocd/{name}"
 
 
+#: A Linkerd proxy that cannot get its workload certificate from the identity service, and
+#: the identity service's address, which names Linkerd's namespace.
+LINKERD_NO_IDENTITY = re.compile(
+    r"Failed to obtain identity|issuer certificate is invalid|Waiting for identity", re.IGNORECASE
+)
+LINKERD_IDENTITY_ADDRESS = re.compile(r"linkerd-identity(?:-headless)?\.([a-z0-9-]+)\.svc")
+#: The Secret holding Linkerd's identity issuer (its intermediate CA), as its charts name it.
+LINKERD_ISSUER_SECRET = "linkerd-identity-issuer"
+
+
+def linkerd_issuer(ctx: Context) -> tuple[str, str] | None:
+    """(namespace, Secret) of Linkerd's identity issuer, when a proxy logs that it cannot get
+    its identity: the issuer signs every proxy's certificate, so its Certificate (and that
+    Certificate's Issuer, the trust anchor) is in the causal path."""
+    lines = [line for lg in ctx.logs for line in lg.lines]
+    if not any(LINKERD_NO_IDENTITY.search(line) for line in lines):
+        return None
+    namespace = next(
+        (m.group(1) for line in lines for m in [LINKERD_IDENTITY_ADDRESS.search(line)] if m),
+        "linkerd",
+    )
+    return namespace, LINKERD_ISSUER_SECRET
+
+
 def used_secrets(ctx: Context) -> dict[tuple[str, str], str]:
     """(namespace, Secret) -> how the pods use it, for every Secret they reference."""
     used: dict[tuple[str, str], str] = {}
+    issuer = linkerd_issuer(ctx)
+    if issuer is not None:
+        used[issuer] = "Linkerd's identity issuer, which signs the proxies' certificates"
     for p in ctx.pull_credentials:
         for s in p.secrets:
             used.setdefault((s.namespace, s.name), f"imagePullSecret of pod {p.pod}")
