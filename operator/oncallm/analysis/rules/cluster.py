@@ -7,7 +7,6 @@ namespace's quota), so they score above anything the pod's own status or log say
 from __future__ import annotations
 
 import re
-from datetime import datetime
 
 from oncallm.analysis import commands as kc
 from oncallm.analysis.evidence import (
@@ -33,6 +32,7 @@ from oncallm.analysis.rules.base import (
     workload_state,
 )
 from oncallm.analysis.rules.pods import BAD_CONFIG_WORDING
+from oncallm.gathering.objects import parse_time
 from oncallm.gathering.sources.kubelet_certs import SIGNER, csr_id
 from oncallm.gathering.sources.metrics_api import metrics_line_id, metrics_pod_id
 from oncallm.gathering.sources.node_health import no_memory_limit_id, oom_id, pids_id
@@ -1197,10 +1197,5 @@ def _down_kubelet_nodes(ctx: Context) -> set[str]:
 
 
 def _pending_hours(created: str | None, ctx: Context) -> float | None:
-    if not created:
-        return None
-    try:
-        when = datetime.fromisoformat(created.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (ctx.alert.starts_at - when).total_seconds() / 3600
+    when = parse_time(created)
+    return None if when is None else (ctx.alert.starts_at - when).total_seconds() / 3600
