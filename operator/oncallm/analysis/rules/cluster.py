@@ -1114,10 +1114,14 @@ def metrics_api_down(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findin
 
 # --- a kubelet serving certificate nobody renews ----------------------------------------------
 
-#: A kubelet-serving CSR still pending this long before the alert has no approver: a kubelet
-#: asks again every few minutes, and an approver (a person, kubelet-csr-approver) answers in
-#: seconds, so hours of pending requests mean the certificate is not being renewed.
+#: A kubelet-serving CSR still pending this long before the alert has no approver: an
+#: approver (a person, kubelet-csr-approver) answers in seconds, so hours of pending requests
+#: mean the certificate is not being renewed.
 CSR_PENDING_HOURS = 1.0
+#: Or this many pending from one node: a kubelet whose request goes unanswered asks again
+#: (its certificate manager retries with a new CSR), so several pending is the same sign,
+#: whatever their timestamps say.
+CSR_PENDING_REPEATS = 2
 
 
 def kubelet_serving_cert(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
@@ -1129,8 +1133,8 @@ def kubelet_serving_cert(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fi
     down = _down_kubelet_nodes(ctx)
     stuck = []
     for snap in ctx.kubelet_csrs:
-        age = _pending_hours(snap.oldest_pending, ctx)
-        if snap.pending and age is not None and age >= CSR_PENDING_HOURS:
+        age = _pending_hours(snap.oldest_pending, ctx) or 0.0
+        if snap.pending >= CSR_PENDING_REPEATS or (snap.pending and age >= CSR_PENDING_HOURS):
             stuck.append((snap, age))
     if not stuck:
         return None
@@ -1144,8 +1148,9 @@ def kubelet_serving_cert(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fi
         Category.CERT_EXPIRED,
         0.88 if named else 0.8,
         summary=(
-            f"The kubelet on node {snap.node} serves an expired certificate: its renewal "
-            f"CSRs ({SIGNER}) have been pending for {age:.0f} h with nobody to approve them."
+            f"The kubelet on node {snap.node} serves an expired certificate: its "
+            f"{snap.pending} renewal CSRs ({SIGNER}) are pending with nobody to approve them"
+            + (f" (the oldest for {age:.0f} h)." if age >= 1 else ".")
         ),
         root_cause=(
             f"The kubelet of node {snap.node} renews its serving certificate (port 10250) "
