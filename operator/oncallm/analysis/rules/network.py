@@ -103,31 +103,42 @@ def _why_no_endpoints(svc: ServiceSnapshot) -> str:
     return f"its {len(svc.matching_pods)} pod(s) ({', '.join(svc.matching_pods[:3])}) are not ready"
 
 
-def _dependency_volume(
-    ctx: Context, ev: EvidenceIndex, svc: ServiceSnapshot, hits: list[Hit]
+def _dependency_down_below(
+    ctx: Context,
+    ev: EvidenceIndex,
+    svc: ServiceSnapshot,
+    hits: list[Hit],
+    *,
+    category: Category,
+    score: float,
+    summary: str,
+    why: str,
+    link: str,
+    impact: str,
+    action: str,
+    recommendation: str,
+    commands: list[str],
 ) -> Finding:
-    """The dependency is down because its pods wait for volumes that are never provisioned:
-    the deepest proven cause is the claim, two links below the clients' failures."""
+    """The dependency is down for a cause of its own pods (their memory, their volumes): the
+    deepest proven cause is that one, two links below the clients' failures, with the
+    Service without endpoints as the link between. ``summary`` may name the failing client
+    as ``{client}``."""
     crashed = crashed_container(ctx)
     pod, c = crashed if crashed else (target_pod(ctx), None)
-    claims = "; ".join(svc.backend_claims)
+    client = pod.name if pod else "its clients"
     return Finding(
-        Category.PVC_PENDING,
-        0.9,
-        summary=(
-            f"Service {svc.name} has no endpoints: its pods are Pending on claims that are not "
-            f"bound ({svc.backend_claims[0][:120]})."
-        ),
+        category,
+        score,
+        summary=summary.replace("{client}", client),
         root_cause=(
-            f"The pods behind Service {svc.namespace}/{svc.name} cannot be scheduled because "
-            f"their PersistentVolumeClaims are not bound ({quote_line(claims, 520)}), so the "
-            f"Service has no endpoints and {pod.name if pod else 'its clients'} cannot reach it"
-            + (f": {quote_line(hits[-1].line, 140)}" if hits else "")
+            f"The pods behind Service {svc.namespace}/{svc.name} {why}, so the Service has no "
+            f"ready endpoints and {client} cannot reach it"
+            + (f": {quote_line(hits[-1].line, 160)}" if hits else "")
             + "."
         ),
         because=[
             Link(
-                summary=f"Service {svc.name} has no endpoints: its pods wait for their volumes.",
+                summary=f"Service {svc.name} has no ready endpoints: {link}.",
                 evidence=[service_id(svc.name)],
                 category=Category.DEPENDENCY_UNREACHABLE,
             )
@@ -135,73 +146,79 @@ def _dependency_volume(
         evidence=ev.cite(
             service_id(svc.name), *cite_hits(hits), *(pod_cites(ev, pod, c) if pod else [])
         ),
-        impact=f"{workload_state(ctx)}; everything that needs {svc.name} waits for its volume.",
-        immediate_actions=[
+        impact=f"{workload_state(ctx)}; everything that needs {svc.name} {impact}.",
+        immediate_actions=[action],
+        recommendations=[recommendation],
+        commands=[*commands, *(pod_commands(ctx, pod, c) if pod else [])],
+    )
+
+
+def _dependency_volume(
+    ctx: Context, ev: EvidenceIndex, svc: ServiceSnapshot, hits: list[Hit]
+) -> Finding:
+    """The dependency's pods wait for volumes that are never provisioned."""
+    claims = "; ".join(svc.backend_claims)
+    return _dependency_down_below(
+        ctx, ev, svc, hits,
+        category=Category.PVC_PENDING,
+        score=0.9,
+        summary=(
+            f"Service {svc.name} has no endpoints: its pods are Pending on claims that are not "
+            f"bound ({svc.backend_claims[0][:120]})."
+        ),
+        why=(
+            "cannot be scheduled because their PersistentVolumeClaims are not bound "
+            f"({quote_line(claims, 520)})"
+        ),
+        link="its pods wait for their volumes",
+        impact="waits for its volume",
+        action=(
             "Fix what the provisioner reports for the claim (its StorageClass, the CSI driver, "
             "a cloud quota or volume limit), then the pod schedules and the Service gets "
-            "endpoints.",
-        ],
-        recommendations=[
+            "endpoints."
+        ),
+        recommendation=(
             "Alert on PersistentVolumeClaims Pending for more than a few minutes "
-            "(kube_persistentvolumeclaim_status_phase).",
-        ],
+            "(kube_persistentvolumeclaim_status_phase)."
+        ),
         commands=[
             f"kubectl -n {svc.namespace} get pvc",
             f"kubectl -n {svc.namespace} get events --field-selector "
             "involvedObject.kind=PersistentVolumeClaim",
             kc.endpoints(svc.namespace, svc.name),
         ],
-    )
+    )  # fmt: skip
 
 
 def _dependency_oom(
     ctx: Context, ev: EvidenceIndex, svc: ServiceSnapshot, hits: list[Hit]
 ) -> Finding:
-    """The dependency is down because its own pods are OOMKilled: the deepest proven cause is
-    their memory, and the client's connection errors are two links above it."""
-    crashed = crashed_container(ctx)
-    pod, c = crashed if crashed else (target_pod(ctx), None)
+    """The dependency's own pods are OOMKilled."""
     failures = "; ".join(svc.backend_failures[:3])
-    return Finding(
-        Category.OOM_KILLED,
-        0.92,
+    return _dependency_down_below(
+        ctx, ev, svc, hits,
+        category=Category.OOM_KILLED,
+        score=0.92,
         summary=(
             f"{svc.name}'s pods are OOMKilled, so Service {svc.name} has no ready endpoints and "
-            f"{pod.name if pod else 'its clients'} cannot connect."
+            "{client} cannot connect."
         ),
-        root_cause=(
-            f"The pods behind Service {svc.namespace}/{svc.name} are killed for exceeding their "
-            f"memory limit ({failures}), so the Service has no ready endpoints and its clients "
-            f"fail: {quote_line(hits[-1].line, 160) if hits else 'connections fail'}."
-        ),
-        because=[
-            Link(
-                summary=f"Service {svc.name} has no ready endpoints: {failures}.",
-                evidence=[service_id(svc.name)],
-                category=Category.DEPENDENCY_UNREACHABLE,
-            )
-        ],
-        evidence=ev.cite(
-            service_id(svc.name), *cite_hits(hits), *(pod_cites(ev, pod, c) if pod else [])
-        ),
-        impact=(
-            f"{workload_state(ctx)}; everything that needs {svc.name} fails until it fits in "
-            "memory."
-        ),
-        immediate_actions=[
+        why=f"are killed for exceeding their memory limit ({failures})",
+        link=failures,
+        impact="fails until it fits in memory",
+        action=(
             f"Raise the memory limit of {svc.name}'s pods, or bound what fills it (a cache's "
-            "maxmemory, a queue's length), then let its clients reconnect.",
-        ],
-        recommendations=[
-            "Alert on the dependency's own restarts and memory, not only on its clients' errors.",
-        ],
+            "maxmemory, a queue's length), then let its clients reconnect."
+        ),
+        recommendation=(
+            "Alert on the dependency's own restarts and memory, not only on its clients' errors."
+        ),
         commands=[
             kc.endpoints(svc.namespace, svc.name),
             f"kubectl -n {svc.namespace} get pods -l "
             + ",".join(f"{k}={v}" for k, v in svc.selector.items()),
-            *(pod_commands(ctx, pod, c) if pod else []),
         ],
-    )
+    )  # fmt: skip
 
 
 def _unserved_port(ctx: Context, ev: EvidenceIndex, conn_hits: list[Hit]) -> Finding | None:
