@@ -19,11 +19,11 @@ import re
 from oncallm.gathering.objects import meta, name_of
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
-from oncallm.gathering.sources.logs import add_error_lines, fetch_log
+from oncallm.gathering.sources.logs import add_error_lines, fetch_log, line_ids
 from oncallm.gathering.sources.pods import describe_pod, pod_is_unhealthy, pod_snapshot
 from oncallm.gathering.sources.services import service_snapshot
 from oncallm.models.analysis import EvidenceSource
-from oncallm.models.evidence import Context, DNSForward, DNSSnapshot, LogSnapshot, PodSnapshot
+from oncallm.models.evidence import Context, DNSForward, DNSSnapshot, PodSnapshot
 
 NAMESPACE = "kube-system"
 LABEL = "k8s-app=kube-dns"
@@ -106,10 +106,8 @@ def coredns_pod_id(pod: str) -> str:
     return f"dns/coredns/{pod}"
 
 
-def coredns_line_id(log: LogSnapshot, lineno: int) -> str:
-    """``dns/log/<pod>/<container>/<previous|current>#L<n>``: a line of CoreDNS's log."""
-    which = "previous" if log.previous else "current"
-    return f"dns/log/{log.pod}/{log.container}/{which}#L{lineno}"
+#: ``dns/log/<pod>/<container>/<previous|current>#L<n>``: a line of CoreDNS's log.
+coredns_line_id = line_ids("dns/log")
 
 
 def resolution_failure(ctx: Context) -> str | None:

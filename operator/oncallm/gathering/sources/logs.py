@@ -22,10 +22,19 @@ from oncallm.models.evidence import ContainerSnapshot, Context, LogSnapshot, Pod
 from oncallm.models.policy import Depth
 
 
-def log_line_id(log: LogSnapshot, lineno: int) -> str:
-    """``log/<pod>/<container>/previous#L42``: line 42 (1-based) of the fetched tail."""
-    which = "previous" if log.previous else "current"
-    return f"log/{log.pod}/{log.container}/{which}#L{lineno}"
+def line_ids(prefix: str) -> Callable[[LogSnapshot, int], str]:
+    """Ids of a log's lines under ``prefix``: ``<prefix>/<pod>/<container>/previous#L42`` is
+    line 42 (1-based) of the fetched tail of the container's previous run."""
+
+    def line_id(log: LogSnapshot, lineno: int) -> str:
+        which = "previous" if log.previous else "current"
+        return f"{prefix}/{log.pod}/{log.container}/{which}#L{lineno}"
+
+    return line_id
+
+
+#: ``log/<pod>/<container>/<previous|current>#L<n>``: a line of the alerted pods' logs.
+log_line_id = line_ids("log")
 
 
 async def read(scope: Scope) -> None:

@@ -19,11 +19,11 @@ import re
 
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
-from oncallm.gathering.sources.logs import add_error_lines, fetch_log
+from oncallm.gathering.sources.logs import add_error_lines, fetch_log, line_ids
 from oncallm.gathering.sources.pods import describe_container, pod_is_unhealthy, pod_snapshot
 from oncallm.gathering.sources.services import service_snapshot
 from oncallm.models.analysis import EvidenceSource
-from oncallm.models.evidence import Context, LogSnapshot, MetricsAPISnapshot
+from oncallm.models.evidence import Context, MetricsAPISnapshot
 
 NAMESPACE = "kube-system"
 #: The labels of metrics-server's pods: its official manifests, then its Helm chart.
@@ -48,10 +48,8 @@ def metrics_pod_id(pod: str) -> str:
     return f"metricsapi/{pod}"
 
 
-def metrics_line_id(log: LogSnapshot, lineno: int) -> str:
-    """``metricsapi/log/<pod>/<container>/<previous|current>#L<n>``: a line of its log."""
-    which = "previous" if log.previous else "current"
-    return f"metricsapi/log/{log.pod}/{log.container}/{which}#L{lineno}"
+#: ``metricsapi/log/<pod>/<container>/<previous|current>#L<n>``: a line of its log.
+metrics_line_id = line_ids("metricsapi/log")
 
 
 def trigger(ctx: Context) -> str | None:
