@@ -6,8 +6,9 @@ Pure functions: metadata, conditions, owners, label selectors, timestamps.
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
+
+from oncallm.models.analysis import parse_rfc3339
 
 Obj = dict[str, Any]
 """A Kubernetes object as the API server sends it (JSON)."""
@@ -78,11 +79,5 @@ def selector_matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def parse_time(text: str | None) -> datetime | None:
-    """An RFC 3339 timestamp (``2025-05-14T09:48:00Z``); None when absent or unreadable."""
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+#: An RFC 3339 timestamp (``2025-05-14T09:48:00Z``); None when absent or unreadable.
+parse_time = parse_rfc3339

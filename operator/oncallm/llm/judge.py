@@ -45,9 +45,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from oncallm.models.analysis import Category, Diagnosis, EvidenceRef, EvidenceSource
+from oncallm.models.analysis import (
+    STALE_TERMINATION,
+    Category,
+    Diagnosis,
+    EvidenceRef,
+    EvidenceSource,
+    parse_rfc3339,
+)
 
 #: The model's reasoning quoted in a note is cut to this many characters.
 MAX_QUOTED_CHARS = 240
@@ -274,12 +281,6 @@ SYMPTOM_OF: dict[Category, frozenset[Category]] = {
     ),
 }
 
-STALE_TERMINATION = timedelta(hours=1)
-"""A container that runs and is ready again, whose last termination ended this long before the
-alert started, is healthy now: the rules' own ``STALE_TERMINATION`` (``analysis/rules/base.py``),
-the same hour. Alerts on restarts look back 10 to 15 minutes and wait 15 (kube-prometheus'
-KubePodCrashLooping), so a termination that explains the alert ends well inside it."""
-
 #: A container status line (``describe_container``) of a container that runs and is ready,
 #: with its restart count. (One that restarted may be ready between two OOM kills: corpus
 #: worker-oom-noisy-logs; its last termination says whether that is recent.)
@@ -305,15 +306,6 @@ _DENIED = re.compile(r"\bdenied\b")
 _LIVENESS = re.compile(r"liveness probe", re.IGNORECASE)
 #: What names the kernel's OOM killer; an exit 137 alone is any SIGKILL.
 _OOM_WORDS = re.compile(r"OOMKill|out of memory|oom[-_ ]kill|Killed process", re.IGNORECASE)
-
-
-def _time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def pod_of(item: EvidenceRef) -> str:
@@ -366,7 +358,7 @@ class PodsNow:
         for item in evidence:
             pod = pod_of(item)
             if item.id == "alert":
-                alert_start = _time(item.time)
+                alert_start = parse_rfc3339(item.time)
             if not pod:
                 continue
             if item.source is EvidenceSource.POD_STATUS:
@@ -383,7 +375,7 @@ class PodsNow:
                 running = _RUNNING_READY.search(item.excerpt)
                 state.ready = state.ready and running is not None
                 state.restarts += int(running.group(1)) if running else 0
-                ended = _time(item.time) if "terminated" in item.excerpt else None
+                ended = parse_rfc3339(item.time) if "terminated" in item.excerpt else None
                 if ended is not None and (
                     state.last_termination is None or ended > state.last_termination
                 ):
@@ -460,7 +452,7 @@ class PodsNow:
                 f"it is about {pod}, which runs ready since its container last terminated at "
                 f"{ended:%Y-%m-%dT%H:%M:%SZ}, over an hour before the alert began"
             )
-        seen = _time(item.time)
+        seen = parse_rfc3339(item.time)
         if item.source is EvidenceSource.EVENT and ended and seen and seen <= ended:
             return (
                 f"it was last seen before {pod}'s container restarted "

@@ -6,7 +6,7 @@ The CRD in ``crds/alertanalyses.yaml`` and these models are held together by
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -332,3 +332,21 @@ def rfc3339(value: datetime) -> str:
     text = _rfc3339(value)
     assert text is not None
     return text
+
+
+def parse_rfc3339(text: str | None) -> datetime | None:
+    """An RFC 3339 timestamp (``2025-05-14T09:48:00Z``); None when absent or unreadable."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+STALE_TERMINATION = timedelta(hours=1)
+"""A container that runs and is ready again, whose last termination ended this long before
+the alert started, is healthy now: that old termination does not explain the alert. Alerts on
+restarts look back 10 to 15 minutes and wait 15 (kube-prometheus' KubePodCrashLooping), so a
+termination that explains the alert ends well inside the hour. The rules and the model's
+judge (``llm/judge.py``) both hold to it."""

@@ -6,7 +6,6 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from enum import StrEnum
 
 from oncallm.analysis import commands as kc
@@ -17,7 +16,7 @@ from oncallm.analysis.evidence import (
     parse_quantity,
     pod_id,
 )
-from oncallm.models.analysis import Category
+from oncallm.models.analysis import STALE_TERMINATION, Category, parse_rfc3339
 from oncallm.models.evidence import (
     ContainerSnapshot,
     Context,
@@ -314,20 +313,12 @@ def controller(ctx: Context) -> WorkloadSnapshot | None:
     return ctx.workload
 
 
-STALE_TERMINATION = timedelta(hours=1)
-"""A container that runs and is ready again, whose last termination ended this long before
-the alert started, is healthy now: that old termination does not explain the alert."""
-
-
 def stale_termination(ctx: Context, c: ContainerSnapshot) -> bool:
     """The container recovered long before the alert: its last termination is history."""
-    if c.state != "running" or not c.ready or not c.last_finished_at:
+    if c.state != "running" or not c.ready:
         return False
-    try:
-        ended = datetime.fromisoformat(c.last_finished_at.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return ended < ctx.alert.starts_at - STALE_TERMINATION
+    ended = parse_rfc3339(c.last_finished_at)
+    return ended is not None and ended < ctx.alert.starts_at - STALE_TERMINATION
 
 
 def exit_code(c: ContainerSnapshot) -> int | None:

@@ -32,7 +32,6 @@ from oncallm.analysis.rules.base import (
     workload_state,
 )
 from oncallm.analysis.rules.pods import BAD_CONFIG_WORDING
-from oncallm.gathering.objects import parse_time
 from oncallm.gathering.sources.kubelet_certs import SIGNER, csr_id
 from oncallm.gathering.sources.metrics_api import metrics_line_id, metrics_pod_id
 from oncallm.gathering.sources.node_health import no_memory_limit_id, oom_id, pids_id
@@ -42,7 +41,7 @@ from oncallm.gathering.sources.pods import pod_is_unhealthy
 from oncallm.gathering.sources.quota_consumers import consumer_id
 from oncallm.gathering.sources.resource_holders import holder_id
 from oncallm.gathering.sources.scheduling import cordoned_id
-from oncallm.models.analysis import Category
+from oncallm.models.analysis import Category, parse_rfc3339
 from oncallm.models.evidence import Context, EphemeralStorageUse, NodeSnapshot, PodSnapshot
 from oncallm.models.quantity import parse_quantity
 
@@ -1202,5 +1201,5 @@ def _down_kubelet_nodes(ctx: Context) -> set[str]:
 
 
 def _pending_hours(created: str | None, ctx: Context) -> float | None:
-    when = parse_time(created)
+    when = parse_rfc3339(created)
     return None if when is None else (ctx.alert.starts_at - when).total_seconds() / 3600
