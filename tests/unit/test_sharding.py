@@ -15,6 +15,7 @@ from oncallm.sharding import SHARD_LABEL, ShardSettings, shard_of, shard_of_body
 from oncallm.sharding.leases import (
     LeaseRecord,
     Observer,
+    claim_order,
     fair_share,
     lease_body,
     live_replicas,
@@ -212,6 +213,23 @@ async def test_a_dead_keepers_shards_are_taken_over_after_the_lease_duration() -
     assert taken_at is not None
     assert taken_at - killed_at <= 15 + 2 * 5  # the duration, seen at the next rounds
     assert a.owned() | b.owned() == set(range(8)) and not a.owned() & b.owned()
+
+
+def test_survivors_divide_a_dead_replicas_shards_without_reaching_for_the_same_ones() -> None:
+    holders = {0: "a", 1: "a", 2: "a", 3: "b", 4: "b", 5: "c", 6: "c", 7: "c"}
+    leases = {
+        s: record(f"oncallm-shard-{s}", h, 0.0 if h == "c" else 14.0) for s, h in holders.items()
+    }
+    now = 15.5  # c's Leases expired at 15, the others' are fresh
+    a = plan("a", 8, leases, ["a", "b"], now=now, grace=5.0).acquire
+    b = plan("b", 8, leases, ["a", "b"], now=now, grace=5.0).acquire
+    assert sorted(a + b) == [5, 6, 7] and not set(a) & set(b)
+    assert (len(a), len(b)) == (1, 2)  # each up to its share of 4
+    # b never takes its two: one renewal interval after they expired, a may take them too,
+    # after its own
+    assert claim_order("a", [5, 6, 7], leases, ["a", "b"], 4, now=15.5, grace=5.0) == a
+    late = claim_order("a", [5, 6, 7], leases, ["a", "b"], 4, now=20.5, grace=5.0)
+    assert late[:1] == a and set(late) == {5, 6, 7}
 
 
 def test_the_next_look_is_when_another_replicas_lease_would_expire() -> None:

@@ -185,6 +185,7 @@ class ShardKeeper:
             live,
             now,
             busy={s for s in self.held if self.busy(s)},
+            grace=self.settings.renew_seconds,
         )
         # each Lease its own request, all at once: a round is as long as its slowest write
         results = await asyncio.gather(

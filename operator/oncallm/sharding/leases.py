@@ -176,10 +176,12 @@ def plan(
     live: list[str],
     now: float,
     busy: set[int] | frozenset[int] = frozenset(),
+    grace: float = 0.0,
 ) -> Plan:
     """One round's decisions over the shard Leases listed (``leases``: by shard, a shard
     without a Lease is absent), the live replicas and the held shards with analyses running
-    (``busy``)."""
+    (``busy``); a free shard another replica should take is taken here too once it has been
+    free for ``grace`` seconds (one renewal interval)."""
     target = fair_share(shards, len(live))
     mine = sorted(
         (s for s, r in leases.items() if r.holder == me and s < shards),
@@ -195,9 +197,49 @@ def plan(
     if len(mine) < target:
         free = [s for s in range(shards) if s not in leases or leases[s].expired(now)]
         free = [s for s in free if s not in mine]
-        free.sort(key=lambda s: -preference(me, s))
-        out.acquire = free[: target - len(mine)]
+        out.acquire = claim_order(me, free, leases, live, target, now, grace)[: target - len(mine)]
     return out
+
+
+def claim_order(
+    me: str,
+    free: list[int],
+    leases: dict[int, LeaseRecord],
+    live: list[str],
+    target: int,
+    now: float,
+    grace: float,
+) -> list[int]:
+    """The free shards this replica reaches for, in order. Every live replica below its share
+    divides the free shards the same way from the same listing (each shard to the one that
+    prefers it most among those still short), so survivors of a dead replica take different
+    shards at its Lease's expiry instead of racing for the same ones. A shard left free for
+    ``grace`` seconds past its expiry (its replica did not take it) is open to anyone."""
+    held = {r: 0 for r in live}
+    for record in leases.values():
+        if record.holder in held and not record.expired(now):
+            held[record.holder] += 1
+    need = {r: target - n for r, n in held.items()}
+    assigned, stale = [], []
+    for shard in sorted(free):
+        takers = [r for r in live if need[r] > 0]
+        winner = max(takers, key=lambda r: preference(r, shard)) if takers else None
+        if winner is not None:
+            need[winner] -= 1
+        if winner == me:
+            assigned.append(shard)
+        elif _free_for(leases.get(shard), now) > grace:
+            stale.append(shard)
+    stale.sort(key=lambda s: -preference(me, s))
+    return assigned + stale
+
+
+def _free_for(record: LeaseRecord | None, now: float) -> float:
+    """Seconds the shard has been free: since it was given back, or since its Lease expired;
+    a shard with no Lease yet has always been free."""
+    if record is None:
+        return math.inf
+    return now - record.observed - (record.duration if record.holder else 0.0)
 
 
 def micro_time(epoch: float) -> str:
