@@ -195,7 +195,7 @@ NEEDS: dict[Category, Need] = {
     Category.PVC_PENDING: _need(
         "a PersistentVolumeClaim that is not bound (Pending, ProvisioningFailed, FailedBinding)",
         r"^pvc/\S+ (?:Pending|Lost)\b|ProvisioningFailed|FailedBinding|unbound|"
-        r"volume node affinity|FailedAttachVolume|Multi-Attach",
+        r"volume node affinity conflict|FailedAttachVolume|Multi-Attach",
     ),
     Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE: _need(
         "a scheduling failure (FailedScheduling, Insufficient cpu/memory, untolerated taint)",
