@@ -516,6 +516,14 @@ KUBE_PROMETHEUS_STACK = [
         "service/kube-system/kube-prometheus-stack-kubelet",
         id="TargetDown-kubelet",
     ),
+    case(  # a PodMonitor's job is <namespace>/<name> and there is no service label
+        "TargetDown",
+        "warning",
+        None,
+        {"job": "media/transcoder", "namespace": "media"},
+        "podmonitor/media/transcoder",
+        id="TargetDown-podmonitor",
+    ),
     case("Watchdog", "none", None, {}, "cluster/cluster"),
     case(  # ALERTS{severity="info"}: the labels of an info alert, about none of them
         "InfoInhibitor",

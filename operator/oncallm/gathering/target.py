@@ -233,8 +233,14 @@ def _scrape_target(component: str | None) -> Resolver:
 
 def _target_down(labels: Labels) -> TargetRef | None:
     """TargetDown counts ``up == 0`` by (job, namespace, service): the scrape target's Service,
-    named by ``service``, else by ``job`` (the Service's name unless a jobLabel renames it)."""
+    named by ``service``, else by ``job`` (the Service's name unless a jobLabel renames it);
+    a PodMonitor's targets have no Service and the job ``<namespace>/<podmonitor>``."""
     namespace, service, job = labels.get("namespace"), labels.get("service"), labels.get("job")
+    if not service and job and job.count("/") == 1:
+        # prometheus-operator names a PodMonitor's job <namespace>/<name>: no Service is
+        # scraped, the PodMonitor's selector picks the pods
+        monitor_ns, monitor = job.split("/")
+        return TargetRef(kind="PodMonitor", namespace=monitor_ns or namespace, name=monitor)
     if namespace and (service or job):
         return TargetRef(kind="Service", namespace=namespace, name=service or job or "")
     return TargetRef(kind=COMPONENT, name=job) if job else None

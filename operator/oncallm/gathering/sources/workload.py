@@ -86,6 +86,12 @@ async def read(scope: Scope) -> None:
         selector = ((svc or {}).get("spec") or {}).get("selector") or {}
         if selector:
             scope.raw_pods = await reader.list("Pod", ns, label_selector=label_selector(selector))
+    elif t.kind == "PodMonitor" and ns:
+        monitor = await scope.get("PodMonitor", ns, t.name, api_version=PROMETHEUS_OPERATOR)
+        selector = ((monitor or {}).get("spec") or {}).get("selector") or {}
+        labels = selector.get("matchLabels") or {}
+        if labels:
+            scope.raw_pods = await reader.list("Pod", ns, label_selector=label_selector(labels))
     elif t.kind == "PodDisruptionBudget" and ns:
         await _disruption_budget(scope, ns, t.name)
     elif t.kind == "PersistentVolume":
@@ -95,6 +101,9 @@ async def read(scope: Scope) -> None:
         pending = await reader.list("Pod", None, field_selector="status.phase=Pending")
         scope.raw_pods = [p for p in pending if not (p.get("spec") or {}).get("nodeName")]
 
+
+#: prometheus-operator's group: a PodMonitor says which pods a scrape job covers.
+PROMETHEUS_OPERATOR = "monitoring.coreos.com/v1"
 
 CAPACITY_ALERTS = frozenset(
     {
@@ -429,6 +438,7 @@ SOURCE = Source(
         "replicasets.apps",
         "jobs.batch",
         "cronjobs.batch",
+        "podmonitors.monitoring.coreos.com",
     ),
     label=lambda scope: f"{scope.target.kind.lower()} {scope.target.name}",
 )
