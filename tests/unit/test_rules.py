@@ -2793,3 +2793,178 @@ def test_an_evicted_pod_using_a_little_is_a_victim_beside_an_unbounded_writer() 
     d = check(_disk_ctx([evicted, writer]), Category.DISK_PRESSURE)
     assert "jupyter-dkowalski-6f7b9-fghij" in d.root_cause
     assert "jupyter-apatel" not in d.root_cause
+
+
+# --- session 6: the volume that fills, the store that is full, probes of a new revision ----------
+
+
+def _volume_metrics(free: float, size: float, per_hour: float) -> list[MetricSnapshot]:
+    key = f'namespace="{NS}",persistentvolumeclaim="uploads"'
+    return [
+        MetricSnapshot(name="volume_available_bytes", query="q", values={key: free}),
+        MetricSnapshot(name="volume_capacity_bytes", query="q", values={key: size}),
+        MetricSnapshot(name="volume_available_per_hour", query="q", values={key: per_hour}),
+    ]
+
+
+def _filling_ctx(metrics: list[MetricSnapshot]) -> Context:
+    return ctx(
+        alert=alert("KubePersistentVolumeFillingUp", persistentvolumeclaim="uploads", pod=""),
+        target=TargetRef(kind="PersistentVolumeClaim", namespace=NS, name="uploads"),
+        pods=[pod(POD, container(ready=True, state="running", restart_count=0), pvcs=["uploads"])],
+        metrics=metrics,
+    )
+
+
+def test_a_claim_filling_with_no_deeper_cause_is_disk_pressure_with_its_pace() -> None:
+    gib = 1024**3
+    d = check(_filling_ctx(_volume_metrics(20 * gib, 200 * gib, -2 * gib)), Category.DISK_PRESSURE)
+    assert "uploads" in d.root_cause and "10%" in d.root_cause
+    assert "full in about 10 hours" in d.root_cause and POD in d.root_cause
+
+
+def test_a_claim_that_has_space_again_is_not_filling() -> None:
+    gib = 1024**3
+    d = diagnose(_filling_ctx(_volume_metrics(235 * gib, 500 * gib, 0.0)))
+    assert d.category is not Category.DISK_PRESSURE
+
+
+def test_a_store_refusing_writes_for_disk_names_the_fullest_claim_not_the_env_value() -> None:
+    line = (
+        "elasticsearch.helpers.BulkIndexError: 500 document(s) failed to index. First error: "
+        "{'index': {'_index': 'products-v7', 'status': 429, 'error': {'type': "
+        "'cluster_block_exception', 'reason': 'index [products-v7] blocked by: "
+        "[TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has "
+        "read-only-allow-delete block];'}}}"
+    )
+    fullest = MetricSnapshot(
+        name="fullest_volumes",
+        query="q",
+        values={
+            f'namespace="{NS}",persistentvolumeclaim="data-es-1"': 0.029,
+            f'namespace="{NS}",persistentvolumeclaim="data-es-0"': 0.41,
+        },
+    )
+    c = ctx(
+        pods=[pod(POD, container(env={"INDEX": "products-v7"}))],
+        logs=[log(f"2025-05-14 09:49:00,112 INFO indexer: starting\n{line}")],
+        metrics=[fullest],
+    )
+    d = check(c, Category.DISK_PRESSURE)
+    assert "data-es-1" in d.root_cause and "flood-stage" in d.root_cause
+    assert "INDEX" not in d.root_cause
+
+
+def test_a_missing_name_logged_at_info_level_is_a_fallback_not_bad_config() -> None:
+    c = ctx(
+        pods=[pod(POD, container(env={"INDEX": "products-v7"}))],
+        logs=[log("2025-05-14 09:49:00,112 INFO indexer: alias products-live not found, "
+                  "writing to products-v7 directly\nTraceback (most recent call last):\n"
+                  "RuntimeError: bulk write failed")],
+    )  # fmt: skip
+    d = diagnose(c)
+    assert not (d.category is Category.BAD_CONFIG and "products-v7" in d.root_cause)
+
+
+def test_a_liveness_probe_that_restarts_a_new_revisions_pods_wins_over_its_readiness() -> None:
+    rev = RevisionSnapshot(
+        name="api-7d9f8c6b5",
+        revision=13,
+        images={"api": "ghcr.io/acme/orders-api:2.15.0"},
+        changes=["api.env.MANAGEMENT_PORT: (unset) -> 8081"],
+    )
+    c = ctx(
+        workload=deployment(revisions=[rev]),
+        events=[
+            event("Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 404",
+                  count=96),
+            event("Unhealthy", "Liveness probe failed: HTTP probe failed with statuscode: 404",
+                  count=24),
+            event("Killing", "Container api failed liveness probe, will be restarted", count=7),
+        ],
+    )  # fmt: skip
+    d = check(c, Category.FAILING_PROBE)
+    assert "liveness" in d.summary and "8081" in d.root_cause
+
+
+def test_a_liveness_restart_that_cleared_the_failures_is_a_passing_state() -> None:
+    running = container(
+        ready=True, state="running", restart_count=1, started_at="2025-05-14T09:51:00Z"
+    )
+    c = ctx(
+        alert=alert("KubePodNotReady"),
+        pods=[pod(POD, running, conditions={"Ready": ("True", "", "")})],
+        events=[
+            event("Unhealthy", "Liveness probe failed: context deadline exceeded", count=3),
+            event("Killing", "Container api failed liveness probe, will be restarted", count=1),
+        ],
+    )
+    assert diagnose(c).category is not Category.FAILING_PROBE
+
+
+@pytest.mark.parametrize(
+    ("message", "named"),
+    [
+        (
+            'Error creating: pods "api-6d8f7c9b5-" is forbidden: no PriorityClass with name '
+            "orders-critical was found",
+            "orders-critical",
+        ),
+        (
+            'Error creating: pods "api-6d8f7c9b5-" is forbidden: pod rejected: RuntimeClass '
+            '"gvisor" not found',
+            "gvisor",
+        ),
+    ],
+)
+def test_a_template_naming_a_class_that_does_not_exist_is_bad_config(
+    message: str, named: str
+) -> None:
+    c = ctx(
+        pods=[],
+        events=[event("FailedCreate", message, kind="ReplicaSet", name="api-6d8f7c9b5")],
+        alert=alert("KubeDeploymentReplicasMismatch", pod="", container="", deployment="api"),
+    )
+    d = check(c, Category.BAD_CONFIG)
+    assert named in d.root_cause
+
+
+def test_an_untrusted_server_certificate_names_the_ca_bundle_the_pod_mounts() -> None:
+    c = ctx(
+        pods=[pod(POD, container(), config_maps=["internal-ca-bundle", "api-config"])],
+        logs=[log("curl: (60) SSL certificate problem: unable to get local issuer certificate")],
+    )
+    d = check(c, Category.CERT_EXPIRED)
+    assert "internal-ca-bundle" in d.root_cause and "api-config" not in d.root_cause
+
+
+def test_a_service_port_no_pod_declares_says_which_ports_they_do() -> None:
+    redis = ServiceSnapshot(
+        name="cart-redis",
+        namespace=NS,
+        relation="dependency",
+        ready_endpoints=1,
+        unserved_ports=["6379->6379"],
+        declared_ports=[6380],
+    )
+    c = ctx(
+        services=[redis],
+        logs=[log("redis.exceptions.ConnectionError: Error 111 connecting to cart-redis:6379. "
+                  "Connection refused.")],
+    )  # fmt: skip
+    d = check(c, Category.DEPENDENCY_UNREACHABLE)
+    assert "they declare 6380" in d.root_cause
+
+
+def test_a_long_error_keeps_the_api_error_code_cut_from_its_middle() -> None:
+    from oncallm.analysis.rules.base import quote_line
+
+    text = (
+        'failed to provision volume with StorageClass "gp3": rpc error: code = Internal desc = '
+        'Could not create volume "pvc-1": could not create volume in EC2: operation error EC2: '
+        "CreateVolume, https response error StatusCode: 400, RequestID: 5f1c, api error "
+        "VolumeLimitExceeded: You have exceeded your maximum gp3 storage limit of 50 TiB in this "
+        "region. Please contact AWS Support to request an Elastic Block Store service limit "
+        "increase."
+    )
+    assert "VolumeLimitExceeded" in quote_line(text, 200)

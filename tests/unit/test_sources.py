@@ -1680,3 +1680,36 @@ async def test_a_linkerd_proxy_without_identity_follows_the_identity_issuer_cert
     d = diagnose(ctx)
     assert d.category is Category.CERT_EXPIRED
     assert "linkerd-identity-issuer" in d.root_cause and "linkerd-trust-anchor" in d.root_cause
+
+
+# -- session 6: a PodMonitor's pods, a pod of a headless Service ------------------------------
+
+
+async def test_a_podmonitor_job_gathers_the_pods_its_selector_picks() -> None:
+    monitor = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": {"name": "transcoder", "namespace": "media"},
+        "spec": {"selector": {"matchLabels": {"app": "transcoder"}}},
+    }
+    objects = [
+        monitor,
+        pod("transcoder-0", "media", labels={"app": "transcoder"}),
+        pod("uploader-0", "media", labels={"app": "uploader"}),
+    ]
+    ctx = await gathered(
+        alert(alertname="TargetDown", job="media/transcoder", namespace="media"), objects
+    )
+    assert ctx.target.kind == "PodMonitor"
+    assert [p.name for p in ctx.pods] == ["transcoder-0"]
+
+
+def test_a_pod_of_a_headless_service_names_the_service() -> None:
+    from oncallm.gathering.sources.dns import SERVICE_DNS
+
+    m = SERVICE_DNS.search(
+        "DNS resolution failed for kafka-2.kafka-headless.stream.svc.cluster.local"
+    )
+    assert m is not None and (m.group(1), m.group(2)) == ("kafka-headless", "stream")
+    m = SERVICE_DNS.search("dial tcp: lookup orders-db.shop.svc.cluster.local: no such host")
+    assert m is not None and (m.group(1), m.group(2)) == ("orders-db", "shop")

@@ -146,6 +146,27 @@ _STRONG_FAILURE = re.compile(
 unknown flag: --deprecated-kubelet-completely-insecure`` is the program refusing its flag."""
 
 
+#: A line the program itself logged at info level: logfmt ``level=info``, JSON ``"level":
+#: "info"`` (ECS ``"log.level"``), ``INFO`` between a timestamp and a logger, ``[INFO]``, and
+#: klog's ``I1202`` prefix.
+INFO_LEVEL = re.compile(
+    r"""
+    \blevel=["']?info\b
+    | "(?:log\.)?level"\s*:\s*"info"
+    | ^\S*\s?\S*\s+INFO\b
+    | \[INFO\]
+    | ^I\d{4}\s
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+def logged_as_info(line: str) -> bool:
+    """The program logged the line at info level: what it says is missing, it copes with
+    (it says what it does instead and goes on), so the line is not why it fails."""
+    return bool(INFO_LEVEL.search(line.strip()))
+
+
 def is_noise_line(line: str) -> bool:
     """A line that looks like an error and is not (:data:`NOISE_LINE`), unless it also says
     the program failed (a removed or unknown flag, a fatal error)."""
@@ -297,6 +318,7 @@ class _Builder:
 __all__ = [
     "ALERT_ID",
     "ERROR_LINE",
+    "INFO_LEVEL",
     "NOISE_LINE",
     "EvidenceIndex",
     "EvidenceSettings",
@@ -314,6 +336,7 @@ __all__ = [
     "is_noise_line",
     "limit_range_id",
     "log_line_id",
+    "logged_as_info",
     "metric_id",
     "missing_id",
     "netpol_id",

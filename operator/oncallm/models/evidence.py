@@ -243,6 +243,9 @@ class ServiceSnapshot(Snapshot):
     #: Service ports whose numeric targetPort no container of its pods declares
     #: (``5672->5673``; empty when the pods declare no ports or all match)
     unserved_ports: list[str] = Field(default_factory=list)
+    #: the ports its pods do declare, when a targetPort is unserved (where the traffic
+    #: should go: ``6380``)
+    declared_ports: list[int] = Field(default_factory=list)
     #: for a dependency: how its own pods fail (``redis-0: redis OOMKilled (exit 137) at limit
     #: 256Mi, 6 restarts``), read from them
     backend_failures: list[str] = Field(default_factory=list)

@@ -124,6 +124,22 @@ RULES: tuple[Rule, ...] = (
         check=cluster.disk_pressure,
     ),
     Rule(
+        "store-full",
+        Category.DISK_PRESSURE,
+        Scope.OUTSIDE,
+        "A store refuses the program's writes because its disk is full (no space left on "
+        "device, Elasticsearch's flood-stage watermark, Redis MISCONF), naming the fullest claim.",
+        check=cluster.store_full,
+    ),
+    Rule(
+        "volume-filling",
+        Category.DISK_PRESSURE,
+        Scope.OUTSIDE,
+        "A claim's volume runs out of space or inodes (KubePersistentVolumeFillingUp): how much "
+        "is left, how fast it shrinks, who writes it; a retention or WAL cause outranks it.",
+        check=cluster.volume_filling,
+    ),
+    Rule(
         "node-not-ready",
         Category.NODE_NOT_READY,
         Scope.OUTSIDE,

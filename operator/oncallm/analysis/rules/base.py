@@ -360,14 +360,41 @@ _STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[T ][\d:.,]+Z?\s+")
 """A leading timestamp: the sentence around a quote says when already."""
 
 
-def quote_line(text: str, limit: int = 220) -> str:
-    """A log line or message for a sentence: trimmed, quoted, cut in the middle when long."""
+def quote_line(text: str, limit: int = 220, keep: str | None = None) -> str:
+    """A log line or message for a sentence: trimmed, quoted, cut in the middle when long;
+    around ``keep`` when the line says its reason in the middle (a nested JSON error)."""
     text = _STAMP.sub("", " ".join(text.split()))
-    if len(text) > limit:
+    at = text.find(keep) if keep else -1
+    if len(text) > limit and at >= 0:
+        start = max(0, min(at - limit // 3, len(text) - limit))
+        text = (
+            ("… " if start else "")
+            + text[start : start + limit]
+            + (" …" if start + limit < len(text) else "")
+        )
+    elif len(text) > limit:
         # keep both ends: error lines put the context first and the reason last
         head = limit * 2 // 5
-        text = text[:head] + " … " + text[len(text) - (limit - head - 3) :]
+        tail = limit - head - 3
+        code = _ERROR_CODE.search(text, head, len(text) - tail)
+        if code is not None and code.end() <= len(text) - tail:
+            # and a cloud API's error code cut out of the middle (VolumeLimitExceeded,
+            # AccessDeniedException): it is what to search for
+            middle = text[code.start() : code.end() + 40]
+            head = max(20, head - len(middle) // 2)
+            tail = max(20, limit - head - len(middle) - 6)
+            text = text[:head] + " … " + middle + " … " + text[len(text) - tail :]
+        else:
+            text = text[:head] + " … " + text[len(text) - tail :]
     return f"'{text}'"
+
+
+#: An API's error code word: CamelCase ending in what went wrong (VolumeLimitExceeded,
+#: UnauthorizedOperation, InsufficientInstanceCapacity, AccessDeniedException).
+_ERROR_CODE = re.compile(
+    r"\b(?:[A-Z][a-z]+){1,5}(?:Exceeded|Exception|Denied|NotFound|Unauthorized|Operation"
+    r"|Capacity|Error|Failure|Invalid|Limit)\b"
+)
 
 
 @dataclass(frozen=True)

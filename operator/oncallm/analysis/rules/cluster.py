@@ -13,6 +13,7 @@ from oncallm.analysis.evidence import (
     ALERT_ID,
     EvidenceIndex,
     limit_range_id,
+    metric_id,
     node_condition_id,
     node_id,
     pod_id,
@@ -25,7 +26,9 @@ from oncallm.analysis.rules.base import (
     Finding,
     Link,
     RuleSettings,
+    cite_hits,
     events,
+    grep,
     namespace,
     quote_line,
     target_pod,
@@ -33,6 +36,7 @@ from oncallm.analysis.rules.base import (
 )
 from oncallm.analysis.rules.pods import BAD_CONFIG_WORDING
 from oncallm.gathering.sources.kubelet_certs import SIGNER, csr_id
+from oncallm.gathering.sources.metrics import STORE_FULL
 from oncallm.gathering.sources.metrics_api import metrics_line_id, metrics_pod_id
 from oncallm.gathering.sources.node_health import no_memory_limit_id, oom_id, pids_id
 from oncallm.gathering.sources.node_storage import FILESYSTEM_ALERTS, storage_id, storage_pod_id
@@ -40,6 +44,7 @@ from oncallm.gathering.sources.nodes import NODE_GROUP_LABELS
 from oncallm.gathering.sources.pods import pod_is_unhealthy
 from oncallm.gathering.sources.quota_consumers import consumer_id
 from oncallm.gathering.sources.resource_holders import holder_id
+from oncallm.gathering.sources.retention import FILLING_ALERTS
 from oncallm.gathering.sources.scheduling import cordoned_id
 from oncallm.models.analysis import Category, parse_rfc3339
 from oncallm.models.evidence import Context, EphemeralStorageUse, NodeSnapshot, PodSnapshot
@@ -514,6 +519,167 @@ def _volume_node_conflict(ctx: Context, ev: EvidenceIndex) -> Finding | None:
             f"kubectl get pv {claim.volume_name} -o jsonpath='{{.spec.nodeAffinity}}'",
             f"kubectl -n {claim.namespace} describe pvc {claim.name}",
             "kubectl get nodes --show-labels",
+        ],
+    )
+
+
+#: The free share under which kube-prometheus-stack's KubePersistentVolumeFillingUp fires
+#: (with a 4-day prediction; critical under 3%): above it now, the volume has recovered.
+FILLING_FREE_SHARE = 0.15
+
+
+def _metric_value(ctx: Context, name: str) -> float | None:
+    """The first sample of a gathered metric, or None."""
+    m = next((m for m in ctx.metrics if m.name == name and m.values), None)
+    return next(iter(m.values.values())) if m else None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 1024**3:.1f} GiB"
+
+
+def volume_filling(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """A claim's volume fills: the kubelet's volume stats show little free space left and
+    shrinking. The alert says so itself; with the stats it says how much is left, how fast it
+    goes and when it is full. A deeper cause (retention turned off, WAL kept for a slot) is its
+    own finding and outranks this one; without one, the volume filling is what there is to fix:
+    grow the claim or delete what fills it."""
+    if ctx.alert.name not in FILLING_ALERTS or ctx.target.kind != "PersistentVolumeClaim":
+        return None
+    claim = ctx.target.name
+    ns = namespace(ctx)
+    inodes = ctx.alert.name == "KubePersistentVolumeInodesFillingUp"
+    free = _metric_value(ctx, "volume_available_bytes")
+    size = _metric_value(ctx, "volume_capacity_bytes")
+    rate = _metric_value(ctx, "volume_available_per_hour")
+    writers = sorted(p.name for p in ctx.pods if claim in p.pvcs)
+    if free is not None and size and free / size > FILLING_FREE_SHARE:
+        return None  # space came back (a compaction, a clean-up): the alert's condition is over
+    measured = ""
+    if free is not None and size:
+        measured = f"{_gib(free)} of {_gib(size)} free ({free / size:.0%})"
+        if rate is not None and rate < 0:
+            hours = free / -rate
+            measured += f", shrinking by {_gib(-rate)} an hour: full in about " + (
+                f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.1f} days"
+            )
+    what = "inodes" if inodes else "space"
+    metric_ids = [
+        metric_id(n)
+        for n in ("volume_available_bytes", "volume_capacity_bytes", "volume_available_per_hour")
+    ]
+    return Finding(
+        Category.DISK_PRESSURE,
+        0.6 if measured else 0.5,
+        summary=(
+            f"PersistentVolumeClaim {claim} is running out of {what}"
+            + (f": {measured}" if measured else "")
+            + "."
+        ),
+        root_cause=(
+            f"The volume of PersistentVolumeClaim {ns}/{claim} fills up"
+            + (f" ({measured})" if measured else " (the kubelet's volume stats, in the alert)")
+            + (f"; it is written by {', '.join(writers[:3])}" if writers else "")
+            + "; no retention setting or stuck consumer explains the growth, so the data it "
+            "holds grows faster than the volume was sized for."
+        ),
+        evidence=ev.cite(ALERT_ID, pvc_id(claim), *metric_ids, *(pod_id(w) for w in writers[:2])),
+        impact=(
+            "When the volume is full its writers fail their writes"
+            + (f" ({', '.join(writers[:3])})" if writers else "")
+            + "; databases stop accepting data."
+        ),
+        immediate_actions=[
+            f"Expand PersistentVolumeClaim {claim} (raise spec.resources.requests.storage) if "
+            "its StorageClass allows volume expansion.",
+            "Find what grows on the volume (du -sh on the mount) and delete or archive old "
+            "data, or set a retention limit in the writer.",
+        ],
+        recommendations=[
+            "Size volumes from measured growth and alert before the 4-day prediction of "
+            "KubePersistentVolumeFillingUp; keep retention limits in every writer's config.",
+        ],
+        commands=[
+            kc.describe("persistentvolumeclaim", ns, claim),
+            *(
+                [f"kubectl -n {ns} exec {writers[0]} -- df -h{'i' if inodes else ''}"]
+                if writers
+                else []
+            ),
+        ],
+    )
+
+
+#: A claim this full is what a "disk full" refusal is about: Elasticsearch's flood stage is
+#: 95% used, and kubelet volume stats lag a scrape behind.
+FULL_VOLUME_SHARE = 0.1
+_CLAIM_LABEL = re.compile(r'persistentvolumeclaim="([^"]+)"')
+
+
+def _fullest_claim(ctx: Context) -> tuple[str, float] | None:
+    """The fullest claim of the namespace and its free share, when it is nearly full."""
+    m = next((m for m in ctx.metrics if m.name == "fullest_volumes" and m.values), None)
+    if m is None:
+        return None
+    key, share = min(m.values.items(), key=lambda kv: kv[1])
+    claim = _CLAIM_LABEL.search(key)
+    return (claim.group(1), share) if claim and share <= FULL_VOLUME_SHARE else None
+
+
+def store_full(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """A store refuses writes because its disk is full, and the program fails on that refusal:
+    its own volume (``No space left on device``) or the server it writes to, such as
+    Elasticsearch past its flood-stage watermark (every index with a shard on that node turns
+    read-only) or Redis that cannot persist (MISCONF). The crash is the symptom; the volume
+    that filled is the cause, and the fullest claim of the namespace names it."""
+    hits = grep(ctx, ev, STORE_FULL)
+    if not hits:
+        return None
+    h = hits[-1]
+    fullest = _fullest_claim(ctx)
+    claim = f"PersistentVolumeClaim {fullest[0]} ({fullest[1]:.1%} free)" if fullest else None
+    failing = target_pod(ctx)
+    who = failing.name if failing else h.log.pod
+    return Finding(
+        Category.DISK_PRESSURE,
+        0.88 if fullest else 0.74,
+        summary=(
+            f"Writes from {who} are refused because a disk is full"
+            + (f": {claim}" if claim else "")
+            + "."
+        ),
+        root_cause=(
+            f"{who} fails because the store it writes to refuses writes for lack of disk: "
+            f"{quote_line(h.line, 260, keep=h.match.group(0))} (log of {h.log.pod})"
+            + (f"; the fullest volume of the namespace is {claim}" if claim else "")
+            + ". The failure follows from the full volume, not from the program."
+        ),
+        evidence=ev.cite(*cite_hits(hits), metric_id("fullest_volumes"), ALERT_ID),
+        impact=(
+            f"{workload_state(ctx)}; every write to the full store fails until space is freed."
+        ),
+        immediate_actions=[
+            (
+                f"Free space on {fullest[0]} or expand the claim (if its StorageClass allows "
+                "volume expansion)"
+                if fullest
+                else "Find the full volume (kubectl get pvc; df -h in the store's pod) and free "
+                "space or expand it"
+            )
+            + "; Elasticsearch lifts the read-only block itself once usage falls below the high "
+            "watermark (7.4+), older versions need index.blocks.read_only_allow_delete reset.",
+        ],
+        recommendations=[
+            "Alert on KubePersistentVolumeFillingUp for the store's claims and size them from "
+            "growth; set retention (ILM, TTL) so data cannot grow without bound.",
+        ],
+        commands=[
+            f"kubectl -n {namespace(ctx)} get pvc",
+            *(
+                [kc.describe("persistentvolumeclaim", namespace(ctx), fullest[0])]
+                if fullest
+                else []
+            ),
         ],
     )
 

@@ -242,9 +242,14 @@ def _unserved_port(ctx: Context, ev: EvidenceIndex, conn_hits: list[Hit]) -> Fin
             ),
             root_cause=(
                 f"Service {svc.namespace}/{svc.name} has {svc.ready_endpoints} ready endpoints, "
-                f"but its targetPort ({ports}) is no port its pods declare, so connections "
-                f"through it are refused: {quote_line(hits[-1].line, 160)}. The backend runs; "
-                "the Service's port mapping is wrong."
+                f"but its targetPort ({ports}) is no port its pods declare"
+                + (
+                    f" (they declare {', '.join(map(str, svc.declared_ports))})"
+                    if svc.declared_ports
+                    else ""
+                )
+                + f", so connections through it are refused: {quote_line(hits[-1].line, 160)}. "
+                "The backend runs; the Service's port mapping is wrong."
             ),
             evidence=ev.cite(
                 service_id(svc.name), *cite_hits(hits), *(pod_cites(ev, pod, c) if pod else [])
@@ -1192,6 +1197,10 @@ _PEER_REJECTS_OURS = re.compile(
 """A TLS alert the peer sent: it refused the certificate this side presented (mTLS)."""
 
 
+#: A ConfigMap or Secret named as a trust store: a CA bundle a pod mounts to verify servers.
+_TRUST_STORE = re.compile(r"(?:^|[-_.])(?:ca|cas|trust|truststore|bundle|roots?)(?:$|[-_.])", re.I)
+
+
 def cert_expired(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """TLS fails with "x509: certificate has expired" (or another certificate error)."""
     hits = grep(ctx, ev, _CERT_EXPIRED)
@@ -1243,6 +1252,18 @@ def cert_expired(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | 
         what = "has expired: the peer rejects this pod's own client certificate" + (
             f" (Secrets the pod mounts: {', '.join(mounted[:3])})" if mounted else ""
         )
+    stores = (
+        sorted({n for n in [*pod.config_maps, *pod.secrets] if _TRUST_STORE.search(n)})
+        if pod is not None and not expired and not client
+        else []
+    )
+    if stores:
+        # verification failed against the CA bundle the pod mounts: the server's certificate
+        # is signed by an issuer the bundle lacks (a new CA, a bundle not updated)
+        what = (
+            f"is not trusted by the CA bundle the pod mounts ({', '.join(stores[:3])}): the "
+            "bundle lacks the issuer that signed it"
+        )
     if not client:
         # the server's certificate failed: the Secrets its pods present are the ones to follow
         used |= {sec for server in ctx.tls_peers for sec in server.secrets}
@@ -1269,6 +1290,11 @@ def cert_expired(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | 
             f"Restart the pods of Service {server.namespace}/{server.service} so they load the "
             "renewed certificate (kubectl rollout restart of their workload), then make the "
             "server reload it on change (a reloader, or a sidecar that signals it)."
+        )
+    if stores:
+        first_action = (
+            f"Add the CA that now issues the server's certificate to {', '.join(stores[:3])} "
+            "(keep the old one while both are in use), then restart the pods that read it."
         )
     return Finding(
         Category.CERT_EXPIRED,
@@ -1404,7 +1430,9 @@ _WEBHOOK_CERT = re.compile(r"x509:|certificate has expired|certificate signed by
 
 #: An admission step that ran and refused the pods, by how to name it: a policy webhook
 #: (Gatekeeper, Kyverno), the built-in PodSecurity admission (the namespace's
-#: pod-security.kubernetes.io/enforce label), a ValidatingAdmissionPolicy.
+#: pod-security.kubernetes.io/enforce label), a ValidatingAdmissionPolicy, and the built-in
+#: Priority and RuntimeClass admission, which refuse a template naming a class that does
+#: not exist (deleted or renamed after the template was written).
 _DENIALS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "the validating admission webhook {}",
@@ -1422,6 +1450,14 @@ _DENIALS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"request:\s*(?P<why>.+)",
             re.I,
         ),
+    ),
+    (
+        "Priority admission (the template's priorityClassName {} names no PriorityClass)",
+        re.compile(r"(?P<why>no PriorityClass with name (?P<hook>[\w.-]+) was found)", re.I),
+    ),
+    (
+        "RuntimeClass admission (the template's runtimeClassName {} names no RuntimeClass)",
+        re.compile(r'(?P<why>RuntimeClass "(?P<hook>[^"]+)" not found)', re.I),
     ),
 )
 

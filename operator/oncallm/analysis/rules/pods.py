@@ -18,6 +18,7 @@ from oncallm.analysis.evidence import (
     EvidenceIndex,
     container_id,
     is_error_line,
+    logged_as_info,
     metric_id,
     missing_id,
     revision_id,
@@ -52,14 +53,15 @@ from oncallm.gathering.sources.mesh import (
     has_istio_sidecar,
     peer_authentication_id,
 )
+from oncallm.gathering.sources.metrics import STORE_FULL
 from oncallm.gathering.sources.namespace_limits import limit_range_id
 from oncallm.gathering.sources.pull_credentials import (
     pull_credentials_id,
     pull_secret_id,
     refresher_id,
 )
-from oncallm.gathering.sources.retention import config_id
-from oncallm.models.analysis import Category
+from oncallm.gathering.sources.retention import FILLING_ALERTS, config_id
+from oncallm.models.analysis import Category, parse_rfc3339
 from oncallm.models.evidence import (
     ContainerSnapshot,
     Context,
@@ -990,7 +992,18 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding |
     )
     if not unhealthy:
         return None
-    first = max(unhealthy, key=lambda e: e.count)
+    # The probe that restarts the container is the cause of the restarts, however many more
+    # times its readiness probe failed beside it (a readiness probe of a container that is
+    # killed and restarting fails all the while): liveness/startup first when the kubelet
+    # killed for it, then the most repeated.
+    killed_for = {e.object_name for e in kills}
+    first = max(
+        unhealthy,
+        key=lambda e: (
+            e.object_name in killed_for and not e.message.lower().startswith("readiness"),
+            e.count,
+        ),
+    )
     m = _PROBE.search(first.message)
     assert m is not None
     kind = m.group(1).capitalize()
@@ -998,9 +1011,14 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding |
     pod = next((p for p in ctx.pods if p.name == first.object_name), None)
     c = _probed_container(pod, kind) if pod else None
     restarts = c.restart_count if c else 0
-    if pod is not None and _recovered(pod) and (kind == "Readiness" or not (restarts or kills)):
-        # ready again, and never restarted for it: the failures were a passing state (a slow
-        # start under a startup probe, a blip), not a cause
+    if (
+        pod is not None
+        and _recovered(pod)
+        and (kind == "Readiness" or not (restarts or kills) or _quiet_since_restart(unhealthy, c))
+    ):
+        # ready again, and never restarted for it, or no failure since the restart: the
+        # failures were a passing state (a slow start under a startup probe, a blip that one
+        # restart cleared), not a cause
         return None
     score = 0.8 if (kind != "Readiness" and (restarts or kills)) else 0.62
     if kind == "Readiness" and _APP_VERDICT.search(detail or first.message):
@@ -1024,6 +1042,10 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding |
     cmds = pod_commands(ctx, pod, c) if pod else []
     if pod is not None and c is not None:
         cmds.append(kc.events_for(pod.namespace, pod.name))
+    # a probe that fails on the pods of a new revision: what the revision changed (a port,
+    # a path, a start-up step) is why the unchanged probe no longer fits
+    changed = _recent_change(ctx)
+    newest = changed is not None and pod is not None and pod.owner_name == changed[0]
     return Finding(
         Category.FAILING_PROBE,
         score,
@@ -1032,12 +1054,19 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding |
             f"The {kind.lower()} probe"
             + (f" ({probe})" if probe else "")
             + f" of {where} keeps failing — {quote_line(detail or first.message)} — {effect}; "
-            "the application answers the probe too slowly or with an error."
+            "the application answers the probe too slowly or with an error"
+            + (
+                f"; the pod runs the new {changed[1]}: what it changed is the first suspect"
+                if newest and changed
+                else ""
+            )
+            + "."
         ),
         evidence=ev.cite(
             *[ev.event(e) for e in unhealthy[:3]],
             *[ev.event(e) for e in kills[:1]],
             *(pod_cites(ev, pod, c) if pod else []),
+            revision_id(changed[0]) if newest and changed else None,
         ),
         impact=f"{workload_state(ctx)}; requests fail while pods restart or sit unready.",
         immediate_actions=[
@@ -1175,6 +1204,15 @@ def _unready_by_its_own_verdict(
             *([kc.events_for(pod.namespace, pod.name)] if pod else []),
         ],
     )
+
+
+def _quiet_since_restart(unhealthy: list[EventSnapshot], c: ContainerSnapshot | None) -> bool:
+    """No probe failure was seen after the container's current start."""
+    started = parse_rfc3339(c.started_at) if c is not None and c.started_at else None
+    if started is None:
+        return False
+    seen = [parse_rfc3339(e.last_seen or e.first_seen or "") for e in unhealthy]
+    return all(t is not None and t <= started for t in seen)
 
 
 def _recovered(pod: PodSnapshot) -> bool:
@@ -1408,6 +1446,8 @@ def _configured_target_missing(ctx: Context, ev: EvidenceIndex, pod: PodSnapshot
         for h in grep(ctx, ev, _DOES_NOT_EXIST, pods=[pod.name]):
             if h.log.container != c.name or NAME_RESOLUTION_FAILURE.search(h.line):
                 continue
+            if logged_as_info(h.line):
+                continue  # a fallback it takes ("alias x not found, writing to y"), not a stop
             named = [v for v in settings if v in h.line]
             if not named:
                 continue
@@ -1459,8 +1499,9 @@ def _config_value_crash(
     hits = [h for h in grep(ctx, ev, _EXCEPTION_LINE, pods=[pod.name]) if h.log.container == c.name]
     values = {**c.config_env, **c.env}
     for h in reversed(hits):
-        if _CONNECTION_FAILED.search(h.line):
-            # the value was used: it named a server that did not answer, not a bad value
+        if _CONNECTION_FAILED.search(h.line) or STORE_FULL.search(h.line):
+            # the value was used: it named a server that did not answer, or one that refused
+            # the write for lack of disk, not a bad value
             continue
         for value in _QUOTED.findall(h.line):
             names = [k for k, v in values.items() if v == value and not value.isdigit()]
@@ -1503,6 +1544,12 @@ _EXEC_FAILED = re.compile(
 )
 
 
+#: Exit codes of a program that refused to start: 1 and 2 (errors, usage), 64 and 78
+#: (sysexits' EX_USAGE, EX_CONFIG), and 134, the abort of a runtime on an unhandled
+#: exception (.NET, C++'s std::terminate) that a configuration loader threw at start.
+_CONFIG_EXIT_CODES = (1, 2, 64, 78, 134)
+
+
 def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """The program rejects its own configuration at start and exits with 1/2 (or 78)."""
     crashed = crashed_container(ctx)
@@ -1524,7 +1571,7 @@ def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | No
     hits = grep(ctx, ev, BAD_CONFIG_WORDING, pods=[pod.name])
     if not hits:
         return _configured_target_missing(ctx, ev, pod) or _config_value_crash(ctx, ev, pod, c)
-    score = 0.86 if code in (1, 2, 64, 78) else 0.7
+    score = 0.86 if code in _CONFIG_EXIT_CODES else 0.7
     hit = hits[0]
     said = hit.line
     follow = next((h for h in hits[1:] if h.log is hit.log and h.lineno == hit.lineno + 1), None)
@@ -1636,14 +1683,13 @@ _RETAINED_BY_SLOT = re.compile(
     r"|slot \"(?P<slot3>[\w.-]+)\"[^\n]{0,80}\bretain",
     re.IGNORECASE,
 )
-VOLUME_FILLING_ALERTS = ("KubePersistentVolumeFillingUp", "KubePersistentVolumeInodesFillingUp")
 
 
 def wal_retained(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """A database volume fills because the database keeps its write-ahead log for a
     replication slot nobody reads: a CDC connector or replica that was stopped or removed
     left its slot, and without max_slot_wal_keep_size every WAL segment since is kept."""
-    if ctx.alert.name not in VOLUME_FILLING_ALERTS:
+    if ctx.alert.name not in FILLING_ALERTS:
         return None
     hits = grep(ctx, ev, _RETAINED_BY_SLOT)
     if not hits:

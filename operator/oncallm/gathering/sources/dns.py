@@ -62,10 +62,13 @@ nginx. The one list of that wording: the DNS source, the network paths and the D
 it."""
 
 SERVICE_DNS = re.compile(
-    r"(?<![\w.-])([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.svc"
+    r"(?<![\w.-])(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?\.)?"
+    r"([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.svc"
     r"(?:\.cluster\.local)?\.?(?::(\d+))?"
 )
-"""A Service in a cluster DNS form, ``name.namespace.svc[.cluster.local][:port]``."""
+"""A Service in a cluster DNS form, ``name.namespace.svc[.cluster.local][:port]``, also with
+the pod's hostname in front: ``kafka-0.kafka-headless.ns.svc`` is a pod of a StatefulSet
+behind its headless Service (the governing ``serviceName``)."""
 
 _LOOP = re.compile(r"plugin/loop.*(?:loop|detected)", re.IGNORECASE)
 _UPSTREAM_FAILURE = re.compile(

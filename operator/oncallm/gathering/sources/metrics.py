@@ -45,6 +45,18 @@ def standard_queries(alert: Alert, target: TargetRef, ctx: Context) -> list[tupl
         out.append(("alert_expression", expr, "the alert's own expression, now"))
     pods = [p.name for p in ctx.pods][:10]
     ns = target.namespace
+    if target.kind == "PersistentVolumeClaim" and ns:
+        out += volume_queries(ns, target.name)
+    if ns and any(STORE_FULL.search(line) for lg in ctx.logs for line in lg.lines):
+        free = f'kubelet_volume_stats_available_bytes{{namespace="{ns}"}}'
+        size = f'kubelet_volume_stats_capacity_bytes{{namespace="{ns}"}}'
+        out.append(
+            (
+                "fullest_volumes",
+                f"bottomk({FULLEST_VOLUMES}, {free} / {size})",
+                f"the fullest claims of namespace {ns}: free share of each volume",
+            )
+        )
     if ns and pods:
         sel = f'namespace="{ns}",pod=~"{"|".join(promql_regex(p) for p in pods)}"'
         out += [
@@ -73,6 +85,48 @@ def standard_queries(alert: Alert, target: TargetRef, ctx: Context) -> list[tupl
             ),
         ]
     return out
+
+
+#: A program's log saying that a store refuses writes because its disk is full: its own
+#: volume (``No space left on device``) or a server it writes to: Elasticsearch's flood-stage
+#: watermark (indices become read-only-allow-delete), Redis's MISCONF (it cannot persist),
+#: Kafka's KafkaStorageException, a database's "could not extend file".
+STORE_FULL = re.compile(
+    r"flood[- ]stage (?:disk )?watermark|read[-_ ]only[-_ ]allow[-_ ]delete"
+    r"|no space left on device|MISCONF [^\n]*unable to persist|KafkaStorageException"
+    r"|could not extend file|disk (?:is )?full\b|insufficient (?:disk|storage) space",
+    re.IGNORECASE,
+)
+#: Claims listed when a store says its disk is full: the fullest few of the namespace.
+FULLEST_VOLUMES = 3
+
+#: The window over which a claim's fill rate is measured: the kube-prometheus-stack alert
+#: KubePersistentVolumeFillingUp predicts from 6 hours; one hour follows a change of pace
+#: (a campaign, a stuck clean-up) sooner and still smooths single writes out.
+VOLUME_RATE_WINDOW = "1h"
+
+
+def volume_queries(namespace: str, claim: str) -> list[tuple[str, str, str]]:
+    """The kubelet's volume stats of one claim: free bytes, size, and how fast free space
+    shrinks (bytes per hour, negative while it fills)."""
+    vol = f'namespace="{namespace}",persistentvolumeclaim="{claim}"'
+    return [
+        (
+            "volume_available_bytes",
+            f"kubelet_volume_stats_available_bytes{{{vol}}}",
+            f"free bytes on the volume of claim {claim}",
+        ),
+        (
+            "volume_capacity_bytes",
+            f"kubelet_volume_stats_capacity_bytes{{{vol}}}",
+            f"size of the volume of claim {claim}",
+        ),
+        (
+            "volume_available_per_hour",
+            f"deriv(kubelet_volume_stats_available_bytes{{{vol}}}[{VOLUME_RATE_WINDOW}]) * 3600",
+            f"change of free bytes per hour on claim {claim}, over {VOLUME_RATE_WINDOW}",
+        ),
+    ]
 
 
 def promql_regex(name: str) -> str:

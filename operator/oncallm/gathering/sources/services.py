@@ -97,6 +97,8 @@ async def read(scope: Scope) -> None:
             )
         snap = service_snapshot(svc, endpoints, pods, relation)
         snap.unserved_ports = unserved_ports(svc, declared)
+        if snap.unserved_ports and declared:
+            snap.declared_ports = sorted(declared)
         if relation == "dependency" and selector and not snap.matching_pods:
             snap.backing = await backing_workload(scope, ns, selector)
         if relation == "dependency":
@@ -320,6 +322,11 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
             + f"; {len(svc.matching_pods)} matching pods"
             + (
                 f"; targetPort not declared by its pods: {', '.join(svc.unserved_ports)}"
+                + (
+                    f" (they declare {', '.join(map(str, svc.declared_ports))})"
+                    if svc.declared_ports
+                    else ""
+                )
                 if svc.unserved_ports
                 else ""
             )
