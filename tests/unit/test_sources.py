@@ -1713,3 +1713,89 @@ def test_a_pod_of_a_headless_service_names_the_service() -> None:
     assert m is not None and (m.group(1), m.group(2)) == ("kafka-headless", "stream")
     m = SERVICE_DNS.search("dial tcp: lookup orders-db.shop.svc.cluster.local: no such host")
     assert m is not None and (m.group(1), m.group(2)) == ("orders-db", "shop")
+
+
+async def test_a_subpath_key_the_configmap_lost_is_that_key_missing() -> None:
+    users = {
+        "kind": "ConfigMap",
+        "metadata": {"name": "ch-users", "namespace": "shop"},
+        "data": {"users.yaml": "users: {}"},
+    }
+    failed = (
+        "failed to create containerd task: failed to create shim task: OCI runtime create "
+        "failed: runc create failed: unable to start container process: error during container "
+        'init: error mounting "/var/lib/kubelet/pods/0f/volume-subpaths/users/ch/0" to rootfs '
+        'at "/etc/ch/users.xml": not a directory: unknown: Are you trying to mount a directory '
+        "onto a file (or vice-versa)?"
+    )
+    ch = pod(
+        "ch-0",
+        containers=[
+            {
+                "name": "ch",
+                "image": "clickhouse:24",
+                "volumeMounts": [
+                    {"name": "users", "mountPath": "/etc/ch/users.xml", "subPath": "users.xml"}
+                ],
+            }
+        ],
+        volumes=[{"name": "users", "configMap": {"name": "ch-users"}}],
+        status={
+            "containerStatuses": [
+                {
+                    "name": "ch",
+                    "ready": False,
+                    "restartCount": 4,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {
+                        "terminated": {"reason": "StartError", "exitCode": 128, "message": failed}
+                    },
+                }
+            ]
+        },
+    )
+    ctx = await gathered(alert(namespace="shop", pod="ch-0", container="ch"), [users, ch])
+    assert "ConfigMap shop/ch-users key users.xml" in ctx.missing_keys
+    d = diagnose(ctx)
+    assert d.category is Category.MISSING_SECRET_OR_CONFIGMAP
+    assert "users.xml" in d.root_cause and "ch-users" in d.root_cause
+
+
+async def test_a_drain_held_by_a_budget_allowing_no_disruption_is_the_stuck_rollout() -> None:
+    def versioned(name: str, version: str, **spec: Any) -> dict[str, Any]:
+        n = node_obj(name)
+        n["status"]["nodeInfo"] = {"kubeletVersion": version}
+        n["spec"] = spec
+        return n
+
+    draining = versioned(
+        "worker-1",
+        "v1.29.8",
+        taints=[{"key": "karpenter.sh/disrupted", "effect": "NoSchedule"}],
+    )
+    pdb = {
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "api-pdb", "namespace": "shop"},
+        "spec": {"minAvailable": 3, "selector": {"matchLabels": {"app": "api"}}},
+        "status": {"currentHealthy": 3, "desiredHealthy": 3, "disruptionsAllowed": 0,
+                   "expectedPods": 3},
+    }  # fmt: skip
+    roomy = {
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "web-pdb", "namespace": "shop"},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}},
+        "status": {"disruptionsAllowed": 1},
+    }
+    objects = [
+        draining,
+        versioned("worker-2", "v1.30.4"),
+        pdb,
+        roomy,
+        pod("api-1", labels={"app": "api"}, node="worker-1"),
+        pod("web-1", labels={"app": "web"}, node="worker-1"),
+    ]
+    ctx = await gathered(alert(alertname="KubeVersionMismatch"), objects)
+    assert [b.name for d in ctx.drains for b in d.blocking] == ["api-pdb"]
+    d = diagnose(ctx)
+    assert d.category is Category.ROLLOUT_STUCK
+    assert "api-pdb" in d.root_cause and "worker-1" in d.root_cause and "v1.30.4" in d.root_cause

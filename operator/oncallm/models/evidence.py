@@ -64,6 +64,10 @@ class ContainerSnapshot(Snapshot):
     command: list[str] = Field(default_factory=list)
     #: its volume mounts: mount path -> volume name (``/etc/ledger/secrets`` -> ``stripe``)
     mounts: dict[str, str] = Field(default_factory=dict)
+    #: keys it mounts one by one (``subPath``) from a ConfigMap volume without ``items``:
+    #: key -> ConfigMap name. A key the ConfigMap lacks becomes an empty directory, and the
+    #: mount of a directory onto the image's file fails the container's start.
+    config_sub_paths: dict[str, str] = Field(default_factory=dict)
     #: ConfigMaps and Secrets the container reads through env or envFrom (names only).
     config_maps: list[str] = Field(default_factory=list)
     secrets: list[str] = Field(default_factory=list)
@@ -862,6 +866,32 @@ class HistorySnapshot(Snapshot):
     root_cause: str | None = None
 
 
+class BlockingBudget(Snapshot):
+    """A PodDisruptionBudget that allows no disruption and selects a pod on a draining node."""
+
+    namespace: str
+    name: str
+    pod: str
+    min_available: str | None = None
+    max_unavailable: str | None = None
+    current_healthy: int = 0
+    desired_healthy: int = 0
+    expected_pods: int = 0
+
+
+class DrainSnapshot(Snapshot):
+    """A node being drained (cordoned, or tainted by an autoscaler) and what holds it."""
+
+    node: str
+    #: ``cordoned (spec.unschedulable)`` or ``taint karpenter.sh/disrupted``
+    how: str
+    kubelet_version: str = ""
+    #: the kubelet versions of the other nodes
+    other_versions: list[str] = Field(default_factory=list)
+    pods: int = 0
+    blocking: list[BlockingBudget] = Field(default_factory=list)
+
+
 class Context(Snapshot):
     """Everything gathered for one alert."""
 
@@ -904,6 +934,8 @@ class Context(Snapshot):
     dns: DNSSnapshot | None = None
     metrics_api: MetricsAPISnapshot | None = None
     readiness_gates: list[GateSnapshot] = Field(default_factory=list)
+    #: nodes being drained and the budgets that block them
+    drains: list[DrainSnapshot] = Field(default_factory=list)
     #: nodes cordoned (spec.unschedulable) when the scheduler counted unschedulable nodes
     cordoned_nodes: list[str] = Field(default_factory=list)
     webhooks: list[WebhookSnapshot] = Field(default_factory=list)

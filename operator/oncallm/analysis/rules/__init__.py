@@ -124,6 +124,14 @@ RULES: tuple[Rule, ...] = (
         check=cluster.disk_pressure,
     ),
     Rule(
+        "drain-blocked",
+        Category.ROLLOUT_STUCK,
+        Scope.OUTSIDE,
+        "A node drain (upgrade, consolidation) cannot finish: a PodDisruptionBudget that "
+        "selects one of its pods allows no disruption, so the Eviction API refuses that pod.",
+        check=cluster.drain_blocked,
+    ),
+    Rule(
         "store-full",
         Category.DISK_PRESSURE,
         Scope.OUTSIDE,

@@ -35,6 +35,7 @@ from oncallm.analysis.rules.base import (
     workload_state,
 )
 from oncallm.analysis.rules.pods import BAD_CONFIG_WORDING
+from oncallm.gathering.sources.drains import budget_id, drain_id
 from oncallm.gathering.sources.kubelet_certs import SIGNER, csr_id
 from oncallm.gathering.sources.metrics import STORE_FULL
 from oncallm.gathering.sources.metrics_api import metrics_line_id, metrics_pod_id
@@ -680,6 +681,78 @@ def store_full(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | No
                 if fullest
                 else []
             ),
+        ],
+    )
+
+
+def drain_blocked(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """A node drain cannot finish because a PodDisruptionBudget that selects one of its pods
+    allows no disruption: the Eviction API refuses that pod for as long as the budget holds
+    (``minAvailable`` equal to the replicas, ``maxUnavailable: 0``, or a workload already
+    short), so the upgrade or consolidation that drains the node stops there. The budget, not
+    the drain tool, is what to change."""
+    held = [(d, b) for d in ctx.drains for b in d.blocking]
+    if not held:
+        return None
+    d, b = held[0]
+    bound = (
+        f"minAvailable {b.min_available}"
+        if b.min_available is not None
+        else f"maxUnavailable {b.max_unavailable}"
+    )
+    skew = (
+        f"; the node's kubelet is {d.kubelet_version} while others run "
+        f"{', '.join(d.other_versions)}, so the upgrade stopped half way"
+        if d.kubelet_version and d.other_versions
+        else ""
+    )
+    others = sorted({f"{x.namespace}/{x.name}" for _, x in held[1:]} - {f"{b.namespace}/{b.name}"})
+    drain_events = [
+        e
+        for e in ctx.events
+        if e.object_name == d.node and re.search(r"drain|evict", f"{e.reason} {e.message}", re.I)
+    ]
+    return Finding(
+        Category.ROLLOUT_STUCK,
+        0.86,
+        summary=(
+            f"The drain of node {d.node} is blocked by PodDisruptionBudget {b.name}, which "
+            f"allows 0 disruptions for pod {b.pod}."
+        ),
+        root_cause=(
+            f"Node {d.node} is being drained ({d.how}) but cannot be emptied: "
+            f"PodDisruptionBudget {b.namespace}/{b.name} ({bound}, {b.current_healthy} of "
+            f"{b.expected_pods} pods healthy) allows no disruption, so the Eviction API refuses "
+            f"to evict pod {b.pod}"
+            + (f" (also {', '.join(others[:2])})" if others else "")
+            + skew
+            + "."
+        ),
+        evidence=ev.cite(
+            drain_id(d.node),
+            *(budget_id(d.node, x.namespace, x.name) for _, x in held[:3]),
+            *(ev.event(e) for e in drain_events[:2]),
+            ALERT_ID,
+        ),
+        impact=(
+            f"Node {d.node} stays cordoned and the rollout of nodes waits behind it; the "
+            "workloads keep running."
+        ),
+        immediate_actions=[
+            f"Let PodDisruptionBudget {b.name} allow one disruption: scale its workload up by "
+            f"one so a pod may move, or lower its {bound.split()[0]} (a budget equal to the "
+            "replicas blocks every voluntary eviction).",
+            f"If the pod must stay, delete pod {b.pod} yourself at a quiet moment (a deletion "
+            "does not ask the budget) and let the drain continue.",
+        ],
+        recommendations=[
+            "Give every PodDisruptionBudget room for one eviction (maxUnavailable: 1, or "
+            "minAvailable below the replicas), and alert on drains that stall.",
+        ],
+        commands=[
+            "kubectl get pdb -A | awk 'NR==1 || $4 == 0'",
+            kc.describe("poddisruptionbudget", b.namespace, b.name),
+            f"kubectl get pods -A -o wide --field-selector spec.nodeName={d.node}",
         ],
     )
 

@@ -115,7 +115,11 @@ def missing_secret_or_configmap(ctx: Context, ev: EvidenceIndex, _: RuleSettings
         found.setdefault((_title(kind or "ConfigMap"), short), "")
         cites.append(missing_id(name))
     if not found:
-        return _optional_key_missing(ctx, ev) or _mounted_key_missing(ctx, ev)
+        return (
+            _optional_key_missing(ctx, ev)
+            or _mounted_key_missing(ctx, ev)
+            or _sub_path_key_missing(ctx, ev)
+        )
     if subject is None:
         mounting = next(
             (p for p in ctx.pods if any(e.object_name == p.name for e in ctx.events)),
@@ -202,6 +206,64 @@ def _file_of_missing_volume(
         for h in grep(ctx, ev, wanted, pods=[pod.name]):
             if h.log.container == c.name and _NO_FILE.search(h.line):
                 return h, c
+    return None
+
+
+#: The runtime refusing a subPath mount at container start (runc: ``error mounting
+#: ".../volume-subpaths/<volume>/<container>/<n>"``, ``not a directory``).
+_SUB_PATH_MOUNT = re.compile(r"volume-subpaths/|subPath|not a directory", re.I)
+
+
+def _sub_path_key_missing(ctx: Context, ev: EvidenceIndex) -> Finding | None:
+    """A container mounts one key of a ConfigMap by ``subPath`` and the ConfigMap lacks that
+    key (renamed by a chart upgrade): the kubelet makes the missing subPath an empty directory,
+    runc cannot mount a directory onto the image's file, and the container never starts
+    (StartError, exit 128). The kubelet names no key, so the ConfigMap's keys prove it."""
+    for pod, c in containers(ctx):
+        said = [c.message, c.last_message] + [
+            e.message for e in events(ctx, reasons=("Failed",)) if e.object_name == pod.name
+        ]
+        if not any(_SUB_PATH_MOUNT.search(text or "") for text in said):
+            continue
+        for key, name in c.config_sub_paths.items():
+            if f"ConfigMap {pod.namespace}/{name} key {key}" not in ctx.missing_keys:
+                continue
+            failed = next(
+                (e for e in events(ctx, reasons=("Failed",), pattern=_SUB_PATH_MOUNT)
+                 if e.object_name == pod.name),
+                None,
+            )  # fmt: skip
+            refusal = c.last_message or c.message or (failed.message if failed else "")
+            return Finding(
+                Category.MISSING_SECRET_OR_CONFIGMAP,
+                0.9,
+                summary=(
+                    f"Container {c.name} of pod {pod.name} mounts key {key} of ConfigMap "
+                    f"{name} by subPath, and the ConfigMap has no such key."
+                ),
+                root_cause=(
+                    f"Container {c.name} of pod {pod.name} mounts subPath {key} of ConfigMap "
+                    f"{pod.namespace}/{name}, which has no key {key}: the kubelet creates the "
+                    "missing subPath as an empty directory and the runtime cannot mount it "
+                    "over the image's file, so the container never starts "
+                    f"({quote_line(refusal, 160)})."
+                ),
+                evidence=ev.cite(*pod_cites(ev, pod, c), ev.event(failed) if failed else None),
+                impact=f"{workload_state(ctx)}; no pod with this template starts.",
+                immediate_actions=[
+                    f"Add key {key} back to ConfigMap {name}, or change the subPath of "
+                    f"container {c.name} to the key the ConfigMap now has (kubectl get "
+                    f"configmap {name} -o yaml lists them).",
+                ],
+                recommendations=[
+                    "Mount whole ConfigMap volumes, or render subPath keys from the same chart "
+                    "values as the ConfigMap, so a renamed key cannot leave a mount behind.",
+                ],
+                commands=[
+                    f"kubectl -n {pod.namespace} get configmap {name} -o yaml",
+                    *pod_commands(ctx, pod, c),
+                ],
+            )
     return None
 
 

@@ -31,6 +31,7 @@ async def read(scope: Scope) -> None:
     ns = scope.namespace
     names = sorted({c for p in scope.ctx.pods for c in p.config_maps})[:MAX_CONFIG_MAPS]
     data: dict[str, dict[str, str]] = {}
+    keys: dict[str, set[str]] = {}
     for name in names:
         async with scope.guard(f"configmap {name}"):
             obj = await scope.get("ConfigMap", ns, name)
@@ -38,7 +39,14 @@ async def read(scope: Scope) -> None:
                 scope.ctx.missing_objects.append(f"ConfigMap {ns}/{name}")
             else:
                 data[name] = {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
+                keys[name] = set(data[name]) | {str(k) for k in obj.get("binaryData") or {}}
     resolve_env(scope.ctx, ns or "", data)
+    for pod in scope.ctx.pods:
+        for c in pod.containers:
+            for key, name in c.config_sub_paths.items():
+                missing = f"ConfigMap {ns}/{name} key {key}"
+                if name in keys and key not in keys[name] and missing not in scope.ctx.missing_keys:
+                    scope.ctx.missing_keys.append(missing)
 
 
 def resolve_env(ctx: Context, namespace: str, data: dict[str, dict[str, str]]) -> None:

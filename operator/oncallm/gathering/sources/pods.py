@@ -268,9 +268,22 @@ def pod_snapshot(pod: Obj) -> PodSnapshot:
                 cms.append(src["configMap"].get("name", ""))
             if "secret" in src:
                 secrets.append(src["secret"].get("name", ""))
+    whole = {
+        str(vol.get("name", "")): str(vol["configMap"].get("name", ""))
+        for vol in spec.get("volumes") or []
+        if "configMap" in vol and not vol["configMap"].get("items")
+    }
+    mounted = {
+        str(c.get("name", "")): c.get("volumeMounts") or []
+        for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    }
     for c in containers:
         cms.extend(c.config_maps)
         secrets.extend(c.secrets)
+        for mount in mounted.get(c.name, []):
+            sub, volume = str(mount.get("subPath") or ""), str(mount.get("name", ""))
+            if sub and volume in whole:
+                c.config_sub_paths[sub.split("/")[0]] = whole[volume]
     owner = controller_of(pod)
     return PodSnapshot(
         name=str(m.get("name", "")),
