@@ -1799,3 +1799,55 @@ async def test_a_drain_held_by_a_budget_allowing_no_disruption_is_the_stuck_roll
     d = diagnose(ctx)
     assert d.category is Category.ROLLOUT_STUCK
     assert "api-pdb" in d.root_cause and "worker-1" in d.root_cause and "v1.30.4" in d.root_cause
+
+
+async def test_a_token_refused_while_its_refresher_cronjob_fails_is_the_refreshers_role() -> None:
+    cronjob = {
+        "kind": "CronJob",
+        "metadata": {"name": "token-refresh", "namespace": "shop"},
+        "spec": {
+            "schedule": "*/20 * * * *",
+            "jobTemplate": {"spec": {"template": {"spec": {"containers": [
+                {"name": "refresh", "image": "kubectl:1.31",
+                 "args": ["apply", "secret", "api-token"]}]}}}},
+        },
+        "status": {"lastSuccessfulTime": t(-95)},
+    }  # fmt: skip
+    job = {
+        "kind": "Job",
+        "metadata": {
+            "name": "token-refresh-2901",
+            "namespace": "shop",
+            "creationTimestamp": t(-15),
+            "ownerReferences": [{"kind": "CronJob", "name": "token-refresh", "controller": True}],
+        },
+        "status": {
+            "failed": 1,
+            "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}],
+        },
+    }
+    job_pod = pod("token-refresh-2901-x7k2p", labels={"job-name": "token-refresh-2901"},
+                  containers=[{"name": "refresh", "image": "kubectl:1.31"}])  # fmt: skip
+    app = pod(
+        "sync-1",
+        containers=[{"name": "app", "image": "sync:3", "env": [
+            {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api-token", "key": "t"}}}]}],
+    )  # fmt: skip
+    forbidden = (
+        'Error from server (Forbidden): secrets "api-token" is forbidden: User '
+        '"system:serviceaccount:shop:token-refresher" cannot patch resource "secrets" in API '
+        'group "" in the namespace "shop"'
+    )
+    ctx = await gathered(
+        alert(namespace="shop", pod="sync-1", container="app"),
+        [cronjob, job, job_pod, app],
+        **{
+            "shop__token-refresh-2901-x7k2p__refresh": forbidden,
+            "shop__sync-1__app": '{"level":"error","msg":"POST /v3/sync 401 Unauthorized",'
+            '"body":{"error":"invalid_token"}}\nError: Request failed with status code 401',
+        },
+    )
+    assert [s.refresher.name for s in ctx.credential_refreshers] == ["token-refresh"]
+    d = diagnose(ctx)
+    assert d.category is Category.RBAC_FORBIDDEN
+    assert "token-refresher" in d.root_cause and "api-token" in d.root_cause

@@ -866,6 +866,17 @@ class HistorySnapshot(Snapshot):
     root_cause: str | None = None
 
 
+class CredentialRefresherSnapshot(Snapshot):
+    """A CronJob that writes a Secret whose credential an outside API refuses."""
+
+    namespace: str
+    secret: str
+    refresher: SecretRefresher
+    #: the line the newest failed Job's pod stopped on, and that pod
+    failure: str | None = None
+    failure_pod: str | None = None
+
+
 class BlockingBudget(Snapshot):
     """A PodDisruptionBudget that allows no disruption and selects a pod on a draining node."""
 
@@ -934,6 +945,8 @@ class Context(Snapshot):
     dns: DNSSnapshot | None = None
     metrics_api: MetricsAPISnapshot | None = None
     readiness_gates: list[GateSnapshot] = Field(default_factory=list)
+    #: CronJobs writing a Secret whose credential an outside API refuses
+    credential_refreshers: list[CredentialRefresherSnapshot] = Field(default_factory=list)
     #: nodes being drained and the budgets that block them
     drains: list[DrainSnapshot] = Field(default_factory=list)
     #: nodes cordoned (spec.unschedulable) when the scheduler counted unschedulable nodes

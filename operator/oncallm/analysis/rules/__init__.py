@@ -124,6 +124,15 @@ RULES: tuple[Rule, ...] = (
         check=cluster.disk_pressure,
     ),
     Rule(
+        "credential-not-refreshed",
+        Category.RBAC_FORBIDDEN,
+        Scope.OUTSIDE,
+        "An outside API refuses the pod's token (401, expired) and the CronJob that rewrites "
+        "the Secret holding it is suspended or failing (naming why: a Role that no longer lets "
+        "it write the Secret).",
+        check=network.credential_not_refreshed,
+    ),
+    Rule(
         "drain-blocked",
         Category.ROLLOUT_STUCK,
         Scope.OUTSIDE,

@@ -35,6 +35,10 @@ from oncallm.analysis.rules.base import (
     target_pod,
     workload_state,
 )
+from oncallm.gathering.sources.credential_refreshers import (
+    TOKEN_REFUSED,
+    refresher_id,
+)
 from oncallm.gathering.sources.custom_resources import certificate_id, issuer_id, linkerd_issuer
 from oncallm.gathering.sources.dns import (
     NAME_RESOLUTION_FAILURE,
@@ -1712,6 +1716,96 @@ def _missing_service_account(ctx: Context, ev: EvidenceIndex) -> Finding | None:
         commands=[
             f"kubectl -n {ns} get serviceaccounts",
             f"kubectl -n {ns} get rolebindings -o wide",
+        ],
+    )
+
+
+_TOKEN_WORDS = re.compile(r"token|credential", re.I)
+
+
+def credential_not_refreshed(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """An outside API refuses the credential a pod sends (401, an expired or invalid token),
+    and the CronJob that should rewrite the Secret holding it no longer succeeds (suspended,
+    or its recent Jobs fail): the token aged past its lifetime in the Secret. The refresher's
+    own failure is the cause of the cause; a refresher whose ServiceAccount may not write the
+    Secret (``forbidden ... cannot patch resource "secrets"``) names the Role to fix."""
+    stale = [
+        s for s in ctx.credential_refreshers if s.refresher.suspended or s.refresher.failed_jobs
+    ]
+    if not stale:
+        return None
+    users = {p.name for p in ctx.pods if any(x.secret in p.secrets for x in stale)}
+    hits = [h for h in grep(ctx, ev, TOKEN_REFUSED) if h.log.pod in users]
+    if not hits:
+        return None
+    s = stale[0]
+    r = s.refresher
+    alerted = target_pod(ctx)
+    # the alerted pod's words first, and among them the line that says why (the token) over
+    # a bare status code
+    hits.sort(
+        key=lambda h: (
+            alerted is not None and h.log.pod == alerted.name,
+            bool(_TOKEN_WORDS.search(h.line)),
+        )
+    )
+    who = hits[-1].log.pod
+    forbidden = _FORBIDDEN.search(s.failure or "")
+    if r.suspended:
+        why = f"CronJob {r.name} is suspended"
+    elif forbidden:
+        sa = forbidden.group("sa") or forbidden.group("user")
+        why = (
+            f"the Jobs of CronJob {r.name} fail: its ServiceAccount {sa} may not "
+            f"{forbidden.group('verb')} {forbidden.group('res')}"
+            + (f" in {forbidden.group('where')}" if forbidden.group("where") else "")
+            + f" ({quote_line(s.failure or '', 200)}), so its Role no longer lets it write "
+            f"Secret {s.secret}"
+        )
+    else:
+        why = f"the Jobs of CronJob {r.name} fail" + (
+            f" ({quote_line(s.failure, 200)})" if s.failure else ""
+        )
+    return Finding(
+        Category.RBAC_FORBIDDEN,
+        0.88,
+        summary=(
+            f"{who} is refused by the API it calls because the token in Secret {s.secret} is "
+            f"stale: {why.split(':')[0]}."
+        ),
+        root_cause=(
+            f"{who} fails because the API it calls refuses its credential "
+            f"({quote_line(hits[-1].line, 200)}); the credential comes from Secret {s.secret}, "
+            f"which CronJob {r.name} ({r.schedule}) rewrites, last successfully "
+            f"{r.last_success or 'never'}, and {why}."
+        ),
+        evidence=ev.cite(refresher_id(s.secret, r.name), *cite_hits(hits), ALERT_ID),
+        impact=f"{workload_state(ctx)}; every call with the stale token fails until it is renewed.",
+        immediate_actions=[
+            (
+                f"Resume CronJob {r.name} (kubectl patch cronjob {r.name} -p "
+                '\'{"spec":{"suspend":false}}\')'
+                if r.suspended
+                else f"Fix what the Jobs of CronJob {r.name} fail on"
+                + (
+                    f": grant its ServiceAccount '{forbidden.group('verb')}' on "
+                    f"{forbidden.group('res')} (Secret {s.secret}) in its Role"
+                    if forbidden
+                    else ""
+                )
+            )
+            + f", then run it once now: kubectl create job --from=cronjob/{r.name} "
+            f"{r.name}-manual.",
+            f"Restart the pods that read Secret {s.secret} once it holds a fresh token.",
+        ],
+        recommendations=[
+            "Alert when a credential refresher's last success is older than half the token's "
+            "lifetime (kube_cronjob_status_last_successful_time).",
+        ],
+        commands=[
+            f"kubectl -n {s.namespace} get cronjob {r.name} -o wide",
+            f"kubectl -n {s.namespace} get jobs --sort-by=.metadata.creationTimestamp",
+            *([f"kubectl -n {s.namespace} logs {s.failure_pod}"] if s.failure_pod else []),
         ],
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from oncallm.gathering.sources import (
     config_refs,
+    credential_refreshers,
     custom_resources,
     dns,
     drains,
@@ -76,6 +77,7 @@ SOURCES: tuple[Source, ...] = (
     kubelet_certs.SOURCE,
     mesh.SOURCE,
     pull_credentials.SOURCE,
+    credential_refreshers.SOURCE,
     tls_peers.SOURCE,
     custom_resources.SOURCE,
 )
