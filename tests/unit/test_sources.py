@@ -1851,3 +1851,35 @@ async def test_a_token_refused_while_its_refresher_cronjob_fails_is_the_refreshe
     d = diagnose(ctx)
     assert d.category is Category.RBAC_FORBIDDEN
     assert "token-refresher" in d.root_cause and "api-token" in d.root_cause
+
+
+async def test_a_service_selecting_no_pod_names_the_relabelled_pods_that_serve_its_port() -> None:
+    svc = {
+        "kind": "Service",
+        "metadata": {"name": "rabbitmq", "namespace": "shop"},
+        "spec": {"selector": {"app.kubernetes.io/name": "rabbitmq"},
+                 "ports": [{"port": 5672, "targetPort": 5672}]},
+    }  # fmt: skip
+    ep = {"kind": "Endpoints", "metadata": {"name": "rabbitmq", "namespace": "shop"}, "subsets": []}
+    server = pod(
+        "mq-server-0",
+        labels={"app.kubernetes.io/name": "mq"},
+        containers=[
+            {"name": "rabbitmq", "image": "rabbitmq:3", "ports": [{"containerPort": 5672}]}
+        ],
+    )
+    other = pod("web-0", labels={"app.kubernetes.io/name": "web"},
+                containers=[{"name": "web", "image": "web:1", "ports": [{"containerPort": 8080}]}])  # fmt: skip
+    client = pod(
+        "api-0",
+        containers=[
+            {"name": "app", "image": "api:1", "env": [{"name": "MQ_HOST", "value": "rabbitmq"}]}
+        ],
+    )
+    ctx = await gathered(
+        alert(namespace="shop", pod="api-0", container="app"),
+        [svc, ep, server, other, client],
+        **{"shop__api-0__app": "dial tcp: connect to rabbitmq.shop.svc:5672: connection refused"},
+    )
+    backing = next(s.backing for s in ctx.services if s.name == "rabbitmq")
+    assert backing is not None and "mq-server-0" in backing and "web-0" not in backing

@@ -100,7 +100,9 @@ async def read(scope: Scope) -> None:
         if snap.unserved_ports and declared:
             snap.declared_ports = sorted(declared)
         if relation == "dependency" and selector and not snap.matching_pods:
-            snap.backing = await backing_workload(scope, ns, selector)
+            snap.backing = await backing_workload(scope, ns, selector) + await _missed_servers(
+                scope, ns, selector, svc
+            )
         if relation == "dependency":
             snap.backend_failures, snap.backend_reason = backend_failures(pods)
             snap.backend_claims = await unbound_claims(scope, ns, pods)
@@ -137,6 +139,38 @@ async def backing_workload(scope: Scope, namespace: str, selector: dict[str, str
                     + (await _scaler(scope, namespace, kind, name_of(obj)) if replicas == 0 else "")
                 )
     return f"no Deployment or StatefulSet of {namespace} has pods its selector matches"
+
+
+#: Pods named as the ones a Service's selector misses, at most.
+MAX_MISSED = 2
+
+
+async def _missed_servers(scope: Scope, namespace: str, selector: dict[str, str], svc: Obj) -> str:
+    """Pods of the namespace that declare the Service's numeric targetPort and share a
+    label key of its selector but not its value: the backend was relabelled (a chart or an
+    operator took it over) and the Service's selector was left behind."""
+    wanted = {
+        int(p["targetPort"])
+        for p in (svc.get("spec") or {}).get("ports") or []
+        if isinstance(p.get("targetPort"), int)
+    }
+    if not wanted:
+        return ""
+    missed = []
+    for pod in await scope.reader.list("Pod", namespace):
+        labels = dict(meta(pod).get("labels") or {})
+        if selector_matches(selector, labels) or not set(selector) & set(labels):
+            continue
+        if not (declared_ports([pod]) or set()) & wanted:
+            continue
+        shown = ",".join(f"{k}={labels[k]}" for k in selector if k in labels)
+        missed.append(f"{name_of(pod)} ({shown})")
+    if not missed:
+        return ""
+    return (
+        f"; pods that serve port {', '.join(map(str, sorted(wanted)))} but its selector misses: "
+        + ", ".join(missed[:MAX_MISSED])
+    )
 
 
 async def _scaler(scope: Scope, namespace: str, kind: str, name: str) -> str:
