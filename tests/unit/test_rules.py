@@ -2369,6 +2369,16 @@ def test_a_policy_webhook_denying_the_pods_is_the_template_not_the_webhook() -> 
             "set memory limits",
             "ValidatingAdmissionPolicy require-limits",
         ),
+        (  # a template naming a class that does not exist (deleted, renamed)
+            'Error creating: pods "api-6d8f7c9b5-" is forbidden: no PriorityClass with name '
+            "orders-critical was found",
+            "priorityClassName orders-critical names no PriorityClass",
+        ),
+        (
+            'Error creating: pods "api-6d8f7c9b5-" is forbidden: pod rejected: RuntimeClass '
+            '"gvisor" not found',
+            "runtimeClassName gvisor names no RuntimeClass",
+        ),
     ],
 )
 def test_built_in_admission_denying_the_pods_is_the_template(message: str, named: str) -> None:
@@ -2900,33 +2910,6 @@ def test_a_liveness_restart_that_cleared_the_failures_is_a_passing_state() -> No
         ],
     )
     assert diagnose(c).category is not Category.FAILING_PROBE
-
-
-@pytest.mark.parametrize(
-    ("message", "named"),
-    [
-        (
-            'Error creating: pods "api-6d8f7c9b5-" is forbidden: no PriorityClass with name '
-            "orders-critical was found",
-            "orders-critical",
-        ),
-        (
-            'Error creating: pods "api-6d8f7c9b5-" is forbidden: pod rejected: RuntimeClass '
-            '"gvisor" not found',
-            "gvisor",
-        ),
-    ],
-)
-def test_a_template_naming_a_class_that_does_not_exist_is_bad_config(
-    message: str, named: str
-) -> None:
-    c = ctx(
-        pods=[],
-        events=[event("FailedCreate", message, kind="ReplicaSet", name="api-6d8f7c9b5")],
-        alert=alert("KubeDeploymentReplicasMismatch", pod="", container="", deployment="api"),
-    )
-    d = check(c, Category.BAD_CONFIG)
-    assert named in d.root_cause
 
 
 def test_an_untrusted_server_certificate_names_the_ca_bundle_the_pod_mounts() -> None:

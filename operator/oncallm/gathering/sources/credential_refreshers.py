@@ -22,7 +22,7 @@ import re
 from oncallm.gathering.objects import controller_of, meta, name_of
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
-from oncallm.gathering.sources.logs import fetch_log
+from oncallm.gathering.sources.logs import first_container_log
 from oncallm.gathering.sources.pull_credentials import refresher, writes_secret
 from oncallm.models.analysis import EvidenceSource
 from oncallm.models.evidence import Context, CredentialRefresherSnapshot
@@ -89,13 +89,7 @@ async def _failure(scope: Scope, ns: str, job: str, snap: CredentialRefresherSna
     async with scope.guard(f"pods of job {job}"):
         pods = await scope.reader.list("Pod", ns, label_selector=f"job-name={job}")
         for pod in pods[:1]:
-            containers = (pod.get("spec") or {}).get("containers") or []
-            if not containers:
-                continue
-            log = await fetch_log(
-                scope, ns, name_of(pod), str(containers[0].get("name", "")),
-                previous=False, tail=FAILURE_LINES,
-            )  # fmt: skip
+            log = await first_container_log(scope, pod, FAILURE_LINES)
             lines = [line.strip() for line in (log.lines if log else []) if line.strip()]
             said = [line for line in lines if _FAILURE.search(line)]
             if said:

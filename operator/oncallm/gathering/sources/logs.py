@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from oncallm.gathering.objects import Obj, meta, name_of
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
 from oncallm.gathering.sources.pods import pod_is_unhealthy
@@ -55,6 +56,17 @@ async def read(scope: Scope) -> None:
             if c.state in ("running", "terminated") or c.restart_count > 0:
                 tasks.append(_log(scope, pod, c.name, previous=False))
     await asyncio.gather(*tasks)
+
+
+async def first_container_log(scope: Scope, pod: Obj, tail: int) -> LogSnapshot | None:
+    """The current log of a pod's first container: a Job's pod runs one, and its log is what
+    the Job did (a clean-up, a refresh)."""
+    containers = (pod.get("spec") or {}).get("containers") or []
+    if not containers:
+        return None
+    namespace = str(meta(pod).get("namespace", ""))
+    name = str(containers[0].get("name", ""))
+    return await fetch_log(scope, namespace, name_of(pod), name, previous=False, tail=tail)
 
 
 async def fetch_log(

@@ -15,7 +15,7 @@ import re
 from oncallm.gathering.objects import Obj, meta, name_of
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
-from oncallm.gathering.sources.logs import fetch_log
+from oncallm.gathering.sources.logs import first_container_log
 from oncallm.gathering.sources.pods import pod_snapshot
 from oncallm.models.analysis import EvidenceSource
 from oncallm.models.evidence import Context, PVCSnapshot
@@ -79,13 +79,7 @@ async def volume_deleter(scope: Scope, ns: str, volume: str) -> str | None:
         pods = await scope.reader.list("Pod", ns, label_selector="job-name")
         pods.sort(key=lambda p: str(meta(p).get("creationTimestamp") or ""), reverse=True)
         for pod in pods[:DELETER_PODS]:
-            containers = (pod.get("spec") or {}).get("containers") or []
-            if not containers:
-                continue
-            log = await fetch_log(
-                scope, ns, name_of(pod), str(containers[0].get("name", "")),
-                previous=False, tail=DELETER_LINES,
-            )  # fmt: skip
+            log = await first_container_log(scope, pod, DELETER_LINES)
             for line in (log.lines if log else [])[::-1]:
                 if volume in line and _DELETED.search(line):
                     job = (meta(pod).get("labels") or {}).get("job-name", "?")
