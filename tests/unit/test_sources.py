@@ -1883,3 +1883,28 @@ async def test_a_service_selecting_no_pod_names_the_relabelled_pods_that_serve_i
     )
     backing = next(s.backing for s in ctx.services if s.name == "rabbitmq")
     assert backing is not None and "mq-server-0" in backing and "web-0" not in backing
+
+
+def test_a_kubelet_serving_csr_is_the_nodes_by_its_subject_whoever_created_it() -> None:
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from oncallm.gathering.sources.kubelet_certs import SIGNER, node_csrs
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "system:node:worker-7")])
+    pem = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    request = base64.b64encode(pem.public_bytes(serialization.Encoding.PEM)).decode()
+    csr = {
+        "kind": "CertificateSigningRequest",
+        "metadata": {"name": "csr-x1", "creationTimestamp": t(-120)},
+        # the API server writes whoever created the object: an admin when it was planted
+        "spec": {"signerName": SIGNER, "username": "kubernetes-admin", "request": request},
+        "status": {},
+    }
+    [snap] = node_csrs([csr])
+    assert snap.node == "worker-7" and snap.pending == 1

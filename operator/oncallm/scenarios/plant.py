@@ -500,6 +500,8 @@ class Planter:
             body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             result = await self.api.request("PUT", path, body=body)
         planting.planted.append(Planted(res, namespace, str(meta["name"])))
+        if kind == "CertificateSigningRequest" and status:
+            result, status = await self._approve(path, result, status)
         if status:
             result = await self._write_status(path, status)
         result.setdefault("kind", kind)
@@ -589,6 +591,20 @@ class Planter:
         except ApiError as err:
             if err.status != 404:
                 raise
+
+    async def _approve(self, path: str, csr: Obj, status: Obj) -> tuple[Obj, Obj]:
+        """A CSR's Approved and Denied conditions, which only its approval subresource takes;
+        the rest of its status (the certificate, Failed) is left for the status subresource."""
+        conditions = status.get("conditions") or []
+        decided = [c for c in conditions if c.get("type") in ("Approved", "Denied")]
+        rest = {k: v for k, v in status.items() if k != "conditions"}
+        others = [c for c in conditions if c not in decided]
+        if others:
+            rest["conditions"] = others
+        if decided:
+            body = {**csr, "status": {"conditions": decided}}
+            csr = await self.api.request("PUT", path + "/approval", body=body)
+        return csr, rest
 
     async def _write_status(self, path: str, status: Obj) -> Obj:
         async def patch(target: str) -> Obj:

@@ -43,6 +43,7 @@ from oncallm.analysis.rules.base import (
     pod_commands,
     quote_line,
     stale_termination,
+    target_pod,
     workload_state,
 )
 from oncallm.gathering.sources.custom_resources import external_secret_id
@@ -1058,14 +1059,24 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding |
     # times its readiness probe failed beside it (a readiness probe of a container that is
     # killed and restarting fails all the while): liveness/startup first when the kubelet
     # killed for it, then the most repeated.
+    # Among pods, the alerted one and those still failing first (a replica that recovered
+    # says nothing about the one that did not), and the same answer whatever order the
+    # events are listed in.
     killed_for = {e.object_name for e in kills}
-    first = max(
-        unhealthy,
-        key=lambda e: (
+    alerted = target_pod(ctx)
+    by_name = {p.name: p for p in ctx.pods}
+
+    def rank(e: EventSnapshot) -> tuple[bool, bool, bool, int, str]:
+        p = by_name.get(e.object_name)
+        return (
+            p is not None and not _recovered(p),
+            alerted is not None and e.object_name == alerted.name,
             e.object_name in killed_for and not e.message.lower().startswith("readiness"),
             e.count,
-        ),
-    )
+            e.object_name,
+        )
+
+    first = max(unhealthy, key=rank)
     m = _PROBE.search(first.message)
     assert m is not None
     kind = m.group(1).capitalize()

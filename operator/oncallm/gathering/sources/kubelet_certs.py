@@ -17,7 +17,12 @@ last one issued) and ``metric/kubelet_targets_down``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from oncallm.gathering.objects import Obj, meta
 from oncallm.gathering.scope import Scope
@@ -72,6 +77,18 @@ async def read(scope: Scope) -> None:
         ctx.kubelet_csrs = node_csrs(csrs)
 
 
+def requested_subject(request: str) -> str:
+    """The common name a CSR asks for (``system:node:<node>``), from its PEM request; empty
+    when it cannot be read. The API server sets ``spec.username`` to whoever created the CSR,
+    which is the node for a kubelet's own; the subject says the node in any case."""
+    try:
+        csr = x509.load_pem_x509_csr(base64.b64decode(request))
+    except (ValueError, binascii.Error):
+        return ""
+    names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""
+
+
 def node_csrs(csrs: list[Obj]) -> list[KubeletServingCSRs]:
     """The kubelet-serving CSRs by node: pending (neither approved nor denied), the oldest
     pending one, and when the last issued one was created."""
@@ -79,6 +96,8 @@ def node_csrs(csrs: list[Obj]) -> list[KubeletServingCSRs]:
     for csr in csrs:
         spec = csr.get("spec") or {}
         user = str(spec.get("username", ""))
+        if not user.startswith(_NODE_USER):
+            user = requested_subject(str(spec.get("request", "")))
         if spec.get("signerName") != SIGNER or not user.startswith(_NODE_USER):
             continue
         node = user.removeprefix(_NODE_USER)
