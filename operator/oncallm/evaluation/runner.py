@@ -135,6 +135,7 @@ async def evaluate_offline(
             scenario=scenario.name,
             expected=scenario.expect.category.value,
             got=None,
+            mentions_missing=list(scenario.expect.mention),  # no report, as on the cluster
             seconds=round(time.perf_counter() - started, 3),
             error=f"phase Skipped: {skipped}",
             analysis=analysis_name(shifted.alert),

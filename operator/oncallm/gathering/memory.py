@@ -80,6 +80,9 @@ class MemoryReader:
             if field_selector and not fields_match(field_selector, obj):
                 continue
             out.append(copy.deepcopy(obj))
+        # in the API server's order (etcd's keys: namespace, then name), so that what comes
+        # first offline comes first on a cluster too
+        out.sort(key=_storage_key)
         return out
 
     async def logs(
@@ -95,6 +98,11 @@ class MemoryReader:
             )
         lines = text.splitlines()
         return "\n".join(lines[-tail_lines:]) if tail_lines > 0 else ""
+
+
+def _storage_key(obj: Obj) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
 def _kind_matches(obj: Obj, kind: str, api_version: str | None) -> bool:
