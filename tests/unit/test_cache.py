@@ -253,3 +253,19 @@ def test_a_boolean_field_selector_matches_as_the_api_server_writes_it() -> None:
     assert fields_match("spec.unschedulable=true", cordoned)
     assert not fields_match("spec.unschedulable=true", schedulable)
     assert fields_match("spec.unschedulable!=true,metadata.name=w1", schedulable)
+
+
+async def test_a_list_is_in_the_api_servers_order_whatever_order_the_watch_saw() -> None:
+    api = WatchAPI([pod("m"), pod("x")])
+    cache = reader(api)
+    try:
+        assert [p["metadata"]["name"] for p in await cache.list("Pod", "orders")] == ["m", "x"]
+        await api.push(PODS, "ADDED", pod("a"))
+
+        async def sorted_by_name() -> bool:
+            names = [p["metadata"]["name"] for p in await cache.list("Pod", "orders")]
+            return names == ["a", "m", "x"]
+
+        await _eventually(sorted_by_name)
+    finally:
+        await cache.close()

@@ -2951,3 +2951,23 @@ def test_a_long_error_keeps_the_api_error_code_cut_from_its_middle() -> None:
         "increase."
     )
     assert "VolumeLimitExceeded" in quote_line(text, 200)
+
+
+def test_a_probe_timing_out_in_a_throttled_container_is_the_cpu_limit() -> None:
+    throttled = MetricSnapshot(
+        name="cpu_throttled_ratio",
+        query="sum by (pod, container) (increase(container_cpu_cfs_throttled_periods_total[5m]))",
+        values={f'container="api",pod="{POD}"': 0.62},
+    )
+    timeout = (
+        'Liveness probe failed: Get "http://10.42.1.7:8080/healthz": context deadline exceeded '
+        "(Client.Timeout exceeded while awaiting headers)"
+    )
+    events = [
+        event("Unhealthy", timeout, count=14),
+        event("Killing", "Container api failed liveness probe, will be restarted", count=4),
+    ]
+    d = check(ctx(events=events, metrics=[throttled]), Category.CPU_THROTTLING)
+    assert "62%" in d.root_cause and "500m" in d.root_cause
+    # without the throttling, the same timeouts are the probe's
+    assert diagnose(ctx(events=events)).category is Category.FAILING_PROBE

@@ -304,9 +304,10 @@ class CachedReader:
         if label_selector:
             terms = _parse_selector(label_selector)
             items = [o for o in items if _labels_match(terms, o)]
-        if len(items) > LIST_LIMIT:  # as the direct list answers: its first page, by name
-            items = sorted(items, key=_key)[:LIST_LIMIT]
-        return items
+        # as the API server lists them (by namespace and name, etcd's order), not in the order
+        # the watch saw them arrive: what a rule takes first must not depend on the cache
+        items.sort(key=_key)
+        return items[:LIST_LIMIT]  # as the direct list answers: its first page
 
     async def logs(
         self, namespace: str, pod: str, container: str, *, previous: bool, tail_lines: int

@@ -1043,7 +1043,77 @@ _PROBE_WHILE_STOPPING = re.compile(
 )
 
 
-def failing_probe(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+#: A probe that ran out of time: the kubelet's HTTP client, gRPC and exec timeouts.
+_PROBE_TIMEOUT = re.compile(
+    r"context deadline exceeded|Client\.Timeout|timed out|timeout|DeadlineExceeded", re.I
+)
+_THROTTLE_DESCRIPTION = re.compile(r"([0-9.]+)\s*% throttling", re.I)
+
+
+def _throttled_share(ctx: Context, pod: PodSnapshot, c: ContainerSnapshot) -> tuple[float, str]:
+    """The share of CFS periods the container was throttled in, and the metric that says so
+    (or the CPUThrottlingHigh alert about it); (0, "") when nothing measured it."""
+    for m in ctx.metrics:
+        if "throttl" not in (m.name + m.query).lower():
+            continue
+        for key, value in m.values.items():
+            if f'pod="{pod.name}"' in key and (
+                f'container="{c.name}"' in key or 'container="' not in key
+            ):
+                return (value / 100 if value > 1 else value), metric_id(m.name)
+    if ctx.alert.name == "CPUThrottlingHigh" and ctx.alert.labels.get("container") == c.name:
+        pct = _THROTTLE_DESCRIPTION.search(ctx.alert.annotations.get("description", ""))
+        if pct:
+            return float(pct.group(1)) / 100, ALERT_ID
+    return 0.0, ""
+
+
+def _starved_probe(
+    ctx: Context,
+    ev: EvidenceIndex,
+    settings: RuleSettings,
+    pod: PodSnapshot,
+    c: ContainerSnapshot,
+    kind: str,
+    unhealthy: list[EventSnapshot],
+    detail: str,
+) -> Finding | None:
+    """A probe that times out while its container is throttled at its CPU limit: the
+    program cannot answer in time because the kernel holds it back, so the probe is the
+    symptom and the CPU limit the cause (raising the probe's timeout only hides it)."""
+    if not _PROBE_TIMEOUT.search(detail):
+        return None
+    share, cited = _throttled_share(ctx, pod, c)
+    if share < settings.cpu_throttling_ratio:
+        return None
+    limit = c.limits.get("cpu", "?")
+    return Finding(
+        Category.CPU_THROTTLING,
+        0.84,
+        summary=(
+            f"The {kind.lower()} probe of container {c.name} of pod {pod.name} times out because "
+            f"the container is CPU-throttled in {share:.0%} of its periods at its {limit} limit."
+        ),
+        root_cause=(
+            f"Container {c.name} of pod {pod.name} is throttled by the kernel in {share:.0%} of "
+            f"its CFS periods at its CPU limit of {limit}, so it answers its {kind.lower()} probe "
+            f"too late ({quote_line(detail, 160)}); the probe is the symptom, the CPU limit the "
+            "cause."
+        ),
+        evidence=ev.cite(cited, *[ev.event(e) for e in unhealthy[:2]], *pod_cites(ev, pod, c)),
+        impact=f"{workload_state(ctx)}; requests time out while the container is throttled.",
+        immediate_actions=[
+            f"Raise the CPU limit of container {c.name} (or remove it and keep the request), "
+            "then watch the throttling ratio and the probe failures drop.",
+        ],
+        recommendations=[
+            "Keep probes cheap, and CPU limits well above the peak the service needs (or none).",
+        ],
+        commands=[kc.top_pod(pod.namespace, pod.name), *pod_commands(ctx, pod, c)],
+    )
+
+
+def failing_probe(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Finding | None:
     """Unhealthy events: the kubelet's probe fails and it restarts (liveness) or unreadies."""
     unhealthy = [
         e
@@ -1098,6 +1168,12 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding |
         # the app answered its own health check with a server error: the probe works and
         # reports the app's verdict; why the app says it is unhealthy is not proven here
         return _unready_by_its_own_verdict(ctx, ev, pod, c, first, detail)
+    if pod is not None and c is not None:
+        starved = _starved_probe(
+            ctx, ev, settings, pod, c, kind, unhealthy, detail or first.message
+        )
+        if starved is not None:
+            return starved
     probe = ""
     if c is not None:
         probe = {"Liveness": c.liveness_probe, "Readiness": c.readiness_probe}.get(

@@ -38,7 +38,7 @@ DRAIN_FAILED = re.compile(
     r"|waiting to be evicted|EvictionBlocked",
     re.IGNORECASE,
 )
-#: Draining nodes followed, the most recently cordoned first.
+#: Draining nodes followed, in the order the API lists them.
 MAX_NODES = 3
 
 
