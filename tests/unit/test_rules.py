@@ -2971,3 +2971,41 @@ def test_a_probe_timing_out_in_a_throttled_container_is_the_cpu_limit() -> None:
     assert "62%" in d.root_cause and "500m" in d.root_cause
     # without the throttling, the same timeouts are the probe's
     assert diagnose(ctx(events=events)).category is Category.FAILING_PROBE
+
+
+def test_a_readiness_probe_whose_command_the_image_lacks_is_a_proven_probe_fault() -> None:
+    errored = (
+        "Readiness probe errored: rpc error: code = Unknown desc = failed to exec in container: "
+        "OCI runtime exec failed: exec failed: unable to start container process: exec: "
+        '"/bin/grpc_health_probe": stat /bin/grpc_health_probe: no such file or directory: unknown'
+    )
+    running = container(ready=False, state="running", restart_count=0)
+    d = check(
+        ctx(pods=[pod(POD, running)], events=[event("Unhealthy", errored, count=40)]),
+        Category.FAILING_PROBE,
+    )
+    assert "cannot run the probe's command" in d.root_cause
+
+
+def test_a_server_bound_to_loopback_refusing_its_probe_is_bad_config() -> None:
+    refused = (
+        'Readiness probe failed: Get "http://10.64.2.143:8000/healthz/": dial tcp '
+        "10.64.2.143:8000: connect: connection refused"
+    )
+    web = container(
+        ready=False,
+        state="running",
+        restart_count=0,
+        config_env={"GUNICORN_CMD_ARGS": "--bind 127.0.0.1:8000 --workers 4"},
+        config_env_source={"GUNICORN_CMD_ARGS": "web-gunicorn"},
+    )
+    d = check(
+        ctx(pods=[pod(POD, web)], events=[event("Unhealthy", refused, count=90)]),
+        Category.BAD_CONFIG,
+    )
+    assert "GUNICORN_CMD_ARGS" in d.root_cause and "web-gunicorn" in d.root_cause
+    # bound to all addresses, the refusal is the probe's own
+    web.config_env["GUNICORN_CMD_ARGS"] = "--bind 0.0.0.0:8000"
+    assert diagnose(ctx(pods=[pod(POD, web)], events=[event("Unhealthy", refused)])).category is (
+        Category.FAILING_PROBE
+    )

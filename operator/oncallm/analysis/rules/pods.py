@@ -1068,6 +1068,50 @@ def _throttled_share(ctx: Context, pod: PodSnapshot, c: ContainerSnapshot) -> tu
     return 0.0, ""
 
 
+def _listens_on_loopback(
+    ctx: Context,
+    ev: EvidenceIndex,
+    pod: PodSnapshot,
+    c: ContainerSnapshot,
+    kind: str,
+    unhealthy: list[EventSnapshot],
+    bound: tuple[str, str | None],
+) -> Finding:
+    said, cited = bound
+    changed = _recent_change(ctx)
+    return Finding(
+        Category.BAD_CONFIG,
+        0.86,
+        summary=(
+            f"Container {c.name} of pod {pod.name} listens on the loopback address only, so "
+            f"its {kind.lower()} probe to the pod IP is refused."
+        ),
+        root_cause=(
+            f"Container {c.name} of pod {pod.name} binds its server to the loopback address: "
+            f"{said}. Nothing listens on the pod IP, so the kubelet's {kind.lower()} probe (and "
+            "every client through a Service) is refused, though the program runs"
+            + (f"; the pod runs {changed[1]}" if changed else "")
+            + "."
+        ),
+        evidence=ev.cite(
+            *[ev.event(e) for e in unhealthy[:2]],
+            cited,
+            *pod_cites(ev, pod, c),
+            revision_id(changed[0]) if changed else None,
+        ),
+        impact=f"{workload_state(ctx)}; the new pods never receive traffic.",
+        immediate_actions=[
+            f"Bind container {c.name} to 0.0.0.0 (all addresses) instead of 127.0.0.1/localhost "
+            "and roll out again.",
+        ],
+        recommendations=[
+            "Keep development defaults (localhost binds) out of the production configuration; "
+            "a readiness probe catches it, a canary catches it sooner.",
+        ],
+        commands=pod_commands(ctx, pod, c),
+    )
+
+
 def _starved_probe(
     ctx: Context,
     ev: EvidenceIndex,
@@ -1111,6 +1155,41 @@ def _starved_probe(
         ],
         commands=[kc.top_pod(pod.namespace, pod.name), *pod_commands(ctx, pod, c)],
     )
+
+
+#: A probe the kubelet could not run at all: an exec probe whose command the image lacks.
+#: Unlike a probe that ran and was answered badly, it proves the probe is broken.
+_PROBE_CANNOT_RUN = re.compile(
+    r"exec: \"?[^\s\"]+\"?: (?:stat [^:]+: )?no such file or directory|executable file not found"
+    r"|exec format error",
+    re.I,
+)
+_PROBED_PORT = re.compile(r"\d+\.\d+\.\d+\.\d+:(\d+)")
+
+
+def _loopback_only(
+    ctx: Context, ev: EvidenceIndex, pod: PodSnapshot, c: ContainerSnapshot, detail: str
+) -> tuple[str, str | None] | None:
+    """The program listens on the loopback address only (``--bind 127.0.0.1:8000``), so the
+    kubelet's probe to the pod IP is refused: (what says so, its evidence id)."""
+    if "connection refused" not in detail.lower():
+        return None
+    port = _PROBED_PORT.search(detail)
+    if port is None:
+        return None
+    loopback = re.compile(rf"(?:127\.0\.0\.1|localhost|\[::1\]):{port.group(1)}\b")
+    for var, value in {**c.config_env, **c.env}.items():
+        if loopback.search(value):
+            origin = c.config_env_source.get(var) if var not in c.env else None
+            where = f"ConfigMap {origin}" if origin else "the pod spec"
+            return f"its environment variable {var} ({where}) is '{value[:120]}'", None
+    for word in c.command:
+        if loopback.search(word):
+            return f"its command line binds {word}", None
+    hits = [h for h in grep(ctx, ev, loopback, pods=[pod.name]) if h.log.container == c.name]
+    if hits:
+        return f"it logs {quote_line(hits[-1].line, 160)}", hits[-1].id
+    return None
 
 
 def failing_probe(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Finding | None:
@@ -1169,6 +1248,13 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Fi
         # reports the app's verdict; why the app says it is unhealthy is not proven here
         return _unready_by_its_own_verdict(ctx, ev, pod, c, first, detail)
     if pod is not None and c is not None:
+        bound = _loopback_only(ctx, ev, pod, c, detail or first.message)
+        if bound is not None:
+            return _listens_on_loopback(ctx, ev, pod, c, kind, unhealthy, bound)
+    cannot_run = _PROBE_CANNOT_RUN.search(detail or first.message) is not None
+    if cannot_run:
+        score = max(score, 0.8)  # the probe itself is broken, whatever the app would answer
+    if pod is not None and c is not None:
         starved = _starved_probe(
             ctx, ev, settings, pod, c, kind, unhealthy, detail or first.message
         )
@@ -1203,7 +1289,12 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Fi
             f"The {kind.lower()} probe"
             + (f" ({probe})" if probe else "")
             + f" of {where} keeps failing — {quote_line(detail or first.message)} — {effect}; "
-            "the application answers the probe too slowly or with an error"
+            + (
+                "the kubelet cannot run the probe's command: the container's image does not "
+                "have it (the image changed, the probe did not)"
+                if cannot_run
+                else "the application answers the probe too slowly or with an error"
+            )
             + (
                 f"; the pod runs the new {changed[1]}: what it changed is the first suspect"
                 if newest and changed
