@@ -3009,3 +3009,71 @@ def test_a_server_bound_to_loopback_refusing_its_probe_is_bad_config() -> None:
     assert diagnose(ctx(pods=[pod(POD, web)], events=[event("Unhealthy", refused)])).category is (
         Category.FAILING_PROBE
     )
+
+
+def test_an_hpa_on_memory_under_a_fixed_jvm_heap_is_bad_config_not_load() -> None:
+    hpa = HPASnapshot(
+        name="api",
+        namespace=NS,
+        target_kind="Deployment",
+        target_name="api",
+        min_replicas=2,
+        max_replicas=6,
+        current_replicas=6,
+        desired_replicas=6,
+        conditions={"ScalingLimited": ("True", "TooManyReplicas", "the desired replica count is more than the maximum replica count")},
+        metrics=["cpu current 7", "memory current 88", "cpu target 60", "memory target 70"],
+    )  # fmt: skip
+    jvm = container(
+        ready=True,
+        state="running",
+        restart_count=0,
+        requests={"cpu": "1", "memory": "2Gi"},
+        env={"JAVA_TOOL_OPTIONS": "-Xms1536m -Xmx1536m -XX:+AlwaysPreTouch"},
+    )
+    c = ctx(
+        alert=alert("KubeHpaMaxedOut", pod="", container="", horizontalpodautoscaler="api"),
+        target=TargetRef(kind="HorizontalPodAutoscaler", namespace=NS, name="api"),
+        pods=[pod(POD, jvm, conditions={"Ready": ("True", "", "")})],
+        hpas=[hpa],
+    )
+    d = check(c, Category.BAD_CONFIG)
+    assert "-Xms1536m" in d.root_cause and "75%" in d.root_cause
+    # a heap below the target leaves the HPA to real load
+    jvm.env["JAVA_TOOL_OPTIONS"] = "-Xms512m -Xmx1536m"
+    assert diagnose(c).category is Category.HPA_MAXED
+
+
+def test_an_ordered_ready_statefulset_waiting_for_a_quorum_is_the_stuck_rollout() -> None:
+    from oncallm.models.evidence import DNSSnapshot
+
+    zk = WorkloadSnapshot(
+        kind="StatefulSet", name="zk", namespace=NS, desired=3, ready=0,
+        pod_management_policy="OrderedReady",
+    )  # fmt: skip
+    zk0 = pod(
+        "zk-0",
+        container(name="zk", ready=False, state="running", restart_count=0, reason="",
+                  message="", last_state=None, last_reason="", last_exit_code=None,
+                  readiness_probe="exec sh -c echo srvr | nc 127.0.0.1 2181 | grep Mode"),
+        owner_kind="StatefulSet", owner_name="zk",
+    )  # fmt: skip
+    unknown_host = (
+        "WARN  Cannot open channel to 1 at election address "
+        "zk-1.zk-headless.orders.svc.cluster.local:3888 java.net.UnknownHostException: "
+        "zk-1.zk-headless.orders.svc.cluster.local"
+    )
+    c = ctx(
+        alert=alert("KubeStatefulSetReplicasMismatch", pod="", container="", statefulset="zk"),
+        target=TargetRef(kind="StatefulSet", namespace=NS, name="zk"),
+        workload=zk,
+        pods=[zk0],
+        logs=[log(unknown_host, pod_name="zk-0", container_name="zk", previous=False)],
+        dns=DNSSnapshot(trigger=unknown_host, absent_pod=f"{NS}/zk-1"),
+        events=[event("Unhealthy", "Readiness probe failed: ", name="zk-0", count=200)],
+    )
+    d = check(c, Category.ROLLOUT_STUCK)
+    assert "OrderedReady" in d.root_cause and "zk-1" in d.root_cause
+    # with Parallel, the missing members are not the policy's doing
+    zk.pod_management_policy = "Parallel"
+    assert diagnose(c).category is not Category.ROLLOUT_STUCK

@@ -168,6 +168,8 @@ class WorkloadSnapshot(Snapshot):
     partition: int | None = None
     current_revision: str | None = None
     update_revision: str | None = None
+    #: a StatefulSet's podManagementPolicy (OrderedReady when unset, or Parallel)
+    pod_management_policy: str | None = None
 
 
 class NodeSnapshot(Snapshot):
@@ -601,6 +603,9 @@ class DNSSnapshot(Snapshot):
     same_name_elsewhere: list[str] = Field(default_factory=list)
     #: Services of its namespace that share words of its name (a rename)
     similar_in_namespace: list[str] = Field(default_factory=list)
+    #: the failing name is a pod's under an existing headless Service (``ns/zookeeper-1``)
+    #: and that pod does not exist: the name cannot resolve, with DNS working
+    absent_pod: str | None = None
 
 
 class GateSnapshot(Snapshot):

@@ -69,6 +69,14 @@ RULES: tuple[Rule, ...] = (
         wrap=workloads.partition_held,
     ),
     Rule(
+        "statefulset-ordered-ready",
+        Category.ROLLOUT_STUCK,
+        Scope.WRAPPER,
+        "A StatefulSet with podManagementPolicy OrderedReady waits for a pod that is never "
+        "Ready before it creates the next ordinals (a quorum readiness deadlocks the set).",
+        wrap=workloads.ordered_ready_stalled,
+    ),
+    Rule(
         "hpa-maxed",
         Category.HPA_MAXED,
         Scope.WRAPPER,

@@ -785,6 +785,10 @@ def dns_failure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
     host = hosts[0] if hosts else "a host name"
     corefile, because = _corefile_fault(ctx)
     own = _own_nameservers(ctx, pod)
+    if ctx.dns is not None and ctx.dns.absent_pod and not (corefile or own or server_side):
+        # a pod's name under its headless Service resolves only while the pod exists: the
+        # pod is missing (its StatefulSet did not create it), DNS answers as it should
+        return None
     if corefile or own:
         # the resolver itself is proven at fault (CoreDNS's loop, a Corefile it refuses, dead
         # upstreams, or a pod that asks another server): every lookup fails, so a failed

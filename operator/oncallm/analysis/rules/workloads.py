@@ -41,8 +41,10 @@ from oncallm.analysis.rules.base import (
     target_pod,
     workload_state,
 )
+from oncallm.gathering.sources.dns import dns_name_id
 from oncallm.models.analysis import Category
-from oncallm.models.evidence import Context, RevisionSnapshot, WorkloadSnapshot
+from oncallm.models.evidence import Context, HPASnapshot, RevisionSnapshot, WorkloadSnapshot
+from oncallm.models.quantity import parse_quantity
 
 
 def proven(causes: list[Finding], settings: RuleSettings) -> Finding | None:
@@ -613,7 +615,145 @@ def partition_held(
     )
 
 
+def ordered_ready_stalled(
+    ctx: Context, ev: EvidenceIndex, settings: RuleSettings, causes: list[Finding]
+) -> Finding | None:
+    """A StatefulSet with podManagementPolicy OrderedReady creates pod N+1 only once pod N is
+    Ready. When a pod's readiness waits on its peers (a ZooKeeper, etcd or Consul quorum that
+    needs the next ordinals), the set deadlocks: the peers are never created because the pod
+    is never Ready. Without a cause of the pod's own, the policy is the fault."""
+    w = controller(ctx)
+    if w is None or w.kind != "StatefulSet" or w.pod_management_policy != "OrderedReady":
+        return None
+    ordinals = {
+        int(p.name.rsplit("-", 1)[1]): p
+        for p in ctx.pods
+        if p.owner_name == w.name and p.name.rsplit("-", 1)[-1].isdigit()
+    }
+    if not ordinals or len(ordinals) >= (w.desired or 0):
+        return None
+    last = max(ordinals)
+    stuck = ordinals[last]
+    if stuck.conditions.get("Ready", ("",))[0] == "True" or stuck.deleting:
+        return None
+    cause = proven(causes, settings)
+    missing = [f"{w.name}-{i}" for i in range(last + 1, w.desired or 0)]
+    # the deadlock is proven when the unready pod waits for a member that does not exist:
+    # its log names one, or it cannot resolve one's name under the headless Service
+    absent = ctx.dns.absent_pod.split("/", 1)[1] if ctx.dns and ctx.dns.absent_pod else None
+    waits = absent in missing or any(
+        m in line for lg in ctx.logs if lg.pod == stuck.name for line in lg.lines for m in missing
+    )
+    if not waits:
+        return None
+    probe = next((c.readiness_probe for c in stuck.containers if c.readiness_probe), None)
+    return Finding(
+        Category.ROLLOUT_STUCK,
+        0.88,
+        summary=(
+            f"StatefulSet {w.name} (OrderedReady) waits for {stuck.name} to be Ready before it "
+            f"creates {', '.join(missing[:3])}, and {stuck.name} is never Ready."
+        ),
+        root_cause=(
+            f"StatefulSet {w.namespace}/{w.name} has podManagementPolicy OrderedReady, so it "
+            f"creates {missing[0]} only once {stuck.name} is Ready; {stuck.name} stays unready"
+            + (f" (readiness probe {probe})" if probe else "")
+            + f", so {', '.join(missing[:3])} {'is' if len(missing) == 1 else 'are'} never "
+            "created. A readiness that needs the other members (a quorum) deadlocks the set."
+        ),
+        evidence=ev.cite(
+            workload_id(w.kind, w.name),
+            pod_id(stuck.name),
+            *(e for e in ev.ids if e.startswith(f"event/Pod/{stuck.name}/Unhealthy")),
+            dns_name_id(),
+        ),
+        impact=f"{workload_state(ctx)}; the members that would make it healthy do not exist.",
+        immediate_actions=[
+            f"Set podManagementPolicy: Parallel on StatefulSet {w.name} (it cannot be changed in "
+            "place: delete the StatefulSet with --cascade=orphan and re-create it), or make "
+            "the readiness probe pass before a quorum forms.",
+        ],
+        recommendations=[
+            "Run quorum systems (ZooKeeper, etcd, Consul) with podManagementPolicy Parallel, "
+            "or publishNotReadyAddresses on their headless Service so peers can find each other.",
+        ],
+        commands=[
+            kc.describe(w.kind, w.namespace, w.name),
+            f"kubectl -n {w.namespace} get pods -l {_selector_text(w)} -o wide",
+        ],
+        at_fault=cause is None,
+    )
+
+
 # --- HPA at max ---------------------------------------------------------------------------------
+
+
+_MEMORY_TARGET = re.compile(r"\bmemory target (\d+)\b")
+#: The JVM's initial heap: committed at start (and touched with AlwaysPreTouch), so the
+#: container's memory never falls below it, whatever the load.
+_INITIAL_HEAP = re.compile(r"-Xms(\d+)([kKmMgG]?)\b|-XX:InitialHeapSize=(\d+)([kKmMgG]?)\b")
+_UNIT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _memory_floor(ctx: Context, ev: EvidenceIndex, hpa: HPASnapshot) -> Finding | None:
+    """An HPA that scales on memory utilization while its pods' runtime holds a fixed heap at
+    or above the target share of their memory request: utilization can never fall below the
+    target, so the HPA adds replicas until its maximum whatever the load. The metric, not
+    demand, is the fault."""
+    target = next((m for x in hpa.metrics if (m := _MEMORY_TARGET.search(x))), None)
+    if target is None:
+        return None
+    share = int(target.group(1)) / 100
+    for pod in ctx.pods:
+        for c in pod.containers:
+            request = parse_quantity(c.requests.get("memory"))
+            values = {**c.config_env, **c.env}.values()
+            heap = next((m for v in values if (m := _INITIAL_HEAP.search(v))), None)
+            if not request or heap is None:
+                continue
+            number, unit = (heap.group(1), heap.group(2)) if heap.group(1) else heap.group(3, 4)
+            floor = int(number) * _UNIT[unit.lower()]
+            if floor < share * request:
+                continue
+            return Finding(
+                Category.BAD_CONFIG,
+                0.88,
+                summary=(
+                    f"HPA {hpa.name} scales on memory, and {c.name}'s fixed heap "
+                    f"({heap.group(0)}) already fills {floor / request:.0%} of its "
+                    f"{c.requests.get('memory')} request, above the {share:.0%} target: it sits "
+                    f"at maxReplicas {hpa.max_replicas} whatever the load."
+                ),
+                root_cause=(
+                    f"HorizontalPodAutoscaler {hpa.namespace}/{hpa.name} targets {share:.0%} "
+                    f"memory utilization, but container {c.name} of {pod.name} starts with "
+                    f"{heap.group(0)}: the runtime commits that heap at start, so each pod uses "
+                    f"at least {floor / request:.0%} of its {c.requests.get('memory')} memory "
+                    "request at any load. Utilization never falls to the target, so the HPA "
+                    f"keeps adding replicas up to maxReplicas {hpa.max_replicas}"
+                    + (f" ({', '.join(hpa.metrics)})" if hpa.metrics else "")
+                    + "."
+                ),
+                evidence=ev.cite(hpa_id(hpa.name), *pod_cites(ev, pod, c), ALERT_ID),
+                impact=(
+                    f"{workload_state(ctx)}; it runs {hpa.max_replicas} replicas for the load "
+                    "of far fewer, and cannot scale further when real load comes."
+                ),
+                immediate_actions=[
+                    f"Scale HPA {hpa.name} on CPU or a request-rate metric instead of memory, "
+                    f"or raise its memory target above {floor / request:.0%}.",
+                ],
+                recommendations=[
+                    "Do not autoscale JVMs (or any runtime with a fixed heap) on memory "
+                    "utilization: their memory does not follow load.",
+                ],
+                commands=[
+                    kc.describe("hpa", hpa.namespace, hpa.name),
+                    kc.top_pod(pod.namespace, pod.name),
+                ],
+                at_fault=True,
+            )
+    return None
 
 
 def hpa_maxed(
@@ -627,6 +767,9 @@ def hpa_maxed(
     for hpa in ctx.hpas:
         if hpa.max_replicas <= 0 or hpa.current_replicas < hpa.max_replicas:
             continue
+        floored = _memory_floor(ctx, ev, hpa) if cause is None else None
+        if floored is not None:
+            return floored
         limited = hpa.conditions.get("ScalingLimited", ("False", "", ""))
         wants_more = limited[0] == "True" and limited[1] in ("TooManyReplicas", "")
         wants_more = wants_more or hpa.desired_replicas > hpa.max_replicas
@@ -855,6 +998,7 @@ __all__ = [
     "cpu_throttling",
     "hpa_maxed",
     "job_backoff_limit",
+    "ordered_ready_stalled",
     "partition_held",
     "pod_not_ready",
     "proven",

@@ -170,8 +170,11 @@ async def _named_service(scope: Scope, dns: DNSSnapshot) -> None:
     if m is None:
         return
     name, namespace = m.group(1), m.group(2)
+    host = m.group(0)[: m.start(1) - m.start(0)].rstrip(".")
     async with scope.guard(f"service {namespace}/{name}"):
         if await scope.get("Service", namespace, name) is not None:
+            if host and await scope.get("Pod", namespace, host) is None:
+                dns.absent_pod = f"{namespace}/{host}"
             return
         dns.missing_service = f"{namespace}/{name}"
         elsewhere = await scope.reader.list("Service", None, field_selector=f"metadata.name={name}")
@@ -303,6 +306,16 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
                 if dns.similar_in_namespace
                 else ""
             ),
+        )
+    if dns.absent_pod is not None:
+        ns, member = dns.absent_pod.split("/", 1)
+        out.add(
+            Tier.OBJECT_BAD,
+            dns_name_id(),
+            EvidenceSource.SERVICE,
+            f"pod/{dns.absent_pod}",
+            f"the name asks for pod {member} under an existing headless Service of {ns}, and "
+            f"no pod {member} exists: its record exists only while the pod does",
         )
     if dns.service is not None:
         svc = dns.service

@@ -340,6 +340,7 @@ def workload_snapshot(
                 snap.partition = int(rolling["partition"])
             snap.current_revision = status.get("currentRevision")
             snap.update_revision = status.get("updateRevision")
+            snap.pod_management_policy = str(spec.get("podManagementPolicy") or "OrderedReady")
     elif kind == "DaemonSet":
         snap.update_strategy = (spec.get("updateStrategy") or {}).get("type") or "RollingUpdate"
         snap.desired = int(status.get("desiredNumberScheduled", 0) or 0)
