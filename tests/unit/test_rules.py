@@ -3077,3 +3077,27 @@ def test_an_ordered_ready_statefulset_waiting_for_a_quorum_is_the_stuck_rollout(
     # with Parallel, the missing members are not the policy's doing
     zk.pod_management_policy = "Parallel"
     assert diagnose(c).category is not Category.ROLLOUT_STUCK
+
+
+def test_a_throttling_limit_the_limitranger_set_names_its_limitrange() -> None:
+    from oncallm.models.evidence import LimitRangeSnapshot
+
+    throttled = MetricSnapshot(
+        name="cpu_throttled_ratio", query="q", values={f'container="api",pod="{POD}"': 0.87}
+    )
+    api = container(
+        ready=True, state="running", restart_count=0, limits={"cpu": "200m"},
+        defaulted=["cpu limit"],
+    )  # fmt: skip
+    c = ctx(
+        alert=alert("CPUThrottlingHigh"),
+        pods=[pod(POD, api, conditions={"Ready": ("True", "", "")})],
+        metrics=[throttled],
+        limit_ranges=[
+            LimitRangeSnapshot(
+                name="container-defaults", namespace=NS, limits=["Container default cpu=200m"]
+            )
+        ],
+    )
+    d = check(c, Category.CPU_THROTTLING)
+    assert "LimitRange container-defaults" in d.root_cause and "200m" in d.root_cause

@@ -443,7 +443,8 @@ class EphemeralStorageUse(Snapshot):
     phase: str = ""
     evicted: bool = False
     empty_dirs: list[EmptyDirVolume] = Field(default_factory=list)
-    #: hostPath volumes it mounts writable: the node's disk, outside the kubelet's accounting
+    #: hostPath volumes it mounts writable (``/var/lib/x (volume scratch)``): the node's disk,
+    #: outside the kubelet's accounting
     host_paths: list[str] = Field(default_factory=list)
     #: container -> its ephemeral-storage request and limit (None: unset)
     requests: dict[str, str] = Field(default_factory=dict)

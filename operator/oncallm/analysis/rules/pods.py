@@ -866,7 +866,7 @@ def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Findi
     heap = _heap_over_limit(c, limit)
     w = controller(ctx)
     injected = injected_sizing(ctx, pod, c, "memory limit", raised)
-    defaulted = _limit_range_default(ctx, c, "memory", limit)
+    defaulted = limit_range_default(ctx, c, "memory", limit)
     cmds = [*pod_commands(ctx, pod, c), kc.top_pod(pod.namespace, pod.name)]
     if injected is not None:
         cmds += [injected.command] if injected.command else []
@@ -923,15 +923,15 @@ def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Findi
 
 
 @dataclass(frozen=True)
-class _Defaulted:
+class Defaulted:
     text: str
     action: str
     limit_range: str | None
 
 
-def _limit_range_default(
+def limit_range_default(
     ctx: Context, c: ContainerSnapshot, resource: str, value: str | None
-) -> _Defaulted | None:
+) -> Defaulted | None:
     """The container's limit was not in its pod template: the LimitRanger admission plugin
     set it from the namespace's LimitRange default, so the LimitRange, not the workload's
     author, chose it."""
@@ -943,7 +943,7 @@ def _limit_range_default(
         next(iter(ctx.limit_ranges), None),
     )  # fmt: skip
     name = lr.name if lr else None
-    return _Defaulted(
+    return Defaulted(
         text=(
             f"; that limit is not in the pod template: the namespace's LimitRange "
             f"{name or '(default)'} set it as its default {resource} limit "

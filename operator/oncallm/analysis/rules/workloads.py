@@ -41,7 +41,9 @@ from oncallm.analysis.rules.base import (
     target_pod,
     workload_state,
 )
+from oncallm.analysis.rules.pods import limit_range_default
 from oncallm.gathering.sources.dns import dns_name_id
+from oncallm.gathering.sources.namespace_limits import limit_range_id
 from oncallm.models.analysis import Category
 from oncallm.models.evidence import Context, HPASnapshot, RevisionSnapshot, WorkloadSnapshot
 from oncallm.models.quantity import parse_quantity
@@ -885,6 +887,7 @@ def cpu_throttling(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> F
     if pod is not None:
         cmds += [kc.top_pod(pod.namespace, pod.name), kc.describe("pod", pod.namespace, pod.name)]
     injected = injected_sizing(ctx, pod, c, "cpu limit", raised) if pod and c else None
+    defaulted = limit_range_default(ctx, c, "cpu", limit) if c else None
     if injected is not None:
         cmds += [injected.command] if injected.command else []
     elif w is not None and c is not None and raised:
@@ -897,17 +900,21 @@ def cpu_throttling(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> F
             f"{where[0].upper() + where[1:]} is throttled by the kernel{pct_text} because it "
             f"wants more CPU than its limit of {limit or '(unknown)'}"
             + (injected.text if injected else "")
+            + (defaulted.text if defaulted else "")
             + "; requests slow down (latency, timeouts) without the container crashing."
         ),
         evidence=ev.cite(
             metric_id(metric_name) if metric_name else None,
             ALERT_ID,
             *(pod_cites(ev, pod, c) if pod else []),
+            limit_range_id(defaulted.limit_range) if defaulted and defaulted.limit_range else None,
         ),
         impact=f"{workload_state(ctx)}; latency of {where} rises while it is throttled.",
         immediate_actions=[
             injected.action
             if injected
+            else defaulted.action
+            if defaulted
             else f"Raise the CPU limit of {c.name if c else 'the container'}"
             + (f" ({limit} -> {raised})" if raised else "")
             + " or remove it (keep the request), then watch the throttling ratio drop.",

@@ -127,7 +127,7 @@ def storage_use(pod: Obj) -> EphemeralStorageUse:
         if "emptyDir" in v
     ]
     host_paths = [
-        str((v["hostPath"] or {}).get("path", ""))
+        f"{(v['hostPath'] or {}).get('path', '')} (volume {v.get('name', '')})"
         for v in spec.get("volumes") or []
         if "hostPath" in v and _mounted_writable(spec, str(v.get("name", "")))
     ]
