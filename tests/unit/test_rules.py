@@ -3101,3 +3101,36 @@ def test_a_throttling_limit_the_limitranger_set_names_its_limitrange() -> None:
     )
     d = check(c, Category.CPU_THROTTLING)
     assert "LimitRange container-defaults" in d.root_cause and "200m" in d.root_cause
+
+
+def test_an_aws_api_refusing_a_pods_irsa_role_is_its_identity_refused() -> None:
+    line = (
+        'level=error caller=flush.go:261 msg="failed to flush" err="store put chunk: '
+        'AccessDenied: Access Denied\\n\\tstatus code: 403, request id: 5FF05E38A527D8CA"'
+    )
+    role = "arn:aws:iam::604118230871:role/orders-s3"
+    irsa = container(ready=True, state="running", restart_count=0, env={"AWS_ROLE_ARN": role})
+    d = check(ctx(pods=[pod(POD, irsa)], logs=[log(line, previous=False)]), Category.RBAC_FORBIDDEN)
+    assert "orders-s3" in d.root_cause and "AccessDenied" in d.root_cause
+    # without an IAM role of the pod's, an AccessDenied is not its identity
+    plain = container(ready=True, state="running", restart_count=0)
+    assert (
+        diagnose(ctx(pods=[pod(POD, plain)], logs=[log(line, previous=False)])).category
+        is not Category.RBAC_FORBIDDEN
+    )
+
+
+def test_an_exit_137_with_memory_measured_far_below_the_limit_is_not_an_oom() -> None:
+    killed = container(last_reason="Error", last_exit_code=137, limits={"memory": "2Gi"})
+    used = MetricSnapshot(
+        name="memory_working_set_bytes",
+        query="q",
+        values={f'container="api",pod="{POD}"': 560 * 1024**2},
+    )
+    assert diagnose(ctx(pods=[pod(POD, killed)], metrics=[used])).category is not (
+        Category.OOM_KILLED
+    )
+    near = MetricSnapshot(
+        name="memory_working_set_bytes", query="q", values={f'container="api",pod="{POD}"': 2e9}
+    )
+    assert diagnose(ctx(pods=[pod(POD, killed)], metrics=[near])).category is Category.OOM_KILLED

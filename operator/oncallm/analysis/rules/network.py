@@ -2011,6 +2011,26 @@ def _token_review_refused(
     )
 
 
+#: An AWS API refusing the caller: S3's ``AccessDenied``, IAM's "is not authorized to perform".
+_AWS_DENIED = re.compile(
+    r"\bAccessDenied(?:Exception)?\b|is not authorized to perform|UnauthorizedOperation", re.I
+)
+
+
+def _aws_role(ctx: Context, hit: Hit) -> str | None:
+    """The IAM role (IRSA: the ``AWS_ROLE_ARN`` the EKS webhook injects) of the container
+    that logged ``hit``."""
+    pod = next((p for p in ctx.pods if p.name == hit.log.pod), None)
+    c = pod.container(hit.log.container) if pod else None
+    return (c.env.get("AWS_ROLE_ARN") or None) if c else None
+
+
+def _aws_role_refused(ctx: Context, ev: EvidenceIndex) -> list[Hit]:
+    """An AWS API refusing a container that runs as an IAM role through its ServiceAccount
+    (IRSA): the role lacks the permission, so the pod's identity is refused."""
+    return [h for h in grep(ctx, ev, _AWS_DENIED) if _aws_role(ctx, h)]
+
+
 def identity_refused(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """An authority outside the cluster (Vault, AWS STS, Google IAM, Azure AD) refuses the
     identity the pod logs in with, its ServiceAccount: the role or trust policy there does not
@@ -2025,6 +2045,9 @@ def identity_refused(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findin
     if not hits:
         hits = _vault_login_denied(ctx, ev)
         authority = "Vault" if hits else ""
+    if not hits:
+        hits = _aws_role_refused(ctx, ev)
+        authority = "AWS IAM" if hits else ""
     if not hits:
         return None
     pod, c, where, sa, ns = _logging_identity(ctx, hits[-1])
@@ -2064,6 +2087,13 @@ def identity_refused(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findin
             "role, or annotate the ServiceAccount with the role it may assume "
             "(eks.amazonaws.com/role-arn)."
         )
+    elif authority == "AWS IAM":
+        arn = _aws_role(ctx, hits[-1]) or "the pod's IAM role"
+        fix = (
+            f"Grant {arn} the action the log shows refused (its IAM policy, and the resource's "
+            "own policy such as the bucket policy or KMS key policy), or point the "
+            "ServiceAccount's eks.amazonaws.com/role-arn at the role that has it."
+        )
     elif authority == "Google IAM":
         fix = (
             "Grant roles/iam.workloadIdentityUser on the Google service account to member "
@@ -2078,6 +2108,7 @@ def identity_refused(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findin
         root_cause=(
             f"{where[0].upper() + where[1:]} logs in to {authority} with the pod's {who}"
             + (f" (Vault role {role})" if role else "")
+            + (f" (IAM role {_aws_role(ctx, hits[-1])})" if authority == "AWS IAM" else "")
             + f", and {authority} refuses it: {quote_line(hits[-1].line, 200)}.{changed}"
         ),
         evidence=ev.cite(

@@ -845,6 +845,7 @@ def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Findi
             and c.limits.get("memory")
             and not _liveness_kills(ctx, pod)
             and not _evicted(ctx, pod, c)
+            and not _measured_far_below(ctx, pod, c)
         ):
             score = 0.72
         else:
@@ -1002,6 +1003,24 @@ def _liveness_kills(ctx: Context, pod: PodSnapshot) -> bool:
         for e in events(ctx, reasons=("Unhealthy", "Killing"))
         if e.object_name == pod.name
     )
+
+
+#: A working set this far under the limit disproves an OOM kill that the kubelet did not
+#: report as OOMKilled: an exit 137 then is a SIGKILL from elsewhere (a person, an agent).
+MEMORY_FAR_BELOW = 0.5
+
+
+def _measured_far_below(ctx: Context, pod: PodSnapshot, c: ContainerSnapshot) -> bool:
+    """Prometheus measured the container's working set, and it stayed under half its limit."""
+    lim = parse_quantity(c.limits.get("memory"))
+    peaks = [
+        v
+        for m in ctx.metrics
+        if m.name == "memory_working_set_bytes"
+        for key, v in m.values.items()
+        if f'pod="{pod.name}"' in key and f'container="{c.name}"' in key
+    ]
+    return bool(lim and peaks) and max(peaks) < MEMORY_FAR_BELOW * (lim or 0)
 
 
 def _memory_usage(
