@@ -151,7 +151,7 @@ NEEDS: dict[Category, Need] = {
         "a configuration or argument error in the logs or the container's termination",
         r"invalid|unknown (?:flag|option|field|key|argument|setting)|flag provided but not "
         r"defined|unrecognized|parse|yaml|toml|unmarshal|config|must be|required|not set|"
-        r"executable file not found|no such file|not found in \$PATH|bad value",
+        r"executable file not found|exec\b[^\n]{0,120}no such file|not found in \$PATH|bad value",
         _S.LOG,
         _S.EVENT,
         *_CONTAINER,
