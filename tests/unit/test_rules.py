@@ -3134,3 +3134,16 @@ def test_an_exit_137_with_memory_measured_far_below_the_limit_is_not_an_oom() ->
         name="memory_working_set_bytes", query="q", values={f'container="api",pod="{POD}"': 2e9}
     )
     assert diagnose(ctx(pods=[pod(POD, killed)], metrics=[near])).category is Category.OOM_KILLED
+
+
+def test_run_as_non_root_with_an_image_running_as_root_is_bad_config() -> None:
+    refused = container(
+        restart_count=0,
+        reason="CreateContainerConfigError",
+        message='container has runAsNonRoot and image will run as root (pod: "x", container: api)',
+        last_state=None,
+        last_reason="",
+        last_exit_code=None,
+    )
+    d = check(ctx(pods=[pod(POD, refused)]), Category.BAD_CONFIG)
+    assert "runAsNonRoot" in d.root_cause

@@ -1585,6 +1585,53 @@ _NO_TOKEN_FILE = re.compile(
 )
 
 
+#: The kubelet refusing to create a container its security context forbids: runAsNonRoot
+#: with an image whose user is root (or a name it cannot check), CreateContainerConfigError.
+_NON_ROOT_REFUSED = re.compile(
+    r"container has runAsNonRoot and image (?:will run as root|has non-numeric user"
+    r"[^,)]*)",
+    re.I,
+)
+
+
+def _security_context_refused(ctx: Context, ev: EvidenceIndex) -> Finding | None:
+    """runAsNonRoot set while the image runs as root (or as a user name the kubelet cannot
+    verify): the kubelet never creates the container. The template's securityContext and the
+    image disagree; set runAsUser to a non-root UID the image supports, or use an image
+    built to run unprivileged."""
+    for pod, c in containers(ctx):
+        m = _NON_ROOT_REFUSED.search(f"{c.message} {c.last_message}")
+        if m is None or c.state != "waiting":
+            continue
+        return Finding(
+            Category.BAD_CONFIG,
+            0.92,
+            summary=(
+                f"The kubelet refuses to create container {c.name} of pod {pod.name}: its "
+                f"securityContext sets runAsNonRoot and {m.group(0).split(' and ', 1)[1]}."
+            ),
+            root_cause=(
+                f"Container {c.name} of pod {pod.name} ({c.image}) stays in "
+                f"{c.reason}: {quote_line(m.group(0), 160)}. The pod's securityContext requires "
+                "runAsNonRoot, but the image's user is root (or a name the kubelet cannot verify "
+                "as non-root), so the container is never created."
+            ),
+            evidence=ev.cite(*pod_cites(ev, pod, c)),
+            impact=f"{workload_state(ctx)}; no pod with this template starts.",
+            immediate_actions=[
+                f"Set runAsUser to a non-root UID the image {c.image} supports (e.g. 101 for "
+                "nginx), or use its unprivileged variant; or drop runAsNonRoot if the chart "
+                "turned it on by default.",
+            ],
+            recommendations=[
+                "Set a numeric USER in images and run them with runAsNonRoot in CI, so a chart "
+                "default cannot surprise the rollout.",
+            ],
+            commands=pod_commands(ctx, pod, c),
+        )
+    return None
+
+
 def _token_not_mounted(ctx: Context, ev: EvidenceIndex, pod: PodSnapshot) -> Finding | None:
     """The program builds its Kubernetes client from the pod's ServiceAccount token
     (in-cluster config), and the token file is not there: the pod, or its ServiceAccount,
@@ -1826,6 +1873,9 @@ def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | No
     no_token = _token_not_mounted(ctx, ev, pod)
     if no_token is not None:
         return no_token
+    refused = _security_context_refused(ctx, ev)
+    if refused is not None:
+        return refused
     code = exit_code(c)
     hits = grep(ctx, ev, BAD_CONFIG_WORDING, pods=[pod.name])
     if not hits:
