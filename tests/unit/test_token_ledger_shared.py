@@ -149,3 +149,14 @@ async def test_the_built_in_default_policy_has_a_valid_configmap_key() -> None:
         if re.fullmatch(r"[-._a-zA-Z0-9]+", key) and key.startswith("2026-12-02._built-in")
     ]
     assert SharedTokenLedger.key(DAY.date(), "default") == "2026-12-02.default"
+
+
+async def test_many_reservations_at_once_settle_without_running_out_of_tries() -> None:
+    # 60 analyses over four replicas reserve in the same instant: the jittered backoff between
+    # conflicting writes spreads them, so none gives up (a lock-step retry loop did, on CI)
+    store = MemoryStore()
+    replicas = [SharedTokenLedger(store, now=lambda: DAY, wait_seconds=0.0) for _ in range(4)]
+    called = await asyncio.gather(*(call(replicas[i % 4], 1_000_000, 1000, 400) for i in range(60)))
+    assert all(called)
+    assert store.counts["2026-12-02.default"] == 60 * 400
+    assert store.conflicts > 0  # they did collide

@@ -24,6 +24,7 @@ import contextlib
 import contextvars
 import hashlib
 import logging
+import random
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -37,7 +38,14 @@ from oncallm.models.policy import AnalysisPolicy, Depth
 log = logging.getLogger(__name__)
 
 #: Conditional writes tried before a reservation gives up (each retry re-reads the ledger).
+#: Then the analysis is retried later (a transient failure, like the API server's).
 MAX_CONFLICTS = 20
+#: First pause after a conflicting write, doubled each time up to CONFLICT_BACKOFF_MAX, with
+#: full jitter: without it, ONCALLM_CONCURRENCY analyses on several replicas that reserve at
+#: once re-read and re-write in lock step and keep conflicting (a loaded CI machine saw 20
+#: conflicts in a row). 20 tries span about 10 s at most.
+CONFLICT_BACKOFF_SECONDS = 0.02
+CONFLICT_BACKOFF_MAX = 0.5
 #: Longest an analysis waits for room that other analyses' reservations hold (they settle to
 #: what they spent, usually far less) before the budget counts as spent for it: a few model
 #: calls' time. Without it, ONCALLM_CONCURRENCY analyses per replica reserving at once would
@@ -235,7 +243,10 @@ class SharedTokenLedger(TokenLedger):
         made."""
         key = self.key(day, policy)
         held_key = key + RESERVED
-        for _ in range(MAX_CONFLICTS):
+        for attempt in range(MAX_CONFLICTS):
+            if attempt:
+                pause = min(CONFLICT_BACKOFF_MAX, CONFLICT_BACKOFF_SECONDS * 2 ** (attempt - 1))
+                await asyncio.sleep(random.uniform(0, pause))
             counts, version = await self.store.load()
             total, held = counts.get(key, 0), counts.get(held_key, 0)
             delta, held_delta = change(total, held)

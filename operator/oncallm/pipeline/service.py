@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from oncallm.kube.api import ApiError, KubeAPI
 from oncallm.kube.resources import resource
+from oncallm.llm.budget import LedgerConflict
 from oncallm.models.analysis import AlertAnalysis, Phase
 from oncallm.models.policy import AnalysisPolicy, select_policy
 from oncallm.pipeline import metrics
@@ -291,10 +292,15 @@ class AnalysisService:
                 f"the Kubernetes API failed during the analysis ({err}); "
                 "check the API server and OnCallM's RBAC"
             )
-            if attempt + 1 >= self.settings.max_attempts:
-                await self.pipeline.fail(analysis, reason + f" — gave up after {attempt + 1} tries")
-                return Phase.FAILED
-            raise RetryLater(reason, err.retry_after or self.settings.retry_delay) from err
+            return await self._transient(
+                analysis, attempt, reason, err.retry_after or self.settings.retry_delay, err
+            )
+        except LedgerConflict as err:  # other analyses kept writing the token ledger: transient
+            reason = (
+                f"{err}; many analyses reserved model tokens at once. Nothing is lost: it is "
+                "retried; if it persists, lower ONCALLM_CONCURRENCY"
+            )
+            return await self._transient(analysis, attempt, reason, self.settings.retry_delay, err)
         except asyncio.CancelledError:
             raise
         except Exception as err:  # a bug: say so, keep the operator alive
@@ -311,6 +317,15 @@ class AnalysisService:
             return Phase.FAILED
         await self._mark_model_pending(analysis, result.model_pending)
         return result.phase
+
+    async def _transient(
+        self, analysis: AlertAnalysis, attempt: int, reason: str, delay: float, err: Exception
+    ) -> Phase:
+        """A failure that passes: retried after ``delay`` until the attempts run out."""
+        if attempt + 1 >= self.settings.max_attempts:
+            await self.pipeline.fail(analysis, reason + f" — gave up after {attempt + 1} tries")
+            return Phase.FAILED
+        raise RetryLater(reason, delay) from err
 
     async def _mark_model_pending(self, analysis: AlertAnalysis, pending: bool) -> None:
         """Label analyses the rules finished while the model was down, so a sweep finds them."""
