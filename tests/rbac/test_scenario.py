@@ -188,6 +188,19 @@ async def test_alert_to_report_with_the_service_accounts_rights_only(
                     async with session.get(body[0]["reportURL"]) as page:
                         html = await page.text()
                         assert page.status == 200, html[:500]
+                    # Read the report's ConfigMap and Events before the analysis is deleted
+                    # below: the ConfigMap is owned by it, and the garbage collector removes it.
+                    report = (aa.get("status") or {}).get("reportConfigMap")
+                    cm = (
+                        await kube.request("GET", resource("ConfigMap").path(NAMESPACE, report))
+                        if report
+                        else {}
+                    )
+                    events = await kube.request(
+                        "GET",
+                        resource("Event").path(NAMESPACE),
+                        query={"fieldSelector": f"involvedObject.name={name}"},
+                    )
             finally:
                 stop(operator)
         webhook_text = webhook_log.read_text()
@@ -204,13 +217,7 @@ async def test_alert_to_report_with_the_service_accounts_rights_only(
     assert "orders-db" in status["rootCause"]
     assert "orders-db" in html
     # Every write the report needs went through: the ConfigMap and the Event.
-    cm = await kube.request("GET", resource("ConfigMap").path(NAMESPACE, status["reportConfigMap"]))
     assert "orders-db" in cm["data"]["report.md"]
-    events = await kube.request(
-        "GET",
-        resource("Event").path(NAMESPACE),
-        query={"fieldSelector": f"involvedObject.name={name}"},
-    )
     assert "AnalysisCompleted" in [e["reason"] for e in events["items"]]
     refused = refusals(operator_text + webhook_text)
     assert not refused, "\n".join(refused)
