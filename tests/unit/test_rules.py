@@ -2477,6 +2477,24 @@ def test_a_statefulset_with_on_delete_waits_for_its_pods_to_be_deleted() -> None
     assert "OnDelete" in d.root_cause
 
 
+def test_a_daemonset_with_on_delete_and_healthy_old_pods_is_the_rollout_itself() -> None:
+    ds = WorkloadSnapshot(kind="DaemonSet", name="fluent-bit", namespace=NS, desired=4, ready=4,
+                          updated=0, available=4, update_strategy="OnDelete",
+                          selector={"app": "fluent-bit"})  # fmt: skip
+    running = pod("fluent-bit-x7k2p", container(state="running", ready=True, restart_count=0),
+                  owner_kind="DaemonSet", owner_name="fluent-bit",
+                  conditions={"Ready": ("True", "", "")})  # fmt: skip
+    c = ctx(pods=[running], workload=ds,
+            alert=alert("KubeDaemonSetRolloutStuck", pod="", container="", daemonset="fluent-bit"))
+    d = check(c, Category.ROLLOUT_STUCK)
+    assert "OnDelete" in d.root_cause and "0/4 updated" in d.root_cause
+    # the same DaemonSet rolling by itself is not held by its strategy
+    ds_rolling = ds.model_copy(update={"update_strategy": "RollingUpdate", "updated": 4})
+    c = ctx(pods=[running], workload=ds_rolling,
+            alert=alert("KubeDaemonSetRolloutStuck", pod="", container="", daemonset="fluent-bit"))
+    assert "OnDelete" not in diagnose(c).root_cause
+
+
 def test_timeouts_under_several_egress_policies_name_them_all() -> None:
     deny = NetworkPolicySnapshot(name="default-deny-all", namespace=NS, policy_types=["Egress"],
                                  selects_target=True)  # fmt: skip

@@ -61,11 +61,12 @@ RULES: tuple[Rule, ...] = (
         wrap=workloads.rollout_stuck,
     ),
     Rule(
-        "statefulset-partition",
+        "update-held",
         Category.ROLLOUT_STUCK,
         Scope.WRAPPER,
         "A StatefulSet's rolling update stops at its updateStrategy partition, so the ordinals "
-        "below it keep the old revision; with OnDelete, pods change only when deleted.",
+        "below it keep the old revision; with OnDelete (StatefulSet or DaemonSet), pods change "
+        "only when deleted.",
         wrap=workloads.partition_held,
     ),
     Rule(

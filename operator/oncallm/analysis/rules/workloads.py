@@ -476,30 +476,42 @@ def _selector_text(w: WorkloadSnapshot) -> str:
 def _on_delete(
     ctx: Context, ev: EvidenceIndex, w: WorkloadSnapshot, cause: Finding | None
 ) -> Finding:
-    """updateStrategy OnDelete: the controller replaces a pod with the new revision only when
-    someone deletes it, so an applied change never rolls out by itself."""
+    """updateStrategy OnDelete (a StatefulSet's or a DaemonSet's): the controller replaces a pod
+    with the new revision only when someone deletes it, so an applied change never rolls out by
+    itself."""
+    revision = f"revision {w.update_revision}" if w.update_revision else "the new template"
+    old = f"on {w.current_revision}" if w.current_revision else "on the old template"
+    waiting = (w.desired or 0) - (w.updated or 0)
     return Finding(
         Category.ROLLOUT_STUCK,
         0.9,
         summary=(
-            f"StatefulSet {w.name} uses updateStrategy OnDelete: {w.updated or 0} of "
-            f"{w.desired} pods run revision {w.update_revision}; the rest wait to be deleted."
+            f"{w.kind} {w.name} uses updateStrategy OnDelete: {w.updated or 0} of "
+            f"{w.desired} pods run {revision}; the rest wait to be deleted."
         ),
         root_cause=(
-            f"StatefulSet {w.namespace}/{w.name} has updateStrategy OnDelete, so the controller "
-            f"moves a pod to revision {w.update_revision} only when the pod is deleted; "
-            f"{(w.desired or 0) - (w.updated or 0)} pods stay on {w.current_revision} "
-            f"({w.updated or 0}/{w.desired} updated) until someone deletes them."
+            f"{w.kind} {w.namespace}/{w.name} has updateStrategy OnDelete, so the controller "
+            f"moves a pod to {revision} only when the pod is deleted; {waiting} pods stay "
+            f"{old} ({w.updated or 0}/{w.desired} updated) until someone deletes them."
         ),
         evidence=ev.cite(workload_id(w.kind, w.name), ALERT_ID),
-        impact=f"{workload_state(ctx)}; the StatefulSet runs two revisions side by side.",
+        impact=f"{workload_state(ctx)}; the {w.kind} runs two revisions side by side.",
         immediate_actions=[
-            f"Delete the old pods of {w.name} one at a time (highest ordinal first, waiting for "
-            "each to be Ready), or switch updateStrategy to RollingUpdate.",
+            (
+                f"Delete the old pods of {w.name} one at a time (highest ordinal first, "
+                "waiting for each to be Ready), or switch updateStrategy to RollingUpdate."
+                if w.kind == "StatefulSet"
+                else f"Delete the old pods of {w.name} node by node (each is recreated from "
+                "the new template), or switch updateStrategy to RollingUpdate."
+            ),
         ],
         recommendations=[
             "Use OnDelete only with a runbook or operator that deletes the pods; alert on "
-            "KubeStatefulSetUpdateNotRolledOut.",
+            + (
+                "KubeStatefulSetUpdateNotRolledOut."
+                if w.kind == "StatefulSet"
+                else "KubeDaemonSetRolloutStuck."
+            ),
         ],
         commands=[
             kc.rollout_status(w.kind, w.namespace, w.name),
@@ -566,11 +578,16 @@ def partition_held(
     ctx: Context, ev: EvidenceIndex, settings: RuleSettings, causes: list[Finding]
 ) -> Finding | None:
     """A StatefulSet's update stops at its rollingUpdate partition: ordinals below it keep the
-    old revision by design. A partition left over from a canary is the rollout's own fault, so
+    old revision by design; with updateStrategy OnDelete (a StatefulSet's or a DaemonSet's)
+    nothing moves until a pod is deleted. A partition left over from a canary is the rollout's own fault, so
     this wrapper is at fault when no pod fails for a cause of its own."""
     w = controller(ctx)
-    if w is None or w.kind != "StatefulSet":
+    if w is None or w.kind not in ("StatefulSet", "DaemonSet"):
         return None
+    if w.kind == "DaemonSet":  # no revisions in its status: its updated count tells
+        if w.update_strategy != "OnDelete" or (w.updated or 0) >= (w.desired or 0):
+            return None
+        return _on_delete(ctx, ev, w, proven(causes, settings))
     if not w.update_revision or w.update_revision == w.current_revision:
         return None
     if (w.updated or 0) >= (w.desired or 0):
