@@ -579,8 +579,8 @@ def partition_held(
 ) -> Finding | None:
     """A StatefulSet's update stops at its rollingUpdate partition: ordinals below it keep the
     old revision by design; with updateStrategy OnDelete (a StatefulSet's or a DaemonSet's)
-    nothing moves until a pod is deleted. A partition left over from a canary is the rollout's own fault, so
-    this wrapper is at fault when no pod fails for a cause of its own."""
+    nothing moves until a pod is deleted. A partition left over from a canary is the rollout's
+    own fault, so this wrapper is at fault when no pod fails for a cause of its own."""
     w = controller(ctx)
     if w is None or w.kind not in ("StatefulSet", "DaemonSet"):
         return None
