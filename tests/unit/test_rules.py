@@ -2495,6 +2495,22 @@ def test_a_daemonset_with_on_delete_and_healthy_old_pods_is_the_rollout_itself()
     assert "OnDelete" not in diagnose(c).root_cause
 
 
+def test_a_name_that_aliases_an_external_record_that_is_gone_is_dns_not_a_dead_service() -> None:
+    # an ExternalName Service has no endpoints by design: the failure is its external name
+    alias = ServiceSnapshot(name="warehouse-db", namespace=NS, type="ExternalName",
+                            external_name="wh-pg-01.db.corp.internal", relation="dependency")  # fmt: skip
+    logs = (
+        "sync.sh: connecting to warehouse-db:5432 as etl\n"
+        'psql: error: could not translate host name "warehouse-db" to address: Name or service '
+        "not known\n"
+    )
+    c = ctx(pods=[pod(POD, container(last_exit_code=2, restart_count=3))], logs=[log(logs)],
+            services=[alias])  # fmt: skip
+    d = check(c, Category.DNS_FAILURE)
+    assert "ExternalName" in d.root_cause and "wh-pg-01.db.corp.internal" in d.root_cause
+    assert Category.DEPENDENCY_UNREACHABLE not in [f.category for f in evaluate(c)]
+
+
 def test_timeouts_under_several_egress_policies_name_them_all() -> None:
     deny = NetworkPolicySnapshot(name="default-deny-all", namespace=NS, policy_types=["Egress"],
                                  selects_target=True)  # fmt: skip

@@ -235,6 +235,9 @@ class ServiceSnapshot(Snapshot):
     namespace: str
     type: str = "ClusterIP"
     cluster_ip: str | None = None
+    #: an ExternalName Service's target: the cluster DNS answers its name with a CNAME to it,
+    #: and it has no endpoints by design
+    external_name: str | None = None
     selector: dict[str, str] = Field(default_factory=dict)
     ports: list[str] = Field(default_factory=list)
     ready_endpoints: int = 0

@@ -87,7 +87,10 @@ def _mentions(line: str, svc: ServiceSnapshot) -> bool:
 
 def _down(svc: ServiceSnapshot) -> bool:
     """No ready endpoints, or endpoints listed for pods none of which is Ready (a Service
-    with publishNotReadyAddresses, as Vault's and many databases' charts set)."""
+    with publishNotReadyAddresses, as Vault's and many databases' charts set). An ExternalName
+    Service has no endpoints by design: its name is a DNS alias."""
+    if svc.external_name:
+        return False
     return svc.ready_endpoints == 0 or (bool(svc.matching_pods) and svc.ready_pods == 0)
 
 
@@ -762,6 +765,18 @@ def _setting_naming(pod: PodSnapshot | None, host: str) -> str:
     return ""
 
 
+def _external_alias(ctx: Context, host: str) -> ServiceSnapshot | None:
+    """The ExternalName Service that ``host`` names (``warehouse-db``, ``warehouse-db.etl``,
+    ``warehouse-db.etl.svc.cluster.local``): resolving it means resolving its external name."""
+    name, _, rest = host.partition(".")
+    for svc in ctx.services:
+        if not svc.external_name or svc.name != name:
+            continue
+        if not rest or rest.split(".")[0] in (svc.namespace, "svc"):
+            return svc
+    return None
+
+
 def dns_failure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """The pod cannot resolve a host name (NXDOMAIN, or the cluster DNS does not answer), or
     resolves a public name under a search domain whose wildcard record answers."""
@@ -800,6 +815,21 @@ def dns_failure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
         why = corefile
     elif server_side:
         why = "the cluster DNS service does not answer (CoreDNS down or unreachable)"
+    elif alias := _external_alias(ctx, host):
+        why = (
+            f"Service {alias.namespace}/{alias.name} is an ExternalName alias of "
+            f"{alias.external_name}, so the cluster DNS answers {host} with a CNAME to "
+            f"{alias.external_name}, and that name does not resolve (its record was removed "
+            "or renamed, or the upstream resolver cannot answer it): fix the record or the "
+            "Service's externalName"
+        )
+        because.append(
+            Link(
+                summary=f"Service {alias.name} is an alias of {alias.external_name}.",
+                evidence=[service_id(alias.name)],
+                category=Category.DNS_FAILURE,
+            )
+        )
     elif host.endswith(".svc") or ".svc." in host or "." not in host:
         why = (
             f"no Service by that name exists (check the name and namespace in {host}, and "

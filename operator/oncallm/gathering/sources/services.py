@@ -326,6 +326,11 @@ def service_snapshot(
         namespace=str(meta(svc).get("namespace", "")),
         type=str(spec.get("type", "ClusterIP")),
         cluster_ip=spec.get("clusterIP"),
+        external_name=(
+            str(spec["externalName"])
+            if spec.get("type") == "ExternalName" and spec.get("externalName")
+            else None
+        ),
         selector=selector,
         ports=ports,
         ready_endpoints=ready,
@@ -348,7 +353,9 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
     for svc in ctx.services:
         selector = kv(svc.selector) or "none"
         text = (
-            f"{svc.relation} service, {svc.type} {svc.cluster_ip or ''} ports "
+            f"{svc.relation} service, {svc.type} "
+            + (f"-> {svc.external_name} " if svc.external_name else f"{svc.cluster_ip or ''} ")
+            + "ports "
             f"{', '.join(svc.ports) or '-'}; selector {selector}; "
             f"{svc.ready_endpoints} ready / {svc.not_ready_endpoints} not ready endpoints"
             + (f" ({', '.join(svc.addresses)})" if svc.addresses else "")
