@@ -2484,14 +2484,20 @@ def test_a_daemonset_with_on_delete_and_healthy_old_pods_is_the_rollout_itself()
     running = pod("fluent-bit-x7k2p", container(state="running", ready=True, restart_count=0),
                   owner_kind="DaemonSet", owner_name="fluent-bit",
                   conditions={"Ready": ("True", "", "")})  # fmt: skip
-    c = ctx(pods=[running], workload=ds,
-            alert=alert("KubeDaemonSetRolloutStuck", pod="", container="", daemonset="fluent-bit"))
+    c = ctx(
+        pods=[running],
+        workload=ds,
+        alert=alert("KubeDaemonSetRolloutStuck", pod="", container="", daemonset="fluent-bit"),
+    )
     d = check(c, Category.ROLLOUT_STUCK)
     assert "OnDelete" in d.root_cause and "0/4 updated" in d.root_cause
     # the same DaemonSet rolling by itself is not held by its strategy
     ds_rolling = ds.model_copy(update={"update_strategy": "RollingUpdate", "updated": 4})
-    c = ctx(pods=[running], workload=ds_rolling,
-            alert=alert("KubeDaemonSetRolloutStuck", pod="", container="", daemonset="fluent-bit"))
+    c = ctx(
+        pods=[running],
+        workload=ds_rolling,
+        alert=alert("KubeDaemonSetRolloutStuck", pod="", container="", daemonset="fluent-bit"),
+    )
     assert "OnDelete" not in diagnose(c).root_cause
 
 
@@ -2509,6 +2515,30 @@ def test_a_name_that_aliases_an_external_record_that_is_gone_is_dns_not_a_dead_s
     d = check(c, Category.DNS_FAILURE)
     assert "ExternalName" in d.root_cause and "wh-pg-01.db.corp.internal" in d.root_cause
     assert Category.DEPENDENCY_UNREACHABLE not in [f.category for f in evaluate(c)]
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1", "0.0.0.0"])
+def test_a_scrape_refused_by_a_server_bound_to_loopback_is_its_configuration(bind: str) -> None:
+    # kubeadm's kube-controller-manager: healthy, serving its secure port on 127.0.0.1 only
+    svc = ServiceSnapshot(name="kps-kube-controller-manager", namespace=NS, cluster_ip="None",
+                          selector={"component": "kube-controller-manager"},
+                          ports=["10257/TCP->10257"], ready_endpoints=1, matching_pods=[POD],
+                          relation="target")  # fmt: skip
+    kcm = container(name="kube-controller-manager", state="running", ready=True,
+                    restart_count=0, reason="", message="", last_state=None,
+                    last_reason="", last_exit_code=None,
+                    command=["kube-controller-manager", "--allocate-node-cidrs=true",
+                             f"--bind-address={bind}", "--leader-elect=true"])  # fmt: skip
+    serving = f"I1127 22:19:57.992039 1 secure_serving.go:213] Serving securely on {bind}:10257\n"
+    c = ctx(pods=[pod(POD, kcm, conditions={"Ready": ("True", "", "")})],
+            logs=[log(serving, container_name="kube-controller-manager", previous=False)], services=[svc],
+            alert=alert("TargetDown", pod="", container="", job="kube-controller-manager",
+                        service="kps-kube-controller-manager"))  # fmt: skip
+    if bind == "0.0.0.0":
+        assert "scrape-on-loopback" not in [f.rule for f in evaluate(c)]
+        return
+    d = check(c, Category.BAD_CONFIG)
+    assert "--bind-address=127.0.0.1" in d.root_cause and "10257" in d.root_cause
 
 
 def test_timeouts_under_several_egress_policies_name_them_all() -> None:

@@ -1908,3 +1908,22 @@ def test_a_kubelet_serving_csr_is_the_nodes_by_its_subject_whoever_created_it() 
     }
     [snap] = node_csrs([csr])
     assert snap.node == "worker-7" and snap.pending == 1
+
+
+def test_a_containers_command_keeps_a_late_address_flag() -> None:
+    from oncallm.gathering.sources.pods import MAX_COMMAND_WORDS, container_snapshot
+
+    flags = [f"--flag-{i}=x" for i in range(20)]
+    spec = {
+        "name": "kube-controller-manager",
+        "image": "registry.k8s.io/kube-controller-manager:v1.30.6",
+        "command": [
+            "kube-controller-manager",
+            *flags[:12],
+            "--bind-address=127.0.0.1",
+            *flags[12:],
+        ],
+    }
+    words = container_snapshot(spec, None).command
+    assert words[:MAX_COMMAND_WORDS] == ["kube-controller-manager", *flags[: MAX_COMMAND_WORDS - 1]]
+    assert words[MAX_COMMAND_WORDS:] == ["--bind-address=127.0.0.1"]

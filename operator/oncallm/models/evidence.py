@@ -59,8 +59,8 @@ class ContainerSnapshot(Snapshot):
     liveness_probe: str | None = None
     readiness_probe: str | None = None
     startup_probe: str | None = None
-    #: the pod spec's command and args, in order (a few words, each cut short); empty when
-    #: the image's own entrypoint runs
+    #: the pod spec's command and args, in order (a few words, each cut short, then any later
+    #: flag that sets an address to bind); empty when the image's own entrypoint runs
     command: list[str] = Field(default_factory=list)
     #: its volume mounts: mount path -> volume name (``/etc/ledger/secrets`` -> ``stripe``)
     mounts: dict[str, str] = Field(default_factory=dict)

@@ -281,6 +281,15 @@ RULES: tuple[Rule, ...] = (
         check=network.scrape_port_unserved,
     ),
     Rule(
+        "scrape-on-loopback",
+        Category.BAD_CONFIG,
+        Scope.POD,
+        "A failing scrape of a target that runs but listens on the loopback address only "
+        "(--bind-address=127.0.0.1, a log 'Serving securely on 127.0.0.1:10257'): nothing "
+        "answers on the address Prometheus scrapes.",
+        check=network.scrape_on_loopback,
+    ),
+    Rule(
         "readiness-gate-failing",
         Category.FAILING_PROBE,
         Scope.OUTSIDE,

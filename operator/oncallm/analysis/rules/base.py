@@ -447,3 +447,38 @@ def double_quantity(text: str | None) -> str | None:
         mi = int(value * 2 / 1024**2)
         return f"{mi // 1024}Gi" if mi % 1024 == 0 else f"{mi}Mi"
     return f"{value * 2:g}"
+
+
+_LOOPBACK = r"(?:127\.0\.0\.1|localhost|\[::1\])"
+#: A flag that binds a server to the loopback address without naming the port
+#: (kube-controller-manager's ``--bind-address=127.0.0.1`` serves its secure port there).
+#: Only the server's own address flags: ``--metrics-bind-address=127.0.0.1`` binds another one.
+_LOOPBACK_FLAG = re.compile(
+    rf"^--?(?:bind-address|address|listen-address|bind|host|listen)=(?:{_LOOPBACK}|::1)$"
+)
+
+
+def loopback_binding(
+    ctx: Context, ev: EvidenceIndex, pod: PodSnapshot, c: ContainerSnapshot, ports: set[int]
+) -> tuple[str, str | None] | None:
+    """The container's server listens on the loopback address only, for one of ``ports``
+    (``--bind 127.0.0.1:8000``, ``LISTEN_ADDR=localhost:8000``, a log ``Serving securely on
+    127.0.0.1:10257``): (what says so, its evidence id). Nothing listens on the pod's or the
+    node's address then, so a probe, a Service or a scrape there is refused."""
+    if not ports:
+        return None
+    alternatives = "|".join(str(p) for p in sorted(ports))
+    loopback = re.compile(rf"{_LOOPBACK}:(?:{alternatives})\b")
+    for var, value in {**c.config_env, **c.env}.items():
+        if loopback.search(value):
+            origin = c.config_env_source.get(var) if var not in c.env else None
+            where = f"ConfigMap {origin}" if origin else "the pod spec"
+            return f"its environment variable {var} ({where}) is '{value[:120]}'", None
+    flag = next((w for w in c.command if loopback.search(w) or _LOOPBACK_FLAG.search(w)), None)
+    hits = [h for h in grep(ctx, ev, loopback, pods=[pod.name]) if h.log.container == c.name]
+    if flag is not None:
+        logged = f", and it logs {quote_line(hits[-1].line, 160)}" if hits else ""
+        return f"its command line binds {flag}{logged}", hits[-1].id if hits else None
+    if hits:
+        return f"it logs {quote_line(hits[-1].line, 160)}", hits[-1].id
+    return None

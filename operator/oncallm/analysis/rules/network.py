@@ -28,6 +28,7 @@ from oncallm.analysis.rules.base import (
     controller,
     crashed_container,
     grep,
+    loopback_binding,
     namespace,
     pod_cites,
     pod_commands,
@@ -2268,6 +2269,81 @@ def scrape_port_unserved(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fi
             kc.endpoints(svc.namespace, svc.name),
         ],
     )
+
+
+_PORT_NUMBER = re.compile(r"\d+")
+
+
+def _scraped_ports(ctx: Context, svc: ServiceSnapshot | None) -> set[int]:
+    """The ports Prometheus scrapes: the target Service's ports and targetPorts, and the port
+    of the alert's ``instance`` (``10.94.5.10:10257``)."""
+    ports: set[int] = set()
+    for mapping in svc.ports if svc else []:
+        ports |= {
+            int(n) for n in _PORT_NUMBER.findall(mapping.replace("/TCP", "").replace("/UDP", ""))
+        }
+    instance = ctx.alert.labels.get("instance", "")
+    if ":" in instance and instance.rsplit(":", 1)[1].isdigit():
+        ports.add(int(instance.rsplit(":", 1)[1]))
+    return ports
+
+
+def scrape_on_loopback(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """Prometheus cannot scrape a target whose program runs but listens on the loopback
+    address only (kubeadm runs kube-controller-manager and kube-scheduler with
+    ``--bind-address=127.0.0.1``; an exporter started with ``--listen 127.0.0.1:9100``): the
+    scrape of the pod's or node's address is refused, however healthy the program is."""
+    if not is_scrape_alert(ctx.alert.name, alert_expression(ctx.alert.generator_url) or ""):
+        return None
+    svc = next((s for s in ctx.services if s.relation != "dependency"), None)
+    ports = _scraped_ports(ctx, svc)
+    for pod in ctx.pods:
+        if svc is not None and svc.matching_pods and pod.name not in svc.matching_pods:
+            continue
+        for c in pod.containers:
+            if c.init or c.state != "running":
+                continue
+            bound = loopback_binding(ctx, ev, pod, c, ports)
+            if bound is None:
+                continue
+            said, cited = bound
+            where = f"Service {svc.namespace}/{svc.name}" if svc else f"pod {pod.name}"
+            return Finding(
+                Category.BAD_CONFIG,
+                0.86,
+                summary=(
+                    f"Container {c.name} of pod {pod.name} listens on the loopback address "
+                    f"only, so Prometheus' scrapes of {where} are refused."
+                ),
+                root_cause=(
+                    f"Container {c.name} of pod {pod.namespace}/{pod.name} runs but binds its "
+                    f"server to the loopback address: {said}. Prometheus scrapes the pod's (or "
+                    f"node's) address on port {', '.join(map(str, sorted(ports)))}, where "
+                    "nothing listens, so every scrape is refused."
+                ),
+                evidence=ev.cite(
+                    cited, *pod_cites(ev, pod, c), service_id(svc.name) if svc else None, ALERT_ID
+                ),
+                impact=(
+                    f"No metrics from {pod.name}: its dashboards and every alert on its "
+                    "metrics are blind, though the program itself works."
+                ),
+                immediate_actions=[
+                    f"Bind container {c.name} to 0.0.0.0 or the pod/node address (for a kubeadm "
+                    "static pod: --bind-address=0.0.0.0 in its manifest under "
+                    "/etc/kubernetes/manifests, or in the ClusterConfiguration's extraArgs), "
+                    "or stop scraping it there.",
+                ],
+                recommendations=[
+                    "When kube-prometheus-stack scrapes control-plane components, set their "
+                    "bind addresses in the kubeadm ClusterConfiguration so a rebuild keeps them.",
+                ],
+                commands=[
+                    kc.describe("pod", pod.namespace, pod.name),
+                    *([kc.endpoints(svc.namespace, svc.name)] if svc is not None else []),
+                ],
+            )
+    return None
 
 
 # --- a load balancer's readiness gate -------------------------------------------------------------

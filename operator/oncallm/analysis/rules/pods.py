@@ -38,6 +38,7 @@ from oncallm.analysis.rules.base import (
     grep,
     injected_sizing,
     log_of,
+    loopback_binding,
     namespace,
     pod_cites,
     pod_commands,
@@ -1196,19 +1197,7 @@ def _loopback_only(
     port = _PROBED_PORT.search(detail)
     if port is None:
         return None
-    loopback = re.compile(rf"(?:127\.0\.0\.1|localhost|\[::1\]):{port.group(1)}\b")
-    for var, value in {**c.config_env, **c.env}.items():
-        if loopback.search(value):
-            origin = c.config_env_source.get(var) if var not in c.env else None
-            where = f"ConfigMap {origin}" if origin else "the pod spec"
-            return f"its environment variable {var} ({where}) is '{value[:120]}'", None
-    for word in c.command:
-        if loopback.search(word):
-            return f"its command line binds {word}", None
-    hits = [h for h in grep(ctx, ev, loopback, pods=[pod.name]) if h.log.container == c.name]
-    if hits:
-        return f"it logs {quote_line(hits[-1].line, 160)}", hits[-1].id
-    return None
+    return loopback_binding(ctx, ev, pod, c, {int(port.group(1))})
 
 
 def failing_probe(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Finding | None:

@@ -76,6 +76,15 @@ def _state(state: Obj | None) -> tuple[str, Obj]:
 #: program and its script or module, never a whole inline script.
 MAX_COMMAND_WORDS = 8
 MAX_COMMAND_CHARS = 160
+#: Flags past those words that are kept too: the addresses a server binds (a control-plane
+#: component's twentieth flag may be its ``--bind-address``).
+_ADDRESS_FLAG = re.compile(r"^--?[\w.-]*(?:bind|listen|address|addr)[\w.-]*=")
+
+
+def _command_words(words: list[object]) -> list[str]:
+    kept = [str(w)[:MAX_COMMAND_CHARS] for w in words[:MAX_COMMAND_WORDS]]
+    later = [str(w) for w in words[MAX_COMMAND_WORDS:] if _ADDRESS_FLAG.search(str(w))]
+    return kept + [w[:MAX_COMMAND_CHARS] for w in later[:MAX_COMMAND_WORDS]]
 
 
 #: Sidecars that a mesh or agent injector adds to the pod, and the pod annotations it sizes
@@ -198,10 +207,7 @@ def container_snapshot(spec: Obj, status: Obj | None, *, init: bool = False) -> 
         liveness_probe=_probe(spec.get("livenessProbe")),
         readiness_probe=_probe(spec.get("readinessProbe")),
         startup_probe=_probe(spec.get("startupProbe")),
-        command=[
-            str(word)[:MAX_COMMAND_CHARS]
-            for word in [*(spec.get("command") or []), *(spec.get("args") or [])]
-        ][:MAX_COMMAND_WORDS],
+        command=_command_words([*(spec.get("command") or []), *(spec.get("args") or [])]),
         mounts={
             str(m.get("mountPath", "")): str(m.get("name", ""))
             for m in spec.get("volumeMounts") or []
