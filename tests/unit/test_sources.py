@@ -824,6 +824,79 @@ async def test_a_scrape_blocked_by_the_targets_ingress_policy_without_prometheus
     assert d.category == Category.NETWORK_POLICY_BLOCK and "gateway-ingress" in d.root_cause
 
 
+async def test_a_scrape_without_an_endpoint_label_follows_the_port_its_servicemonitor_scrapes() -> (
+    None
+):
+    """TargetDown aggregates ``endpoint`` away: the scraped port is the ServiceMonitor's, not
+    the Service's first port, so a policy admitting only the application port blocks it."""
+    invoicer = pod("invoicer-1", ns="billing", labels={"app": "invoicer"},
+                   containers=[{"name": "invoicer", "image": "i",
+                                "ports": [{"name": "http", "containerPort": 8080},
+                                          {"name": "metrics", "containerPort": 9102}]}])  # fmt: skip
+    monitor = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+               "metadata": {"name": "invoicer", "namespace": "billing"},
+               "spec": {"selector": {"matchLabels": {"scrape": "yes"}},
+                        "endpoints": [{"port": "scrape"}]}}  # fmt: skip
+    objects = [
+        invoicer,
+        namespace("billing"),
+        namespace("monitoring"),
+        {"kind": "Service",
+         "metadata": {"name": "invoicer", "namespace": "billing", "labels": {"scrape": "yes"}},
+         "spec": {"selector": {"app": "invoicer"},
+                  "ports": [{"name": "http", "port": 8080},
+                            {"name": "scrape", "port": 9102, "targetPort": "metrics"}]}},
+        policy("allow-web", "billing", {
+            "podSelector": {"matchLabels": {"app": "invoicer"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"ports": [{"port": 8080}]}],
+        }),
+    ]  # fmt: skip
+    a = Alert.model_validate(
+        {
+            "status": "firing",
+            "labels": {"alertname": "TargetDown", "job": "invoicer", "namespace": "billing",
+                       "service": "invoicer", "severity": "warning",
+                       "prometheus": "monitoring/kube-prometheus-stack-prometheus"},
+            "startsAt": t(-5),
+            "fingerprint": "7a1d3c5e9b2f4d60",
+        }
+    )  # fmt: skip
+    [path] = (await gathered(a, [*objects, monitor])).network_paths
+    assert (path.port, path.target_port, path.ingress_allowed) == (9102, 9102, False)
+    # Without the ServiceMonitor the scrape is read on the first port, which the policy admits.
+    [path] = (await gathered(a, objects)).network_paths
+    assert (path.port, path.ingress_allowed) == (8080, True)
+
+
+async def test_a_control_plane_component_down_reads_its_static_pods() -> None:
+    """KubeSchedulerDown is ``absent(up{job="kube-scheduler"})``: no pod label, yet the
+    component's kubeadm static pods (``component=kube-scheduler``) show why it is down."""
+    flags = ["kube-scheduler", "--port=0"]
+    crashed = {"name": "kube-scheduler", "ready": False, "restartCount": 9,
+               "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+               "lastState": {"terminated": {"reason": "Error", "exitCode": 1}}}  # fmt: skip
+    objects = [
+        pod(f"kube-scheduler-cp-{i}", "kube-system", node=f"cp-{i}",
+            labels={"component": "kube-scheduler", "tier": "control-plane"},
+            containers=[{"name": "kube-scheduler", "image": "k", "command": flags}],
+            status={"phase": "Running", "containerStatuses": [crashed]})
+        for i in (1, 2)
+    ] + [pod("kube-proxy-x", "kube-system", labels={"k8s-app": "kube-proxy"})]  # fmt: skip
+    a = Alert.model_validate(
+        {"status": "firing", "labels": {"alertname": "KubeSchedulerDown", "job": "kube-scheduler",
+         "severity": "critical"}, "startsAt": t(-5), "fingerprint": "2b4d6f8a0c1e3a57"}
+    )  # fmt: skip
+    reader = MemoryReader(objects)
+    for i in (1, 2):
+        reader.add_log("kube-system", f"kube-scheduler-cp-{i}", "kube-scheduler",
+                       "Error: unknown flag: --port", previous=True)  # fmt: skip
+    ctx = await gather(a, reader, DEFAULT_POLICY, now=NOW)
+    assert sorted(p.name for p in ctx.pods) == ["kube-scheduler-cp-1", "kube-scheduler-cp-2"]
+    d = diagnose(ctx)
+    assert d.category == Category.BAD_CONFIG and "--port" in d.root_cause, d.root_cause
+
+
 async def test_a_failure_naming_no_peer_follows_the_service_the_pods_are_configured_for() -> None:
     app = crashed_app()
     app["spec"]["containers"][0]["env"] = [

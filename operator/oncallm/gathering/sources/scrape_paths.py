@@ -23,6 +23,7 @@ from oncallm.gathering.sources.network_paths import (
     read_namespace,
 )
 from oncallm.gathering.sources.network_policies import (
+    label_selector_of,
     network_policy_snapshot,
     restricts,
     selects,
@@ -140,8 +141,11 @@ async def _destination(scope: Scope, labels: dict[str, str]) -> NetworkPathSnaps
         targets = await scope.reader.list("Pod", ns, label_selector=label_selector(selector))
         path.pods = [peer_pod(p) for p in targets[:5]]
     ports = ((service or {}).get("spec") or {}).get("ports") or []
-    endpoint = labels.get("endpoint")
-    port: Obj = next((p for p in ports if p.get("name") == endpoint), ports[0] if ports else {})
+    endpoint = labels.get("endpoint") or await _monitored_port(scope, ns, service)
+    port: Obj = next(
+        (p for p in ports if p.get("name") == endpoint),
+        next((p for p in ports if "metrics" in str(p.get("name", ""))), ports[0] if ports else {}),
+    )
     if port:
         path.port = int(port.get("port", 0)) or None
         target = port.get("targetPort", path.port)
@@ -150,6 +154,29 @@ async def _destination(scope: Scope, labels: dict[str, str]) -> NetworkPathSnaps
             int(str(target)) if str(target).isdigit() else named.get(str(target), path.port)
         )
     return path
+
+
+PROMETHEUS_OPERATOR = "monitoring.coreos.com/v1"
+"""prometheus-operator's group: a ServiceMonitor says which port of a Service is scraped."""
+
+
+async def _monitored_port(scope: Scope, ns: str, service: Obj | None) -> str | None:
+    """The Service port a ServiceMonitor scrapes (its endpoint's ``port``), for an alert
+    that aggregated the ``endpoint`` label away (TargetDown counts by job and service).
+    Prometheus scrapes that port, not the Service's first one: a policy that admits the
+    application port and not the metrics port blocks only the scrape. ServiceMonitors are
+    read in the Service's namespace; a cluster without prometheus-operator serves none."""
+    if service is None:
+        return None
+    svc_labels = dict(meta(service).get("labels") or {})
+    for monitor in await scope.reader.list("ServiceMonitor", ns, api_version=PROMETHEUS_OPERATOR):
+        spec = monitor.get("spec") or {}
+        if not spec.get("selector") or not selects(label_selector_of(spec["selector"]), svc_labels):
+            continue
+        for endpoint in spec.get("endpoints") or []:
+            if endpoint.get("port"):
+                return str(endpoint["port"])
+    return None
 
 
 async def _evaluate(
@@ -198,5 +225,12 @@ SOURCE = Source(
     Stage.LEADS,
     read,
     None,
-    resources=("pods", "nodes", "services", "namespaces", "networkpolicies.networking.k8s.io"),
+    resources=(
+        "pods",
+        "nodes",
+        "services",
+        "namespaces",
+        "networkpolicies.networking.k8s.io",
+        "servicemonitors.monitoring.coreos.com",
+    ),
 )

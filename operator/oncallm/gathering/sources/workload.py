@@ -24,6 +24,7 @@ from oncallm.gathering.objects import (
 )
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
+from oncallm.gathering.target import COMPONENT
 from oncallm.models.analysis import EvidenceSource
 from oncallm.models.evidence import Context, RevisionSnapshot, WorkloadSnapshot
 from oncallm.models.policy import Depth
@@ -96,10 +97,37 @@ async def read(scope: Scope) -> None:
         await _disruption_budget(scope, ns, t.name)
     elif t.kind == "PersistentVolume":
         await _volume(scope, t.name)
+    elif t.kind == COMPONENT:
+        scope.raw_pods = await component_pods(scope, t.name, t.namespace)
     elif t.kind == "Cluster" and scope.alert.name in CAPACITY_ALERTS:
         # Overcommit is a cluster-wide sum: what it costs is the pods that no longer fit.
         pending = await reader.list("Pod", None, field_selector="status.phase=Pending")
         scope.raw_pods = [p for p in pending if not (p.get("spec") or {}).get("nodeName")]
+
+
+#: The labels that the pods of a cluster component carry, as kubeadm (static pods
+#: ``component=<name>, tier=control-plane``), its kube-proxy DaemonSet (``k8s-app``) and the
+#: kube-state-metrics chart label them. A component that is down is most often its pods
+#: failing: a flag a new version removed, a certificate, a crash. Managed control planes run
+#: no such pods; then nothing is read and the other sources stand alone.
+COMPONENT_PODS: dict[str, tuple[str | None, str]] = {
+    "apiserver": ("kube-system", "component=kube-apiserver"),
+    "kube-scheduler": ("kube-system", "component=kube-scheduler"),
+    "kube-controller-manager": ("kube-system", "component=kube-controller-manager"),
+    "etcd": ("kube-system", "component=etcd"),
+    "kube-proxy": ("kube-system", "k8s-app=kube-proxy"),
+    "kube-state-metrics": (None, "app.kubernetes.io/name=kube-state-metrics"),
+}
+
+
+async def component_pods(scope: Scope, name: str, namespace: str | None) -> list[Obj]:
+    """The pods of a cluster component (``COMPONENT_PODS``); none for one that runs outside
+    pods (the kubelet) or that the table does not know."""
+    known = COMPONENT_PODS.get(name)
+    if known is None:
+        return []
+    where, selector = known
+    return await scope.reader.list("Pod", namespace or where, label_selector=selector)
 
 
 #: prometheus-operator's group: a PodMonitor says which pods a scrape job covers.
