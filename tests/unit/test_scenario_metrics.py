@@ -34,3 +34,20 @@ def test_shifting_moves_times_but_not_gos_zero_time() -> None:
     assert shifted.alert.ended is None  # still firing
     delta = later - scenario.now
     assert shifted.alert.starts_at == scenario.alert_model().starts_at + delta
+
+
+def test_shifting_keeps_the_fractional_seconds_a_microtime_needs() -> None:
+    """A Lease's renewTime is a MicroTime: the API server refuses it without six digits."""
+    scenario = load_scenario(SCENARIOS / "orders-api-db-down.yaml")
+    lease = {
+        "kind": "Lease",
+        "metadata": {"name": "l", "namespace": "orders"},
+        "spec": {"renewTime": "2025-05-14T09:40:00.000000Z", "acquireTime": "2025-05-14T09:40:00Z"},
+    }
+    scenario.objects.append(lease)
+    later = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    spec = next(o for o in scenario.shift(later).objects if o["kind"] == "Lease")["spec"]
+    delta = later - scenario.now
+    moved = (datetime(2025, 5, 14, 9, 40, tzinfo=UTC) + delta).strftime("%Y-%m-%dT%H:%M:%S")
+    assert spec["renewTime"] == f"{moved}.000000Z"
+    assert spec["acquireTime"] == f"{moved}Z"

@@ -162,6 +162,10 @@ def _shift(value: Any, delta: timedelta) -> Any:
         if value.startswith("0001-01-01"):
             return value  # Go's zero time: "not set" (an alert's endsAt while it fires)
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if "." in value:
+            # A MicroTime (a Lease's renewTime, an Event's eventTime): the API server parses
+            # it only with its six fractional digits, so the shifted value keeps them.
+            return (when + delta).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         return _iso(when + delta)
     return value
 
