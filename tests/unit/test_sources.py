@@ -1221,6 +1221,45 @@ async def test_without_pid_pressure_no_process_count_is_asked() -> None:
     assert not [q for q in prometheus.queries if "container_processes" in q]
 
 
+class Up:
+    """Prometheus answering ``up == 0`` with the given series, and nothing else."""
+
+    def __init__(self, down: list[str]) -> None:
+        self.down = down
+        self.queries: list[str] = []
+
+    async def query(self, promql: str) -> dict[str, float]:
+        self.queries.append(promql)
+        return dict.fromkeys(self.down, 0.0) if promql.startswith("up{") else {}
+
+
+async def test_a_target_down_no_rule_explains_names_the_targets_down_with_pod_and_node() -> None:
+    """TargetDown counts the targets ("25% are down"): the report says which one and where."""
+    exporters = [
+        pod(f"node-exporter-{i}", "monitoring", node=f"worker-{i}",
+            labels={"app.kubernetes.io/name": "prometheus-node-exporter"})
+        for i in (1, 2, 3)
+    ]  # fmt: skip
+    svc = {"kind": "Service", "metadata": {"name": "node-exporter", "namespace": "monitoring"},
+           "spec": {"selector": {"app.kubernetes.io/name": "prometheus-node-exporter"},
+                    "ports": [{"name": "http-metrics", "port": 9100}]}}  # fmt: skip
+    a = Alert.model_validate(
+        {"status": "firing", "startsAt": t(-5), "fingerprint": "4e2a6c8b0d1f3a59",
+         "labels": {"alertname": "TargetDown", "job": "node-exporter", "namespace": "monitoring",
+                    "service": "node-exporter", "severity": "warning"}}
+    )  # fmt: skip
+    prometheus = Up(['instance="10.0.3.10:9100",job="node-exporter",pod="node-exporter-3"'])
+    ctx = await gather(a, MemoryReader([*exporters, svc]), DEFAULT_POLICY, metrics=prometheus,
+                       now=NOW)  # fmt: skip
+    assert 'up{job="node-exporter",namespace="monitoring",service="node-exporter"} == 0' in (
+        prometheus.queries
+    )
+    d = diagnose(ctx)
+    assert d.category is Category.UNKNOWN
+    assert "10.0.3.10:9100 (pod node-exporter-3 on node worker-3)" in d.root_cause
+    assert "metric/targets_down" in d.evidence
+
+
 # -- an injected sidecar is sized by pod annotations ------------------------------------------
 
 

@@ -18,6 +18,7 @@ docs/rules.md explains the scores. Plain Python: no I/O, milliseconds per contex
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from oncallm.analysis import commands as kc
@@ -597,9 +598,29 @@ def _link(role: LinkRole, finding: Finding, ev: EvidenceIndex) -> CauseLink:
     )
 
 
+def _targets_down(ctx: Context) -> tuple[str | None, str]:
+    """Which scrape targets are down (the ``targets_down`` query), each as its pod and node
+    where the series or the gathered pods name them: the place a person looks next."""
+    metric = next((m for m in ctx.metrics if m.name == "targets_down"), None)
+    if metric is None or not metric.values:
+        return None, ""
+    node_of = {p.name: p.node_name for p in ctx.pods if p.node_name}
+    named = []
+    for key in list(metric.values)[:5]:
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', key))
+        pod, instance = labels.get("pod"), labels.get("instance")
+        node = labels.get("node") or node_of.get(pod or "")
+        where = " ".join(
+            x for x in (f"pod {pod}" if pod else "", f"on node {node}" if node else "") if x
+        )
+        named.append(f"{instance} ({where})" if instance and where else instance or where)
+    return f"metric/{metric.name}", "; the targets down now: " + ", ".join(n for n in named if n)
+
+
 def unknown(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Finding:
     """The fallback when no rule fires: say what was looked at and where to look next."""
-    notable = [item for item in ev.items if item.id != ALERT_ID][:3]
+    down_id, down = _targets_down(ctx)
+    notable = [item for item in ev.items if item.id not in (ALERT_ID, down_id)][:3]
     seen = "; ".join(f"{item.id}: {item.excerpt[:120]}" for item in notable)
     return Finding(
         Category.UNKNOWN,
@@ -611,10 +632,11 @@ def unknown(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Finding:
         root_cause=(
             f"None of the {len(RULES)} rules matched the gathered evidence for "
             f"{ctx.alert.name} on {ctx.target.display}"
+            + down
             + (f"; the most notable items: {seen}" if seen else "; little evidence was gathered")
             + "."
         ),
-        evidence=[ALERT_ID, *(item.id for item in notable)],
+        evidence=[ALERT_ID, *([down_id] if down_id else []), *(item.id for item in notable)],
         impact=f"{workload_state(ctx)}.",
         immediate_actions=[
             "Check the alert's expression in Prometheus and the service's dashboards: the "

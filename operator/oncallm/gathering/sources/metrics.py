@@ -37,6 +37,20 @@ async def read(scope: Scope) -> None:
                 )
 
 
+#: Alerts on a scrape that fails: which of the job's targets are down names the pod and the
+#: node to look at, where the alert counts them only (TargetDown: "25% of the targets").
+_SCRAPE_DOWN_ALERTS = frozenset({"TargetDown", "NodeExporterDown", "KubeletDown"})
+
+
+def targets_down_query(alert: Alert) -> str | None:
+    """``up{job, namespace, service} == 0`` of a failing scrape's alert, by its own labels."""
+    if alert.name not in _SCRAPE_DOWN_ALERTS or not alert.labels.get("job"):
+        return None
+    keys = ("job", "namespace", "service")
+    sel = ",".join(f'{k}="{promql_string(alert.labels[k])}"' for k in keys if alert.labels.get(k))
+    return f"up{{{sel}}} == 0"
+
+
 def standard_queries(alert: Alert, target: TargetRef, ctx: Context) -> list[tuple[str, str, str]]:
     """The alert's own expression and a few standard series for its target."""
     out: list[tuple[str, str, str]] = []
@@ -45,6 +59,9 @@ def standard_queries(alert: Alert, target: TargetRef, ctx: Context) -> list[tupl
         out.append(("alert_expression", expr, "the alert's own expression, now"))
     pods = [p.name for p in ctx.pods][:10]
     ns = target.namespace
+    down = targets_down_query(alert)
+    if down:
+        out.append(("targets_down", down, "the alert's scrape targets that are down, now"))
     if target.kind == "PersistentVolumeClaim" and ns:
         out += volume_queries(ns, target.name)
     if ns and any(STORE_FULL.search(line) for lg in ctx.logs for line in lg.lines):
@@ -127,6 +144,11 @@ def volume_queries(namespace: str, claim: str) -> list[tuple[str, str, str]]:
             f"change of free bytes per hour on claim {claim}, over {VOLUME_RATE_WINDOW}",
         ),
     ]
+
+
+def promql_string(value: str) -> str:
+    """A label value inside a double-quoted PromQL string."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def promql_regex(name: str) -> str:
