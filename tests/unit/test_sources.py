@@ -785,6 +785,12 @@ async def test_a_service_of_another_namespace_the_app_names_is_read_with_its_end
     assert "finance/ledger-api" in d.root_cause
 
 
+def target_down(service: str, ns: str) -> Alert:
+    """TargetDown as kube-prometheus-stack sends it: by job, namespace and service."""
+    return alert(alertname="TargetDown", job=service, namespace=ns, service=service,
+                 prometheus="monitoring/kube-prometheus-stack-prometheus")  # fmt: skip
+
+
 async def test_a_scrape_blocked_by_the_targets_ingress_policy_without_prometheus_listed() -> None:
     """OnCallM may not see the Prometheus pods: the target's ingress policy is judged against
     the labels the Prometheus Operator always sets and the namespace the alert names."""
@@ -806,16 +812,7 @@ async def test_a_scrape_blocked_by_the_targets_ingress_policy_without_prometheus
                 "ports": [{"port": 8080}]}],
         }),
     ]  # fmt: skip
-    a = Alert.model_validate(
-        {
-            "status": "firing",
-            "labels": {"alertname": "TargetDown", "job": "gateway-metrics", "namespace": "edge",
-                       "service": "gateway-metrics", "severity": "warning",
-                       "prometheus": "monitoring/kube-prometheus-stack-prometheus"},
-            "startsAt": t(-5),
-            "fingerprint": "0c4e7d2a9b1f3e58",
-        }
-    )  # fmt: skip
+    a = target_down("gateway-metrics", "edge")
     ctx = await gathered(a, objects)
     [path] = ctx.network_paths
     assert (path.source_namespace, path.target_port, path.ingress_allowed) == (
@@ -852,16 +849,7 @@ async def test_a_scrape_without_an_endpoint_label_follows_the_port_its_servicemo
             "ingress": [{"ports": [{"port": 8080}]}],
         }),
     ]  # fmt: skip
-    a = Alert.model_validate(
-        {
-            "status": "firing",
-            "labels": {"alertname": "TargetDown", "job": "invoicer", "namespace": "billing",
-                       "service": "invoicer", "severity": "warning",
-                       "prometheus": "monitoring/kube-prometheus-stack-prometheus"},
-            "startsAt": t(-5),
-            "fingerprint": "7a1d3c5e9b2f4d60",
-        }
-    )  # fmt: skip
+    a = target_down("invoicer", "billing")
     [path] = (await gathered(a, [*objects, monitor])).network_paths
     assert (path.port, path.target_port, path.ingress_allowed) == (9102, 9102, False)
     # Without the ServiceMonitor the scrape is read on the first port, which the policy admits.
@@ -1243,11 +1231,7 @@ async def test_a_target_down_no_rule_explains_names_the_targets_down_with_pod_an
     svc = {"kind": "Service", "metadata": {"name": "node-exporter", "namespace": "monitoring"},
            "spec": {"selector": {"app.kubernetes.io/name": "prometheus-node-exporter"},
                     "ports": [{"name": "http-metrics", "port": 9100}]}}  # fmt: skip
-    a = Alert.model_validate(
-        {"status": "firing", "startsAt": t(-5), "fingerprint": "4e2a6c8b0d1f3a59",
-         "labels": {"alertname": "TargetDown", "job": "node-exporter", "namespace": "monitoring",
-                    "service": "node-exporter", "severity": "warning"}}
-    )  # fmt: skip
+    a = target_down("node-exporter", "monitoring")
     prometheus = Up(['instance="10.0.3.10:9100",job="node-exporter",pod="node-exporter-3"'])
     ctx = await gather(a, MemoryReader([*exporters, svc]), DEFAULT_POLICY, metrics=prometheus,
                        now=NOW)  # fmt: skip

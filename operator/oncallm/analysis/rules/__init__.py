@@ -40,6 +40,7 @@ from oncallm.analysis.rules.base import (
     target_pod,
     workload_state,
 )
+from oncallm.gathering.sources.metrics import metric_id
 from oncallm.models.analysis import Category, CauseLink, Diagnosis, LinkRole
 from oncallm.models.evidence import Context
 
@@ -598,23 +599,26 @@ def _link(role: LinkRole, finding: Finding, ev: EvidenceIndex) -> CauseLink:
     )
 
 
+#: One label of a series key as the metrics source writes it (``pod="x",instance="y"``).
+_SERIES_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
 def _targets_down(ctx: Context) -> tuple[str | None, str]:
     """Which scrape targets are down (the ``targets_down`` query), each as its pod and node
     where the series or the gathered pods name them: the place a person looks next."""
-    metric = next((m for m in ctx.metrics if m.name == "targets_down"), None)
-    if metric is None or not metric.values:
+    metric = next((m for m in ctx.metrics if m.name == "targets_down" and m.values), None)
+    if metric is None:
         return None, ""
     node_of = {p.name: p.node_name for p in ctx.pods if p.node_name}
     named = []
     for key in list(metric.values)[:5]:
-        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', key))
+        labels = dict(_SERIES_LABEL.findall(key))
         pod, instance = labels.get("pod"), labels.get("instance")
         node = labels.get("node") or node_of.get(pod or "")
-        where = " ".join(
-            x for x in (f"pod {pod}" if pod else "", f"on node {node}" if node else "") if x
-        )
+        where = " ".join(([f"pod {pod}"] if pod else []) + ([f"on node {node}"] if node else []))
         named.append(f"{instance} ({where})" if instance and where else instance or where)
-    return f"metric/{metric.name}", "; the targets down now: " + ", ".join(n for n in named if n)
+    listed = ", ".join(n for n in named if n)
+    return metric_id(metric.name), f"; the targets down now: {listed}"
 
 
 def unknown(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Finding:

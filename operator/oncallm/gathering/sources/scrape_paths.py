@@ -28,6 +28,7 @@ from oncallm.gathering.sources.network_policies import (
     restricts,
     selects,
 )
+from oncallm.gathering.sources.workload import PROMETHEUS_OPERATOR
 from oncallm.models.evidence import NetworkPathSnapshot, NetworkPolicySnapshot, PodSnapshot
 
 SCRAPE_ALERTS = frozenset(
@@ -154,10 +155,6 @@ async def _destination(scope: Scope, labels: dict[str, str]) -> NetworkPathSnaps
             int(str(target)) if str(target).isdigit() else named.get(str(target), path.port)
         )
     return path
-
-
-PROMETHEUS_OPERATOR = "monitoring.coreos.com/v1"
-"""prometheus-operator's group: a ServiceMonitor says which port of a Service is scraped."""
 
 
 async def _monitored_port(scope: Scope, ns: str, service: Obj | None) -> str | None:
