@@ -267,3 +267,33 @@ def test_alert_expression_from_generator_url() -> None:
         expr
         == 'max_over_time(kube_pod_container_status_waiting_reason{reason="CrashLoopBackOff"}[5m]) >= 1'
     )
+
+
+def test_a_pod_snapshot_knows_which_references_are_optional() -> None:
+    """Only a required ConfigMap or Secret can hold a container back: the kubelet starts a pod
+    without an object every reference of which says ``optional: true``."""
+    from oncallm.gathering.sources.pods import pod_snapshot
+
+    spec = {
+        "volumes": [
+            {"name": "flags", "configMap": {"name": "flags", "optional": True}},
+            {"name": "tls", "secret": {"secretName": "tls"}},
+            {"name": "both", "projected": {"sources": [{"configMap": {"name": "shared"}}]}},
+        ],
+        "containers": [
+            {
+                "name": "api",
+                "envFrom": [{"secretRef": {"name": "extra", "optional": True}}],
+                "env": [
+                    {
+                        "name": "MODE",
+                        "valueFrom": {
+                            "configMapKeyRef": {"name": "shared", "key": "mode", "optional": True}
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    snap = pod_snapshot({"metadata": {"name": "api-0", "namespace": "x"}, "spec": spec})
+    assert snap.optional_refs == ["ConfigMap flags", "Secret extra"]

@@ -1907,6 +1907,63 @@ KeyError: 'STRIPE_API_KEY'
     assert "payments" in d.root_cause and "STRIPE_API_KEY" in d.root_cause
 
 
+def test_an_error_faulting_the_value_of_an_optional_secret_var_is_not_a_missing_key() -> None:
+    """The program names the variable of an optional secretKeyRef, but finds fault with the
+    value it has: the key is there, and nothing proves a Secret or key missing."""
+    crashing = container(
+        key_refs=[
+            EnvKeyRef(env="DATABASE_URL", kind="Secret", name="orders-db", key="url", optional=True)
+        ],
+        secrets=["orders-db"],
+    )
+    logs = """
+2026-12-02T01:10:02Z INFO  starting orders-api 2.14.0
+2026-12-02T01:10:02Z ERROR invalid DATABASE_URL: cannot parse "postgres//orders-db:5432": missing ':' after scheme
+"""
+    c = ctx(pods=[pod(POD, crashing)], logs=[log(logs)])
+    assert diagnose(c).category != Category.MISSING_SECRET_OR_CONFIGMAP
+
+
+@pytest.mark.parametrize(
+    ("how", "held"),
+    [
+        ("required, container never started", True),
+        ("required, container running", False),
+        ("required, pod not scheduled", False),
+        ("optional, container never started", False),
+    ],
+)
+def test_a_configmap_found_missing_only_by_gathering_must_hold_the_pod_back(
+    how: str, held: bool
+) -> None:
+    """No kubelet message names the ConfigMap: its absence explains the pod only when a pod on
+    a node that requires it has a container that never started. A running container started
+    with it (deleted since); an unscheduled pod waits for the scheduler first; an optional
+    reference lets the kubelet start the pod without it."""
+    waiting = container(
+        state="waiting",
+        reason="ContainerCreating",
+        message="",
+        restart_count=0,
+        last_state=None,
+        last_exit_code=None,
+        config_maps=["api-flags"],
+    )
+    running = container(state="running", ready=True, restart_count=0, config_maps=["api-flags"])
+    the_pod = {
+        "required, container never started": pod(POD, waiting, phase="Pending"),
+        "required, container running": pod(POD, running),
+        "required, pod not scheduled": pod(POD, waiting, phase="Pending", node_name=None),
+        "optional, container never started": pod(
+            POD, waiting, phase="Pending", optional_refs=["ConfigMap api-flags"]
+        ),
+    }[how]
+    the_pod.config_maps = ["api-flags"]
+    c = ctx(pods=[the_pod], missing_objects=[f"ConfigMap {NS}/api-flags"])
+    blamed = diagnose(c).category == Category.MISSING_SECRET_OR_CONFIGMAP
+    assert blamed == held, (how, diagnose(c).root_cause)
+
+
 def test_a_pull_refused_for_want_of_a_pull_secret_that_does_not_exist() -> None:
     """The kubelet could not retrieve the pod's imagePullSecret: the registry's 401 is the
     symptom of the missing Secret."""

@@ -98,6 +98,9 @@ class PodSnapshot(Snapshot):
     pvcs: list[str] = Field(default_factory=list)
     config_maps: list[str] = Field(default_factory=list)
     secrets: list[str] = Field(default_factory=list)
+    #: the ConfigMaps and Secrets (``Kind name``) every reference of which is ``optional: true``:
+    #: the kubelet starts the pod without them
+    optional_refs: list[str] = Field(default_factory=list)
     #: each ConfigMap or Secret volume by its volume name (``config`` -> ``ConfigMap app-config``):
     #: the kubelet's mount errors name the volume, not the object
     volume_sources: dict[str, str] = Field(default_factory=dict)

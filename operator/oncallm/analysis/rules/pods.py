@@ -114,7 +114,10 @@ def missing_secret_or_configmap(ctx: Context, ev: EvidenceIndex, _: RuleSettings
             continue
         if found and not any(short == n for _, n in found):
             continue
-        found.setdefault((_title(kind or "ConfigMap"), short), "")
+        kind = _title(kind or "ConfigMap")
+        if not found and not _holds_back(ctx, ev, kind, short):
+            continue
+        found.setdefault((kind, short), "")
         cites.append(missing_id(name))
     if not found:
         return (
@@ -191,6 +194,24 @@ _NO_FILE = re.compile(
     r"|not found|cannot find|could not find|cannot open|can't open",
     re.IGNORECASE,
 )
+
+
+def _holds_back(ctx: Context, ev: EvidenceIndex, kind: str, name: str) -> bool:
+    """Whether an object gathering found missing (no kubelet complaint names it) explains the
+    pods: a pod on a node that requires it has a container that never started, or the pod
+    starts without it (an optional reference) and its program fails on the empty mount. A pod
+    that runs started with the object (it was deleted since), and one not scheduled is held by
+    the scheduler first: neither is stopped by the missing object."""
+    ref = f"{kind} {name}"
+    for pod in ctx.pods:
+        if ref in pod.optional_refs:
+            if _file_of_missing_volume(ctx, ev, kind, name) is not None:
+                return True
+            continue
+        referenced = name in pod.config_maps if kind == "ConfigMap" else name in pod.secrets
+        if referenced and pod.node_name and any(c.state == "waiting" for c in pod.containers):
+            return True
+    return False
 
 
 def _file_of_missing_volume(
@@ -453,7 +474,9 @@ def _optional_key_missing(ctx: Context, ev: EvidenceIndex) -> Finding | None:
 def _names_variable(
     ctx: Context, ev: EvidenceIndex, pod: PodSnapshot, c: ContainerSnapshot, env: str
 ) -> Hit | None:
-    """An error line of the container that names the environment variable ``env``."""
+    """An error line of the container that names the environment variable ``env`` as having
+    no value. A line that finds fault with the value it has (invalid, cannot parse) proves the
+    variable is set: the key is there and its value is wrong, which is a bad config."""
     if len(env) < 4:
         return None
     word = re.compile(rf"(?<![A-Za-z0-9_]){re.escape(env)}(?![A-Za-z0-9_])")
@@ -463,9 +486,18 @@ def _names_variable(
             for h in grep(ctx, ev, word, pods=[pod.name])
             if h.log.container == c.name
             and (is_error_line(h.line) or _CRASH.search(h.line) or _UNSET.search(h.line))
+            and not _WRONG_VALUE.search(h.line)
         ),
         None,
     )
+
+
+#: How programs say a setting has a value they refuse.
+_WRONG_VALUE = re.compile(
+    r"invalid|malformed|cannot parse|can't parse|could not parse|failed to parse|parse error"
+    r"|unsupported|not a valid|bad value|illegal|out of range|unknown (?:value|option|mode)",
+    re.IGNORECASE,
+)
 
 
 #: How programs say a setting has no value.

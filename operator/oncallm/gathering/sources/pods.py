@@ -245,6 +245,38 @@ def placement(spec: Obj) -> list[str]:
     return out[:12]
 
 
+def _references(spec: Obj) -> tuple[set[str], set[str]]:
+    """Every ConfigMap and Secret the pod spec references (``Kind name``), and those among them
+    it requires: a reference marked ``optional: true`` lets the kubelet start the pod without
+    the object, so only a required one can hold a container back."""
+    every: set[str] = set()
+    required: set[str] = set()
+
+    def add(kind: str, ref: Obj | None, name_key: str = "name") -> None:
+        name = str((ref or {}).get(name_key) or "")
+        if not name or name == "kube-root-ca.crt":
+            return
+        every.add(f"{kind} {name}")
+        if not (ref or {}).get("optional", False):
+            required.add(f"{kind} {name}")
+
+    for vol in spec.get("volumes") or []:
+        add("ConfigMap", vol.get("configMap"))
+        add("Secret", vol.get("secret"), "secretName")
+        for src in (vol.get("projected") or {}).get("sources") or []:
+            add("ConfigMap", src.get("configMap"))
+            add("Secret", src.get("secret"))
+    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        for src in c.get("envFrom") or []:
+            add("ConfigMap", src.get("configMapRef"))
+            add("Secret", src.get("secretRef"))
+        for var in c.get("env") or []:
+            source = var.get("valueFrom") or {}
+            add("ConfigMap", source.get("configMapKeyRef"))
+            add("Secret", source.get("secretKeyRef"))
+    return every, required
+
+
 def pod_snapshot(pod: Obj) -> PodSnapshot:
     m, spec, status = meta(pod), pod.get("spec") or {}, pod.get("status") or {}
     statuses = {s.get("name"): s for s in status.get("containerStatuses") or []}
@@ -259,6 +291,7 @@ def pod_snapshot(pod: Obj) -> PodSnapshot:
         c.sized_by = sidecar_sizing(c.name, annotations)
         c.defaulted = defaulted.get(c.name, [])
     pvcs, cms, secrets = [], [], []
+    every, required = _references(spec)
     volume_sources: dict[str, str] = {}
     for vol in spec.get("volumes") or []:
         if "persistentVolumeClaim" in vol:
@@ -307,6 +340,7 @@ def pod_snapshot(pod: Obj) -> PodSnapshot:
         pvcs=sorted({p for p in pvcs if p}),
         config_maps=sorted({c for c in cms if c}),
         secrets=sorted({s for s in secrets if s}),
+        optional_refs=sorted(every - required),
         volume_sources=volume_sources,
         deleting=bool(m.get("deletionTimestamp")),
         created_at=m.get("creationTimestamp"),
