@@ -1508,6 +1508,33 @@ async def test_unschedulable_nodes_in_a_scheduling_failure_are_named_as_cordoned
     assert "kubectl uncordon worker-3" in d.commands
 
 
+@pytest.mark.parametrize(("nodes", "down"), [(3, 1), (12, 1)])
+async def test_pods_unplaced_while_nodes_are_down_point_at_the_nodes(nodes: int, down: int) -> None:
+    """The scheduler skips a node for the unreachable taint and finds no room on the others:
+    the node that is down is read (it hosts none of the gathered pods) and is the cause when it
+    is a real share of the cluster; one node of twelve leaves the shortage the cause."""
+    pending = pod("ingest-6f34b97b6b-kkgjd", phase="Pending", node="",
+                  status={"containerStatuses": []})  # fmt: skip
+    del pending["spec"]["nodeName"]
+    failed = event("Pod", "ingest-6f34b97b6b-kkgjd", "FailedScheduling",
+                   f"0/{nodes} nodes are available: {down} node(s) had untolerated taint "
+                   "{node.kubernetes.io/unreachable: }, "
+                   f"{nodes - down} Insufficient memory. preemption: 0/{nodes} nodes are "
+                   f"available: {nodes} Preemption is not helpful for scheduling.")  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", pod="ingest-6f34b97b6b-kkgjd",
+                               alertname="KubePodNotReady"),
+                         [pending, node_obj("worker-1"), node_obj("worker-3", Ready="Unknown"),
+                          failed])  # fmt: skip
+    assert [n.name for n in ctx.nodes] == ["worker-3"]
+    assert [r.kind for r in ctx.scheduling[0].reasons] == ["not_ready", "insufficient"]
+    d = diagnose(ctx)
+    if nodes == 3:
+        assert d.category is Category.NODE_NOT_READY
+        assert "worker-3" in d.root_cause and "ingest-6f34b97b6b-kkgjd" in d.root_cause
+    else:
+        assert d.category is Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE
+
+
 async def test_an_object_count_quota_names_the_objects_that_fill_it() -> None:
     q = {
         "kind": "ResourceQuota",

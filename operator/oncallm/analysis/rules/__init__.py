@@ -172,7 +172,8 @@ RULES: tuple[Rule, ...] = (
         Category.NODE_NOT_READY,
         Scope.OUTSIDE,
         "The node under the pods stopped being Ready (kubelet not posting status, memory or "
-        "PID pressure), so its pods are lost or Terminating.",
+        "PID pressure), so its pods are lost or Terminating; or nodes that are down, a real "
+        "share of the cluster, took the room pods the scheduler cannot place lack.",
         check=cluster.node_not_ready,
     ),
     Rule(

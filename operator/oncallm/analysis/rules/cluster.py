@@ -46,7 +46,7 @@ from oncallm.gathering.sources.pods import pod_is_unhealthy
 from oncallm.gathering.sources.quota_consumers import consumer_id
 from oncallm.gathering.sources.resource_holders import holder_id
 from oncallm.gathering.sources.retention import FILLING_ALERTS
-from oncallm.gathering.sources.scheduling import cordoned_id
+from oncallm.gathering.sources.scheduling import cordoned_id, scheduling_id
 from oncallm.models.analysis import Category, parse_rfc3339
 from oncallm.models.evidence import Context, EphemeralStorageUse, NodeSnapshot, PodSnapshot
 from oncallm.models.quantity import parse_quantity
@@ -59,6 +59,27 @@ NODE_ALERTS = ("KubeNodeNotReady", "KubeNodeUnreachable", "KubeletDown", "NodeNo
 def _node_relevant(ctx: Context, node: NodeSnapshot) -> list[PodSnapshot]:
     """The gathered pods on the node; the node counts when it is the target or hosts them."""
     return [p for p in ctx.pods if p.node_name == node.name]
+
+
+#: The share of the cluster's nodes that must be down, of those the scheduler counts, for their
+#: loss to explain a pod it cannot place: one node of many does not make the room that is
+#: missing, a fifth of the cluster does.
+NODE_LOSS_SHARE = 0.2
+
+
+def _displaced(ctx: Context, node: NodeSnapshot) -> list[PodSnapshot]:
+    """Pending pods the scheduler cannot place while it skips nodes for being down (the
+    not-ready or unreachable taint), a share of the cluster large enough that their loss took
+    the room the pods lack; ``node`` must be one of the nodes that are down."""
+    if node.conditions.get("Ready", ("Unknown",))[0] == "True":
+        return []
+    out = []
+    for snap in ctx.scheduling:
+        down = sum(r.nodes or 0 for r in snap.reasons if r.kind == "not_ready")
+        if not down or not snap.total or down / snap.total < NODE_LOSS_SHARE:
+            continue
+        out += [p for p in ctx.pods if p.name == snap.pod and not p.node_name]
+    return out
 
 
 def _node_trouble(ctx: Context, node: str) -> tuple[str, list[Link]]:
@@ -173,10 +194,14 @@ def node_not_ready(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
     for node in ctx.nodes:
         pods = _node_relevant(ctx, node)
         is_target = ctx.target.kind == "Node" and ctx.target.name == node.name
-        if not pods and not is_target:
+        displaced = [] if pods or is_target else _displaced(ctx, node)
+        if not pods and not is_target and not displaced:
             continue
         ready = node.conditions.get("Ready", ("Unknown", "", ""))
-        if ready[0] != "True":
+        if displaced:
+            # its loss took the room the pending pods lack: the cause behind "Insufficient"
+            score, cond, pods = 0.91, "Ready", displaced
+        elif ready[0] != "True":
             score, cond = 0.9, "Ready"
         else:
             pressure = next(
@@ -203,7 +228,8 @@ def node_not_ready(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
     score, node, cond, pods = best
     status, reason, message = node.conditions.get(cond, ("Unknown", "", ""))
     terminating = [p.name for p in pods if p.deleting]
-    stuck = [p.name for p in pods if not p.deleting]
+    stuck = [p.name for p in pods if not p.deleting and p.node_name]
+    pending = [p.name for p in pods if not p.node_name]
     state = (
         f"NotReady (Ready={status}{' ' + reason if reason else ''})"
         if cond == "Ready"
@@ -214,6 +240,13 @@ def node_not_ready(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
         pods_text += f"; its pods {', '.join(terminating[:4])} are stuck Terminating"
     if stuck:
         pods_text += f"; pods {', '.join(stuck[:4])} on it are not serving"
+    if pending:
+        refusal = next((s for s in ctx.scheduling if s.pod == pending[0]), None)
+        pods_text += (
+            f"; pods {', '.join(pending[:4])} stay Pending: the scheduler skips the nodes that "
+            "are down and the others have no room"
+            + (f" ({quote_line(refusal.message, 200)})" if refusal else "")
+        )
     node_events = [
         e
         for e in ctx.events
@@ -241,6 +274,7 @@ def node_not_ready(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
             *[eid for link in because for eid in link.evidence],
             *[ev.event(e) for e in node_events[:3]],
             *[pod_id(p.name) for p in pods[:3]],
+            *[scheduling_id(name) for name in pending[:1]],
             node_id(node.name),
         ),
         impact=(

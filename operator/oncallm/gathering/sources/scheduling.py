@@ -8,15 +8,18 @@ Pod's node affinity/selector. preemption: ...`` becomes three reasons with their
 
 Evidence: ``scheduling/<pod>``: the nodes available and each reason with its node count;
 ``scheduling/cordoned``: the cordoned nodes (one list call, ``spec.unschedulable=true``) when
-a message counts nodes that "were unschedulable".
+a message counts nodes that "were unschedulable". When a message counts nodes skipped for the
+``node.kubernetes.io/not-ready`` or ``unreachable`` taint, the nodes that are not Ready are read
+too (one list call) and join the gathered nodes, with their ``node/...`` evidence.
 """
 
 from __future__ import annotations
 
 import re
 
-from oncallm.gathering.scope import Scope
+from oncallm.gathering.scope import MAX_NODES, Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
+from oncallm.gathering.sources.nodes import node_snapshot, selected_keys
 from oncallm.models.analysis import EvidenceSource
 from oncallm.models.evidence import Context, SchedulingReason, SchedulingSnapshot
 from oncallm.models.policy import Depth
@@ -47,6 +50,15 @@ _KINDS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 
+#: The taints the node lifecycle controller puts on a node that stops being Ready: the
+#: kubelet reports NotReady (not-ready) or stops reporting at all (unreachable).
+NODE_DOWN_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+
+#: Nodes read when the scheduler excludes some for being down (they host none of the pods, so
+#: the nodes source does not read them).
+MAX_DOWN_NODES = 3
+
+
 def scheduling_id(pod: str) -> str:
     """``scheduling/<pod>``: the parsed FailedScheduling message of one pod."""
     return f"scheduling/{pod}"
@@ -69,7 +81,7 @@ def parse_reason(entry: str) -> SchedulingReason:
             if taint:
                 key, _, value = taint.group(1).partition(":")
                 reason.taint = key.strip() + (f"={value.strip()}" if value.strip() else "")
-            if reason.taint and "not-ready" in reason.taint:
+            if reason.taint and reason.taint.split("=")[0] in NODE_DOWN_TAINTS:
                 reason.kind = "not_ready"
         return reason
     return SchedulingReason(kind="other", nodes=nodes, text=text)
@@ -102,6 +114,19 @@ async def read(scope: Scope) -> None:
         if pod.name not in found and status == "False" and message:
             found[pod.name] = snapshot(pod.name, pod.namespace, message, 1, None)
     ctx.scheduling = list(found.values())[:MAX_PODS]
+    if any(r.kind == "not_ready" for snap in ctx.scheduling for r in snap.reasons):
+        # the scheduler counts nodes it skips for being down: read them, for what took them
+        # down and since when (one list call)
+        async with scope.guard("nodes that are not ready"):
+            known = {n.name for n in ctx.nodes}
+            for node in await scope.reader.list("Node", None):
+                snap = node_snapshot(node, None, selected_keys(ctx))
+                ready = snap.conditions.get("Ready", ("Unknown", "", ""))[0]
+                if ready != "True" and snap.name not in known:
+                    ctx.nodes.append(snap)
+                    known.add(snap.name)
+                    if len(known) >= MAX_DOWN_NODES + MAX_NODES:
+                        break
     if any(r.kind == "unschedulable" for snap in ctx.scheduling for r in snap.reasons):
         async with scope.guard("cordoned nodes"):
             cordoned = await scope.reader.list(
