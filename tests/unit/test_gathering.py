@@ -297,3 +297,20 @@ def test_a_pod_snapshot_knows_which_references_are_optional() -> None:
     }
     snap = pod_snapshot({"metadata": {"name": "api-0", "namespace": "x"}, "spec": spec})
     assert snap.optional_refs == ["ConfigMap flags", "Secret extra"]
+
+
+def test_a_single_failing_containers_ready_sidecar_log_is_read_too() -> None:
+    """A container that fails alone may be failing to talk to its sidecar: the sidecar's log
+    says where it listens. Two failing containers leave no room for it."""
+    from oncallm.gathering.sources.logs import _log_containers
+    from oncallm.models.evidence import ContainerSnapshot, PodSnapshot
+
+    def c(name: str, ready: bool) -> ContainerSnapshot:
+        return ContainerSnapshot(name=name, state="running", ready=ready)
+
+    one = PodSnapshot(name="p", namespace="x", containers=[c("app", False), c("proxy", True)])
+    assert [x.name for x in _log_containers(one, None)] == ["app", "proxy"]
+    two = PodSnapshot(
+        name="p", namespace="x", containers=[c("app", False), c("worker", False), c("proxy", True)]
+    )
+    assert [x.name for x in _log_containers(two, None)] == ["app", "worker"]

@@ -3268,3 +3268,46 @@ def test_run_as_non_root_with_an_image_running_as_root_is_bad_config() -> None:
     )
     d = check(ctx(pods=[pod(POD, refused)]), Category.BAD_CONFIG)
     assert "runAsNonRoot" in d.root_cause
+
+
+@pytest.mark.parametrize(
+    ("listens", "blamed"),
+    [
+        ("Listening on 127.0.0.1:5432", "IPv4 only"),
+        ("Listening on 127.0.0.1:5433", "listens on port 5433"),
+        ("Listening on [::]:5432", None),
+    ],
+)
+def test_a_refused_dial_of_the_pods_loopback_against_where_the_sidecar_listens(
+    listens: str, blamed: str | None
+) -> None:
+    """The program dials ::1:5432 (localhost resolving to IPv6 first) and the proxy sidecar
+    says where it listens: another family or another port is the configuration's fault; a
+    dual-stack listener on the port is not, whatever else refuses the connection."""
+    app = container(
+        state="running",
+        ready=False,
+        restart_count=0,
+        last_state=None,
+        last_exit_code=None,
+        env={"PGHOST": "localhost", "PGPORT": "5432"},
+    )
+    proxy = container(name="db-proxy", state="running", ready=True, restart_count=0)
+    c = ctx(
+        pods=[pod(POD, app, proxy)],
+        logs=[
+            log(
+                "2026-11-22T09:07:00Z pg pool: initial connection failed\n"
+                "Error: connect ECONNREFUSED ::1:5432",
+                previous=False,
+            ),
+            log(f"2026-11-22T09:07:00Z {listens}", container_name="db-proxy", previous=False),
+        ],
+    )
+    d = diagnose(c)
+    if blamed is None:
+        assert "sidecar" not in d.root_cause
+        return
+    d = check(c, Category.BAD_CONFIG)
+    assert "db-proxy" in d.root_cause and blamed in d.root_cause
+    assert "PGHOST=localhost" in d.root_cause

@@ -293,6 +293,16 @@ RULES: tuple[Rule, ...] = (
         check=network.scrape_on_loopback,
     ),
     Rule(
+        "loopback-unserved",
+        Category.BAD_CONFIG,
+        Scope.POD,
+        "A program's connection to a sidecar over the pod's loopback is refused while the "
+        "sidecar logs that it listens on the other address family (127.0.0.1 against ::1, "
+        "localhost resolving to IPv6 first) or on another port: the configured address is "
+        "wrong for the listener.",
+        check=network.loopback_unserved,
+    ),
+    Rule(
         "readiness-gate-failing",
         Category.FAILING_PROBE,
         Scope.OUTSIDE,

@@ -2346,6 +2346,121 @@ def scrape_on_loopback(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Find
     return None
 
 
+# --- a dial of the pod's own loopback that no sibling answers ------------------------------------
+
+#: A refused connection to a loopback address and port: ``ECONNREFUSED ::1:5432``, ``dial tcp
+#: [::1]:6379: connect: connection refused``, psycopg's ``at "localhost" (::1), port 5432``.
+_LOOPBACK_DIAL = re.compile(
+    r"(?P<host>127\.0\.0\.1|::1|localhost)\]?\)?(?::|,? port )(?P<port>\d{2,5})\b", re.I
+)
+#: A server saying where it listens: ``Listening on 127.0.0.1:5432``, ``bound to [::1]:6379``.
+_LISTENS = re.compile(
+    r"(?:listen\w*|serving|bound|bind\w*|accepting)\b[^\n]{0,40}?"
+    r"(?P<host>127\.0\.0\.1|0\.0\.0\.0|::1|::|localhost|\*)\]?:(?P<port>\d{2,5})\b",
+    re.I,
+)
+
+
+def _family(host: str) -> str:
+    return "IPv6" if ":" in host else "IPv4"
+
+
+def _answers(listen_host: str, dial_host: str) -> bool:
+    """Whether a server listening on ``listen_host`` accepts a connection to ``dial_host``
+    (a wildcard listens on its family; ``::`` on both, Linux' dual-stack default)."""
+    if listen_host in ("::", "*"):
+        return True
+    if listen_host == "0.0.0.0":
+        return dial_host == "127.0.0.1"
+    return listen_host == dial_host
+
+
+def loopback_unserved(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """The program dials a sidecar over the pod's loopback and is refused, while the sidecar
+    logs that it listens there on another address family (127.0.0.1 against ``::1``:
+    ``localhost`` resolves to IPv6 first in Node.js 17+, glibc with ``::1 localhost`` first)
+    or on another port. Both containers run; the address the program is configured with is
+    wrong for the listener it means."""
+    for h in grep(ctx, ev, _CONN):
+        dial = _LOOPBACK_DIAL.search(h.line)
+        if dial is None or not re.search(r"refused|ECONNREFUSED", h.line, re.I):
+            continue
+        host, port = dial.group("host").lower(), int(dial.group("port"))
+        if host == "localhost":
+            continue  # the resolved address is not said: the family cannot be told
+        pod = next((p for p in ctx.pods if p.name == h.log.pod), None)
+        if pod is None:
+            continue
+        siblings = [c.name for c in pod.containers if c.name != h.log.container]
+        heard = [
+            (g, m)
+            for g in grep(ctx, ev, _LISTENS, pods=[pod.name], skip_noise=False)
+            if g.log.container in siblings
+            for m in [_LISTENS.search(g.line)]
+            if m
+        ]
+        if not heard or any(
+            int(m.group("port")) == port and _answers(m.group("host").lower(), host)
+            for _, m in heard
+        ):
+            continue
+        same_port = [(g, m) for g, m in heard if int(m.group("port")) == port]
+        g, m = (same_port or heard)[0]
+        listener = f"{m.group('host')}:{m.group('port')}"
+        sidecar = g.log.container
+        c = pod.container(h.log.container)
+        setting = next(
+            (
+                f"{k}={v}"
+                for k, v in {**(c.config_env if c else {}), **(c.env if c else {})}.items()
+                if v.strip("[]") in ("localhost", host) or v.startswith(("localhost:", f"{host}:"))
+            ),
+            "",
+        )
+        why = (
+            f"the program dials {_family(host)} {host} (localhost resolves to {host} first"
+            f"{', set by ' + setting if setting else ''}) and the sidecar listens on "
+            f"{_family(m.group('host'))} only"
+            if same_port
+            else f"the program dials port {port}"
+            + (f" ({setting})" if setting else "")
+            + f" and the sidecar listens on port {m.group('port')}"
+        )
+        return Finding(
+            Category.BAD_CONFIG,
+            0.9,
+            summary=(
+                f"{h.log.container} in {pod.name} dials {host}:{port}, where container "
+                f"{sidecar} does not listen ({listener})."
+            ),
+            root_cause=(
+                f"Container {h.log.container} of pod {pod.namespace}/{pod.name} connects to its "
+                f"sidecar {sidecar} over the pod's loopback and is refused "
+                f"({quote_line(h.line, 160)}): {why} ({quote_line(g.line, 140)}). Both "
+                "containers run; the address is wrong for the listener."
+            ),
+            evidence=ev.cite(*pod_cites(ev, pod, c), *cite_hits([h]), *cite_hits([g])),
+            impact=f"{workload_state(ctx)}; every connection through {sidecar} fails.",
+            immediate_actions=[
+                (
+                    f"Point {setting.split('=')[0] if setting else 'the client'} at "
+                    f"{m.group('host') if m.group('host') not in ('0.0.0.0', '::', '*') else host}"
+                    f":{m.group('port')} (not {'localhost' if setting else host}), or make "
+                    f"{sidecar} listen on both loopback addresses, then roll out again."
+                ),
+            ],
+            recommendations=[
+                "Name loopback addresses explicitly (127.0.0.1) between containers of a pod: "
+                "what localhost resolves to changes with the base image and runtime version.",
+            ],
+            commands=[
+                kc.logs(pod.namespace, pod.name, sidecar),
+                *pod_commands(ctx, pod, c),
+            ],
+        )
+    return None
+
+
 # --- a load balancer's readiness gate -------------------------------------------------------------
 
 _PROBE_PATH = re.compile(r"http GET (\S+)")

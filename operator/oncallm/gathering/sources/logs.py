@@ -2,7 +2,8 @@
 current one.
 
 Reads ``sources.logLines`` lines of each, for the first ``ONCALLM_MAX_LOG_PODS`` failing pods
-on a node and at most two containers each (the alerted container, then the failing ones).
+on a node and at most two containers each (the alerted container, then the failing ones; a
+single failing container's ready sibling, the sidecar it may talk to, otherwise).
 
 Evidence: ``log/<pod>/<container>/previous#L42`` (``current`` for the running container) for
 the lines analysis keeps: error lines first, previous logs before current ones, and the last
@@ -129,6 +130,10 @@ def _log_containers(pod: PodSnapshot, wanted: str | None) -> list[ContainerSnaps
     rest = chosen + bad
     if not rest:
         rest = [c for c in pod.containers if not c.init][:1]
+    if len(rest) == 1 and not rest[0].ready:
+        # a failing container's running sibling (the proxy or agent it talks to over the
+        # pod's loopback) says where it listens and what it refuses
+        rest += [c for c in pod.containers if not c.init and c.ready and c not in rest][:1]
     return rest[:2]
 
 
