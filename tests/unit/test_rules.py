@@ -531,6 +531,22 @@ def test_oom_killed() -> None:
     assert d.confidence >= 0.9
 
 
+@pytest.mark.parametrize(("size", "named"), [("", True), ("1Gi", True), ("64Mi", False)])
+def test_an_oom_kill_names_a_memory_backed_emptydir_the_container_writes(
+    size: str, named: bool
+) -> None:
+    """Files on an emptyDir with medium: Memory are charged to the container's memory cgroup:
+    one without a sizeLimit, or a sizeLimit large against the limit, is named with its mount;
+    a small /dev/shm is not what fills 512Mi."""
+    killed = container(
+        last_reason="OOMKilled", last_exit_code=137, mounts={"/tmp": "spool", "/dev/shm": "shm"}
+    )
+    the_pod = pod(POD, killed, memory_volumes={"spool": size})
+    d = check(ctx(pods=[the_pod]), Category.OOM_KILLED)
+    assert ("emptyDir volume spool at /tmp" in d.root_cause) is named
+    assert any("spool" in a for a in d.immediate_actions) is named
+
+
 def test_exit_137_from_liveness_kill_is_not_oom() -> None:
     c = ctx(
         pods=[pod(POD, container(last_reason="Error", last_exit_code=137, restart_count=4))],

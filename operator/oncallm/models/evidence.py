@@ -104,6 +104,9 @@ class PodSnapshot(Snapshot):
     #: each ConfigMap or Secret volume by its volume name (``config`` -> ``ConfigMap app-config``):
     #: the kubelet's mount errors name the volume, not the object
     volume_sources: dict[str, str] = Field(default_factory=dict)
+    #: emptyDir volumes with ``medium: Memory`` (tmpfs) by volume name -> their sizeLimit ("":
+    #: none); what a container writes there is charged to its memory cgroup
+    memory_volumes: dict[str, str] = Field(default_factory=dict)
     deleting: bool = False
     created_at: str | None = None
     #: the pod spec's imagePullSecrets (names; the ServiceAccount's come on top)

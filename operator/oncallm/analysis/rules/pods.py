@@ -910,6 +910,7 @@ def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Findi
         )
     if heap:
         usage = (heap, usage[1]) if usage else (heap, "")
+    tmpfs = _tmpfs_mount(pod, c, limit)
     return Finding(
         Category.OOM_KILLED,
         score,
@@ -924,6 +925,7 @@ def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Findi
             + (f"; {usage[0]}" if usage else "")
             + (injected.text if injected else "")
             + (defaulted.text if defaulted else "")
+            + (f"; {tmpfs[0]}" if tmpfs else "")
             + "."
         ),
         evidence=ev.cite(
@@ -938,6 +940,7 @@ def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Findi
         ),
         impact=f"{workload_state(ctx)}; every OOM kill drops in-flight requests and restarts.",
         immediate_actions=[
+            *([tmpfs[1]] if tmpfs else []),
             injected.action
             if injected
             else defaulted.action
@@ -953,6 +956,42 @@ def oom_killed(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Findi
             "Profile the heap if usage grows without bound between restarts.",
         ],
         commands=cmds,
+    )
+
+
+#: A memory-backed emptyDir whose sizeLimit lets it take this share of the container's memory
+#: limit or more can by itself push the container over: it is named in an OOM kill.
+TMPFS_SHARE = 0.25
+
+
+def _tmpfs_mount(
+    pod: PodSnapshot, c: ContainerSnapshot, limit: str | None
+) -> tuple[str, str] | None:
+    """The container's mount of an emptyDir with ``medium: Memory``: files written to that
+    tmpfs are charged to the container's memory cgroup, so a spool or cache there grows the
+    memory the kernel counts against the limit. One without a sizeLimit, or with a sizeLimit
+    large against the limit, first. (What it says, the action.)"""
+    budget = parse_quantity(limit) if limit else None
+    found: list[tuple[float, str, str, str]] = []
+    for path, volume in c.mounts.items():
+        if volume not in pod.memory_volumes:
+            continue
+        size = pod.memory_volumes[volume]
+        room = parse_quantity(size) if size else None
+        if budget and room is not None and room < TMPFS_SHARE * budget:
+            continue
+        found.append((-(room or float("inf")), volume, path, size))
+    if not found:
+        return None
+    _, volume, path, size = min(found)
+    bound = f"sizeLimit {size}" if size else "no sizeLimit"
+    return (
+        f"it mounts emptyDir volume {volume} at {path} with medium: Memory ({bound}): that "
+        "tmpfs lives in RAM, and every file written there counts against the container's "
+        f"memory limit{f' of {limit}' if limit else ''}",
+        f"Move emptyDir {volume} back to disk (drop medium: Memory), or give it a sizeLimit "
+        "well under the memory limit and raise the limit by as much, so files there cannot "
+        "exhaust the container's memory.",
     )
 
 

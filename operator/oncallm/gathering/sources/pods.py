@@ -293,9 +293,13 @@ def pod_snapshot(pod: Obj) -> PodSnapshot:
     pvcs, cms, secrets = [], [], []
     every, required = _references(spec)
     volume_sources: dict[str, str] = {}
+    memory_volumes: dict[str, str] = {}
     for vol in spec.get("volumes") or []:
         if "persistentVolumeClaim" in vol:
             pvcs.append(vol["persistentVolumeClaim"].get("claimName", ""))
+        empty_dir = vol.get("emptyDir") or {}
+        if empty_dir.get("medium") == "Memory":
+            memory_volumes[str(vol.get("name", ""))] = str(empty_dir.get("sizeLimit") or "")
         if "configMap" in vol:
             cms.append(vol["configMap"].get("name", ""))
             volume_sources[str(vol.get("name", ""))] = f"ConfigMap {cms[-1]}"
@@ -342,6 +346,7 @@ def pod_snapshot(pod: Obj) -> PodSnapshot:
         secrets=sorted({s for s in secrets if s}),
         optional_refs=sorted(every - required),
         volume_sources=volume_sources,
+        memory_volumes=memory_volumes,
         deleting=bool(m.get("deletionTimestamp")),
         created_at=m.get("creationTimestamp"),
         image_pull_secrets=[
