@@ -2976,6 +2976,31 @@ def test_a_claim_that_has_space_again_is_not_filling() -> None:
     assert d.category is not Category.DISK_PRESSURE
 
 
+def test_an_inodes_alert_is_judged_on_inodes_and_the_writers_enospc_proves_it() -> None:
+    """Bytes are plentiful, inodes are used up: the inodes alert stands on the inode stats,
+    and the writer's ENOSPC makes the filled volume the cause over an old probe failure."""
+    gib = 1024**3
+    key = f'namespace="{NS}",persistentvolumeclaim="uploads"'
+    metrics = [
+        *_volume_metrics(120 * gib, 200 * gib, -0.1 * gib),
+        MetricSnapshot(name="volume_inodes_free", query="q", values={key: 1210}),
+        MetricSnapshot(name="volume_inodes", query="q", values={key: 1_310_720}),
+    ]
+    c = _filling_ctx(metrics)
+    c.alert = alert("KubePersistentVolumeInodesFillingUp", persistentvolumeclaim="uploads", pod="")
+    c.logs = [log("error--- ENOSPC: no space left on device, mkdir '/data/a/b'", previous=False)]
+    c.events = [event("Unhealthy", "Liveness probe failed: context deadline exceeded", count=1)]
+    d = check(c, Category.DISK_PRESSURE)
+    assert "1,210 of 1,310,720 inodes free" in d.root_cause and "ENOSPC" in d.root_cause
+    assert d.confidence >= 0.9
+    c.metrics = [
+        *metrics[:3],
+        MetricSnapshot(name="volume_inodes_free", query="q", values={key: 900_000}),
+        MetricSnapshot(name="volume_inodes", query="q", values={key: 1_310_720}),
+    ]
+    assert "inodes free" not in diagnose(c).root_cause
+
+
 def test_a_store_refusing_writes_for_disk_names_the_fullest_claim_not_the_env_value() -> None:
     line = (
         "elasticsearch.helpers.BulkIndexError: 500 document(s) failed to index. First error: "

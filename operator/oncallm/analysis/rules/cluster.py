@@ -588,10 +588,22 @@ def volume_filling(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
     size = _metric_value(ctx, "volume_capacity_bytes")
     rate = _metric_value(ctx, "volume_available_per_hour")
     writers = sorted(p.name for p in ctx.pods if claim in p.pvcs)
-    if free is not None and size and free / size > FILLING_FREE_SHARE:
+    # what runs out: the inodes alert is judged on inodes, bytes may be plentiful
+    left = _metric_value(ctx, "volume_inodes_free") if inodes else free
+    total = _metric_value(ctx, "volume_inodes") if inodes else size
+    if left is not None and total and left / total > FILLING_FREE_SHARE:
         return None  # space came back (a compaction, a clean-up): the alert's condition is over
+    # the writers failing their writes for want of room prove the volume is the cause
+    refused = grep(ctx, ev, STORE_FULL, pods=writers) if writers else []
     measured = ""
-    if free is not None and size:
+    if inodes and left is not None and total:
+        measured = f"{left:,.0f} of {total:,.0f} inodes free ({left / total:.1%})"
+        if free is not None and size:
+            measured += (
+                f", while {free / size:.0%} of its bytes are free: many small files use up "
+                "the inodes first"
+            )
+    elif free is not None and size:
         measured = f"{_gib(free)} of {_gib(size)} free ({free / size:.0%})"
         if rate is not None and rate < 0:
             hours = free / -rate
@@ -601,11 +613,16 @@ def volume_filling(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
     what = "inodes" if inodes else "space"
     metric_ids = [
         metric_id(n)
-        for n in ("volume_available_bytes", "volume_capacity_bytes", "volume_available_per_hour")
+        for n in (
+            *(("volume_inodes_free", "volume_inodes") if inodes else ()),
+            "volume_available_bytes",
+            "volume_capacity_bytes",
+            "volume_available_per_hour",
+        )
     ]
     return Finding(
         Category.DISK_PRESSURE,
-        0.6 if measured else 0.5,
+        0.9 if refused else 0.6 if measured else 0.5,
         summary=(
             f"PersistentVolumeClaim {claim} is running out of {what}"
             + (f": {measured}" if measured else "")
@@ -615,10 +632,21 @@ def volume_filling(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
             f"The volume of PersistentVolumeClaim {ns}/{claim} fills up"
             + (f" ({measured})" if measured else " (the kubelet's volume stats, in the alert)")
             + (f"; it is written by {', '.join(writers[:3])}" if writers else "")
+            + (
+                f", whose writes already fail: {quote_line(refused[-1].line, 200)}"
+                if refused
+                else ""
+            )
             + "; no retention setting or stuck consumer explains the growth, so the data it "
             "holds grows faster than the volume was sized for."
         ),
-        evidence=ev.cite(ALERT_ID, pvc_id(claim), *metric_ids, *(pod_id(w) for w in writers[:2])),
+        evidence=ev.cite(
+            ALERT_ID,
+            pvc_id(claim),
+            *metric_ids,
+            *cite_hits(refused[-2:]),
+            *(pod_id(w) for w in writers[:2]),
+        ),
         impact=(
             "When the volume is full its writers fail their writes"
             + (f" ({', '.join(writers[:3])})" if writers else "")

@@ -63,7 +63,9 @@ def standard_queries(alert: Alert, target: TargetRef, ctx: Context) -> list[tupl
     if down:
         out.append(("targets_down", down, "the alert's scrape targets that are down, now"))
     if target.kind == "PersistentVolumeClaim" and ns:
-        out += volume_queries(ns, target.name)
+        out += volume_queries(
+            ns, target.name, inodes=alert.name == "KubePersistentVolumeInodesFillingUp"
+        )
     if ns and any(STORE_FULL.search(line) for lg in ctx.logs for line in lg.lines):
         free = f'kubelet_volume_stats_available_bytes{{namespace="{ns}"}}'
         size = f'kubelet_volume_stats_capacity_bytes{{namespace="{ns}"}}'
@@ -123,11 +125,26 @@ FULLEST_VOLUMES = 3
 VOLUME_RATE_WINDOW = "1h"
 
 
-def volume_queries(namespace: str, claim: str) -> list[tuple[str, str, str]]:
+def volume_queries(
+    namespace: str, claim: str, *, inodes: bool = False
+) -> list[tuple[str, str, str]]:
     """The kubelet's volume stats of one claim: free bytes, size, and how fast free space
-    shrinks (bytes per hour, negative while it fills)."""
+    shrinks (bytes per hour, negative while it fills); with ``inodes`` (the inodes alert), the
+    free and total inodes too: a volume of many small files runs out of them first."""
     vol = f'namespace="{namespace}",persistentvolumeclaim="{claim}"'
-    return [
+    counted = [
+        (
+            "volume_inodes_free",
+            f"kubelet_volume_stats_inodes_free{{{vol}}}",
+            f"free inodes on the volume of claim {claim}",
+        ),
+        (
+            "volume_inodes",
+            f"kubelet_volume_stats_inodes{{{vol}}}",
+            f"inodes of the volume of claim {claim}",
+        ),
+    ]
+    return (counted if inodes else []) + [
         (
             "volume_available_bytes",
             f"kubelet_volume_stats_available_bytes{{{vol}}}",
