@@ -488,6 +488,54 @@ def webhook_config(ca_days: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("peers", "blocked"),
+    [
+        ([{"namespaceSelector": {"matchLabels": {"mesh-member": "true"}}}], True),
+        ([{"ipBlock": {"cidr": "10.0.0.0/8"}}], False),
+    ],
+)
+async def test_a_webhook_call_timing_out_behind_a_network_policy_names_the_policy(
+    peers: list[dict[str, Any]], blocked: bool
+) -> None:
+    """The webhook's Service has ready endpoints and the call times out: a NetworkPolicy that
+    selects its pods and admits only pods and namespaces never admits the API server (it calls
+    from the control plane's network); an ipBlock may, so it is not blamed."""
+    timeout = (
+        "create Pod search-2 in StatefulSet search failed error: Internal error "
+        'occurred: failed calling webhook "check.example.io": failed to call webhook: '
+        'Post "https://checker.guard.svc:443/validate?timeout=10s": context deadline '
+        "exceeded"
+    )
+    config = webhook_config(ca_days=700)
+    checker = pod("checker-0", ns="guard", labels={"app": "checker"})
+    objects = [
+        {"kind": "StatefulSet", "metadata": {"name": "search", "namespace": "shop"},
+         "spec": {"selector": {"matchLabels": {"app": "search"}}, "replicas": 3}},
+        event("StatefulSet", "search", "FailedCreate", timeout),
+        config,
+        checker,
+        {"kind": "Service", "metadata": {"name": "checker", "namespace": "guard"},
+         "spec": {"selector": {"app": "checker"},
+                  "ports": [{"port": 443, "targetPort": 8443}]}},
+        {"kind": "Endpoints", "metadata": {"name": "checker", "namespace": "guard"},
+         "subsets": [{"addresses": [{"ip": "10.1.0.9", "targetRef": {"kind": "Pod",
+                                                                     "name": "checker-0"}}]}]},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+         "metadata": {"name": "baseline-deny", "namespace": "guard"},
+         "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": peers}]}},
+    ]  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", statefulset="search",
+                               alertname="KubeStatefulSetReplicasMismatch"), objects)  # fmt: skip
+    [hook] = ctx.webhooks
+    assert bool(hook.blocked_by) is blocked
+    d = diagnose(ctx)
+    if blocked:
+        assert d.category is Category.NETWORK_POLICY_BLOCK and "baseline-deny" in d.root_cause
+    else:
+        assert d.category is not Category.NETWORK_POLICY_BLOCK
+
+
 async def test_a_failing_webhook_brings_its_configuration_service_and_certificates() -> None:
     deployment = {
         "kind": "Deployment",

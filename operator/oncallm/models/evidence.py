@@ -673,6 +673,9 @@ class WebhookSnapshot(Snapshot):
     serving_not_after: str | None = None
     #: cert-manager's ``cert-manager.io/inject-ca-from`` (``namespace/certificate``)
     inject_ca_from: str | None = None
+    #: when the call times out against ready endpoints: the NetworkPolicies that select the
+    #: webhook's pods and admit the API server on none of their rules (``name: its rules``)
+    blocked_by: list[str] = Field(default_factory=list)
 
 
 class SecretRefresher(Snapshot):

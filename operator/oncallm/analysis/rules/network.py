@@ -1618,6 +1618,44 @@ def admission_webhook(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Findi
                     "certificates.cert-manager.io",
                 ],
             )
+        if not down and w.blocked_by:
+            policy = w.blocked_by[0].split(":")[0]
+            ns = w.service_namespace or namespace(ctx)
+            return Finding(
+                Category.NETWORK_POLICY_BLOCK,
+                0.92,
+                summary=(
+                    f"NetworkPolicy {ns}/{policy} drops the API server's calls to admission "
+                    f"webhook {w.name}, so what it intercepts is refused."
+                ),
+                root_cause=(
+                    f"The API server's calls to admission webhook {w.name} ({config}, "
+                    f"failurePolicy {w.failure_policy}) at {where} time out "
+                    f"({quote_line(w.error, 200)}) though the Service has {w.ready_endpoints} "
+                    f"ready endpoint(s): NetworkPolicy {ns}/{policy} selects the webhook's pods "
+                    "and admits ingress only from pods and namespaces it selects "
+                    f"({'; '.join(b.split(': ', 1)[-1] for b in w.blocked_by[:2])}), and the "
+                    "API server calls from the control plane's network, not from a pod, so "
+                    "its packets are dropped; every request the webhook intercepts"
+                    + (f" ({', '.join(w.rules[:2])})" if w.rules else "")
+                    + " is refused."
+                ),
+                evidence=ev.cite(*common_ev, webhook_service_id(w.name)),
+                impact=f"{workload_state(ctx)}; no pod the webhook intercepts can be created.",
+                immediate_actions=[
+                    f"Admit the API server to the webhook's port in NetworkPolicy {policy} "
+                    "(an ipBlock of the control plane's addresses, or a rule without peers "
+                    "on that port), or set failurePolicy Ignore on the webhook meanwhile.",
+                ],
+                recommendations=[
+                    "Give every namespace that serves an admission webhook an explicit "
+                    "ingress rule for the API server before a default-deny baseline lands.",
+                ],
+                commands=[
+                    f"kubectl -n {ns} get networkpolicy {policy} -o yaml",
+                    kc.endpoints(ns, w.service_name or ""),
+                ],
+            )
         if down:
             state = (
                 "does not exist"

@@ -3,7 +3,9 @@ Validating/MutatingWebhookConfiguration, its Service's endpoints, its caBundle's
 the serving certificate's as the API server's x509 error states it, and its failurePolicy.
 
 Reads only when such a message is there: both kinds of webhook configuration (cluster-wide),
-then the webhook's Service and Endpoints.
+then the webhook's Service and Endpoints; when the call timed out against ready endpoints, one
+endpoint pod and the NetworkPolicies of the webhook's namespace, to tell whether they admit
+the API server.
 
 Evidence: ``webhook/<name>`` (the configuration: policy, timeout, what it intercepts, the CA
 and where cert-manager injects it from) and ``webhook/<name>/service`` (its Service's
@@ -21,7 +23,13 @@ from cryptography import x509
 from oncallm.gathering.objects import Obj, meta, name_of
 from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier, kv
-from oncallm.gathering.sources.network_policies import label_selector_of
+from oncallm.gathering.sources.network_paths import allowed_by, port_matches
+from oncallm.gathering.sources.network_policies import (
+    label_selector_of,
+    network_policy_snapshot,
+    restricts,
+    selects,
+)
 from oncallm.gathering.sources.services import backing_workload
 from oncallm.models.analysis import EvidenceSource
 from oncallm.models.evidence import Context, WebhookSnapshot
@@ -86,6 +94,68 @@ async def read(scope: Scope) -> None:
                 selector = ((service or {}).get("spec") or {}).get("selector") or {}
                 if selector and not snap.ready_endpoints and not snap.not_ready_endpoints:
                     snap.backing = await backing_workload(scope, ns, selector)
+                if snap.ready_endpoints and _TIMEOUT.search(error):
+                    snap.blocked_by = await _blocking_policies(
+                        scope, snap, service or {}, endpoints or {}
+                    )
+
+
+#: A call that got no answer (dropped on the way), as opposed to one refused or failing TLS.
+_TIMEOUT = re.compile(r"context deadline exceeded|i/o timeout|Client\.Timeout|timed out", re.I)
+
+
+async def _blocking_policies(
+    scope: Scope, snap: WebhookSnapshot, service: Obj, endpoints: Obj
+) -> list[str]:
+    """The NetworkPolicies of the webhook's namespace that select its pods, restrict their
+    ingress, and on none of their rules admit the API server on the webhook's port. The API
+    server calls from the control plane's network, not from a pod: a rule whose peers are only
+    pod and namespace selectors never admits it; an ipBlock may (its address is unknown here),
+    and so does a rule without peers. Any policy that admits it allows the call."""
+    ns = snap.service_namespace or ""
+    ref = next(
+        (a.get("targetRef") or {} for sub in endpoints.get("subsets") or []
+         for a in sub.get("addresses") or []),
+        {},
+    )  # fmt: skip
+    pod = await scope.get("Pod", ns, str(ref.get("name"))) if ref.get("name") else None
+    spec = service.get("spec") or {}
+    labels = {str(k): str(v) for k, v in ((meta(pod).get("labels") if pod else None)
+              or spec.get("selector") or {}).items()}  # fmt: skip
+    named = {
+        str(port.get("name")): int(port.get("containerPort", 0))
+        for c in ((pod or {}).get("spec") or {}).get("containers") or []
+        for port in c.get("ports") or []
+        if port.get("name")
+    }
+    target = next(
+        (p.get("targetPort", p.get("port")) for p in spec.get("ports") or []
+         if int(p.get("port", 0)) == (snap.service_port or 443)),
+        snap.service_port,
+    )  # fmt: skip
+    number = named.get(str(target)) if isinstance(target, str) and not target.isdigit() else None
+    number = number if number is not None else int(str(target)) if str(target).isdigit() else None
+    policies = [
+        network_policy_snapshot(np, [])
+        for np in await scope.reader.list("NetworkPolicy", ns, api_version="networking.k8s.io/v1")
+    ]
+    selecting = [p for p in policies if selects(p.selector, labels) and restricts(p, "Ingress")]
+    if not selecting:
+        return []
+    allowed, _ = allowed_by(selecting, "Ingress", None, None, {}, None, number, "TCP", named)
+    maybe = any(
+        peer.ip_block
+        for p in selecting
+        for rule in p.ingress_rules
+        for peer in rule.peers
+        if not rule.ports or any(port_matches(x, number, "TCP", named) for x in rule.ports)
+    )
+    if allowed or maybe:
+        return []
+    return [
+        f"{p.name}: ingress only from {'; '.join(p.ingress) or 'nowhere (deny all)'}"
+        for p in selecting
+    ]
 
 
 def webhook_snapshot(
@@ -183,6 +253,12 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
                 f"{w.not_ready_endpoints} not ready endpoints"
                 + ("" if w.ready_endpoints else " (no ready endpoints)")
                 + (f"; {w.backing}" if w.backing else "")
+                + (
+                    "; NetworkPolicies select its pods and admit the API server on no rule: "
+                    + " | ".join(w.blocked_by)
+                    if w.blocked_by
+                    else ""
+                )
             )
         out.add(
             Tier.OBJECT_BAD,
@@ -206,5 +282,7 @@ SOURCE = Source(
         "deployments.apps",
         "statefulsets.apps",
         "horizontalpodautoscalers.autoscaling",
+        "pods",
+        "networkpolicies.networking.k8s.io",
     ),
 )
