@@ -307,9 +307,12 @@ class HPASnapshot(Snapshot):
 
 
 class KubeletServingCSRs(Snapshot):
-    """A node's CertificateSigningRequests for its kubelet's serving certificate."""
+    """A node's CertificateSigningRequests of one kubelet signer: its serving certificate
+    (``kubernetes.io/kubelet-serving``) or its client certificate
+    (``kubernetes.io/kube-apiserver-client-kubelet``)."""
 
     node: str
+    signer: str = "kubernetes.io/kubelet-serving"
     #: neither approved nor denied
     pending: int = 0
     pending_names: list[str] = Field(default_factory=list)
@@ -943,6 +946,9 @@ class Context(Snapshot):
     role_bindings: list[RoleBindingSnapshot] = Field(default_factory=list)
     #: the kubelets' serving-certificate CSRs, read after a failing kubelet scrape
     kubelet_csrs: list[KubeletServingCSRs] = Field(default_factory=list)
+    #: ClusterRoleBindings of the role that lets nodes renew their client certificates
+    #: (read on client-certificate alerts only; None: not read)
+    client_renewal_bindings: list[str] | None = None
     #: Istio's mTLS policies over the pods, read when a sidecar'd pod's probes fail
     peer_authentications: list[PeerAuthenticationSnapshot] = Field(default_factory=list)
     service_accounts: list[str] = Field(default_factory=list)

@@ -202,6 +202,15 @@ RULES: tuple[Rule, ...] = (
         check=cluster.kubelet_serving_cert,
     ),
     Rule(
+        "kubelet-client-cert",
+        Category.CERT_EXPIRED,
+        Scope.OUTSIDE,
+        "A client certificate nears expiry because a kubelet's renewal CSRs (signer "
+        "kubernetes.io/kube-apiserver-client-kubelet) stay pending: no ClusterRoleBinding "
+        "grants the nodes selfnodeclient, so the controller manager approves none.",
+        check=cluster.kubelet_client_cert,
+    ),
+    Rule(
         "metrics-api-down",
         Category.DEPENDENCY_UNREACHABLE,
         Scope.OUTSIDE,

@@ -36,7 +36,13 @@ from oncallm.analysis.rules.base import (
 )
 from oncallm.analysis.rules.pods import BAD_CONFIG_WORDING
 from oncallm.gathering.sources.drains import budget_id, drain_id
-from oncallm.gathering.sources.kubelet_certs import SIGNER, csr_id
+from oncallm.gathering.sources.kubelet_certs import (
+    CLIENT_CERT_ALERTS,
+    CLIENT_RENEWAL_ROLE,
+    CLIENT_SIGNER,
+    SIGNER,
+    csr_id,
+)
 from oncallm.gathering.sources.metrics import STORE_FULL
 from oncallm.gathering.sources.metrics_api import metrics_line_id, metrics_pod_id
 from oncallm.gathering.sources.node_health import no_memory_limit_id, oom_id, pids_id
@@ -989,6 +995,20 @@ def _holders(ctx: Context, insufficient: list[str]) -> tuple[str, list[Link]]:
     return "; ".join(texts), links
 
 
+_PINNED = re.compile(
+    r"^(?:requires node (?:metadata\.name|kubernetes\.io/hostname) In |"
+    r"nodeSelector kubernetes\.io/hostname=)(?P<node>[\w.-]+)$"
+)
+"""A placement line that names one node: the DaemonSet controller's ``metadata.name In <node>``
+term, or a hostname selector."""
+
+
+def _pinned_node(pod: PodSnapshot) -> str | None:
+    """The one node the pod may run on, when its placement names a single node."""
+    nodes = {m["node"] for line in pod.placement if (m := _PINNED.match(line))}
+    return nodes.pop() if len(nodes) == 1 else None
+
+
 def insufficient_resources_unschedulable(
     ctx: Context, ev: EvidenceIndex, _: RuleSettings
 ) -> Finding | None:
@@ -1020,8 +1040,12 @@ def insufficient_resources_unschedulable(
                 req.setdefault(res, []).append(qty)
         requests = ", ".join(f"{r}={'+'.join(q)}" for r, q in req.items())
     scale_up = events(ctx, reasons=("NotTriggerScaleUp", "FailedScaleUp"))
+    pinned = _pinned_node(pod) if pod is not None else None
     what = (
-        f"not enough free {' and '.join(insufficient)} on any node"
+        f"not enough free {' and '.join(insufficient)} on node {pinned}, the only node it may "
+        "run on (a DaemonSet's pod, or one pinned by name)"
+        if insufficient and pinned
+        else f"not enough free {' and '.join(insufficient)} on any node"
         if insufficient
         else "no node matches its scheduling constraints (affinity, selectors, taints)"
     )
@@ -1079,7 +1103,8 @@ def insufficient_resources_unschedulable(
             "kubectl get nodes -o custom-columns=NAME:.metadata.name,"
             "CPU:.status.allocatable.cpu,MEMORY:.status.allocatable.memory,"
             "TAINTS:.spec.taints[*].key",
-            *[kc.describe("node", None, n.name) for n in ctx.nodes[:2]],
+            *([kc.describe("node", None, pinned)] if pinned else []),
+            *[kc.describe("node", None, n.name) for n in ctx.nodes[:2] if n.name != pinned],
         ],
     )
 
@@ -1433,6 +1458,8 @@ def kubelet_serving_cert(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fi
     down = _down_kubelet_nodes(ctx)
     stuck = []
     for snap in ctx.kubelet_csrs:
+        if snap.signer != SIGNER:
+            continue
         age = _pending_hours(snap.oldest_pending, ctx) or 0.0
         if snap.pending >= CSR_PENDING_REPEATS or (snap.pending and age >= CSR_PENDING_HOURS):
             stuck.append((snap, age))
@@ -1486,6 +1513,83 @@ def kubelet_serving_cert(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fi
         commands=[
             "kubectl get csr --sort-by=.metadata.creationTimestamp | grep kubelet-serving",
             f"kubectl describe node {snap.node}",
+        ],
+    )
+
+
+def kubelet_client_cert(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """A client certificate is about to expire because a kubelet cannot renew its own: its
+    renewal CSRs (signer kubernetes.io/kube-apiserver-client-kubelet) stay pending.
+    kube-controller-manager approves such a renewal only when a ClusterRoleBinding grants the
+    node the selfnodeclient role; without it (an RBAC cleanup, a hand-made cluster) every
+    renewal waits, and when the old certificate expires the node goes NotReady."""
+    if ctx.alert.name not in CLIENT_CERT_ALERTS:
+        return None
+    stuck = [
+        s
+        for s in ctx.kubelet_csrs
+        if s.signer == CLIENT_SIGNER
+        and s.pending
+        and (
+            s.pending >= CSR_PENDING_REPEATS
+            or (_pending_hours(s.oldest_pending, ctx) or 0.0) >= CSR_PENDING_HOURS
+        )
+    ]
+    if not stuck:
+        return None
+    nodes = ", ".join(s.node for s in stuck[:3])
+    names = " ".join(n for s in stuck[:3] for n in s.pending_names[:3])
+    unbound = ctx.client_renewal_bindings == []
+    why = (
+        f"no ClusterRoleBinding grants {CLIENT_RENEWAL_ROLE} (kubeadm's "
+        "kubeadm:node-autoapprove-certificate-rotation, to group system:nodes), so "
+        "kube-controller-manager approves none of the renewals"
+        if unbound
+        else "nothing approves them"
+    )
+    return Finding(
+        Category.CERT_EXPIRED,
+        0.88 if unbound else 0.8,
+        summary=(
+            f"The kubelet client certificate of node {nodes} is about to expire: its renewal "
+            f"CSRs ({CLIENT_SIGNER}) stay pending because "
+            + (
+                f"no ClusterRoleBinding grants {CLIENT_RENEWAL_ROLE}."
+                if unbound
+                else "none is approved."
+            )
+        ),
+        root_cause=(
+            f"The kubelet of node {nodes} renews the client certificate it authenticates to "
+            f"the API server with through CertificateSigningRequests of signer {CLIENT_SIGNER}; "
+            + "; ".join(
+                f"{s.pending} of node {s.node} are pending since {s.oldest_pending}"
+                + (f" (the last approved was created {s.last_issued})" if s.last_issued else "")
+                for s in stuck[:3]
+            )
+            + f": {why}. When the old certificate expires the kubelet can no longer reach the "
+            "API server and the node goes NotReady."
+        ),
+        evidence=ev.cite(*[csr_id(s.node, s.signer) for s in stuck[:3]], ALERT_ID),
+        impact=(
+            f"Node {nodes} will lose its API access when the certificate expires: NotReady, "
+            "its pods evicted after the toleration."
+        ),
+        immediate_actions=[
+            f"Approve the pending CSRs after checking they come from the node: kubectl "
+            f"certificate approve {names or '<csr>'}.",
+            f"Restore the ClusterRoleBinding of {CLIENT_RENEWAL_ROLE} to group system:nodes "
+            "(kubeadm init phase bootstrap-token recreates kubeadm's), so renewals are "
+            "approved again.",
+        ],
+        recommendations=[
+            "Alert on CSRs pending for more than an hour and on "
+            "kubelet_certificate_manager_client_ttl_seconds.",
+        ],
+        commands=[
+            "kubectl get csr --sort-by=.metadata.creationTimestamp | grep client-kubelet",
+            "kubectl get clusterrolebindings -o wide | grep selfnodeclient",
+            *[f"kubectl describe node {s.node}" for s in stuck[:1]],
         ],
     )
 

@@ -32,6 +32,19 @@ from oncallm.models.analysis import EvidenceSource
 from oncallm.models.evidence import Context, KubeletServingCSRs, MetricSnapshot
 
 SIGNER = "kubernetes.io/kubelet-serving"
+#: The signer of the kubelet's client certificate (how it authenticates to the API server).
+#: kube-controller-manager approves a renewal only when the node may create it: the
+#: ClusterRoleBinding of ``CLIENT_RENEWAL_ROLE`` to group system:nodes (kubeadm's
+#: ``kubeadm:node-autoapprove-certificate-rotation``).
+CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
+CLIENT_RENEWAL_ROLE = "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"
+#: Alerts about client certificates expiring: the API server's view of the certificates its
+#: clients present, and the kubelets' own.
+CLIENT_CERT_ALERTS = (
+    "KubeClientCertificateExpiration",
+    "KubeletClientCertificateExpiration",
+    "KubeletClientCertificateRenewalErrors",
+)
 _NODE_USER = "system:node:"
 
 #: An x509 failure of a client of the kubelet's HTTPS port: Prometheus, metrics-server.
@@ -41,15 +54,18 @@ KUBELET_X509 = re.compile(rf":{KUBELET_PORT}\b[^\n]*x509:|x509:[^\n]*:{KUBELET_P
 MAX_NODES = 10
 
 
-def csr_id(node: str) -> str:
-    """``csr/<node>``: a node's kubelet-serving CertificateSigningRequests."""
-    return f"csr/{node}"
+def csr_id(node: str, signer: str = SIGNER) -> str:
+    """``csr/<node>``: a node's kubelet-serving CertificateSigningRequests;
+    ``csr/<node>/client``: its kubelet-client ones."""
+    return f"csr/{node}" if signer == SIGNER else f"csr/{node}/client"
 
 
 def trigger(ctx: Context) -> bool:
     alert = ctx.alert
-    if alert.name == "KubeletDown" or (
-        alert.name in SCRAPE_ALERTS and alert.labels.get("job") == "kubelet"
+    if (
+        alert.name == "KubeletDown"
+        or alert.name in CLIENT_CERT_ALERTS
+        or (alert.name in SCRAPE_ALERTS and alert.labels.get("job") == "kubelet")
     ):
         return True
     return any(KUBELET_X509.search(line) for lg in ctx.logs for line in lg.lines)
@@ -75,6 +91,14 @@ async def read(scope: Scope) -> None:
     async with scope.guard("certificatesigningrequests"):
         csrs = await scope.reader.list("CertificateSigningRequest", None)
         ctx.kubelet_csrs = node_csrs(csrs)
+    if ctx.alert.name in CLIENT_CERT_ALERTS:
+        async with scope.guard("clusterrolebindings"):
+            bindings = await scope.reader.list("ClusterRoleBinding", None)
+            ctx.client_renewal_bindings = [
+                str(meta(b).get("name", ""))
+                for b in bindings
+                if (b.get("roleRef") or {}).get("name") == CLIENT_RENEWAL_ROLE
+            ]
 
 
 def requested_subject(request: str) -> str:
@@ -98,10 +122,11 @@ def node_csrs(csrs: list[Obj]) -> list[KubeletServingCSRs]:
         user = str(spec.get("username", ""))
         if not user.startswith(_NODE_USER):
             user = requested_subject(str(spec.get("request", "")))
-        if spec.get("signerName") != SIGNER or not user.startswith(_NODE_USER):
+        signer = str(spec.get("signerName", ""))
+        if signer not in (SIGNER, CLIENT_SIGNER) or not user.startswith(_NODE_USER):
             continue
         node = user.removeprefix(_NODE_USER)
-        snap = nodes.setdefault(node, KubeletServingCSRs(node=node))
+        snap = nodes.setdefault(f"{node} {signer}", KubeletServingCSRs(node=node, signer=signer))
         created = str(meta(csr).get("creationTimestamp") or "")
         status = csr.get("status") or {}
         decided = {str(c.get("type")) for c in status.get("conditions") or []}
@@ -115,14 +140,15 @@ def node_csrs(csrs: list[Obj]) -> list[KubeletServingCSRs]:
             snap.pending_names.append(str(meta(csr).get("name", "")))
             if not snap.oldest_pending or created < snap.oldest_pending:
                 snap.oldest_pending = created
-    ranked = sorted(nodes.values(), key=lambda s: (-s.pending, s.node))
+    ranked = sorted(nodes.values(), key=lambda s: (-s.pending, s.node, s.signer))
     return ranked[:MAX_NODES]
 
 
 def evidence(ctx: Context, out: EvidenceOut) -> None:
     for snap in ctx.kubelet_csrs:
+        client = snap.signer == CLIENT_SIGNER
         text = (
-            f"{snap.pending} {SIGNER} CSRs of node {snap.node} pending"
+            f"{snap.pending} {snap.signer} CSRs of node {snap.node} pending"
             + (
                 f" (oldest created {snap.oldest_pending}: {', '.join(snap.pending_names[:3])})"
                 if snap.pending
@@ -134,12 +160,19 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
                 if snap.last_issued
                 else "; none approved"
             )
-            + ": with serverTLSBootstrap the kubelet renews its serving certificate only "
-            "through an approved CSR, and kube-controller-manager never approves this signer"
+            + (
+                ": the kubelet renews its client certificate only through an approved CSR, "
+                "which kube-controller-manager approves when a ClusterRoleBinding grants "
+                f"system:nodes {CLIENT_RENEWAL_ROLE}"
+                if client
+                else ": with serverTLSBootstrap the kubelet renews its serving certificate "
+                "only through an approved CSR, and kube-controller-manager never approves "
+                "this signer"
+            )
         )
         out.add(
             Tier.NODE_BAD if snap.pending else Tier.BACKGROUND,
-            csr_id(snap.node),
+            csr_id(snap.node, snap.signer),
             EvidenceSource.NODE,
             f"node/{snap.node}",
             text,
@@ -151,5 +184,8 @@ SOURCE = Source(
     Stage.LEADS,
     read,
     evidence,
-    resources=("certificatesigningrequests.certificates.k8s.io",),
+    resources=(
+        "certificatesigningrequests.certificates.k8s.io",
+        "clusterrolebindings.rbac.authorization.k8s.io",
+    ),
 )

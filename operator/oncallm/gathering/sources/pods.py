@@ -228,7 +228,9 @@ def placement(spec: Obj) -> list[str]:
         "requiredDuringSchedulingIgnoredDuringExecution"
     ) or {}
     for term in required.get("nodeSelectorTerms") or []:
-        for expr in term.get("matchExpressions") or []:
+        # matchFields pins a pod to named nodes: the DaemonSet controller writes
+        # ``metadata.name In <node>`` into every pod it creates.
+        for expr in [*(term.get("matchExpressions") or []), *(term.get("matchFields") or [])]:
             values = ",".join(str(v) for v in expr.get("values") or [])
             out.append(
                 f"requires node {expr.get('key')} {expr.get('operator')}"
