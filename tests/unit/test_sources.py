@@ -1728,8 +1728,11 @@ async def test_a_kubelet_scrape_down_with_serving_csrs_pending_for_hours_is_an_e
     down = alert(alertname="TargetDown", job="kubelet", namespace="kube-system",
                  service="kube-prometheus-stack-kubelet")  # fmt: skip
     ctx = await gathered(down, objects)
-    by_node = {s.node: s for s in ctx.kubelet_csrs}
-    assert set(by_node) == {"worker-1", "worker-2", "worker-3"}  # the client signer is not read
+    by_node = {s.node: s for s in ctx.kubelet_csrs if s.signer == "kubernetes.io/kubelet-serving"}
+    assert set(by_node) == {"worker-1", "worker-2", "worker-3"}
+    # the client signer is kept apart: its renewals are another certificate
+    client = [s for s in ctx.kubelet_csrs if s.signer != "kubernetes.io/kubelet-serving"]
+    assert [s.node for s in client] == ["worker-4"]
     assert by_node["worker-2"].pending == 2 and by_node["worker-2"].oldest_pending == t(-60 * 26)
     assert by_node["worker-1"].pending == 0 and by_node["worker-1"].last_issued == t(-60 * 24)
     d = diagnose(ctx)
@@ -1738,6 +1741,34 @@ async def test_a_kubelet_scrape_down_with_serving_csrs_pending_for_hours_is_an_e
     assert "csr/worker-2" in d.evidence
     # a crash loop elsewhere reads no CSRs
     assert (await gathered(alert(namespace="shop", pod="bridge-1"), objects)).kubelet_csrs == []
+
+
+def client_csr(name: str, node: str, created: str) -> dict[str, Any]:
+    return {"kind": "CertificateSigningRequest", "metadata": {"name": name, "creationTimestamp": created},
+            "spec": {"signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                     "username": f"system:node:{node}"}, "status": {}}  # fmt: skip
+
+
+async def test_client_cert_expiring_with_kubelet_renewals_pending_and_no_selfnodeclient_binding() -> (
+    None
+):
+    objects = [client_csr(f"csr-{i}", "worker-2", t(-60 * (30 - i))) for i in range(3)]
+    expiring = alert(alertname="KubeClientCertificateExpiration", job="apiserver",
+                     namespace="default", service="kubernetes", instance="10.0.0.1:6443")  # fmt: skip
+    ctx = await gathered(expiring, objects)
+    assert ctx.client_renewal_bindings == []
+    d = diagnose(ctx)
+    assert d.category is Category.CERT_EXPIRED
+    assert "worker-2" in d.root_cause and "selfnodeclient" in d.root_cause
+    assert "csr/worker-2/client" in d.evidence
+    # with the binding in place the renewals are merely waiting: a weaker claim
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "kubeadm:node-autoapprove-certificate-rotation"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                           "name": "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient"},
+               "subjects": [{"kind": "Group", "name": "system:nodes"}]}  # fmt: skip
+    bound = diagnose(await gathered(expiring, [*objects, binding]))
+    assert bound.category is Category.CERT_EXPIRED and bound.confidence < d.confidence
 
 
 def peer_authentication(ns: str, mode: str, **selector: str) -> dict[str, Any]:
