@@ -405,6 +405,29 @@ def test_failed_scheduling_insufficient_cpu() -> None:
     assert f"kubectl -n {NS} describe pod orders-db-0" in d.commands
 
 
+def test_a_daemonset_pod_short_of_memory_names_the_one_node_it_may_run_on() -> None:
+    msg = (
+        "0/6 nodes are available: 1 Insufficient memory, 5 node(s) didn't match Pod's node "
+        "affinity/selector. preemption: 0/6 nodes are available: 1 No preemption victims "
+        "found for incoming pod, 5 Preemption is not helpful for scheduling."
+    )
+    pinned = pending_pod(
+        conditions={"PodScheduled": ("False", "Unschedulable", msg)},
+        pinned_node="worker-3",
+        placement=["requires node metadata.name In worker-3"],
+    )
+    c = ctx(pods=[pinned], events=[event("FailedScheduling", msg, name="orders-db-0")])
+    d = check(c, Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE)
+    assert "on node worker-3, the only node it may run on" in d.summary
+    # the same pod free to run anywhere says so instead
+    free = pending_pod(conditions={"PodScheduled": ("False", "Unschedulable", msg)})
+    d = check(
+        ctx(pods=[free], events=[event("FailedScheduling", msg, name="orders-db-0")]),
+        Category.INSUFFICIENT_RESOURCES_UNSCHEDULABLE,
+    )
+    assert "on any node" in d.summary and "worker-3" not in d.summary
+
+
 def test_unbound_pvc_with_missing_storage_class_is_pvc_pending() -> None:
     msg = (
         "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims. "

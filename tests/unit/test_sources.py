@@ -2129,3 +2129,62 @@ def test_a_containers_command_keeps_a_late_address_flag() -> None:
     words = container_snapshot(spec, None).command
     assert words[:MAX_COMMAND_WORDS] == ["kube-controller-manager", *flags[: MAX_COMMAND_WORDS - 1]]
     assert words[MAX_COMMAND_WORDS:] == ["--bind-address=127.0.0.1"]
+
+
+def _affinity(*exprs: dict[str, Any], fields: bool = False) -> dict[str, Any]:
+    term = {"matchFields" if fields else "matchExpressions": list(exprs)}
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "node"),
+    [
+        # what the DaemonSet controller writes into each pod it creates
+        (
+            {
+                "affinity": _affinity(
+                    {"key": "metadata.name", "operator": "In", "values": ["worker-3"]}, fields=True
+                )
+            },
+            "worker-3",
+        ),
+        ({"nodeSelector": {"kubernetes.io/hostname": "worker-1"}}, "worker-1"),
+        (
+            {
+                "affinity": _affinity(
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": ["worker-2"]}
+                )
+            },
+            "worker-2",
+        ),
+        # several nodes, other keys, or nothing said: not pinned
+        (
+            {
+                "affinity": _affinity(
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": ["a", "b"]}
+                )
+            },
+            None,
+        ),
+        (
+            {
+                "affinity": _affinity(
+                    {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["a"]}
+                )
+            },
+            None,
+        ),
+        ({"nodeSelector": {"pool": "gpu"}}, None),
+        ({}, None),
+    ],
+)
+def test_a_pod_pinned_to_one_node_by_its_spec_names_it(
+    spec: dict[str, Any], node: str | None
+) -> None:
+    from oncallm.gathering.sources.pods import pinned_node
+
+    assert pinned_node(spec) == node

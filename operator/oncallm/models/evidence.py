@@ -113,6 +113,9 @@ class PodSnapshot(Snapshot):
     image_pull_secrets: list[str] = Field(default_factory=list)
     #: where it may run: nodeSelector, required node affinity terms, tolerations (one line each)
     placement: list[str] = Field(default_factory=list)
+    #: the one node it may run on, when its spec names a single node (the DaemonSet
+    #: controller's ``metadata.name In <node>`` term, or a hostname selector)
+    pinned_node: str | None = None
     #: its DNS: dnsPolicy and the nameservers of its dnsConfig
     dns_policy: str = "ClusterFirst"
     nameservers: list[str] = Field(default_factory=list)
@@ -306,7 +309,7 @@ class HPASnapshot(Snapshot):
     owner_name: str | None = None
 
 
-class KubeletServingCSRs(Snapshot):
+class KubeletCSRs(Snapshot):
     """A node's CertificateSigningRequests of one kubelet signer: its serving certificate
     (``kubernetes.io/kubelet-serving``) or its client certificate
     (``kubernetes.io/kube-apiserver-client-kubelet``)."""
@@ -945,7 +948,7 @@ class Context(Snapshot):
     #: the bindings of a namespace whose ServiceAccount was refused (403), and its accounts
     role_bindings: list[RoleBindingSnapshot] = Field(default_factory=list)
     #: the kubelets' serving-certificate CSRs, read after a failing kubelet scrape
-    kubelet_csrs: list[KubeletServingCSRs] = Field(default_factory=list)
+    kubelet_csrs: list[KubeletCSRs] = Field(default_factory=list)
     #: ClusterRoleBindings of the role that lets nodes renew their client certificates
     #: (read on client-certificate alerts only; None: not read)
     client_renewal_bindings: list[str] | None = None

@@ -54,7 +54,13 @@ from oncallm.gathering.sources.resource_holders import holder_id
 from oncallm.gathering.sources.retention import FILLING_ALERTS
 from oncallm.gathering.sources.scheduling import cordoned_id, scheduling_id
 from oncallm.models.analysis import Category, parse_rfc3339
-from oncallm.models.evidence import Context, EphemeralStorageUse, NodeSnapshot, PodSnapshot
+from oncallm.models.evidence import (
+    Context,
+    EphemeralStorageUse,
+    KubeletCSRs,
+    NodeSnapshot,
+    PodSnapshot,
+)
 from oncallm.models.quantity import parse_quantity
 
 # --- node not ready ---------------------------------------------------------------------------
@@ -995,20 +1001,6 @@ def _holders(ctx: Context, insufficient: list[str]) -> tuple[str, list[Link]]:
     return "; ".join(texts), links
 
 
-_PINNED = re.compile(
-    r"^(?:requires node (?:metadata\.name|kubernetes\.io/hostname) In |"
-    r"nodeSelector kubernetes\.io/hostname=)(?P<node>[\w.-]+)$"
-)
-"""A placement line that names one node: the DaemonSet controller's ``metadata.name In <node>``
-term, or a hostname selector."""
-
-
-def _pinned_node(pod: PodSnapshot) -> str | None:
-    """The one node the pod may run on, when its placement names a single node."""
-    nodes = {m["node"] for line in pod.placement if (m := _PINNED.match(line))}
-    return nodes.pop() if len(nodes) == 1 else None
-
-
 def insufficient_resources_unschedulable(
     ctx: Context, ev: EvidenceIndex, _: RuleSettings
 ) -> Finding | None:
@@ -1040,7 +1032,7 @@ def insufficient_resources_unschedulable(
                 req.setdefault(res, []).append(qty)
         requests = ", ".join(f"{r}={'+'.join(q)}" for r, q in req.items())
     scale_up = events(ctx, reasons=("NotTriggerScaleUp", "FailedScaleUp"))
-    pinned = _pinned_node(pod) if pod is not None else None
+    pinned = pod.pinned_node if pod is not None else None
     what = (
         f"not enough free {' and '.join(insufficient)} on node {pinned}, the only node it may "
         "run on (a DaemonSet's pod, or one pinned by name)"
@@ -1449,6 +1441,16 @@ CSR_PENDING_HOURS = 1.0
 CSR_PENDING_REPEATS = 2
 
 
+def _renewal_stuck(snap: KubeletCSRs, ctx: Context) -> float | None:
+    """How long (hours) a node's pending CSRs of one signer have waited, when they show that
+    nobody approves them: CSR_PENDING_REPEATS pending, or one older than CSR_PENDING_HOURS.
+    None when they do not."""
+    if not snap.pending:
+        return None
+    age = _pending_hours(snap.oldest_pending, ctx) or 0.0
+    return age if snap.pending >= CSR_PENDING_REPEATS or age >= CSR_PENDING_HOURS else None
+
+
 def kubelet_serving_cert(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """Prometheus (or metrics-server) cannot scrape a kubelet because the kubelet's serving
     certificate expired: with serverTLSBootstrap the kubelet renews it through a CSR of signer
@@ -1456,13 +1458,11 @@ def kubelet_serving_cert(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fi
     approver, the CSRs stay pending and the old certificate runs out while the node stays
     Ready."""
     down = _down_kubelet_nodes(ctx)
-    stuck = []
-    for snap in ctx.kubelet_csrs:
-        if snap.signer != SIGNER:
-            continue
-        age = _pending_hours(snap.oldest_pending, ctx) or 0.0
-        if snap.pending >= CSR_PENDING_REPEATS or (snap.pending and age >= CSR_PENDING_HOURS):
-            stuck.append((snap, age))
+    stuck = [
+        (snap, age)
+        for snap in ctx.kubelet_csrs
+        if snap.signer == SIGNER and (age := _renewal_stuck(snap, ctx)) is not None
+    ]
     if not stuck:
         return None
     named = [(s, a) for s, a in stuck if s.node in down]
@@ -1528,12 +1528,7 @@ def kubelet_client_cert(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fin
     stuck = [
         s
         for s in ctx.kubelet_csrs
-        if s.signer == CLIENT_SIGNER
-        and s.pending
-        and (
-            s.pending >= CSR_PENDING_REPEATS
-            or (_pending_hours(s.oldest_pending, ctx) or 0.0) >= CSR_PENDING_HOURS
-        )
+        if s.signer == CLIENT_SIGNER and _renewal_stuck(s, ctx) is not None
     ]
     if not stuck:
         return None

@@ -29,7 +29,7 @@ from oncallm.gathering.scope import Scope
 from oncallm.gathering.sources.base import EvidenceOut, Source, Stage, Tier
 from oncallm.gathering.sources.scrape_paths import KUBELET_PORT, SCRAPE_ALERTS
 from oncallm.models.analysis import EvidenceSource
-from oncallm.models.evidence import Context, KubeletServingCSRs, MetricSnapshot
+from oncallm.models.evidence import Context, KubeletCSRs, MetricSnapshot
 
 SIGNER = "kubernetes.io/kubelet-serving"
 #: The signer of the kubelet's client certificate (how it authenticates to the API server).
@@ -113,10 +113,10 @@ def requested_subject(request: str) -> str:
     return str(names[0].value) if names else ""
 
 
-def node_csrs(csrs: list[Obj]) -> list[KubeletServingCSRs]:
+def node_csrs(csrs: list[Obj]) -> list[KubeletCSRs]:
     """The kubelet-serving CSRs by node: pending (neither approved nor denied), the oldest
     pending one, and when the last issued one was created."""
-    nodes: dict[str, KubeletServingCSRs] = {}
+    nodes: dict[str, KubeletCSRs] = {}
     for csr in csrs:
         spec = csr.get("spec") or {}
         user = str(spec.get("username", ""))
@@ -126,7 +126,7 @@ def node_csrs(csrs: list[Obj]) -> list[KubeletServingCSRs]:
         if signer not in (SIGNER, CLIENT_SIGNER) or not user.startswith(_NODE_USER):
             continue
         node = user.removeprefix(_NODE_USER)
-        snap = nodes.setdefault(f"{node} {signer}", KubeletServingCSRs(node=node, signer=signer))
+        snap = nodes.setdefault(f"{node} {signer}", KubeletCSRs(node=node, signer=signer))
         created = str(meta(csr).get("creationTimestamp") or "")
         status = csr.get("status") or {}
         decided = {str(c.get("type")) for c in status.get("conditions") or []}

@@ -247,6 +247,31 @@ def placement(spec: Obj) -> list[str]:
     return out[:12]
 
 
+#: node-affinity keys (or field) whose value is a node's name
+_NODE_NAME_KEYS = ("metadata.name", "kubernetes.io/hostname")
+
+
+def pinned_node(spec: Obj) -> str | None:
+    """The one node a pod may run on, when its spec names a single node: a hostname
+    nodeSelector, or a required node-affinity term ``metadata.name In <node>`` (the DaemonSet
+    controller writes one into each pod it creates) or ``kubernetes.io/hostname In <node>``.
+    None when it may run on several, or the spec does not say."""
+    nodes: set[str] = set()
+    if host := (spec.get("nodeSelector") or {}).get("kubernetes.io/hostname"):
+        nodes.add(str(host))
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    for term in required.get("nodeSelectorTerms") or []:
+        for expr in [*(term.get("matchExpressions") or []), *(term.get("matchFields") or [])]:
+            values = expr.get("values") or []
+            if expr.get("key") in _NODE_NAME_KEYS and expr.get("operator") == "In":
+                if len(values) != 1:
+                    return None
+                nodes.add(str(values[0]))
+    return nodes.pop() if len(nodes) == 1 else None
+
+
 def _references(spec: Obj) -> tuple[set[str], set[str]]:
     """Every ConfigMap and Secret the pod spec references (``Kind name``), and those among them
     it requires: a reference marked ``optional: true`` lets the kubelet start the pod without
@@ -355,6 +380,7 @@ def pod_snapshot(pod: Obj) -> PodSnapshot:
             str(ref.get("name")) for ref in spec.get("imagePullSecrets") or [] if ref.get("name")
         ],
         placement=placement(spec),
+        pinned_node=pinned_node(spec),
         dns_policy=str(spec.get("dnsPolicy") or "ClusterFirst"),
         nameservers=[str(n) for n in (spec.get("dnsConfig") or {}).get("nameservers") or []],
         identity={k: annotations[k] for k in IDENTITY_ANNOTATIONS if k in annotations},
