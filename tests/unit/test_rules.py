@@ -3375,3 +3375,77 @@ def test_a_refused_dial_of_the_pods_loopback_against_where_the_sidecar_listens(
     d = check(c, Category.BAD_CONFIG)
     assert "db-proxy" in d.root_cause and blamed in d.root_cause
     assert "PGHOST=localhost" in d.root_cause
+
+
+# --- session 11: client-go 401, scrape scheme, a config error listed under its summary -------
+
+
+def test_client_go_unauthorized_with_a_mounted_legacy_token_names_the_secret() -> None:
+    line = (
+        "W1124 08:19:00.025423       1 reflector.go:561] k8s.io/client-go@v0.31.2/tools/cache/"
+        "reflector.go:243: failed to list *v1.Secret: Unauthorized"
+    )
+    legacy = pod(
+        POD,
+        container(state="running", ready=False),
+        automount_token=False,
+        volume_sources={"api-token": "Secret api-token", "config": "ConfigMap api-config"},
+    )
+    c = ctx(pods=[legacy], logs=[log(line, previous=False)])
+    d = check(c, Category.RBAC_FORBIDDEN)
+    assert "legacy token Secret api-token" in d.summary
+    assert any("legacy-token-invalid-since-" in a for a in d.immediate_actions)
+    # the projected token (automount on): no Secret to blame, the rotation story instead
+    projected = pod(
+        POD, container(state="running", ready=False), volume_sources=legacy.volume_sources
+    )
+    d = check(ctx(pods=[projected], logs=[log(line, previous=False)]), Category.RBAC_FORBIDDEN)
+    assert "api-token" not in d.summary and "rotates the file" in d.root_cause
+
+
+def _scrape(**kw: Any) -> Any:
+    from oncallm.models.evidence import NetworkPathSnapshot, PeerPod
+
+    base: dict[str, Any] = {
+        "destination": "api-metrics.orders",
+        "kind": "scrape",
+        "source_pod": "prometheus-k8s-0",
+        "source_namespace": "monitoring",
+        "namespace": NS,
+        "service": "api-metrics",
+        "service_exists": True,
+        "port": 8443,
+        "target_port": 8443,
+        "pods": [PeerPod(name=POD, labels={"app": "api"})],
+        "monitor": "api",
+        "scheme": "http",
+        "port_name": "https",
+    }
+    base.update(kw)
+    return NetworkPathSnapshot(**base)
+
+
+def test_a_servicemonitor_speaking_http_to_a_tls_port_is_bad_config() -> None:
+    down = alert("TargetDown", job="api-metrics", service="api-metrics", namespace=NS)
+    target = TargetRef(kind="Service", namespace=NS, name="api-metrics")
+    running = pod(POD, container(state="running", ready=True))
+    c = ctx(alert=down, target=target, pods=[running], network_paths=[_scrape()])
+    d = check(c, Category.BAD_CONFIG)
+    assert "ServiceMonitor api" in d.summary and "scheme: https" in d.summary
+    # the monitor already speaks https, or the port is plain: not this cause
+    for path in (_scrape(scheme="https"), _scrape(port_name="metrics")):
+        c = ctx(alert=down, target=target, pods=[running], network_paths=[path])
+        assert "scheme: https" not in diagnose(c).summary
+
+
+def test_a_config_error_listed_under_its_summary_line_is_quoted_with_it() -> None:
+    logs = (
+        "Error: failed to get config: cannot unmarshal the configuration: decoding failed due "
+        "to the following error(s):\n\n"
+        '\'exporters\' unknown type: "logging" for id: "logging" (valid values: [nop otlp '
+        "debug otlphttp file])\n"
+    )
+    c = ctx(pods=[pod(POD, container(last_exit_code=1))], logs=[log(logs)])
+    d = check(c, Category.BAD_CONFIG)
+    # the word "debug" in the list of valid values does not make the line noise
+    assert 'unknown type: "logging"' in d.root_cause

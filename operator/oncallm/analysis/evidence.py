@@ -126,7 +126,8 @@ ERROR_LINE = re.compile(
 NOISE_LINE = re.compile(
     r"""
     deprecat
-    | \b(?:level=)?debug\b
+    | \blevel=debug\b | "(?:log\.)?level"\s*:\s*"debug" | \[debug\]   # a debug-level line,
+    | (?-i:\bDEBUG\b) | ^\s*(?:\S+\s+){0,2}debug\b               # not the word in a list
     | "\s(?:404|301|302|304)\s            # access log lines for a harmless miss or redirect
     | \bstatus[=:]\s?(?:404|301|302|304)\b
     | \b(?:0|no)\ errors?\b

@@ -777,6 +777,14 @@ class NetworkPathSnapshot(Snapshot):
     ingress_policies: list[NetworkPolicySnapshot] = Field(default_factory=list)
     ingress_allowed: bool | None = None
     ingress_allowed_by: list[str] = Field(default_factory=list)
+    #: a scrape: the ServiceMonitor whose endpoint scrapes the port, the scheme it speaks
+    #: (``http`` unless its endpoint says ``scheme: https``), whether it sets a tlsConfig,
+    #: and the scraped Service port's name and appProtocol
+    monitor: str | None = None
+    scheme: str | None = None
+    monitor_tls: bool = False
+    port_name: str | None = None
+    app_protocol: str | None = None
 
 
 class ExternalSecretSnapshot(Snapshot):

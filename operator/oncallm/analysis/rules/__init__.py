@@ -293,6 +293,15 @@ RULES: tuple[Rule, ...] = (
         check=network.scrape_port_unserved,
     ),
     Rule(
+        "scrape-scheme-mismatch",
+        Category.BAD_CONFIG,
+        Scope.OUTSIDE,
+        "A failing scrape whose ServiceMonitor speaks plain HTTP (no scheme: https) to a port "
+        "that serves TLS: named https/tls, appProtocol https, or a program that logs a secure "
+        "listener.",
+        check=network.scrape_scheme_mismatch,
+    ),
+    Rule(
         "scrape-on-loopback",
         Category.BAD_CONFIG,
         Scope.POD,

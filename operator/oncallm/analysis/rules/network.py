@@ -52,7 +52,12 @@ from oncallm.gathering.sources.dns import (
 )
 from oncallm.gathering.sources.load_balancers import lb_health_id
 from oncallm.gathering.sources.metrics import alert_expression
-from oncallm.gathering.sources.network_paths import namespace_id, path_id, path_policy_id
+from oncallm.gathering.sources.network_paths import (
+    monitor_id,
+    namespace_id,
+    path_id,
+    path_policy_id,
+)
 from oncallm.gathering.sources.role_bindings import AUTH_DELEGATOR, grants, role_binding_id
 from oncallm.gathering.sources.scrape_paths import is_scrape_alert
 from oncallm.gathering.sources.tls_peers import tls_peer_id
@@ -2210,6 +2215,8 @@ _API_UNAUTHORIZED = re.compile(
     r"|the server has asked for the client to provide credentials"
     r"|Failure executing: \w+ at: https://\S+/apis?/\S+\. Message: Unauthorized"
     r"|You must be logged in to the server \(Unauthorized\)"
+    # client-go's reflector: ``failed to list *v1.Pod: Unauthorized``
+    r"|\bfailed to (?:list|watch) \*?[\w./-]+: Unauthorized\b"
     r"|(?:kubernetes\.default|https://10\.96\.0\.1\b|/api/v1/)[^\n]*\b(?:401|Unauthorized)\b",
     re.I,
 )
@@ -2226,24 +2233,46 @@ def api_token_rejected(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Find
         return None
     pod, c, where, sa, ns = _logging_identity(ctx, hits[-1])
     w = controller(ctx)
+    legacy = _legacy_token_secret(pod)
     return Finding(
         Category.RBAC_FORBIDDEN,
         0.86,
         summary=(
             f"The Kubernetes API refuses the token of {where} (401 Unauthorized): "
-            f"ServiceAccount {ns}/{sa}'s token is no longer valid."
+            f"ServiceAccount {ns}/{sa}'s token is no longer valid"
+            + (f" (it authenticates with the legacy token Secret {legacy})." if legacy else ".")
         ),
         root_cause=(
             f"The Kubernetes API answers 401 Unauthorized to {where}, which runs as "
             f"ServiceAccount {ns}/{sa}: {quote_line(hits[-1].line, 200)}. A 401 means the API "
-            "server does not accept the token at all (RBAC would answer 403): the projected "
-            "ServiceAccount token expires and the kubelet rotates the file, so a client that "
-            "read it once at start keeps sending an expired token; or the ServiceAccount was "
-            "deleted and recreated, which voids the tokens of the pods still running."
+            "server does not accept the token at all (RBAC would answer 403)"
+            + (
+                f". The pod turns the projected token off (automountServiceAccountToken: "
+                f"false) and mounts Secret {legacy} instead: a legacy ServiceAccount token "
+                "Secret, which the API server stops accepting when the legacy-token cleaner "
+                "marks it invalid after a year unused (label "
+                "kubernetes.io/legacy-token-invalid-since, Kubernetes 1.29+), or when its "
+                "ServiceAccount is deleted and recreated."
+                if legacy
+                else ": the projected ServiceAccount token expires and the kubelet rotates "
+                "the file, so a client that read it once at start keeps sending an expired "
+                "token; or the ServiceAccount was deleted and recreated, which voids the "
+                "tokens of the pods still running."
+            )
         ),
         evidence=ev.cite(*cite_hits(hits), *(pod_cites(ev, pod, c) if pod else [])),
         impact=f"{workload_state(ctx)}; every call the pod makes to the Kubernetes API fails.",
         immediate_actions=[
+            *(
+                [
+                    f"Use the projected token: drop the Secret {legacy} volume and set "
+                    "automountServiceAccountToken: true (or mount a serviceAccountToken "
+                    f"projection); to revive the Secret meanwhile, kubectl -n {ns} label "
+                    f"secret {legacy} kubernetes.io/legacy-token-invalid-since-",
+                ]
+                if legacy
+                else []
+            ),
             "Restart the pods so they read a fresh token"
             + (f" (kubectl rollout restart {w.kind.lower()}/{w.name})" if w else "")
             + ".",
@@ -2257,10 +2286,25 @@ def api_token_rejected(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Find
         ],
         commands=[
             f"kubectl -n {ns} get serviceaccount {sa} -o yaml",
+            *([f"kubectl -n {ns} get secret {legacy} --show-labels"] if legacy else []),
             *([kc.rollout_restart(w.kind, w.namespace, w.name)] if w else []),
             *(pod_commands(ctx, pod, c) if pod else []),
         ],
     )
+
+
+def _legacy_token_secret(pod: PodSnapshot | None) -> str | None:
+    """The Secret a pod authenticates to the Kubernetes API with, when it turns the projected
+    ServiceAccount token off (automountServiceAccountToken: false) and mounts a Secret whose
+    name says token: the legacy token Secret of its ServiceAccount."""
+    if pod is None or pod.automount_token is not False:
+        return None
+    mounted = [
+        src.removeprefix("Secret ")
+        for src in pod.volume_sources.values()
+        if src.startswith("Secret ")
+    ]
+    return next((name for name in mounted if "token" in name.lower()), None)
 
 
 # --- a scrape sent to a port the pods do not serve ---------------------------------------------
@@ -2305,6 +2349,103 @@ def scrape_port_unserved(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fi
         commands=[
             kc.describe("service", svc.namespace, svc.name),
             kc.endpoints(svc.namespace, svc.name),
+        ],
+    )
+
+
+# --- a scrape that speaks plain HTTP to a TLS port -----------------------------------------
+
+#: A Service port that names TLS: by the Kubernetes convention (``https``, ``https-metrics``,
+#: ``metrics-tls``) or its appProtocol.
+_TLS_PORT_NAME = re.compile(r"^(?:https|tls)(?:$|[-_])|[-_](?:https|tls)$", re.I)
+#: A program saying it serves TLS: controller-runtime's metrics server (``"secure": true``),
+#: kube-rbac-proxy and the Kubernetes components (``Serving securely on``), and Go's
+#: net/http answering a plain-HTTP client on a TLS listener.
+_SERVES_TLS = re.compile(
+    r'Serving metrics server.*"secure"\s*:\s*true|Serving securely on'
+    r"|first record does not look like a TLS handshake"
+    r"|client sent an HTTP request to an HTTPS server",
+    re.I,
+)
+
+
+def scrape_scheme_mismatch(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
+    """Prometheus scrapes a TLS port in plain HTTP: the ServiceMonitor's endpoint has no
+    ``scheme: https`` while the port it scrapes serves TLS (named https/tls, appProtocol
+    https, or the program logs a secure listener). The TLS server refuses every plain
+    request, so the target is down while the program runs; typical after an operator
+    upgrade that moved its metrics behind TLS (controller-runtime's secure metrics)."""
+    if not is_scrape_alert(ctx.alert.name, alert_expression(ctx.alert.generator_url) or ""):
+        return None
+    path = next(
+        (
+            p
+            for p in ctx.network_paths
+            if p.kind == "scrape"
+            and p.monitor
+            and p.scheme != "https"
+            and p.egress_allowed is not False
+            and p.ingress_allowed is not False
+        ),
+        None,
+    )
+    if path is None:
+        return None
+    named = bool(_TLS_PORT_NAME.search(path.port_name or "")) or (
+        (path.app_protocol or "").lower() in ("https", "tls")
+    )
+    logged = grep(ctx, ev, _SERVES_TLS)
+    if not named and not logged:
+        return None
+    port = path.port_name or str(path.port or "?")
+    why = (
+        f"port {port}"
+        + (f" (appProtocol {path.app_protocol})" if path.app_protocol else "")
+        + (" serves TLS" if named else "")
+        + (
+            (" and " if named else " serves TLS: ") + quote_line(logged[-1].line, 160)
+            if logged
+            else ""
+        )
+    )
+    return Finding(
+        Category.BAD_CONFIG,
+        0.87 if logged else 0.84,
+        summary=(
+            f"ServiceMonitor {path.monitor} scrapes port {port} of Service {path.service} in "
+            f"plain HTTP (no scheme: https), but that port serves TLS: every scrape fails."
+        ),
+        root_cause=(
+            f"ServiceMonitor {path.namespace}/{path.monitor} scrapes Service {path.service} on "
+            f"port {port} with scheme {path.scheme}, and {why}. A TLS listener refuses a plain "
+            "HTTP request, so Prometheus marks the target down while the program runs; the "
+            "ServiceMonitor needs scheme: https and a tlsConfig (and, behind an authenticating "
+            "proxy or controller-runtime's secure metrics, a bearerTokenFile and a "
+            "ClusterRole that grants get on /metrics)."
+        ),
+        evidence=ev.cite(
+            monitor_id(path.monitor or ""),
+            path_id(path.destination),
+            *cite_hits(logged[-1:]),
+            ALERT_ID,
+        ),
+        impact=(
+            f"No metrics from {path.service}: its dashboards and every alert on its metrics "
+            "are blind until the scrape speaks TLS."
+        ),
+        immediate_actions=[
+            f"Set scheme: https on the endpoint of ServiceMonitor {path.monitor} (port {port}) "
+            "with tlsConfig (insecureSkipVerify: true, or the serving CA) and, where the metrics "
+            "need authorization, bearerTokenFile: "
+            "/var/run/secrets/kubernetes.io/serviceaccount/token.",
+        ],
+        recommendations=[
+            "Ship the ServiceMonitor in the same chart or kustomization as the operator, so a "
+            "change of the metrics endpoint changes both.",
+        ],
+        commands=[
+            f"kubectl -n {path.namespace} get servicemonitor {path.monitor} -o yaml",
+            kc.describe("service", path.namespace or "", path.service or ""),
         ],
     )
 

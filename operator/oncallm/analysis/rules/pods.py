@@ -1558,6 +1558,9 @@ BAD_CONFIG_WORDING = re.compile(
     r"|invalid (?:value|argument|configuration|config|setting|option|duration|syntax)"
     r"|(?:failed|unable) to (?:parse|load|read|decode|unmarshal)"
     r" (?:the )?(?:config|configuration|settings)"
+    r"|cannot (?:parse|load|decode|unmarshal) the (?:config|configuration)"
+    # the OpenTelemetry Collector naming a component its build lacks (an exporter removed)
+    r"|unknown type: \"[\w/]+\" for id"
     r"|error (?:parsing|loading|reading|decoding) (?:the )?(?:config|configuration|settings)"
     r"|(?:config|configuration)(?: file)? (?:error|is invalid|invalid|validation failed)"
     r"|yaml: (?:unmarshal|line \d+)|json: cannot unmarshal|toml: "
@@ -1943,9 +1946,16 @@ def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | No
     score = 0.86 if code in _CONFIG_EXIT_CODES else 0.7
     hit = hits[0]
     said = hit.line
-    follow = next((h for h in hits[1:] if h.log is hit.log and h.lineno == hit.lineno + 1), None)
+    # a summary line and the detail under it: the next line, or within a few lines when the
+    # summary announces a list (``... the following error(s):`` then a blank line)
+    reach = 3 if hit.line.rstrip().endswith(":") else 1
+    follow = min(
+        (h for h in hits[1:] if h.log is hit.log and 0 < h.lineno - hit.lineno <= reach),
+        key=lambda h: h.lineno,
+        default=None,
+    )
     if follow is not None:
-        said = f"{hit.line} {follow.line}"  # a summary line and the detail under it
+        said = f"{hit.line} {follow.line}"
     file = _config_file(hit.log, hit.lineno)
     culprit = _quoted_setting(c, hits)
     sources = [*c.config_maps, *(s for s in pod.config_maps if s not in c.config_maps)]

@@ -11,7 +11,8 @@ both ends and the destination namespace's NetworkPolicies. The source side's pol
 those of ``network_policies``.
 
 Evidence: ``netpath/<destination>`` (the verdict on each end), ``netpath/<destination>/
-ingress/<policy>`` (each destination-side policy that selects its pods) and
+ingress/<policy>`` (each destination-side policy that selects its pods),
+``servicemonitor/<name>`` (a failing scrape's ServiceMonitor: port and scheme) and
 ``namespace/<name>`` (a Namespace's labels).
 """
 
@@ -62,6 +63,11 @@ _IP_PORT = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})\b")
 def path_id(destination: str) -> str:
     """``netpath/<destination>``: a failing connection and what the policies say about it."""
     return f"netpath/{destination}"
+
+
+def monitor_id(name: str) -> str:
+    """``servicemonitor/<name>``: the ServiceMonitor behind a failing scrape."""
+    return f"servicemonitor/{name}"
 
 
 def path_policy_id(destination: str, policy: str) -> str:
@@ -438,6 +444,17 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
                 f"networkpolicy/{policy.namespace}/{policy.name}",
                 f"selects {kv(policy.pod_selector) or 'all pods'} (the destination's pods); "
                 f"ingress: {rules}",
+            )
+        if path.monitor:
+            tls = ", a tlsConfig" if path.monitor_tls else ", no tlsConfig"
+            out.add(
+                Tier.BACKGROUND,
+                monitor_id(path.monitor),
+                EvidenceSource.SERVICE,
+                f"servicemonitor/{path.namespace}/{path.monitor}",
+                f"ServiceMonitor {path.monitor} scrapes port {path.port_name or path.port} of "
+                f"Service {path.service} with scheme {path.scheme}{tls}"
+                + (f"; the port's appProtocol is {path.app_protocol}" if path.app_protocol else ""),
             )
     for ns in ctx.namespaces:
         out.add(

@@ -142,12 +142,19 @@ async def _destination(scope: Scope, labels: dict[str, str]) -> NetworkPathSnaps
         targets = await scope.reader.list("Pod", ns, label_selector=label_selector(selector))
         path.pods = [peer_pod(p) for p in targets[:5]]
     ports = ((service or {}).get("spec") or {}).get("ports") or []
-    endpoint = labels.get("endpoint") or await _monitored_port(scope, ns, service)
+    monitor, scraped = await _monitor(scope, ns, service, labels.get("endpoint"))
+    endpoint = labels.get("endpoint") or (str(scraped["port"]) if scraped else None)
+    if monitor is not None and scraped is not None:
+        path.monitor = monitor
+        path.scheme = str(scraped.get("scheme") or "http").lower()
+        path.monitor_tls = bool(scraped.get("tlsConfig"))
     port: Obj = next(
         (p for p in ports if p.get("name") == endpoint),
         next((p for p in ports if "metrics" in str(p.get("name", ""))), ports[0] if ports else {}),
     )
     if port:
+        path.port_name = str(port.get("name") or "") or None
+        path.app_protocol = str(port.get("appProtocol") or "") or None
         path.port = int(port.get("port", 0)) or None
         target = port.get("targetPort", path.port)
         named = {pp.name: pp.port for pod in path.pods for pp in pod.ports if pp.name}
@@ -157,23 +164,27 @@ async def _destination(scope: Scope, labels: dict[str, str]) -> NetworkPathSnaps
     return path
 
 
-async def _monitored_port(scope: Scope, ns: str, service: Obj | None) -> str | None:
-    """The Service port a ServiceMonitor scrapes (its endpoint's ``port``), for an alert
-    that aggregated the ``endpoint`` label away (TargetDown counts by job and service).
-    Prometheus scrapes that port, not the Service's first one: a policy that admits the
-    application port and not the metrics port blocks only the scrape. ServiceMonitors are
-    read in the Service's namespace; a cluster without prometheus-operator serves none."""
+async def _monitor(
+    scope: Scope, ns: str, service: Obj | None, endpoint: str | None
+) -> tuple[str | None, Obj | None]:
+    """The ServiceMonitor that scrapes the Service, and its endpoint that scrapes the port
+    ``endpoint`` (the alert's label), or its first named endpoint when the alert aggregated
+    that label away (TargetDown counts by job and service). Prometheus scrapes that port, not
+    the Service's first one: a policy that admits the application port and not the metrics
+    port blocks only the scrape; and the endpoint says which scheme the scrape speaks.
+    ServiceMonitors are read in the Service's namespace; a cluster without
+    prometheus-operator serves none."""
     if service is None:
-        return None
+        return None, None
     svc_labels = dict(meta(service).get("labels") or {})
     for monitor in await scope.reader.list("ServiceMonitor", ns, api_version=PROMETHEUS_OPERATOR):
         spec = monitor.get("spec") or {}
         if not spec.get("selector") or not selects(label_selector_of(spec["selector"]), svc_labels):
             continue
-        for endpoint in spec.get("endpoints") or []:
-            if endpoint.get("port"):
-                return str(endpoint["port"])
-    return None
+        for ep in spec.get("endpoints") or []:
+            if ep.get("port") and (endpoint is None or ep["port"] == endpoint):
+                return str(meta(monitor).get("name", "")), ep
+    return None, None
 
 
 async def _evaluate(
