@@ -3449,3 +3449,28 @@ def test_a_config_error_listed_under_its_summary_line_is_quoted_with_it() -> Non
     d = check(c, Category.BAD_CONFIG)
     # the word "debug" in the list of valid values does not make the line noise
     assert 'unknown type: "logging"' in d.root_cause
+
+
+def test_a_claim_a_running_pod_mounts_is_not_pending_whatever_its_phase_says() -> None:
+    # a snapshot without the claim's status (phase unset) and no StorageClass object: the pod
+    # that mounts it runs, so the claim was bound; the crash is the cause
+    claim = PVCSnapshot(
+        name="data-api-0", namespace=NS, phase="", storage_class="gp3", storage_class_exists=False
+    )
+    running = pod(
+        POD, container(last_exit_code=2), pvcs=["data-api-0"], phase="Running", node_name=NODE
+    )
+    logs = [log("flag provided but not defined: -metrics-adress\n")]
+    assert diagnose(ctx(pods=[running], pvcs=[claim], logs=logs)).category == Category.BAD_CONFIG
+    waiting = pending_pod(pvcs=["data-api-0"])
+    d = diagnose(ctx(pods=[waiting], pvcs=[claim]))
+    assert d.category == Category.PVC_PENDING
+
+
+def test_kingpins_unknown_long_flag_is_bad_config() -> None:
+    line = (
+        "node_exporter: error: unknown long flag '--collector.netdev.device-blacklist', try --help"
+    )
+    c = ctx(pods=[pod(POD, container(last_exit_code=1))], logs=[log(line)])
+    d = check(c, Category.BAD_CONFIG)
+    assert "device-blacklist" in d.root_cause

@@ -833,7 +833,10 @@ def drain_blocked(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding |
 
 def pvc_pending(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """A PersistentVolumeClaim the pod needs is not Bound (no StorageClass, no volume)."""
-    pending = [p for p in ctx.pvcs if p.phase != "Bound"]
+    # A claim that a running pod mounts was bound when the pod was scheduled (the scheduler
+    # places no pod on an unbound claim), whatever phase the snapshot shows.
+    in_use = {c for pod in ctx.pods if pod.node_name and pod.phase == "Running" for c in pod.pvcs}
+    pending = [p for p in ctx.pvcs if p.phase != "Bound" and p.name not in in_use]
     sched = events(ctx, reasons=("FailedScheduling",), pattern=_UNBOUND)
     prov = events(ctx, reasons=("ProvisioningFailed", "FailedBinding", "ExternalProvisioning"))
     attach = events(ctx, reasons=("FailedAttachVolume", "FailedMount"), pattern=_ATTACH)

@@ -1553,7 +1553,7 @@ def _probed_container(pod: PodSnapshot, kind: str) -> ContainerSnapshot | None:
 # --- bad configuration ------------------------------------------------------------------------
 
 BAD_CONFIG_WORDING = re.compile(
-    r"unknown (?:flag|shorthand flag|option|field|setting|configuration key|key)"
+    r"unknown (?:(?:long |short )?flag|shorthand flag|option|field|setting|configuration key|key)"
     r"|flag provided but not defined"
     r"|invalid (?:value|argument|configuration|config|setting|option|duration|syntax)"
     r"|(?:failed|unable) to (?:parse|load|read|decode|unmarshal)"
