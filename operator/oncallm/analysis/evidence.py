@@ -139,7 +139,8 @@ NOISE_LINE = re.compile(
 
 
 _STRONG_FAILURE = re.compile(
-    r"\b(?:fatal|panic|unknown (?:(?:long |short )?flag|option|field|directive)|flag provided but not defined"
+    r"\b(?:fatal|panic|unknown (?:(?:long |short )?flag|option|field|directive)"
+    r"|flag provided but not defined"
     r"|unrecognized|has been removed|was removed|no longer (?:supported|available))\b",
     re.IGNORECASE,
 )
