@@ -2188,3 +2188,21 @@ def test_a_pod_pinned_to_one_node_by_its_spec_names_it(
     from oncallm.gathering.sources.pods import pinned_node
 
     assert pinned_node(spec) == node
+
+
+def test_a_workload_kube_downscaler_scaled_to_zero_says_so() -> None:
+    from oncallm.gathering.sources.services import _downscaled
+
+    down = {
+        "metadata": {
+            "annotations": {
+                "downscaler/original-replicas": "2",
+                "downscaler/downtime": "Mon-Sun 01:00-06:00 UTC",
+            }
+        }
+    }
+    assert _downscaled(down) == (
+        "; kube-downscaler scaled it down from 2 replicas (downtime Mon-Sun 01:00-06:00 UTC)"
+    )
+    assert _downscaled({"metadata": {"annotations": {"downscaler/uptime": "Mon-Fri"}}}) == ""
+    assert _downscaled({"metadata": {}}) == ""

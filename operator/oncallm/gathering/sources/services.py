@@ -136,7 +136,11 @@ async def backing_workload(scope: Scope, namespace: str, selector: dict[str, str
                     f"{kind} {namespace}/{name_of(obj)} has {replicas} replicas"
                     + (" (scaled to zero)" if replicas == 0 else "")
                     + f", {status.get('readyReplicas') or 0} ready"
-                    + (await _scaler(scope, namespace, kind, name_of(obj)) if replicas == 0 else "")
+                    + (
+                        _downscaled(obj) + await _scaler(scope, namespace, kind, name_of(obj))
+                        if replicas == 0
+                        else ""
+                    )
                 )
     return f"no Deployment or StatefulSet of {namespace} has pods its selector matches"
 
@@ -171,6 +175,30 @@ async def _missed_servers(scope: Scope, namespace: str, selector: dict[str, str]
         f"; pods that serve port {', '.join(map(str, sorted(wanted)))} but its selector misses: "
         + ", ".join(missed[:MAX_MISSED])
     )
+
+
+#: The annotation kube-downscaler writes on a workload it scaled down: the replicas to give
+#: back when its downtime ends.
+DOWNSCALER_ORIGINAL = "downscaler/original-replicas"
+
+
+def _downscaled(obj: Obj) -> str:
+    """Who scaled the workload to zero, when its annotations say: kube-downscaler keeps the
+    replicas it took away in ``downscaler/original-replicas`` (its schedule in
+    ``downscaler/downtime`` or ``downscaler/uptime``, on the workload or its namespace)."""
+    annotations = dict((obj.get("metadata") or {}).get("annotations") or {})
+    original = annotations.get(DOWNSCALER_ORIGINAL)
+    if original is None:
+        return ""
+    schedule = next(
+        (
+            f" ({k.split('/')[1]} {v})"
+            for k, v in annotations.items()
+            if k in ("downscaler/downtime", "downscaler/uptime")
+        ),
+        "",
+    )
+    return f"; kube-downscaler scaled it down from {original} replicas{schedule}"
 
 
 async def _scaler(scope: Scope, namespace: str, kind: str, name: str) -> str:
