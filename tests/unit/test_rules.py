@@ -3474,3 +3474,43 @@ def test_kingpins_unknown_long_flag_is_bad_config() -> None:
     c = ctx(pods=[pod(POD, container(last_exit_code=1))], logs=[log(line)])
     d = check(c, Category.BAD_CONFIG)
     assert "device-blacklist" in d.root_cause
+
+
+def test_connections_to_a_host_outside_the_cluster_timing_out_are_that_dependency() -> None:
+    from oncallm.models.evidence import PolicyPeer, PolicyPort, PolicyRule
+
+    api = pod(
+        POD,
+        container(
+            state="running", ready=True, env={"CARRIER_API_BASE": "https://api.parcelhub.io/v3"}
+        ),
+    )
+    line = "2026-12-04 13:14:02,118 ERROR quotes.api upstream=api.parcelhub.io error=ConnectTimeout"
+    c = ctx(pods=[api], logs=[log(line, previous=False)])
+    d = check(c, Category.DEPENDENCY_UNREACHABLE)
+    assert "api.parcelhub.io:443" in d.summary
+    # an egress policy that admits any public address on 443 is not the cause either ...
+    out = NetworkPolicySnapshot(
+        name="api-egress",
+        namespace=NS,
+        policy_types=["Egress"],
+        selects_target=True,
+        egress=["ipBlock 0.0.0.0/0 ports 443/TCP"],
+        egress_rules=[
+            PolicyRule(
+                peers=[PolicyPeer(ip_block="0.0.0.0/0", ip_block_except=["169.254.169.254/32"])],
+                ports=[PolicyPort(port="443")],
+            )
+        ],
+    )
+    c = ctx(pods=[api], logs=[log(line, previous=False)], network_policies=[out])
+    assert check(c, Category.DEPENDENCY_UNREACHABLE)
+    # ... while one that admits only DNS is
+    shut = out.model_copy(
+        update={
+            "egress": ["anywhere ports 53/UDP"],
+            "egress_rules": [PolicyRule(ports=[PolicyPort(protocol="UDP", port="53")])],
+        }
+    )
+    c = ctx(pods=[api], logs=[log(line, previous=False)], network_policies=[shut])
+    assert diagnose(c).category == Category.NETWORK_POLICY_BLOCK

@@ -293,6 +293,15 @@ RULES: tuple[Rule, ...] = (
         check=network.scrape_port_unserved,
     ),
     Rule(
+        "external-dependency-unreachable",
+        Category.DEPENDENCY_UNREACHABLE,
+        Scope.OUTSIDE,
+        "Connections to a host outside the cluster (a URL in the pods' environment, or an "
+        "ExternalName Service's alias of one) time out or are refused while no egress policy "
+        "keeps them in.",
+        check=network.external_dependency_unreachable,
+    ),
+    Rule(
         "scrape-scheme-mismatch",
         Category.BAD_CONFIG,
         Scope.OUTSIDE,

@@ -7,6 +7,7 @@ rule (see docs/rules.md).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from oncallm.analysis import commands as kc
@@ -288,7 +289,7 @@ def _unserved_port(ctx: Context, ev: EvidenceIndex, conn_hits: list[Hit]) -> Fin
 #: A connection that failed, timeouts included (a port nothing listens on behind a ClusterIP,
 #: an address nothing answers, drop packets: the client times out rather than being refused).
 _CONN_FAILED = re.compile(
-    _CONN.pattern + r"|i/o timeout|timed out|ETIMEDOUT|connection attempt failed|connect timeout",
+    _CONN.pattern + r"|i/o timeout|timed out|ETIMEDOUT|connection attempt failed|connect ?timeout",
     re.IGNORECASE,
 )
 
@@ -1116,6 +1117,107 @@ def _denied_path(ctx: Context, ev: EvidenceIndex) -> Finding | None:
     return None
 
 
+_URL = re.compile(r"\b([a-z][a-z0-9+]*)://(?:[^@/\s]+@)?([\w.-]+)(?::(\d+))?", re.I)
+"""A URL in a pod's environment: scheme, host (after any credentials) and port."""
+#: The port a URL's scheme implies when it names none.
+_DEFAULT_PORTS = {
+    "https": 443,
+    "http": 80,
+    "amqps": 5671,
+    "amqp": 5672,
+    "postgres": 5432,
+    "postgresql": 5432,
+    "mysql": 3306,
+    "redis": 6379,
+    "rediss": 6380,
+    "mongodb": 27017,
+    "nats": 4222,
+    "kafka": 9092,
+}
+_CLUSTER_SUFFIXES = (".svc", ".cluster.local", ".svc.cluster.local")
+
+
+def _external_urls(ctx: Context) -> dict[str, tuple[int, str]]:
+    """The hosts outside the cluster the pods' environment points at, by host: (port, how
+    it reaches it). A URL whose host is a public name (``https://api.parcelhub.io/v3``), or
+    a cluster name that is an ExternalName Service's alias of one (``amqps://orders-mq.
+    events.svc.cluster.local:5671``: ``ExternalName Service events/orders-mq ->
+    b-3f9c.mq.eu-west-1.on.aws``)."""
+    urls: dict[str, tuple[int, str]] = {}
+    for pod in ctx.pods:
+        for c in pod.containers:
+            for var, value in c.env.items():
+                for m in _URL.finditer(value):
+                    host = m.group(2).lower()
+                    port = int(m.group(3) or _DEFAULT_PORTS.get(m.group(1).lower(), 0))
+                    alias = _external_alias(ctx, host)
+                    if alias is not None:
+                        urls[host] = (
+                            port,
+                            f"{var} -> ExternalName Service {alias.namespace}/{alias.name} -> "
+                            f"{alias.external_name}",
+                        )
+                    elif (
+                        "." in host
+                        and not host.endswith(_CLUSTER_SUFFIXES)
+                        and not (host.replace(".", "").isdigit())
+                    ):
+                        urls[host] = (port, var)
+    return {h: v for h, v in urls.items() if v[0]}
+
+
+def _private_range(cidr: str) -> bool:
+    """A CIDR inside the private, link-local or loopback ranges: an ``except`` of such a range
+    (the cloud metadata address, the cluster's own networks) leaves every public host
+    admitted."""
+    try:
+        net = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return False
+    return net.is_private or net.is_link_local or net.is_loopback
+
+
+def _external_timeouts_admitted(
+    ctx: Context,
+    policies: list[NetworkPolicySnapshot],
+    timeouts: list[Hit],
+    hosts: dict[str, int] | None = None,
+) -> bool:
+    """Whether every host outside the cluster that the timed-out lines name (a URL in the
+    pods' environment: ``CARRIER_API_BASE=https://api.parcelhub.io/v3``) is reachable under
+    the egress policies: a rule that admits any address (``ipBlock 0.0.0.0/0``, or no peers)
+    on the URL's port. Then the policies let the connection out and what times out is the
+    far end, not the policy. False when the lines name no such host."""
+    named = hosts or {
+        h: port
+        for h, (port, _) in _external_urls(ctx).items()
+        if any(h in t.line.lower() for t in timeouts)
+    }
+    if not named:
+        return False
+
+    def admits(port: int) -> bool:
+        for np in policies:
+            for rule in np.egress_rules:
+                anywhere = not rule.peers or any(
+                    peer.ip_block == "0.0.0.0/0"
+                    and all(_private_range(x) for x in peer.ip_block_except)
+                    for peer in rule.peers
+                )
+                port_ok = not rule.ports or any(
+                    pp.protocol == "TCP"
+                    and pp.port is not None
+                    and pp.port.isdigit()
+                    and int(pp.port) <= port <= (pp.end_port or int(pp.port))
+                    for pp in rule.ports
+                )
+                if anywhere and port_ok:
+                    return True
+        return False
+
+    return all(admits(port) for port in named.values())
+
+
 def network_policy_block(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | None:
     """Connections time out to a Service that has ready endpoints, and a NetworkPolicy that
     selects the pod restricts its egress without allowing that Service."""
@@ -1140,6 +1242,8 @@ def network_policy_block(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fi
         (np, svc), hits = blocked[0], timeouts
         score = 0.84
     elif timeouts:
+        if _external_timeouts_admitted(ctx, policies, timeouts):
+            return None  # the policies let it out: the far end is what does not answer
         np, svc, hits = policies[0], None, timeouts
         score = 0.78
     else:
@@ -2702,4 +2806,70 @@ def readiness_gate_failing(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> 
             kc.describe("ingress", pod.namespace, g.ingress),
             f"kubectl -n {pod.namespace} get pod {pod.name} -o jsonpath='{{.status.conditions}}'",
         ],
+    )
+
+
+# --- a dependency outside the cluster does not answer ----------------------------------------
+
+
+def external_dependency_unreachable(
+    ctx: Context, ev: EvidenceIndex, _: RuleSettings
+) -> Finding | None:
+    """The pods' connections to a host outside the cluster (a managed broker or database, a
+    third-party API), named by a URL in their environment, time out or are refused, while no
+    egress policy keeps them in: the far end, or the network path to it (a cloud security
+    group, a peering, a firewall), is what does not answer."""
+    urls = _external_urls(ctx)
+    if not urls:
+        return None
+    failed = [h for h in grep(ctx, ev, _CONN_FAILED) if is_error_line(h.line)]
+    hits: list[Hit] = []
+    target = None
+    for host, (port, via) in urls.items():
+        hits = [h for h in failed if host in h.line.lower() or f":{port}" in h.line]
+        if hits:
+            target = (host, port, via)
+            break
+    if target is None:
+        return None
+    host, port, via = target
+    policies = [np for np in ctx.network_policies if _denies_egress(np)]
+    if policies and not _external_timeouts_admitted(ctx, policies, hits, {host: port}):
+        return None  # an egress policy may be what stops it: the policy rules judge that
+    pod, c, where, _sa, ns = _logging_identity(ctx, hits[-1])
+    # Below the pod's own causes (a probe that fails, a crash): a far end that does not
+    # answer is inferred from the clients' side only, so it explains what nothing else does.
+    return Finding(
+        Category.DEPENDENCY_UNREACHABLE,
+        0.72,
+        summary=(
+            f"{where} cannot reach {host}:{port}, a dependency outside the cluster: its "
+            "connections time out or are refused."
+        ),
+        root_cause=(
+            f"{where} connects to {host}:{port} ({via}), outside the cluster, and every "
+            f"attempt fails: {quote_line(hits[-1].line, 200)}. "
+            + (
+                "The pod's egress policies admit that address and port, "
+                if policies
+                else "No NetworkPolicy restricts the pod's egress, "
+            )
+            + "so the far end, or the network path to it (a cloud security group, a "
+            "peering or VPN, a firewall, an allow-list on the provider's side), does not "
+            "answer."
+        ),
+        evidence=ev.cite(*cite_hits(hits), *(pod_cites(ev, pod, c) if pod else [])),
+        impact=f"{workload_state(ctx)}; everything that needs {host} fails or waits.",
+        immediate_actions=[
+            f"Check {host}:{port} from inside the cluster (kubectl -n {ns} run nettest --rm -it "
+            f"--image=busybox -- nc -zv -w 5 {host} {port}) and on the provider's status page.",
+            "Check the path: the security group or firewall in front of it, the VPC peering or "
+            "private endpoint, and the provider's allow-list of client addresses (the nodes' "
+            "egress IPs).",
+        ],
+        recommendations=[
+            "Alert on the dependency itself (a blackbox probe of its port) so its outage is "
+            "named before the clients fail.",
+        ],
+        commands=[*(pod_commands(ctx, pod, c) if pod else [])] or [f"kubectl -n {ns} get pods"],
     )
