@@ -2206,3 +2206,30 @@ def test_a_workload_kube_downscaler_scaled_to_zero_says_so() -> None:
     )
     assert _downscaled({"metadata": {"annotations": {"downscaler/uptime": "Mon-Fri"}}}) == ""
     assert _downscaled({"metadata": {}}) == ""
+
+
+async def test_an_app_alert_naming_a_service_that_does_not_exist_reads_the_workload_of_that_name() -> (
+    None
+):
+    labels = {"app": "notify-worker"}
+    objects: list[dict[str, Any]] = [
+        {"kind": "Deployment", "apiVersion": "apps/v1",
+         "metadata": {"name": "notify-worker", "namespace": "shop", "uid": "d1"},
+         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": labels}, "spec": {"containers": [
+                      {"name": "worker", "image": "worker:1"}]}}},
+         "status": {"replicas": 1}},
+        {"kind": "Pod", "apiVersion": "v1",
+         "metadata": {"name": "notify-worker-0", "namespace": "shop", "labels": labels,
+                      "ownerReferences": [{"kind": "Deployment", "name": "notify-worker",
+                                           "uid": "d1", "controller": True}]},
+         "spec": {"nodeName": "w1", "containers": [{"name": "worker", "image": "worker:1"}]},
+         "status": {"phase": "Running"}},
+    ]  # fmt: skip
+    ctx = await gathered(
+        alert(alertname="NotifyOutboxBacklogHigh", namespace="shop", service="notify-worker",
+              job="notify-worker-metrics"),
+        objects,
+    )  # fmt: skip
+    assert ctx.target.kind == "Service"
+    assert [p.name for p in ctx.pods] == ["notify-worker-0"]

@@ -87,6 +87,14 @@ async def read(scope: Scope) -> None:
         selector = ((svc or {}).get("spec") or {}).get("selector") or {}
         if selector:
             scope.raw_pods = await reader.list("Pod", ns, label_selector=label_selector(selector))
+        elif svc is None:
+            # An application's own alert names its job's ``service`` (the metrics Service, or
+            # a label the application sets itself); with no Service of that name, the
+            # workload of the same name is what the alert is about.
+            for kind in ("Deployment", "StatefulSet"):
+                await _by_name(scope, kind, ns, t.name, guessed=True)
+                if scope.raw_pods:
+                    break
     elif t.kind == "PodMonitor" and ns:
         monitor = await scope.get("PodMonitor", ns, t.name, api_version=PROMETHEUS_OPERATOR)
         selector = ((monitor or {}).get("spec") or {}).get("selector") or {}
