@@ -3514,3 +3514,137 @@ def test_connections_to_a_host_outside_the_cluster_timing_out_are_that_dependenc
     )
     c = ctx(pods=[api], logs=[log(line, previous=False)], network_policies=[shut])
     assert diagnose(c).category == Category.NETWORK_POLICY_BLOCK
+
+
+def test_pg_isready_no_response_through_a_mismatched_target_port_is_the_service() -> None:
+    # pg_isready prints "host:port - no response" when nothing answers the connection
+    db = ServiceSnapshot(name="billing-db", namespace=NS, relation="dependency", ready_endpoints=1,
+                         unserved_ports=["5432->5433"], declared_ports=[5432])  # fmt: skip
+    c = ctx(services=[db], logs=[log("waiting for billing-db\nbilling-db:5432 - no response\n")])
+    d = check(c, Category.DEPENDENCY_UNREACHABLE)
+    assert "5432->5433" in d.root_cause and "they declare 5432" in d.root_cause
+
+
+@pytest.mark.parametrize(
+    ("url", "line", "refused"),
+    [
+        # SQLAlchemy 1.4 dropped the postgres:// alias of postgresql://
+        ("postgres://app@db:5432/app",
+         "sqlalchemy.exc.NoSuchModuleError: Can't load plugin: sqlalchemy.dialects:postgres", True),
+        ("amqps://mq:5671", 'ValueError: unsupported scheme "amqps" in broker URL', True),
+        # the scheme is fine; the error is about something else the URL names
+        ("postgresql://app@db:5432/app",
+         "sqlalchemy.exc.NoSuchModuleError: Can't load plugin: sqlalchemy.dialects:postgres", False),
+    ],
+)  # fmt: skip
+def test_an_exception_naming_the_scheme_of_a_url_setting_is_bad_config(
+    url: str, line: str, refused: bool
+) -> None:
+    api = container(env={"DATABASE_URL": url})
+    c = ctx(pods=[pod(POD, api)], logs=[log(f"Traceback (most recent call last):\n{line}\n")])
+    d = diagnose(c)
+    if refused:
+        assert d.category is Category.BAD_CONFIG
+        assert "DATABASE_URL" in d.root_cause and url.split("//")[0] in d.root_cause
+    else:
+        assert d.category is not Category.BAD_CONFIG
+
+
+def test_an_unrecognized_feature_gate_is_bad_config() -> None:
+    logs = (
+        'I1204 06:48:12.001845 1 flags.go:64] FLAG: --feature-gates="HTTP3Upstream=true"\n'
+        'E1204 06:48:12.002214 1 run.go:72] "command failed" err="failed to set feature gates '
+        'from initial flags-based config: unrecognized feature gate: HTTP3Upstream"\n'
+    )
+    d = check(ctx(pods=[pod(POD, container())], logs=[log(logs)]), Category.BAD_CONFIG)
+    assert "HTTP3Upstream" in d.root_cause
+
+
+def test_a_probe_refused_on_a_port_the_container_does_not_declare_is_the_probe() -> None:
+    refused = (
+        'Readiness probe failed: Get "http://10.92.2.140:8081/readyz": dial tcp '
+        "10.92.2.140:8081: connect: connection refused"
+    )
+    api = container(ready=False, state="running", restart_count=0, reason="", message="",
+                    ports={"http": 8080},
+                    readiness_probe="http GET /readyz port 8081 timeout=1s")  # fmt: skip
+    rollout = deployment()
+    d = check(
+        ctx(pods=[pod(POD, api)], workloads=[rollout], events=[event("Unhealthy", refused)],
+            alert=alert("KubeDeploymentRolloutStuck", pod="", container="", deployment="api")),
+        Category.FAILING_PROBE,
+    )  # fmt: skip
+    assert "8081" in d.root_cause and "http=8080" in d.root_cause
+    # the port is declared: the refusal proves no misconfiguration (the program may be slow)
+    api.ports = {"http": 8080, "admin": 8081}
+    d = diagnose(ctx(pods=[pod(POD, api)], events=[event("Unhealthy", refused)]))
+    assert "does not declare" not in d.root_cause
+
+
+def test_a_file_a_cert_manager_secret_never_holds_is_the_config_that_names_it() -> None:
+    from oncallm.models.evidence import CertificateSnapshot
+
+    nginx = container(name="nginx", mounts={"/etc/nginx/conf.d": "conf", "/etc/nginx/certs": "tls"})
+    logs = ('nginx: [emerg] cannot load certificate key "/etc/nginx/certs/privkey.pem": '
+            "BIO_new_file() failed (SSL: error:80000002:system library::No such file or directory)\n")  # fmt: skip
+    p = pod(POD, nginx, volume_sources={"conf": "ConfigMap gw-nginx", "tls": "Secret gw-tls"})
+    cert = CertificateSnapshot(name="gw-tls", namespace=NS, secret_name="gw-tls")
+    c = ctx(pods=[p], logs=[log(logs, container_name="nginx")], certificates=[cert])
+    d = check(c, Category.BAD_CONFIG)
+    assert "gw-nginx" in d.root_cause and "privkey.pem" in d.root_cause
+    # a Secret nobody manages may simply lack the key
+    c = ctx(pods=[p], logs=[log(logs, container_name="nginx")])
+    check(c, Category.MISSING_SECRET_OR_CONFIGMAP)
+
+
+@pytest.mark.parametrize(("var", "named"), [("SERVER_HOST", True), ("DB_HOST", False)])
+def test_a_host_setting_with_the_loopback_address_is_named_as_the_bind(
+    var: str, named: bool
+) -> None:
+    refused = ('Readiness probe failed: Get "http://10.64.2.143:8080/ready": dial tcp '
+               "10.64.2.143:8080: connect: connection refused")  # fmt: skip
+    web = container(ready=False, state="running", restart_count=0, config_env={var: "127.0.0.1"},
+                    config_env_source={var: "web-env"})  # fmt: skip
+    logs = "INFO:     Uvicorn running on http://127.0.0.1:8080 (Press CTRL+C to quit)\n"
+    c = ctx(pods=[pod(POD, web)], events=[event("Unhealthy", refused)],
+            logs=[log(logs, previous=False)])  # fmt: skip
+    d = check(c, Category.BAD_CONFIG)
+    assert (var in d.root_cause) is named and "Uvicorn running on" in d.root_cause
+
+
+def test_a_write_refused_by_a_read_only_root_filesystem_is_the_hardening() -> None:
+    logs = "OSError: [Errno 30] Read-only file system: '/app/.prometheus_multiproc'\n"
+    api = container(read_only_root=True, mounts={"/tmp": "tmp"})
+    d = check(ctx(pods=[pod(POD, api)], logs=[log(logs)]), Category.BAD_CONFIG)
+    assert "readOnlyRootFilesystem" in d.root_cause and "/app/.prometheus_multiproc" in d.root_cause
+    # without the setting, or writing into a read-only volume, it is not this mechanism
+    for other in (container(), container(read_only_root=True, mounts={"/app": "config"})):
+        d = diagnose(ctx(pods=[pod(POD, other)], logs=[log(logs)]))
+        assert "readOnlyRootFilesystem" not in d.root_cause
+
+
+def test_spring_boots_no_such_method_analysis_names_both_jars() -> None:
+    logs = (
+        "java.lang.NoSuchMethodError: 'com.acme.json.Codec com.acme.json.Mapper.codec()'\n"
+        "***************************\nAPPLICATION FAILED TO START\n***************************\n"
+        "The calling method's class, com.acme.kit.Module, was loaded from the following location:\n"
+        "\n    jar:nested:/app/app.jar/!BOOT-INF/lib/acme-kit-3.1.0.jar!/com/acme/kit/Module.class\n"
+        "The called method's class, com.acme.json.Mapper, is available from the following locations:\n"
+        "\n    jar:nested:/app/app.jar/!BOOT-INF/lib/acme-json-1.4.2.jar!/com/acme/json/Mapper.class\n"
+    )
+    d = check(ctx(pods=[pod(POD, container())], logs=[log(logs)]), Category.APP_CRASH_EXCEPTION)
+    assert "acme-kit-3.1.0.jar" in d.root_cause and "acme-json-1.4.2.jar" in d.root_cause
+
+
+def test_an_expired_server_certificate_names_the_secret_the_server_mounts() -> None:
+    from oncallm.models.evidence import TLSPeerSnapshot
+
+    server = TLSPeerSnapshot(destination="fx-rates.fx", service="fx-rates", namespace="fx",
+                             pods=["fx-rates-1"], secrets=["fx-rates-tls"])  # fmt: skip
+    line = ('ERROR fx quote failed: Get "https://fx-rates.fx.svc.cluster.local:8443/q": x509: '
+            "certificate has expired or is not yet valid\n")  # fmt: skip
+    c = ctx(pods=[pod(POD, container(state="running", ready=True))], logs=[log(line, previous=False)],
+            tls_peers=[server])  # fmt: skip
+    d = check(c, Category.CERT_EXPIRED)
+    assert any("fx-rates-tls" in a for a in d.immediate_actions)
+    assert any("-n fx get secret fx-rates-tls" in cmd for cmd in d.commands)

@@ -115,7 +115,7 @@ ERROR_LINE = re.compile(
       |not\ found|cannot|can't|could\ not|couldn't|unable\ to|failed|failure
       |killed|invalid|unknown\ (?:flag|field|option|key)|flag\ provided\ but\ not\ defined
       |segmentation\ fault|out\ of\ memory|oom|unreachable|reset\ by\ peer|broken\ pipe
-      |exited|exit\ code|abort(?:ed|ing)?|E[0-9]{4})\b
+      |exited|exit\ code|abort(?:ed|ing)?|no\ response|E[0-9]{4})\b
     | \w+(?:Error|Exception)\b
     | ^\s*at\ [\w.$]+\(
     """,

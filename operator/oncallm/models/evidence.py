@@ -56,6 +56,10 @@ class ContainerSnapshot(Snapshot):
     #: resources the LimitRanger admission plugin filled in because the pod template set
     #: none (``memory limit``, ``cpu request``), from the pod's kubernetes.io/limit-ranger
     defaulted: list[str] = Field(default_factory=list)
+    #: its securityContext sets readOnlyRootFilesystem: only its volume mounts are writable
+    read_only_root: bool = False
+    #: the ports it declares: name (or the number, when unnamed) -> containerPort
+    ports: dict[str, int] = Field(default_factory=dict)
     liveness_probe: str | None = None
     readiness_probe: str | None = None
     startup_probe: str | None = None

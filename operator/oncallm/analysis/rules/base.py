@@ -453,6 +453,12 @@ _LOOPBACK = r"(?:127\.0\.0\.1|localhost|\[::1\])"
 #: A flag that binds a server to the loopback address without naming the port
 #: (kube-controller-manager's ``--bind-address=127.0.0.1`` serves its secure port there).
 #: Only the server's own address flags: ``--metrics-bind-address=127.0.0.1`` binds another one.
+#: An env var that sets the address a server binds (``SERVER_HOST``, ``BIND_ADDR``, ``HOST``),
+#: not one that names a server it calls (``DB_HOST``, ``REDIS_HOST``).
+_LOOPBACK_HOST_VAR = re.compile(
+    r"BIND|LISTEN|^(?:(?:SERVER|HTTP|APP|WEB|API|UVICORN|GUNICORN|FLASK_RUN)_)?HOST(?:NAME)?$",
+    re.I,
+)
 _LOOPBACK_FLAG = re.compile(
     rf"^--?(?:bind-address|address|listen-address|bind|host|listen)=(?:{_LOOPBACK}|::1)$"
 )
@@ -476,6 +482,17 @@ def loopback_binding(
             return f"its environment variable {var} ({where}) is '{value[:120]}'", None
     flag = next((w for w in c.command if loopback.search(w) or _LOOPBACK_FLAG.search(w)), None)
     hits = [h for h in grep(ctx, ev, loopback, pods=[pod.name]) if h.log.container == c.name]
+    if hits and flag is None:
+        # the log proves the loopback bind; a host setting with the bare address is what set it
+        for var, value in {**c.config_env, **c.env}.items():
+            if _LOOPBACK_HOST_VAR.search(var) and re.fullmatch(rf"{_LOOPBACK}|::1", value):
+                origin = c.config_env_source.get(var) if var not in c.env else None
+                where = f"ConfigMap {origin}" if origin else "the pod spec"
+                return (
+                    f"its environment variable {var} ({where}) is '{value}', and it logs "
+                    f"{quote_line(hits[-1].line, 160)}",
+                    hits[-1].id,
+                )
     if flag is not None:
         logged = f", and it logs {quote_line(hits[-1].line, 160)}" if hits else ""
         return f"its command line binds {flag}{logged}", hits[-1].id if hits else None

@@ -81,7 +81,9 @@ _CONN = re.compile(
     r"|unable to connect|can't connect|cannot connect|no route to host|EHOSTUNREACH"
     r"|connection reset|no healthy upstream|upstream connect error|Is the server running"
     r"|server closed the connection|dial tcp [^\s]+: connect|Connection to \S+ failed"
-    r"|no such host|Name or service not known|unavailable",
+    r"|no such host|Name or service not known|unavailable"
+    # pg_isready's "host:port - no response" (nothing answered), other clients' "no response from"
+    r"|:\d+ - no response|no response from",
     re.IGNORECASE,
 )
 
@@ -262,7 +264,7 @@ def _unserved_port(ctx: Context, ev: EvidenceIndex, conn_hits: list[Hit]) -> Fin
                     if svc.declared_ports
                     else ""
                 )
-                + f", so connections through it are refused: {quote_line(hits[-1].line, 160)}. "
+                + f", so connections through it fail: {quote_line(hits[-1].line, 160)}. "
                 "The backend runs; the Service's port mapping is wrong."
             ),
             evidence=ev.cite(
@@ -1376,11 +1378,25 @@ def cert_expired(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | 
     pod, c = crashed if crashed else (target_pod(ctx), None)
     who = f"{c.name} in pod {pod.name}" if pod and c else (pod.name if pod else ctx.target.display)
     tls_secrets = sorted({s for p in ctx.pods for s in p.secrets if "tls" in s or "cert" in s})
-    ns = namespace(ctx)
-    cmds = [f"kubectl -n {ns} get certificates.cert-manager.io"]
+    secret_ns = namespace(ctx)
+    if peer and not any(_PEER_REJECTS_OURS.search(h.line) for h in hits):
+        # the server's certificate failed: the Secrets its pods mount are what it presents
+        host = peer.split(":")[0]
+        served = sorted(
+            {
+                (server.namespace, sec)
+                for server in ctx.tls_peers
+                if host.startswith(server.destination)
+                for sec in server.secrets
+            }
+        )
+        if served:
+            tls_secrets = [sec for _, sec in served]
+            secret_ns = served[0][0]
+    cmds = [f"kubectl -n {secret_ns} get certificates.cert-manager.io"]
     for secret in tls_secrets[:2]:
         cmds.append(
-            f"kubectl -n {ns} get secret {secret} -o jsonpath='{{.data.tls\\.crt}}' "
+            f"kubectl -n {secret_ns} get secret {secret} -o jsonpath='{{.data.tls\\.crt}}' "
             "| base64 -d | openssl x509 -noout -subject -enddate"
         )
     if peer:
@@ -2826,7 +2842,8 @@ def external_dependency_unreachable(
     hits: list[Hit] = []
     target = None
     for host, (port, via) in urls.items():
-        hits = [h for h in failed if host in h.line.lower() or f":{port}" in h.line]
+        port_at = re.compile(rf":{port}(?!\d)")
+        hits = [h for h in failed if host in h.line.lower() or port_at.search(h.line)]
         if hits:
             target = (host, port, via)
             break

@@ -47,7 +47,7 @@ from oncallm.analysis.rules.base import (
     target_pod,
     workload_state,
 )
-from oncallm.gathering.sources.custom_resources import external_secret_id
+from oncallm.gathering.sources.custom_resources import certificate_id, external_secret_id
 from oncallm.gathering.sources.dns import NAME_RESOLUTION_FAILURE
 from oncallm.gathering.sources.mesh import (
     ROOT_NAMESPACE,
@@ -65,6 +65,7 @@ from oncallm.gathering.sources.pull_credentials import (
 from oncallm.gathering.sources.retention import FILLING_ALERTS, config_id
 from oncallm.models.analysis import Category, parse_rfc3339
 from oncallm.models.evidence import (
+    CertificateSnapshot,
     ContainerSnapshot,
     Context,
     EventSnapshot,
@@ -309,6 +310,9 @@ def _mounted_key_missing(ctx: Context, ev: EvidenceIndex) -> Finding | None:
             if h.log.container != c.name or not _NO_FILE.search(h.line):
                 continue
             key = h.match.group(1)
+            issued = _certificate_keys_fixed(ctx, pod, kind, name, key)
+            if issued is not None:
+                return _config_names_wrong_tls_file(ctx, ev, pod, c, h, path, name, key, issued)
             return Finding(
                 Category.MISSING_SECRET_OR_CONFIGMAP,
                 0.88,
@@ -339,6 +343,86 @@ def _mounted_key_missing(ctx: Context, ev: EvidenceIndex) -> Finding | None:
                 ],
             )
     return None
+
+
+#: The keys cert-manager writes into a Certificate's Secret (its additionalOutputFormats
+#: add tls-combined.pem and key.der; its keystores keystore.jks/.p12 and truststore.*).
+_CERT_MANAGER_KEYS = (
+    "tls.crt", "tls.key", "ca.crt", "tls-combined.pem", "key.der",
+    "keystore.jks", "truststore.jks", "keystore.p12", "truststore.p12",
+)  # fmt: skip
+
+
+def _certificate_keys_fixed(
+    ctx: Context, pod: PodSnapshot, kind: str, name: str, key: str
+) -> CertificateSnapshot | None:
+    """The cert-manager Certificate that writes Secret ``name``, when the file the program
+    wants is not one of the keys cert-manager ever writes: the Secret cannot gain that key
+    (cert-manager owns it), so what names the file (the program's config) is wrong."""
+    if kind != "Secret" or key in _CERT_MANAGER_KEYS:
+        return None
+    return next(
+        (
+            cert
+            for cert in ctx.certificates
+            if cert.exists and cert.secret_name == name and cert.namespace == pod.namespace
+        ),
+        None,
+    )
+
+
+def _config_names_wrong_tls_file(
+    ctx: Context,
+    ev: EvidenceIndex,
+    pod: PodSnapshot,
+    c: ContainerSnapshot,
+    h: Hit,
+    path: str,
+    secret: str,
+    key: str,
+    cert: CertificateSnapshot,
+) -> Finding:
+    configs = [
+        (mount, pod.volume_sources[vol].partition(" ")[2])
+        for mount, vol in sorted(c.mounts.items())
+        if pod.volume_sources.get(vol, "").startswith("ConfigMap ")
+    ]
+    named = ", ".join(f"ConfigMap {cm} at {mount}" for mount, cm in configs)
+    return Finding(
+        Category.BAD_CONFIG,
+        0.9,
+        summary=(
+            f"{c.name} in {pod.name} is configured to read {path}/{key}, but Secret {secret} "
+            f"mounted there is cert-manager's (Certificate {cert.name}) and holds tls.crt and "
+            "tls.key, never " + key + "."
+        ),
+        root_cause=(
+            f"Container {c.name} of pod {pod.name} fails because {path}/{key} does not exist: "
+            f"{quote_line(h.line)}. Secret {pod.namespace}/{secret}, mounted at {path}, is "
+            f"written by cert-manager Certificate {cert.name}, which names its keys tls.crt, "
+            f"tls.key and ca.crt; it never has a key {key}. The program's configuration"
+            + (f" ({named})" if named else "")
+            + " names the wrong file."
+        ),
+        evidence=ev.cite(*pod_cites(ev, pod, c), *cite_hits([h]), certificate_id(cert.name)),
+        impact=f"{workload_state(ctx)}; it crash-loops until the configuration names tls.key "
+        "or tls.crt.",
+        immediate_actions=[
+            "Point the configuration"
+            + (f" in {', '.join(f'ConfigMap {cm}' for _, cm in configs)}" if configs else "")
+            + f" at {path}/tls.key or {path}/tls.crt instead of {key}, or map the key to that "
+            f"name with the volume's items (key: tls.key, path: {key}); then roll out.",
+        ],
+        recommendations=[
+            "Test the rendered configuration against the Secret's real keys in CI "
+            "(nginx -t with the Certificate's Secret mounted).",
+        ],
+        commands=[
+            f"kubectl -n {pod.namespace} get secret {secret} -o jsonpath='{{.data}}' | jq 'keys'",
+            *(f"kubectl -n {pod.namespace} get configmap {cm} -o yaml" for _, cm in configs),
+            *pod_commands(ctx, pod, c),
+        ],
+    )
 
 
 def _renderer_failing(ctx: Context, kind: str, name: str, namespace: str) -> str:
@@ -1203,6 +1287,79 @@ def _listens_on_loopback(
     )
 
 
+def _probe_port_undeclared(c: ContainerSnapshot, detail: str) -> int | None:
+    """The port a refused probe dials when the running container declares ports and not that
+    one: nothing listens there (the program moved or dropped the listener, the probe kept the
+    old number), so the probe cannot pass however healthy the program is."""
+    if "connection refused" not in detail.lower() or c.state != "running" or not c.ports:
+        return None
+    m = _PROBED_PORT.search(detail)
+    if m is None or int(m.group(1)) in c.ports.values():
+        return None
+    return int(m.group(1))
+
+
+def _probes_undeclared_port(
+    ctx: Context,
+    ev: EvidenceIndex,
+    pod: PodSnapshot,
+    c: ContainerSnapshot,
+    kind: str,
+    unhealthy: list[EventSnapshot],
+    port: int,
+) -> Finding:
+    declared = ", ".join(f"{n}={p}" if n != str(p) else str(p) for n, p in c.ports.items())
+    probe = {"Liveness": c.liveness_probe, "Readiness": c.readiness_probe}.get(
+        kind, c.startup_probe
+    ) or ""
+    changed = _recent_change(ctx)
+    changed = changed if changed and pod.owner_name == changed[0] else None
+    return Finding(
+        Category.FAILING_PROBE,
+        0.84,
+        summary=(
+            f"The {kind.lower()} probe of container {c.name} of pod {pod.name} dials port "
+            f"{port}, which the container does not declare ({declared}): every probe is refused."
+        ),
+        root_cause=(
+            f"The {kind.lower()} probe"
+            + (f" ({probe})" if probe else "")
+            + f" of container {c.name} of pod {pod.name} is refused on port {port} "
+            f"({quote_line(unhealthy[0].message, 160)}), a port the container does not declare "
+            f"(it declares {declared}); the program runs and listens elsewhere, so the probe "
+            "points at nothing"
+            + (
+                f"; the pod runs the new {changed[1]}: what it changed is the first suspect"
+                if changed
+                else ""
+            )
+            + "."
+        ),
+        evidence=ev.cite(
+            *[ev.event(e) for e in unhealthy[:3]],
+            *pod_cites(ev, pod, c),
+            revision_id(changed[0]) if changed else None,
+        ),
+        impact=(
+            f"{workload_state(ctx)}; "
+            + (
+                "the pods never become ready and get no traffic."
+                if kind == "Readiness"
+                else "the kubelet restarts healthy containers."
+            )
+        ),
+        immediate_actions=[
+            f"Point the {kind.lower()} probe of container {c.name} at the port the program "
+            f"serves its health endpoint on (one of {declared}, by name), and roll out.",
+        ],
+        recommendations=[
+            "Reference probe ports by the container port's name, so a port change moves the "
+            "probe with it.",
+        ],
+        commands=[*pod_commands(ctx, pod, c), kc.events_for(pod.namespace, pod.name)],
+    )
+
+
 def _starved_probe(
     ctx: Context,
     ev: EvidenceIndex,
@@ -1330,6 +1487,10 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Fi
         bound = _loopback_only(ctx, ev, pod, c, detail or first.message)
         if bound is not None:
             return _listens_on_loopback(ctx, ev, pod, c, kind, unhealthy, bound)
+    if pod is not None and c is not None:
+        undeclared = _probe_port_undeclared(c, detail or first.message)
+        if undeclared is not None:
+            return _probes_undeclared_port(ctx, ev, pod, c, kind, unhealthy, undeclared)
     cannot_run = _PROBE_CANNOT_RUN.search(detail or first.message) is not None
     if cannot_run:
         score = max(score, 0.8)  # the probe itself is broken, whatever the app would answer
@@ -1586,6 +1747,8 @@ BAD_CONFIG_WORDING = re.compile(
     r"required|No such option: -|Error: Missing option '|flag needs an argument"
     r"|Error: unknown command \"[^\"]+\" for \"|Unrecognized VM option|Unrecognized option: -"
     r"|Could not create the Java Virtual Machine|bad option: --?\w"
+    # component-base's --feature-gates parser (kube components, controllers built on it)
+    r"|unrecognized feature gate: \w+|cannot set feature gate \w+ to"
     # a server refusing its config file: nginx's [emerg], HAProxy's parser, a keyword it lacks
     r"|unknown directive|invalid number of arguments in \"\w+\" directive"
     r"|directive is not allowed here|\"\w+\" directive is duplicate|unknown keyword"
@@ -1689,6 +1852,60 @@ def _security_context_refused(ctx: Context, ev: EvidenceIndex) -> Finding | None
             recommendations=[
                 "Set a numeric USER in images and run them with runAsNonRoot in CI, so a chart "
                 "default cannot surprise the rollout.",
+            ],
+            commands=pod_commands(ctx, pod, c),
+        )
+    return None
+
+
+#: A write the kernel refused because the filesystem is mounted read-only (EROFS), with the
+#: path when the program names it: Python's ``[Errno 30] Read-only file system: '/app/x'``,
+#: Go's ``mkdir /app/x: read-only file system``, Node's ``EROFS: read-only file system, open``.
+_READ_ONLY_WRITE = re.compile(
+    r"read-only file system(?::\s*['\"]?(?P<a>/[^'\"\s,]+))?"
+    r"|(?P<b>/[^'\"\s,:]+): read-only file system",
+    re.I,
+)
+
+
+def _read_only_root_write(
+    ctx: Context, ev: EvidenceIndex, pod: PodSnapshot, c: ContainerSnapshot
+) -> Finding | None:
+    """The container sets readOnlyRootFilesystem and the program dies writing a path that no
+    volume mount covers (a cache, a pid file, a metrics directory on the image's filesystem):
+    the hardening and the program disagree; an emptyDir at that path reconciles them."""
+    if not c.read_only_root:
+        return None
+    for h in grep(ctx, ev, _READ_ONLY_WRITE, pods=[pod.name]):
+        if h.log.container != c.name:
+            continue
+        path = h.match.group("a") or h.match.group("b") or ""
+        if path and any(path == m or path.startswith(m.rstrip("/") + "/") for m in c.mounts):
+            continue  # a read-only volume (a Secret, a ConfigMap): not the root filesystem
+        where = path or "its root filesystem"
+        return Finding(
+            Category.BAD_CONFIG,
+            0.9,
+            summary=(
+                f"{c.name} in {pod.name} cannot write {where}: its securityContext sets "
+                "readOnlyRootFilesystem and no volume is mounted there."
+            ),
+            root_cause=(
+                f"Container {c.name} of pod {pod.name} runs with readOnlyRootFilesystem: true, "
+                f"and the program writes {where} on the image's filesystem, which no volume "
+                f"mount covers: {quote_line(h.line)}. The kernel refuses the write (EROFS) and "
+                "the program exits."
+            ),
+            evidence=ev.cite(*pod_cites(ev, pod, c), *cite_hits([h])),
+            impact=f"{workload_state(ctx)}; every pod of this template fails the same way.",
+            immediate_actions=[
+                f"Mount an emptyDir at {path or 'the path the program writes'} in container "
+                f"{c.name} (keep readOnlyRootFilesystem), or point the program at a mounted "
+                "writable directory; then roll out.",
+            ],
+            recommendations=[
+                "When turning on readOnlyRootFilesystem, list the directories the program "
+                "writes (tmp, caches, pid and metrics files) and give each an emptyDir.",
             ],
             commands=pod_commands(ctx, pod, c),
         )
@@ -1872,10 +2089,13 @@ def _config_value_crash(
             # the value was used: it named a server that did not answer, or one that refused
             # the write for lack of disk, not a bad value
             continue
-        for value in _QUOTED.findall(h.line):
-            names = [k for k, v in values.items() if v == value and not value.isdigit()]
-            if not names or value.lower() in ("true", "false", "none", "null"):
-                continue
+        candidates = [
+            (names, value)
+            for value in _QUOTED.findall(h.line)
+            if value.lower() not in ("true", "false", "none", "null")
+            and (names := [k for k, v in values.items() if v == value and not value.isdigit()])
+        ] + _refused_schemes(h.line, values)
+        for names, value in candidates:
             var = names[0]
             origin = c.config_env_source.get(var) if var not in c.env else None
             code = exit_code(c)
@@ -1907,6 +2127,33 @@ def _config_value_crash(
     return None
 
 
+#: The scheme at the start of a URL-valued setting: ``postgres`` in ``postgres://u@db/x``.
+_URL_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]{1,20})://", re.I)
+
+
+def _refused_schemes(line: str, values: dict[str, str]) -> list[tuple[list[str], str]]:
+    """Env vars whose URL scheme an error line names as the dialect, driver, plugin or scheme
+    it could not use: SQLAlchemy's ``Can't load plugin: sqlalchemy.dialects:postgres`` for
+    ``DATABASE_URL=postgres://...`` (1.4 dropped that alias), ``unsupported scheme "amqps"``,
+    ``unknown driver "mysql2"``. The program read the URL and refused its first word, so the
+    setting is wrong, not the code."""
+    out: list[tuple[list[str], str]] = []
+    for var, value in values.items():
+        m = _URL_SCHEME.match(value)
+        if not m:
+            continue
+        scheme = re.escape(m.group(1))
+        named = re.search(
+            rf"(?:dialects?|schemes?|protocols?|plugins?|drivers?|transports?)\b\W{{1,4}}"
+            rf"(?:[\w.]+[.:])?['\"]?{scheme}(?![\w+.-])",
+            line,
+            re.I,
+        )
+        if named:
+            out.append(([var], f"{m.group(1)}://…"))  # the scheme is what is refused
+    return out
+
+
 _EXEC_FAILED = re.compile(
     r"executable file not found|no such file or directory|exec format error|permission denied",
     re.I,
@@ -1936,7 +2183,7 @@ def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | No
     no_token = _token_not_mounted(ctx, ev, pod)
     if no_token is not None:
         return no_token
-    refused = _security_context_refused(ctx, ev)
+    refused = _security_context_refused(ctx, ev) or _read_only_root_write(ctx, ev, pod, c)
     if refused is not None:
         return refused
     code = exit_code(c)
@@ -2296,6 +2543,7 @@ def app_crash_exception(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fin
     where = _innermost_frame(log)
     if where and where not in exc:
         exc = f"{exc} (at {where})"
+    conflict = _classpath_conflict(log)
     if code in (None, 0) and not c.restart_count and c.state != "terminated":
         return None  # it never exited: error lines of a running process are not a crash
     score = 0.72 if code not in (None, 0) or c.restart_count else 0.6
@@ -2320,12 +2568,21 @@ def app_crash_exception(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fin
             f"Container {c.name} of pod {pod.name} crashes"
             + (f" (exit code {code}, {c.restart_count} restarts)" if code is not None else "")
             + f" on an unhandled error in the application: {quote_line(exc)}"
+            + (f"; {conflict}" if conflict else "")
             + (f"; it started with {changed[1]}" if changed else "")
             + "."
         ),
         evidence=ev.cite(*pod_cites(ev, pod, c), *cite_hits(hits, 4)),
         impact=f"{workload_state(ctx)}; the container crash-loops with growing back-off.",
         immediate_actions=[
+            *(
+                [
+                    "Align the two libraries' versions in the build (a dependency pin or BOM) and "
+                    "rebuild the image; roll back meanwhile."
+                ]
+                if conflict
+                else []
+            ),
             "Read the stack trace in the previous container's log and fix the failing code path; "
             "roll back if a recent deploy introduced it.",
         ],
@@ -2335,6 +2592,39 @@ def app_crash_exception(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fin
             "Add a test reproducing the exception.",
         ],
         commands=cmds,
+    )
+
+
+#: Spring Boot's failure analysis of a NoSuchMethodError names the jar of the calling class
+#: and of the called one: ``The called method's class, X, is available from the following
+#: locations:`` then ``jar:.../BOOT-INF/lib/jackson-databind-2.11.4.jar!/...``.
+_CLASS_FROM = re.compile(
+    r"The (?P<side>calling|called) method's class, (?P<cls>[\w.$]+), (?:was loaded|is available)"
+)
+_JAR = re.compile(r"/(?P<jar>[\w.-]+?-\d[\w.-]*)\.jar!")
+
+
+def _classpath_conflict(log: LogSnapshot | None) -> str:
+    """The two jars of a binary incompatibility, when the log names them: the calling class's
+    library was built against another version of the called class's library than the one on
+    the classpath (a transitive pin, a BOM, a shaded copy). A build defect, not the cluster's."""
+    if log is None:
+        return ""
+    found: dict[str, tuple[str, str]] = {}
+    for i, line in enumerate(log.lines):
+        m = _CLASS_FROM.search(line)
+        if m is None or m.group("side") in found:
+            continue
+        jar = next((j for later in log.lines[i : i + 4] if (j := _JAR.search(later))), None)
+        if jar is not None:
+            found[m.group("side")] = (m.group("cls").rsplit(".", 1)[-1], jar.group("jar"))
+    if set(found) != {"calling", "called"}:
+        return ""
+    (caller, caller_jar), (called, called_jar) = found["calling"], found["called"]
+    return (
+        f"a library version conflict: {caller} from {caller_jar}.jar calls a method that "
+        f"{called} from {called_jar}.jar lacks: the build resolved a version of "
+        f"{called_jar.rsplit('-', 1)[0]} that {caller_jar.rsplit('-', 1)[0]} was not built against"
     )
 
 

@@ -204,6 +204,12 @@ def container_snapshot(spec: Obj, status: Obj | None, *, init: bool = False) -> 
         last_finished_at=last_detail.get("finishedAt"),
         requests={k: str(v) for k, v in (resources.get("requests") or {}).items()},
         limits={k: str(v) for k, v in (resources.get("limits") or {}).items()},
+        read_only_root=bool((spec.get("securityContext") or {}).get("readOnlyRootFilesystem")),
+        ports={
+            str(p.get("name") or p["containerPort"]): int(p["containerPort"])
+            for p in spec.get("ports") or []
+            if isinstance(p.get("containerPort"), int)
+        },
         liveness_probe=_probe(spec.get("livenessProbe")),
         readiness_probe=_probe(spec.get("readinessProbe")),
         startup_probe=_probe(spec.get("startupProbe")),
