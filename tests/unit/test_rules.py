@@ -3648,3 +3648,12 @@ def test_an_expired_server_certificate_names_the_secret_the_server_mounts() -> N
     d = check(c, Category.CERT_EXPIRED)
     assert any("fx-rates-tls" in a for a in d.immediate_actions)
     assert any("-n fx get secret fx-rates-tls" in cmd for cmd in d.commands)
+
+
+def test_a_parse_error_in_a_mounted_file_is_its_content_not_a_missing_key() -> None:
+    am = container(name="alertmanager", mounts={"/etc/alertmanager": "config"})
+    p = pod(POD, am, volume_sources={"config": "ConfigMap am-config"}, config_maps=["am-config"])
+    line = ('level=error msg="Loading configuration file failed" file=/etc/alertmanager/am.yml '
+            'err="yaml: unmarshal errors:\\n  line 14: field recievers not found in type config.plain"\n')  # fmt: skip
+    d = check(ctx(pods=[p], logs=[log(line, container_name="alertmanager")]), Category.BAD_CONFIG)
+    assert "recievers" in d.root_cause

@@ -309,6 +309,10 @@ def _mounted_key_missing(ctx: Context, ev: EvidenceIndex) -> Finding | None:
         for h in grep(ctx, ev, wanted, pods=[pod.name]):
             if h.log.container != c.name or not _NO_FILE.search(h.line):
                 continue
+            if BAD_CONFIG_WORDING.search(h.line):
+                # the file was read and its parser refused a field in it ("field x not found
+                # in type config.plain"): the content is wrong, the key is there
+                continue
             key = h.match.group(1)
             issued = _certificate_keys_fixed(ctx, pod, kind, name, key)
             if issued is not None:
