@@ -106,7 +106,9 @@ async def test_secrets_never_leave_and_a_model_outage_is_upgraded_later(
             got = await kube.request("GET", resource("AlertAnalysis").path(namespace, name))
             done = got["status"].get("analyzer") == MODEL
             cleared = "oncallm.io/reanalyze" not in got["metadata"].get("annotations", {})
-            return got if done and cleared else None
+            # The label is removed by a write after the status one: wait for both.
+            unlabelled = "oncallm.io/model-pending" not in got["metadata"].get("labels", {})
+            return got if done and cleared and unlabelled else None
 
         aa = await wait_for(upgraded, timeout=60, what="the sweep to upgrade the analysis")
     status = aa["status"]
