@@ -3657,3 +3657,31 @@ def test_a_parse_error_in_a_mounted_file_is_its_content_not_a_missing_key() -> N
             'err="yaml: unmarshal errors:\\n  line 14: field recievers not found in type config.plain"\n')  # fmt: skip
     d = check(ctx(pods=[p], logs=[log(line, container_name="alertmanager")]), Category.BAD_CONFIG)
     assert "recievers" in d.root_cause
+
+
+def test_a_settings_field_the_error_names_is_its_env_var() -> None:
+    logs = (
+        "json.decoder.JSONDecodeError: Expecting value: line 1 column 1 (char 0)\n"
+        "pydantic_settings.sources.SettingsError: error parsing value for field "
+        '"cors_allowed_origins" from source "EnvSettingsSource"\n'
+    )
+    api = container(config_env={"APP_CORS_ALLOWED_ORIGINS": "https://a.example,https://b.example",
+                                "APP_LOG_LEVEL": "info"},
+                    config_env_source={"APP_CORS_ALLOWED_ORIGINS": "api-env"})  # fmt: skip
+    d = check(ctx(pods=[pod(POD, api)], logs=[log(logs)]), Category.BAD_CONFIG)
+    assert "APP_CORS_ALLOWED_ORIGINS=https://a.example" in d.root_cause
+    assert "from ConfigMap api-env" in d.root_cause
+
+
+def test_a_config_path_no_mount_covers_is_the_setting_and_mount_disagreeing() -> None:
+    logs = ("Error: failed to get config: cannot retrieve the configuration: unable to read the "
+            "file file:/conf/agent.yaml: open /conf/agent.yaml: no such file or directory\n")  # fmt: skip
+    agent = container(name="agent", command=["--config=/conf/agent.yaml"],
+                      mounts={"/etc/agent": "config"})  # fmt: skip
+    p = pod(POD, agent, volume_sources={"config": "ConfigMap agent-config"})
+    d = check(ctx(pods=[p], logs=[log(logs, container_name="agent")]), Category.BAD_CONFIG)
+    assert "no volume mount covers" in d.root_cause and "/etc/agent" in d.root_cause
+    # mounted where it reads: a key missing from the ConfigMap, not this mechanism
+    agent.mounts = {"/conf": "config"}
+    d = diagnose(ctx(pods=[p], logs=[log(logs, container_name="agent")]))
+    assert "no volume mount covers" not in d.root_cause

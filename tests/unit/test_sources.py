@@ -1402,6 +1402,18 @@ async def test_metrics_server_is_not_read_while_the_hpas_get_their_metrics() -> 
     assert ctx.metrics_api is None
 
 
+async def test_an_old_metrics_gap_of_an_hpa_that_scales_again_is_not_read() -> None:
+    hpa, failed = hpa_without_metrics()
+    hpa["status"]["conditions"] = [
+        {"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound",
+         "message": "the HPA was able to successfully calculate a replica count from cpu"},
+    ]  # fmt: skip
+    reader = MemoryReader([hpa, failed], forbidden={"Pod"})
+    a = alert(alertname="KubeHpaMaxedOut", namespace="shop", horizontalpodautoscaler="web")
+    ctx = await gather(a, reader, DEFAULT_POLICY, now=NOW)
+    assert ctx.metrics_api is None  # its current condition is the truth, not the old event
+
+
 async def test_a_dependency_pending_on_a_claim_that_is_never_provisioned_is_pvc_pending() -> None:
     app = crashed_app()
     app["spec"]["containers"][0]["env"] = [{"name": "DB_HOST", "value": "orders-pg"}]

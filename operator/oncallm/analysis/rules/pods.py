@@ -1734,6 +1734,8 @@ BAD_CONFIG_WORDING = re.compile(
     r"|must be (?:one of|a valid|set|a positive)"
     r"|(?-i:KeyError: '[A-Z][A-Z0-9_]+')"  # an env var's name, never a data field's
     r"|ValidationError: \d+ validation error"
+    # pydantic-settings failing to decode an env var as the field's type (a list, a dict)
+    r"|SettingsError: error parsing value for field"
     # a parser rejecting a config file: PyYAML, json, toml, SnakeYAML, Jackson, Go's yaml
     r"|yaml\.(?:scanner|parser|constructor|composer)\.\w+Error|\b(?:Scanner|Parser)Error:"
     r"|JSONDecodeError|JsonParseException|MarkedYAMLException|TomlDecodeError"
@@ -1778,15 +1780,43 @@ def _config_file(hit_log: LogSnapshot | None, lineno: int) -> str | None:
 
 
 def _quoted_setting(c: ContainerSnapshot, hits: list[Hit]) -> str:
-    """The env var (and its ConfigMap) whose value an error line quotes: ``'15mins'``."""
+    """The env var (and its ConfigMap) an error line quotes: by its value (``'15mins'``), or by
+    the setting's name as the program spells it (pydantic-settings' ``field
+    "cors_allowed_origins"`` for CORS_ALLOWED_ORIGINS, Spring's relaxed ``cors.allowed-origins``,
+    either behind an env prefix such as CHECKOUT_)."""
     values = {**c.config_env, **c.env}
+
+    def named(var: str, value: str) -> str:
+        origin = c.config_env_source.get(var) if var not in c.env else None
+        return f"{var}={_quote_value(value)}" + (f" from ConfigMap {origin}" if origin else "")
+
     for h in hits:
         for value in _QUOTED.findall(h.line):
             for var, v in values.items():
                 if v == value and not value.isdigit():
-                    origin = c.config_env_source.get(var) if var not in c.env else None
-                    return f"{var}={value}" + (f" from ConfigMap {origin}" if origin else "")
+                    return named(var, value)
+    for h in hits:
+        for token in _QUOTED.findall(h.line):
+            key = _setting_key(token)
+            if len(key) < _MIN_SETTING_CHARS:
+                continue
+            for var, v in values.items():
+                if _setting_key(var).endswith(key):
+                    return named(var, v)
     return ""
+
+
+#: A setting name shorter than this (``port``, ``host``) is too common to tie to one env var.
+_MIN_SETTING_CHARS = 8
+
+
+def _setting_key(name: str) -> str:
+    """A setting's name with case and separators dropped: env var, field and property alike."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _quote_value(value: str, limit: int = 80) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
 _QUOTED = re.compile(r"""['"]([^'"\s]{2,80})['"]""")
@@ -2011,6 +2041,70 @@ def completes_in_a_loop(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fin
     return None
 
 
+#: A file path in an argument or env value: ``--config=/conf/agent.yaml``, ``/etc/app/x.toml``.
+_PATH_SETTING = re.compile(r"(?:^|=)(/[\w.-]+(?:/[\w.-]+)+)$")
+
+
+def _config_path_unmounted(
+    ctx: Context, ev: EvidenceIndex, pod: PodSnapshot, c: ContainerSnapshot
+) -> Finding | None:
+    """The container is told to read a file (an argument or env value) at a path no volume
+    mount covers, while its ConfigMap or Secret is mounted elsewhere, and it exits on that
+    path not existing: the mount moved (a chart refactor) or the path is a typo, so the
+    setting and the mount disagree. A path under a mount whose file is missing is the
+    mounted object's missing key instead."""
+    mounted = {
+        path.rstrip("/"): pod.volume_sources.get(volume, "")
+        for path, volume in c.mounts.items()
+        if pod.volume_sources.get(volume, "").startswith(("ConfigMap ", "Secret "))
+    }
+    if not mounted:
+        return None
+    settings: dict[str, str] = {}
+    for word in c.command:
+        m = _PATH_SETTING.search(word)
+        if m:
+            settings.setdefault(m.group(1), f"argument {word}")
+    for var, value in {**c.config_env, **c.env}.items():
+        m = _PATH_SETTING.search(value)
+        if m and m.group(0) == value:
+            settings.setdefault(value, f"environment variable {var}")
+
+    def covered(path: str) -> bool:
+        return any(path == m or path.startswith(m + "/") for m in c.mounts)
+
+    for path, where in settings.items():
+        if covered(path.rstrip("/")):
+            continue
+        for h in grep(ctx, ev, re.compile(re.escape(path) + r"(?![\w/.-])"), pods=[pod.name]):
+            if h.log.container != c.name or not _NO_FILE.search(h.line):
+                continue
+            shown = list(mounted.items())[:2]
+            elsewhere = "; ".join(f"{src} is mounted at {m}" for m, src in shown)
+            return Finding(
+                Category.BAD_CONFIG,
+                0.88,
+                summary=f"{c.name} in {pod.name} reads {path}, which no volume mount provides.",
+                root_cause=(
+                    f"Container {c.name} of pod {pod.name} exits because its {where} names "
+                    f"{path}, a path no volume mount covers ({elsewhere}): "
+                    f"{quote_line(h.line, 240)}. The setting and the mount disagree."
+                ),
+                evidence=ev.cite(*cite_hits([h]), *pod_cites(ev, pod, c)),
+                impact=f"{workload_state(ctx)}; every start fails the same way until it is fixed.",
+                immediate_actions=[
+                    f"Point the {where.split(' ')[0]} at the mounted file (under "
+                    f"{next(iter(mounted))}) or mount the volume back at the path it names, "
+                    "and roll out again.",
+                ],
+                recommendations=[
+                    "Change a mount path and the flags that read it in the same chart value.",
+                ],
+                commands=pod_commands(ctx, pod, c),
+            )
+    return None
+
+
 def _configured_target_missing(ctx: Context, ev: EvidenceIndex, pod: PodSnapshot) -> Finding | None:
     """A container of the pod (the app or a sidecar it dials on localhost, such as a cloud
     SQL proxy) exits on an error that quotes one of its own settings, an argument or an env
@@ -2187,7 +2281,11 @@ def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | No
     no_token = _token_not_mounted(ctx, ev, pod)
     if no_token is not None:
         return no_token
-    refused = _security_context_refused(ctx, ev) or _read_only_root_write(ctx, ev, pod, c)
+    refused = (
+        _security_context_refused(ctx, ev)
+        or _read_only_root_write(ctx, ev, pod, c)
+        or _config_path_unmounted(ctx, ev, pod, c)
+    )
     if refused is not None:
         return refused
     code = exit_code(c)

@@ -52,9 +52,18 @@ def metrics_pod_id(pod: str) -> str:
 metrics_line_id = line_ids("metricsapi/log")
 
 
+def _scaling_now(ctx: Context) -> set[str]:
+    """HPAs whose current condition says they read their metrics (``ScalingActive=True``): an
+    older FailedGetResourceMetric event about one of them tells of a gap that has closed."""
+    return {h.name for h in ctx.hpas if h.conditions.get("ScalingActive", ("",))[0] == "True"}
+
+
 def trigger(ctx: Context) -> str | None:
     """The event or HPA condition that says the resource metrics could not be fetched."""
+    recovered = _scaling_now(ctx)
     for e in ctx.events:
+        if e.object_kind == "HorizontalPodAutoscaler" and e.object_name in recovered:
+            continue
         if e.reason in _REASONS and METRICS_UNAVAILABLE.search(e.message):
             return e.message
     for hpa in ctx.hpas:
