@@ -2245,3 +2245,32 @@ async def test_an_app_alert_naming_a_service_that_does_not_exist_reads_the_workl
     )  # fmt: skip
     assert ctx.target.kind == "Service"
     assert [p.name for p in ctx.pods] == ["notify-worker-0"]
+
+
+async def test_a_secret_issued_in_another_namespace_names_the_mirror_that_skips_this_one() -> None:
+    cert = {
+        "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+        "metadata": {"name": "wildcard", "namespace": "cert-manager"},
+        "spec": {"secretName": "wildcard-tls", "issuerRef": {"kind": "ClusterIssuer", "name": "le"},
+                 "secretTemplate": {"annotations": {
+                     "reflector.v1.k8s.emberstack.com/reflection-auto-namespaces": "shop-.*,blog"}}},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready"}]},
+    }  # fmt: skip
+    web = pod("docs-1", ns="docs", phase="Pending",
+              volumes=[{"name": "tls", "secret": {"secretName": "wildcard-tls"}}])  # fmt: skip
+    mount = event("Pod", "docs-1", "FailedMount",
+                  'MountVolume.SetUp failed for volume "tls" : secret "wildcard-tls" not found',
+                  ns="docs")  # fmt: skip
+    ctx = await gathered(alert(namespace="docs", pod="docs-1"), [cert, web, mount])
+    assert [c.name for c in ctx.certificates] == ["wildcard"]
+    d = diagnose(ctx)
+    assert d.category is Category.MISSING_SECRET_OR_CONFIGMAP
+    assert "Certificate cert-manager/wildcard" in d.root_cause
+    assert "docs is not among them" in d.root_cause
+    assert "reflection-auto-namespaces" in d.immediate_actions[0]
+    # a namespace the pattern covers: listed, so the copy itself is what is missing
+    cert["metadata"]["namespace"] = "cert-manager"
+    web["metadata"]["namespace"] = mount["involvedObject"]["namespace"] = "shop-eu"
+    mount["metadata"]["namespace"] = "shop-eu"
+    ctx = await gathered(alert(namespace="shop-eu", pod="docs-1"), [cert, web, mount])
+    assert "shop-eu is listed, yet no copy exists" in diagnose(ctx).root_cause

@@ -832,6 +832,12 @@ class CertificateSnapshot(Snapshot):
     why: str = ""
     #: False: something names it (a webhook's inject-ca-from) but it does not exist
     exists: bool = True
+    #: a controller that copies its Secret into other namespaces, from the annotations of its
+    #: secretTemplate (``Reflector``, ``kubernetes-replicator``) -> the namespaces it names
+    #: (``*`` or a pattern as written)
+    mirrored_by: str = ""
+    mirror_annotation: str = ""
+    mirrored_to: list[str] = Field(default_factory=list)
 
 
 class IssuerSnapshot(Snapshot):

@@ -155,7 +155,12 @@ def missing_secret_or_configmap(ctx: Context, ev: EvidenceIndex, _: RuleSettings
         cmds += pod_commands(ctx, subject[0], None)
         cmds.append(kc.events_for(ns, subject[0].name))
     others = [f'{k} "{n}"' for k, n in list(found)[1:]]
-    lookalike = _lookalike_certificate(ctx, kind, name) or _renderer_failing(ctx, kind, name, ns)
+    elsewhere, copy_it = _issued_elsewhere(ctx, kind, name, ns)
+    lookalike = (
+        elsewhere
+        or _lookalike_certificate(ctx, kind, name, ns)
+        or _renderer_failing(ctx, kind, name, ns)
+    )
     return Finding(
         Category.MISSING_SECRET_OR_CONFIGMAP,
         0.95,
@@ -172,9 +177,15 @@ def missing_secret_or_configmap(ctx: Context, ev: EvidenceIndex, _: RuleSettings
             *cites,
             *(pod_cites(ev, subject[0], subject[1]) if subject else []),
             *(external_secret_id(e.name) for e in ctx.external_secrets if e.target == name),
+            *(
+                certificate_id(c.name)
+                for c in ctx.certificates
+                if elsewhere and c.secret_name == name
+            ),
         ),
         impact=f"{workload_state(ctx)}; new pods of it cannot start until {what} exists.",
         immediate_actions=[
+            *([copy_it] if copy_it else []),
             f"Create {what} in namespace {ns} (or restore it from your secret store / GitOps "
             "repository); the kubelet retries on its own and the pod starts within a minute.",
             f"If the name is wrong, fix the reference in the pod template of "
@@ -452,13 +463,66 @@ def _renderer_failing(ctx: Context, kind: str, name: str, namespace: str) -> str
     )
 
 
-def _lookalike_certificate(ctx: Context, kind: str, name: str) -> str:
+def _issued_elsewhere(ctx: Context, kind: str, name: str, ns: str) -> tuple[str, str]:
+    """A Certificate in another namespace issues the missing Secret: Secrets are namespaced,
+    so it exists only there, and a mirroring controller (Reflector, kubernetes-replicator)
+    copies it only into the namespaces its secretTemplate annotation lists. Returns the
+    explanation and the action."""
+    if kind != "Secret":
+        return "", ""
+    cert = next(
+        (c for c in ctx.certificates if c.secret_name == name and c.namespace != ns and c.exists),
+        None,
+    )
+    if cert is None:
+        return "", ""
+    text = (
+        f"Secret {name} is issued by Certificate {cert.namespace}/{cert.name} in namespace "
+        f"{cert.namespace}, and a Secret is only visible in its own namespace"
+    )
+    action = (
+        f"Issue the certificate in namespace {ns} (a Certificate there), or copy Secret {name} "
+        f"from namespace {cert.namespace}."
+    )
+    if cert.mirrored_by:
+        listed = ", ".join(cert.mirrored_to[:6]) or "no namespace"
+        covered = any(_names_namespace(pattern, ns) for pattern in cert.mirrored_to)
+        text += (
+            f"; {cert.mirrored_by} copies it only into the namespaces its secretTemplate "
+            f"annotation {cert.mirror_annotation} lists ({listed})"
+            + (
+                f", and {ns} is not among them"
+                if not covered
+                else f"; {ns} is listed, yet no copy exists: check {cert.mirrored_by}'s log"
+            )
+        )
+        if not covered:
+            action = (
+                f"Add {ns} to the annotation {cert.mirror_annotation} in the secretTemplate of "
+                f"Certificate {cert.namespace}/{cert.name}; {cert.mirrored_by} then creates "
+                "the copy and the kubelet mounts it within a minute."
+            )
+    return text, action
+
+
+def _names_namespace(pattern: str, ns: str) -> bool:
+    """A namespace entry of a mirroring annotation: a name, or a regular expression (Reflector
+    takes ``team-.*``)."""
+    if pattern in ("*", ns):
+        return True
+    try:
+        return re.fullmatch(pattern, ns) is not None
+    except re.error:
+        return False
+
+
+def _lookalike_certificate(ctx: Context, kind: str, name: str, ns: str) -> str:
     """A cert-manager Certificate of the namespace that writes a Secret of a similar name:
     the pod mounts the name the Certificate does not write."""
     if kind != "Secret":
         return ""
     best = max(
-        ctx.certificates,
+        (c for c in ctx.certificates if c.namespace == ns),
         key=lambda c: SequenceMatcher(None, c.secret_name, name).ratio(),
         default=None,
     )

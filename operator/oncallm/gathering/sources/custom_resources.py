@@ -14,6 +14,7 @@ Evidence: ``externalsecret/<name>``, ``certificate/<name>``, ``issuer/<Kind>/<na
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from oncallm.gathering.objects import Obj, conditions, meta, name_of
 from oncallm.gathering.scope import Scope
@@ -212,6 +213,20 @@ async def _certificates(
                 # the same certificate under another name.
                 snap.why = f"in the namespace of missing Secret {missing_in[ns]}"
                 found.setdefault((snap.namespace, snap.name), snap)
+    elsewhere = {
+        (ns, secret)
+        for ns, secret in missing_in.items()
+        if not any(c.secret_name == secret for c in found.values())
+    }
+    if elsewhere:
+        # Secrets are namespaced: a Certificate in another namespace (cert-manager's, a shared
+        # one) may issue it, and a mirroring controller copy it only where it is told to.
+        for obj in await scope.reader.list("Certificate", None, api_version=CERT_MANAGER):
+            snap = certificate_snapshot(obj)
+            for ns, secret in elsewhere:
+                if snap.secret_name == secret and snap.namespace != ns:
+                    snap.why = f"issues Secret {secret} in namespace {snap.namespace}, not in {ns}"
+                    found.setdefault((snap.namespace, snap.name), snap)
     for hook in ctx.webhooks:
         if not hook.inject_ca_from or "/" not in hook.inject_ca_from:
             continue
@@ -264,10 +279,35 @@ async def _certificates(
     ctx.issuers.extend(issuers.values())
 
 
+#: Controllers that copy a Secret into other namespaces, by the annotation that lists them:
+#: emberstack Reflector (auto-created copies, then the namespaces allowed to ask for one) and
+#: mittwald kubernetes-replicator (push). Each names the namespaces as a comma list.
+MIRROR_ANNOTATIONS = (
+    ("Reflector", "reflector.v1.k8s.emberstack.com/reflection-auto-namespaces"),
+    ("Reflector", "reflector.v1.k8s.emberstack.com/reflection-allowed-namespaces"),
+    ("kubernetes-replicator", "replicator.v1.mittwald.de/replicate-to"),
+)
+
+
+def mirror_of(annotations: dict[str, Any]) -> tuple[str, str, list[str]]:
+    """The controller that copies a Secret with these annotations, its annotation, and the
+    namespaces it names."""
+    for controller, key in MIRROR_ANNOTATIONS:
+        value = annotations.get(key)
+        if value is not None:
+            return controller, key, [n.strip() for n in str(value).split(",") if n.strip()]
+    return "", "", []
+
+
 def certificate_snapshot(obj: Obj) -> CertificateSnapshot:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     issuer = spec.get("issuerRef") or {}
+    template = (spec.get("secretTemplate") or {}).get("annotations") or {}
+    mirrored_by, annotation, mirrored_to = mirror_of(template)
     return CertificateSnapshot(
+        mirrored_by=mirrored_by,
+        mirror_annotation=annotation,
+        mirrored_to=mirrored_to,
         name=name_of(obj),
         namespace=str(meta(obj).get("namespace", "")),
         secret_name=str(spec.get("secretName", "")),
