@@ -205,6 +205,21 @@ def test_a_probes_failed_connection_is_no_dependency_down() -> None:
     assert support(Category.DEPENDENCY_UNREACHABLE, [*failing, refused])[0] == refused
 
 
+def test_the_alerted_pods_own_service_without_endpoints_is_no_dependency_down() -> None:
+    def service(relation: str, ready: int) -> EvidenceRef:
+        return EvidenceRef(
+            id="service/es-data", source="service", object="service/logs/es-data",
+            excerpt=f"{relation} service, ClusterIP None ports 9200/TCP->9200; "
+            f"{ready} ready / 0 not ready endpoints",
+        )  # fmt: skip
+
+    assert support(Category.DEPENDENCY_UNREACHABLE, [service("member", 0)])[0] is None
+    assert support(Category.DEPENDENCY_UNREACHABLE, [service("member", 10)])[0] is None
+    down = service("dependency", 0)
+    assert support(Category.DEPENDENCY_UNREACHABLE, [down])[0] == down
+    assert support(Category.DEPENDENCY_UNREACHABLE, [service("dependency", 10)])[0] is None
+
+
 def test_a_bound_claim_proves_no_pending_claim() -> None:
     # a PersistentVolume filling up: its claim is Bound, and the alert names the claim
     def claim(phase: str) -> EvidenceRef:

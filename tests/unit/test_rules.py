@@ -3685,3 +3685,43 @@ def test_a_config_path_no_mount_covers_is_the_setting_and_mount_disagreeing() ->
     agent.mounts = {"/conf": "config"}
     d = diagnose(ctx(pods=[p], logs=[log(logs, container_name="agent")]))
     assert "no volume mount covers" not in d.root_cause
+
+
+def test_a_start_failure_on_a_value_a_mounted_config_file_sets_is_that_setting() -> None:
+    pg = container(name="postgres", mounts={"/etc/postgresql": "conf"})
+    exporter = container(name="exporter", state="running", ready=True, restart_count=0)
+    p = pod(POD, pg, exporter, volume_sources={"conf": "ConfigMap pg-config"})
+    conf = {"pg-config": {"postgresql.conf": "max_connections = 200\n"
+                          "shared_preload_libraries = 'pg_stat_statements,pg_cron'\n"}}  # fmt: skip
+    logs = [
+        log('2026-12-09 08:47:31 UTC [1] FATAL:  could not access file "pg_cron": No such file '
+            "or directory\n", container_name="postgres"),
+        # the sidecar's own config complaint is not why postgres exits
+        log('level=warn msg="Error loading config" err="open postgres_exporter.yml: no such '
+            'file or directory"\n', container_name="exporter", previous=False),
+    ]  # fmt: skip
+    d = check(ctx(pods=[p], logs=logs, mounted_config=conf), Category.BAD_CONFIG)
+    assert "shared_preload_libraries" in d.root_cause and "pg-config" in d.root_cause
+    assert "postgres_exporter" not in d.root_cause
+    # a value it used to connect, and failed, is not this mechanism
+    logs[0] = log('FATAL: could not connect to "pg_cron": connection refused\n',
+                  container_name="postgres")  # fmt: skip
+    d = diagnose(ctx(pods=[p], logs=logs, mounted_config=conf))
+    assert "shared_preload_libraries" not in d.root_cause
+
+
+def test_a_probe_on_a_port_bound_to_loopback_beside_a_serving_port_is_the_probe() -> None:
+    refused = ('Readiness probe failed: Get "http://10.42.3.7:9901/ready": dial tcp '
+               "10.42.3.7:9901: connect: connection refused")  # fmt: skip
+    envoy = container(name="envoy", ready=False, state="running", restart_count=0,
+                      ports={"http": 10000, "admin": 9901},
+                      readiness_probe="http GET /ready port 9901")  # fmt: skip
+    logs = [log("[info][admin] admin address: 127.0.0.1:9901\n", container_name="envoy",
+                previous=False)]  # fmt: skip
+    c = ctx(pods=[pod(POD, envoy)], logs=logs, events=[event("Unhealthy", refused)])
+    d = check(c, Category.FAILING_PROBE)
+    assert "9901 (admin)" in d.root_cause and "http=10000" in d.root_cause
+    # the only port it declares, bound to loopback: the server's bind is the fault
+    envoy.ports = {"admin": 9901}
+    check(ctx(pods=[pod(POD, envoy)], logs=logs, events=[event("Unhealthy", refused)]),
+          Category.BAD_CONFIG)  # fmt: skip

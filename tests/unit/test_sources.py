@@ -1674,6 +1674,48 @@ async def test_a_claim_waiting_for_its_csi_driver_names_the_crashing_controller(
     assert d.category is Category.PVC_PENDING and "ebs-csi-controller" in d.root_cause
 
 
+async def test_a_csi_controller_scaled_to_zero_is_named_with_its_downscaler() -> None:
+    claim = {"kind": "PersistentVolumeClaim", "metadata": {"name": "data-db-0", "namespace": "shop"},
+             "spec": {"storageClassName": "gp3"}, "status": {"phase": "Pending"}}  # fmt: skip
+    sc = {"kind": "StorageClass", "metadata": {"name": "gp3"}, "provisioner": "ebs.csi.aws.com"}
+    db = pod("db-0", phase="Pending", status={"containerStatuses": []},
+             volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}}])  # fmt: skip
+    controller = {
+        "kind": "Deployment",
+        "metadata": {"name": "ebs-csi-controller", "namespace": "kube-system",
+                     "annotations": {"downscaler/original-replicas": "2"}},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "ebs-csi-controller"}},
+                 "template": {"spec": {"containers": [
+                     {"name": "ebs-plugin", "image": "aws-ebs-csi-driver:v1.37.0"},
+                     {"name": "csi-provisioner", "image": "csi-provisioner:v5.1.0"}]}}},
+    }  # fmt: skip
+    waiting = event("PersistentVolumeClaim", "data-db-0", "ExternalProvisioning",
+                    'Waiting for a volume to be created either by the external provisioner '
+                    '"ebs.csi.aws.com" or manually by the system administrator.')  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", pod="db-0", alertname="KubePodNotReady"),
+                         [claim, sc, db, controller, waiting])  # fmt: skip
+    [snap] = ctx.pvcs
+    assert snap.provisioner_pods == [
+        "ebs-csi-controller: Deployment scaled to 0 replicas by kube-downscaler "
+        "(downscaler/original-replicas=2): no controller pod runs"
+    ]
+    d = diagnose(ctx)
+    assert "ebs-csi-controller" in d.root_cause
+    assert "Scale the CSI driver's controller back up" in d.immediate_actions[0]
+
+
+async def test_a_mounted_config_file_is_kept_for_the_rules() -> None:
+    cm = {"kind": "ConfigMap", "metadata": {"name": "pg-config", "namespace": "shop"},
+          "data": {"postgresql.conf": "shared_preload_libraries = 'pg_cron'\n"}}  # fmt: skip
+    env = {"kind": "ConfigMap", "metadata": {"name": "pg-env", "namespace": "shop"},
+           "data": {"PGDATA": "/var/lib/postgresql/data"}}  # fmt: skip
+    db = pod("db-0", volumes=[{"name": "conf", "configMap": {"name": "pg-config"}}],
+             containers=[{"name": "postgres", "image": "postgres:16",
+                          "envFrom": [{"configMapRef": {"name": "pg-env"}}]}])  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", pod="db-0"), [cm, env, db])
+    assert ctx.mounted_config == {"pg-config": cm["data"]}  # the env-only ConfigMap is not a file
+
+
 async def test_a_refused_vault_login_reads_who_may_review_tokens() -> None:
     app = crashed_app()
     moved = {

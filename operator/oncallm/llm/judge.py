@@ -167,12 +167,14 @@ NEEDS: dict[Category, Need] = {
         "a failed connection to a dependency, or a Service without ready endpoints",
         r"connection refused|ECONNREFUSED|ECONNRESET|timed? ?out|timeout|unreachable|"
         r"no route to host|dial tcp|could not connect|cannot connect|failed to connect|"
-        r"no (?:ready )?endpoints|0 ready|unavailable",
+        r"no (?:ready )?endpoints|\b0 ready|unavailable",
         _S.LOG,
         _S.SERVICE,
         _S.EVENT,
         *_CONTAINER,
-        unless=r"probe failed|/Unhealthy\b",
+        # a Service of the alerted pods themselves is no dependency: theirs being down is the
+        # symptom, whatever the cause
+        unless=r"probe failed|/Unhealthy\b|^service/\S+ member service",
     ),
     Category.DNS_FAILURE: _need(
         "a failed name lookup (no such host, NXDOMAIN, name resolution)",

@@ -979,6 +979,9 @@ class Context(Snapshot):
     missing_objects: list[str] = Field(default_factory=list)
     #: keys that env vars take from ConfigMaps that exist but lack them: ``ConfigMap ns/name key``
     missing_keys: list[str] = Field(default_factory=list)
+    #: the files of the ConfigMaps the pods mount as volumes: ConfigMap -> key -> text (cut
+    #: short); the settings a program that dies at start on a value may be reading
+    mounted_config: dict[str, dict[str, str]] = Field(default_factory=dict)
     # leads (gathering/sources/): each read only when the evidence before points there
     quota_consumers: list[QuotaConsumersSnapshot] = Field(default_factory=list)
     node_storage: list[NodeStorageSnapshot] = Field(default_factory=list)

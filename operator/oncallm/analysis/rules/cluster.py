@@ -913,6 +913,9 @@ def pvc_pending(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
     pod = next((p for p in ctx.pods if pvc and pvc.name in p.pvcs), None) or target_pod(ctx)
     ns = pvc.namespace if pvc else namespace(ctx)
     pvc_name = pvc.name if pvc else "(the claim)"
+    scaled = ", ".join(
+        x.split(":")[0] for x in (pvc.provisioner_pods if pvc else []) if "scaled to 0" in x
+    )
     return Finding(
         Category.PVC_PENDING,
         0.93 if pvc is not None else 0.85,
@@ -943,6 +946,9 @@ def pvc_pending(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
                 "class (the storageClassName of a PVC is immutable: delete and recreate the "
                 "PVC, or fix the StatefulSet's volumeClaimTemplates)."
                 if sc_missing
+                else f"Scale the CSI driver's controller back up ({scaled}) and exempt it "
+                "from whatever scaled it down; the claim is then provisioned and bound."
+                if scaled
                 else "Check the CSI provisioner's logs and the claim's events."
             ),
         ],

@@ -1355,6 +1355,100 @@ def _listens_on_loopback(
     )
 
 
+#: A port name meant to stay local: an admin, debug or metrics interface.
+_LOCAL_PORT_NAME = re.compile(r"admin|debug|mgmt|manage|metrics|stats|pprof", re.I)
+
+
+def _probe_on_local_port(
+    ctx: Context,
+    ev: EvidenceIndex,
+    pod: PodSnapshot,
+    c: ContainerSnapshot,
+    kind: str,
+    unhealthy: list[EventSnapshot],
+    bound: tuple[str, str | None],
+    detail: str,
+) -> Finding | None:
+    """The probe dials a port the program binds to the loopback address on purpose (Envoy's
+    admin interface on 127.0.0.1:9901), while it serves its traffic on the pod IP on another
+    port it declares: the program is healthy, the probe points at a local-only interface. Told
+    apart from a server bound wholly to loopback by that other port, and by a sibling pod of
+    the same workload that probes differently (the probe changed) or a port named for a local
+    interface (admin, debug, metrics)."""
+    m = _PROBED_PORT.search(detail)
+    if m is None:
+        return None
+    port = int(m.group(1))
+    serving = {n: p for n, p in c.ports.items() if p != port}
+    if not serving or port not in c.ports.values():
+        return None
+    probe = {"Liveness": c.liveness_probe, "Readiness": c.readiness_probe}.get(
+        kind, c.startup_probe
+    ) or ""
+    name = next((n for n, p in c.ports.items() if p == port), "")
+    sibling = next(
+        (
+            (other, oc)
+            for other in ctx.pods
+            if other.name != pod.name and other.owner_name == pod.owner_name and other.owner_name
+            for oc in other.containers
+            if oc.name == c.name
+            and oc.ready
+            and (
+                {"Liveness": oc.liveness_probe, "Readiness": oc.readiness_probe}.get(
+                    kind, oc.startup_probe
+                )
+                or ""
+            )
+            not in ("", probe)
+        ),
+        None,
+    )
+    if sibling is None and not _LOCAL_PORT_NAME.search(name):
+        return None
+    said, cited = bound
+    ports = ", ".join(f"{n}={p}" for n, p in serving.items())
+    before = ""
+    if sibling is not None:
+        other, oc = sibling
+        old = {"Liveness": oc.liveness_probe, "Readiness": oc.readiness_probe}.get(
+            kind, oc.startup_probe
+        )
+        before = f"; pod {other.name} of the same workload, still ready, probes '{old}'"
+    return Finding(
+        Category.FAILING_PROBE,
+        0.87,
+        summary=(
+            f"The {kind.lower()} probe of {c.name} in {pod.name} dials port {port}"
+            + (f" ({name})" if name else "")
+            + ", which the program serves on the loopback address only."
+        ),
+        root_cause=(
+            f"The {kind.lower()} probe ({probe}) of container {c.name} of pod {pod.name} dials "
+            f"port {port}" + (f" ({name})" if name else "") + ", an interface the program "
+            f"binds to the loopback address ({said}); the kubelet dials the pod IP and is "
+            f"refused ({quote_line(unhealthy[0].message, 140)}), while the program serves its "
+            f"traffic on {ports}" + before + ". The probe points at a local-only port."
+        ),
+        evidence=ev.cite(*[ev.event(e) for e in unhealthy[:2]], cited, *pod_cites(ev, pod, c)),
+        impact=(
+            f"{workload_state(ctx)}; "
+            + (
+                "healthy pods stay unready and get no traffic, and the rollout halts."
+                if kind == "Readiness"
+                else "the kubelet restarts healthy containers."
+            )
+        ),
+        immediate_actions=[
+            f"Point the {kind.lower()} probe of {c.name} at the serving port ({ports}) or a "
+            "health endpoint on it, and roll out; binding the admin interface to all "
+            "addresses instead would expose it.",
+        ],
+        recommendations=["Probe the port that serves traffic; keep admin interfaces local."],
+        commands=[*pod_commands(ctx, pod, c), kc.events_for(pod.namespace, pod.name)],
+    )
+
+
 def _probe_port_undeclared(c: ContainerSnapshot, detail: str) -> int | None:
     """The port a refused probe dials when the running container declares ports and not that
     one: nothing listens there (the program moved or dropped the listener, the probe kept the
@@ -1554,7 +1648,9 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Fi
     if pod is not None and c is not None:
         bound = _loopback_only(ctx, ev, pod, c, detail or first.message)
         if bound is not None:
-            return _listens_on_loopback(ctx, ev, pod, c, kind, unhealthy, bound)
+            return _probe_on_local_port(
+                ctx, ev, pod, c, kind, unhealthy, bound, detail or first.message
+            ) or _listens_on_loopback(ctx, ev, pod, c, kind, unhealthy, bound)
     if pod is not None and c is not None:
         undeclared = _probe_port_undeclared(c, detail or first.message)
         if undeclared is not None:
@@ -2289,6 +2385,84 @@ def _config_value_crash(
     return None
 
 
+#: A quoted word an error names, long enough to tie to one setting (``"pg_cron"``).
+_NAMED_VALUE = re.compile(r"""["'“]([\w.+-]{4,64})["'”]""")
+#: Words too common to tie an error to a config line.
+_COMMON_VALUES = frozenset({"true", "false", "none", "null", "main", "default", "localhost"})
+
+
+def _config_file_value_crash(
+    ctx: Context, ev: EvidenceIndex, pod: PodSnapshot, c: ContainerSnapshot
+) -> Finding | None:
+    """The program dies at start on an error that quotes a value which a setting line of a
+    config file it mounts from a ConfigMap holds: PostgreSQL's ``FATAL: could not access file
+    "pg_cron"`` with ``shared_preload_libraries = 'pg_stat_statements,pg_cron'`` in the
+    mounted postgresql.conf (the image lacks the library the config loads). The setting is the
+    cause; a value the program used to connect, and failed, names a dependency instead."""
+    files = {
+        name: ctx.mounted_config[name]
+        for volume in c.mounts.values()
+        if (src := pod.volume_sources.get(volume, "")).startswith("ConfigMap ")
+        and (name := src.partition(" ")[2]) in ctx.mounted_config
+    }
+    if not files:
+        return None
+    hits = [
+        h
+        for h in grep(ctx, ev, _NAMED_VALUE, pods=[pod.name])
+        if h.log.container == c.name and is_error_line(h.line) and not logged_as_info(h.line)
+    ]
+    for h in hits:
+        if _CONNECTION_FAILED.search(h.line) or NAME_RESOLUTION_FAILURE.search(h.line):
+            continue
+        for value in _NAMED_VALUE.findall(h.line):
+            if value.lower() in _COMMON_VALUES or value.isdigit():
+                continue
+            setting = re.compile(
+                rf"^\s*[\w.\-]+\s*[=:]\s*\S.*(?<![\w-]){re.escape(value)}(?![\w-])", re.M
+            )
+            for name, data in files.items():
+                for key, text in sorted(data.items()):
+                    m = setting.search(text)
+                    if m is None:
+                        continue
+                    line_no = text.count("\n", 0, m.start()) + 1
+                    line = m.group(0).strip()
+                    return Finding(
+                        Category.BAD_CONFIG,
+                        0.85,
+                        summary=(
+                            f"{c.name} in {pod.name} cannot start with {value!r}, which its "
+                            f"config file {key} (ConfigMap {name}) sets."
+                        ),
+                        root_cause=(
+                            f"Container {c.name} of pod {pod.name} exits at start on "
+                            f"{value!r}: {quote_line(h.line, 200)}. The value comes from its "
+                            f"config file {key}, mounted from ConfigMap {name}, line {line_no}: "
+                            f"{quote_line(line, 160)}; the program cannot use what that "
+                            "setting names (a library, plugin or file the image lacks, or a "
+                            "misspelt value)."
+                        ),
+                        evidence=ev.cite(*cite_hits([h]), *pod_cites(ev, pod, c)),
+                        impact=(
+                            f"{workload_state(ctx)}; every start fails the same way until the "
+                            "setting is fixed."
+                        ),
+                        immediate_actions=[
+                            f"Remove or correct {value!r} in {key} of ConfigMap {name} (or use "
+                            "an image that provides it) and restart the pods.",
+                        ],
+                        recommendations=[
+                            "Start the image with the rendered config in CI before it ships.",
+                        ],
+                        commands=[
+                            f"kubectl -n {pod.namespace} get configmap {name} -o yaml",
+                            *pod_commands(ctx, pod, c),
+                        ],
+                    )
+    return None
+
+
 #: The scheme at the start of a URL-valued setting: ``postgres`` in ``postgres://u@db/x``.
 _URL_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]{1,20})://", re.I)
 
@@ -2353,9 +2527,17 @@ def bad_config(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | No
     if refused is not None:
         return refused
     code = exit_code(c)
-    hits = grep(ctx, ev, BAD_CONFIG_WORDING, pods=[pod.name])
+    # What the crashed container says: a sidecar's own config complaint (an exporter missing
+    # its optional file) is not why this one exits.
+    hits = [
+        h for h in grep(ctx, ev, BAD_CONFIG_WORDING, pods=[pod.name]) if h.log.container == c.name
+    ]
     if not hits:
-        return _configured_target_missing(ctx, ev, pod) or _config_value_crash(ctx, ev, pod, c)
+        return (
+            _configured_target_missing(ctx, ev, pod)
+            or _config_value_crash(ctx, ev, pod, c)
+            or _config_file_value_crash(ctx, ev, pod, c)
+        )
     score = 0.86 if code in _CONFIG_EXIT_CODES else 0.7
     hit = hits[0]
     said = hit.line

@@ -26,6 +26,10 @@ def missing_id(name: str) -> str:
 MAX_VALUE_CHARS = 256
 """Longer ConfigMap values (whole files) are never resolved as env vars: they are files."""
 
+MAX_FILE_CHARS = 16_000
+"""Of a file a ConfigMap volume mounts, what is kept: config files are small, and a setting a
+program names when it dies at start sits in the first few hundred lines."""
+
 
 async def read(scope: Scope) -> None:
     ns = scope.namespace
@@ -41,6 +45,14 @@ async def read(scope: Scope) -> None:
                 data[name] = {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
                 keys[name] = set(data[name]) | {str(k) for k in obj.get("binaryData") or {}}
     resolve_env(scope.ctx, ns or "", data)
+    mounted = {
+        src.partition(" ")[2]
+        for p in scope.ctx.pods
+        for src in p.volume_sources.values()
+        if src.startswith("ConfigMap ")
+    }
+    for name in sorted(mounted & set(data)):
+        scope.ctx.mounted_config[name] = {k: v[:MAX_FILE_CHARS] for k, v in data[name].items()}
     for pod in scope.ctx.pods:
         for c in pod.containers:
             for key, name in c.config_sub_paths.items():

@@ -129,7 +129,46 @@ async def provisioner_pods(scope: Scope, provisioner: str) -> list[str]:
                 if not c.init and (not c.ready or c.restart_count)
             ]
             out.append(f"{snap.name}: " + ("; ".join(bad[:2]) if bad else "running"))
+        if not out:
+            out = await _provisioner_workloads(scope, wanted)
     return out[:3]
+
+
+#: Annotations a scaler leaves on the workload it scaled down, naming itself.
+SCALED_BY = (
+    ("downscaler/original-replicas", "kube-downscaler"),
+    ("keda.sh/paused-replicas", "KEDA"),
+)
+
+
+async def _provisioner_workloads(scope: Scope, wanted: set[str]) -> list[str]:
+    """With no controller pod at all, the Deployment or StatefulSet of kube-system whose pod
+    template runs the csi-provisioner sidecar: scaled to 0 (by hand or by a downscaler, whose
+    annotation says so) nothing provisions."""
+    out: list[str] = []
+    for kind in ("Deployment", "StatefulSet"):
+        for obj in (await scope.reader.list(kind, CSI_NAMESPACE))[:_SCANNED_PODS]:
+            spec = obj.get("spec") or {}
+            template = (spec.get("template") or {}).get("spec") or {}
+            containers = template.get("containers") or []
+            if not any(c.get("name") == CSI_PROVISIONER_SIDECAR for c in containers):
+                continue
+            names = " ".join([name_of(obj), *(str(c.get("image", "")) for c in containers)])
+            if wanted and not any(word in names for word in wanted):
+                continue
+            replicas = spec.get("replicas", 1)
+            ready = (obj.get("status") or {}).get("readyReplicas") or 0
+            notes = (obj.get("metadata") or {}).get("annotations") or {}
+            by = next(
+                (f" by {who} ({key}={notes[key]})" for key, who in SCALED_BY if key in notes), ""
+            )
+            state = (
+                f"{kind} scaled to 0 replicas{by}: no controller pod runs"
+                if replicas == 0
+                else f"{kind} with {ready}/{replicas} ready replicas and no pod"
+            )
+            out.append(f"{name_of(obj)}: {state}")
+    return out
 
 
 HOSTNAME = "kubernetes.io/hostname"
