@@ -3725,3 +3725,29 @@ def test_a_probe_on_a_port_bound_to_loopback_beside_a_serving_port_is_the_probe(
     envoy.ports = {"admin": 9901}
     check(ctx(pods=[pod(POD, envoy)], logs=logs, events=[event("Unhealthy", refused)]),
           Category.BAD_CONFIG)  # fmt: skip
+
+
+def test_an_exception_logged_at_info_level_was_handled_and_is_no_crash() -> None:
+    logs = ("[2026-12-09 16:27:16,081: INFO/ForkPoolWorker-4] Task fetch[5a5f] retry: Retry in "
+            "30s: HTTPError('503 Server Error: Service Unavailable')\n")  # fmt: skip
+    d = diagnose(ctx(pods=[pod(POD, container())], logs=[log(logs)]))
+    assert d.category is not Category.APP_CRASH_EXCEPTION and "HTTPError" not in d.root_cause[:200]
+    crash = logs.replace("INFO", "ERROR")
+    check(ctx(pods=[pod(POD, container())], logs=[log(crash)]), Category.APP_CRASH_EXCEPTION)
+
+
+def test_an_expired_certificate_of_a_server_named_by_its_service_dns_name() -> None:
+    from oncallm.models.evidence import TLSPeerSnapshot
+
+    brokers = [
+        TLSPeerSnapshot(destination=f"{name}.events", service=name, namespace="events",
+                        pods=["kafka-0"], secrets=["kafka-broker-tls"])
+        for name in ("kafka-bootstrap", "kafka-headless")
+    ]  # fmt: skip
+    line = ("[sarama] Failed to connect to broker kafka-bootstrap.events.svc:9094: tls: failed to "
+            "verify certificate: x509: certificate has expired or is not yet valid\n")  # fmt: skip
+    c = ctx(pods=[pod(POD, container(state="running", ready=True))],
+            logs=[log(line, previous=False)], tls_peers=brokers)  # fmt: skip
+    d = check(c, Category.CERT_EXPIRED)
+    assert "kafka-bootstrap.events.svc:9094" in d.root_cause
+    assert any("kafka-broker-tls" in a for a in d.immediate_actions)

@@ -2316,3 +2316,74 @@ async def test_a_secret_issued_in_another_namespace_names_the_mirror_that_skips_
     mount["metadata"]["namespace"] = "shop-eu"
     ctx = await gathered(alert(namespace="shop-eu", pod="docs-1"), [cert, web, mount])
     assert "shop-eu is listed, yet no copy exists" in diagnose(ctx).root_cause
+
+
+async def test_a_statefulset_held_at_its_partition_says_what_the_update_changes() -> None:
+    def revision(name: str, number: int, image: str) -> dict[str, Any]:
+        return {"kind": "ControllerRevision",
+                "metadata": {"name": name, "namespace": "shop", "labels": {"app": "kafka"},
+                             "ownerReferences": [{"kind": "StatefulSet", "name": "kafka",
+                                                  "controller": True}]},
+                "revision": number,
+                "data": {"spec": {"template": {"$patch": "replace", "spec": {
+                    "containers": [{"name": "kafka", "image": image}]}}}}}  # fmt: skip
+
+    sts = {"kind": "StatefulSet", "metadata": {"name": "kafka", "namespace": "shop"},
+           "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "kafka"}},
+                    "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 3}},
+                    "template": {"spec": {"containers": [{"name": "kafka", "image": "kafka:3.8.1"}]}}},
+           "status": {"replicas": 3, "readyReplicas": 3, "currentReplicas": 3, "updatedReplicas": 0,
+                      "currentRevision": "kafka-old", "updateRevision": "kafka-new"}}  # fmt: skip
+    pods = [pod(f"kafka-{i}", owner=("StatefulSet", "kafka"), labels={"app": "kafka"})
+            for i in range(3)]  # fmt: skip
+    objects = [sts, *pods, revision("kafka-old", 1, "kafka:3.8.0"),
+               revision("kafka-new", 2, "kafka:3.8.1")]  # fmt: skip
+    a = alert(alertname="KubeStatefulSetUpdateNotRolledOut", namespace="shop", statefulset="kafka")
+    ctx = await gathered(a, objects)
+    assert ctx.workload is not None
+    assert [r.name for r in ctx.workload.revisions] == ["kafka-new", "kafka-old"]
+    d = diagnose(ctx)
+    assert d.category is Category.ROLLOUT_STUCK
+    assert "kafka:3.8.0 -> kafka:3.8.1" in d.root_cause
+
+
+async def test_a_link_local_nameserver_reads_the_node_local_dns_daemonset() -> None:
+    web = pod("web-1", containers=[{"name": "web", "image": "web:1"}], dnsPolicy="None",
+              dnsConfig={"nameservers": ["169.254.20.10"]})  # fmt: skip
+    web["status"]["containerStatuses"][0] |= {"restartCount": 3, "ready": False}
+    cache = {"kind": "DaemonSet",
+             "metadata": {"name": "node-local-dns", "namespace": "kube-system",
+                          "labels": {"k8s-app": "node-local-dns"}},
+             "spec": {"template": {"spec": {"nodeSelector": {"pool": "old"}}}},
+             "status": {"desiredNumberScheduled": 0, "numberReady": 0}}  # fmt: skip
+    logs = {"shop__web-1__web": "ERROR lookup fraud.risk.svc.cluster.local on 169.254.20.10:53: "
+            "read udp 10.0.0.4:41022->169.254.20.10:53: i/o timeout\n"}  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", pod="web-1"), [node_obj(), web, cache], **logs)
+    assert ctx.dns is not None and ctx.dns.node_local is not None
+    assert (
+        "schedules 0 pods" in ctx.dns.node_local and "none on node worker-1" in ctx.dns.node_local
+    )
+    d = diagnose(ctx)
+    assert d.category is Category.DNS_FAILURE and "node-local-dns" in d.root_cause
+    assert "dns/node-local" in d.evidence
+
+
+async def test_a_dotnet_not_time_valid_follows_the_connection_strings_tls_server() -> None:
+    app = pod("orders-1", containers=[{"name": "orders", "image": "orders:1", "env": [
+        {"name": "ConnectionStrings__Db",
+         "value": "Host=pg.data.svc.cluster.local;Port=5432;SSL Mode=VerifyFull"}]}])  # fmt: skip
+    app["status"]["containerStatuses"][0] |= {"restartCount": 2, "ready": False}
+    pg = pod("pg-0", ns="data", labels={"app": "pg"},
+             volumes=[{"name": "tls", "secret": {"secretName": "pg-server-tls"}}])  # fmt: skip
+    svc = {"kind": "Service", "metadata": {"name": "pg", "namespace": "data"},
+           "spec": {"selector": {"app": "pg"}}}  # fmt: skip
+    logs = {"shop__orders-1__orders": "Npgsql.NpgsqlException: Failed to connect to 10.1.2.3:5432 "
+            "---> System.Security.Authentication.AuthenticationException: The remote certificate "
+            "is invalid because of errors in the certificate chain: NotTimeValid\n"}  # fmt: skip
+    ctx = await gathered(
+        alert(namespace="shop", pod="orders-1"), [node_obj(), app, pg, svc], **logs
+    )
+    assert [p.destination for p in ctx.tls_peers] == ["pg.data"]
+    d = diagnose(ctx)
+    assert d.category is Category.CERT_EXPIRED
+    assert any("pg-server-tls" in a for a in d.immediate_actions)

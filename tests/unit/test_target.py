@@ -881,6 +881,17 @@ def test_other_alerts(labels: dict[str, str], expected: str, container: str | No
         # a known rule whose labels lack its object falls back to the general rule
         ({"alertname": "KubeQuotaExceeded", "namespace": "team-a"}, "namespace/team-a/team-a"),
         ({"alertname": "Watchdog"}, "cluster/cluster"),
+        # Sloth's burn-rate alerts name the service their SLO is of
+        (
+            {
+                "alertname": "CheckoutErrorBudgetBurn",
+                "namespace": "shop",
+                "sloth_service": "checkout",
+                "sloth_slo": "availability",
+                "sloth_id": "checkout-av",
+            },
+            "service/shop/checkout",
+        ),
     ],
 )
 def test_resolve_target(labels: dict[str, str], expected: str) -> None:

@@ -55,7 +55,7 @@ from oncallm.gathering.sources.workload import (
     workload_abnormal,
     workload_id,
 )
-from oncallm.models.analysis import EvidenceRef, EvidenceSource
+from oncallm.models.analysis import INFO_LEVEL, EvidenceRef, EvidenceSource, logged_as_info
 from oncallm.models.evidence import Context, EventSnapshot, LogSnapshot
 from oncallm.models.quantity import parse_quantity
 
@@ -146,27 +146,6 @@ _STRONG_FAILURE = re.compile(
 )
 """Wording that makes a line a failure even when it names something deprecated: ``Error:
 unknown flag: --deprecated-kubelet-completely-insecure`` is the program refusing its flag."""
-
-
-#: A line the program itself logged at info level: logfmt ``level=info``, JSON ``"level":
-#: "info"`` (ECS ``"log.level"``), ``INFO`` between a timestamp and a logger, ``[INFO]``, and
-#: klog's ``I1202`` prefix.
-INFO_LEVEL = re.compile(
-    r"""
-    \blevel=["']?info\b
-    | "(?:log\.)?level"\s*:\s*"info"
-    | ^\S*\s?\S*\s+INFO\b
-    | \[INFO\]
-    | ^I\d{4}\s
-    """,
-    re.IGNORECASE | re.VERBOSE,
-)
-
-
-def logged_as_info(line: str) -> bool:
-    """The program logged the line at info level: what it says is missing, it copes with
-    (it says what it does instead and goes on), so the line is not why it fails."""
-    return bool(INFO_LEVEL.search(line.strip()))
 
 
 def is_noise_line(line: str) -> bool:

@@ -31,7 +31,8 @@ Resolution, in order:
    else the ``pod`` (with its ``container``) unless it is the exporter's own pod and an object
    label is present; else the first object label (:data:`_OBJECT_LABELS`); else a control-plane
    component named by ``job``; else a ``service`` that is not an exporter's; else the
-   Namespace; else the Cluster.
+   service an SLO generator's label names (Sloth's ``sloth_service``); else the Namespace;
+   else the Cluster.
 
 Node exporters without kube-prometheus-stack's relabelling, and kubelets, name the node as
 ``IP:port`` in ``instance``; :func:`refine_target` maps such an address to the Node's name with
@@ -447,6 +448,11 @@ _BY_ALERT: dict[str, Resolver] = {
 # -- any other alert -----------------------------------------------------------------------------
 
 
+#: Labels an SLO generator puts on its burn-rate alerts to name the service the SLO is of:
+#: Sloth's ``sloth_service`` (its ``sloth_id`` and ``sloth_slo`` name the SLO itself).
+_SLO_SERVICE_LABELS = ("sloth_service",)
+
+
 def _from_labels(labels: Labels) -> TargetRef:
     """The general rule for an alert whose rule is not known (step 2 of the module's order)."""
     namespace = _own(labels, "namespace")
@@ -476,6 +482,9 @@ def _from_labels(labels: Labels) -> TargetRef:
     service = _own(labels, "service")
     if service and namespace and not _names_any(service, _EXPORTER_SERVICES):
         return TargetRef(kind="Service", namespace=namespace, name=service)
+    slo_service = next((v for key in _SLO_SERVICE_LABELS if (v := _own(labels, key))), None)
+    if slo_service and namespace:
+        return TargetRef(kind="Service", namespace=namespace, name=slo_service)
     if namespace:
         return TargetRef(kind="Namespace", name=namespace, namespace=namespace)
     return TargetRef(kind="Cluster", name="cluster")

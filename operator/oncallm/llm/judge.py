@@ -53,6 +53,7 @@ from oncallm.models.analysis import (
     Diagnosis,
     EvidenceRef,
     EvidenceSource,
+    logged_as_info,
     parse_rfc3339,
 )
 
@@ -76,6 +77,8 @@ class Need:
     def found_in(self, item: EvidenceRef) -> bool:
         if self.sources and item.source not in self.sources:
             return False
+        if item.source is EvidenceSource.LOG and logged_as_info(item.excerpt):
+            return False  # what a program logs at info level it handled: it proves no failure
         text = f"{item.id} {item.excerpt}"
         if self.unless is not None and self.unless.search(text):
             return False

@@ -6,6 +6,7 @@ The CRD in ``crds/alertanalyses.yaml`` and these models are held together by
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
@@ -350,3 +351,25 @@ the alert started, is healthy now: that old termination does not explain the ale
 restarts look back 10 to 15 minutes and wait 15 (kube-prometheus' KubePodCrashLooping), so a
 termination that explains the alert ends well inside the hour. The rules and the model's
 judge (``llm/judge.py``) both hold to it."""
+
+
+#: A line the program itself logged at info level: logfmt ``level=info``, JSON ``"level":
+#: "info"`` (ECS ``"log.level"``), ``INFO`` between a timestamp and a logger, ``[INFO]``, and
+#: klog's ``I1202`` prefix.
+INFO_LEVEL = re.compile(
+    r"""
+    \blevel=["']?info\b
+    | "(?:log\.)?level"\s*:\s*"info"
+    | ^\S*\s?\S*\s+INFO\b
+    | \[INFO\]
+    | ^I\d{4}\s
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+def logged_as_info(line: str) -> bool:
+    """The program logged the line at info level: what it says is missing, it copes with
+    (it says what it does instead and goes on), so the line is not why it fails. The rules and
+    the model's judge (``llm/judge.py``) both hold to it."""
+    return bool(INFO_LEVEL.search(line.strip()))

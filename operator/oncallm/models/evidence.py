@@ -626,6 +626,9 @@ class DNSSnapshot(Snapshot):
     #: the failing name is a pod's under an existing headless Service (``ns/zookeeper-1``)
     #: and that pod does not exist: the name cannot resolve, with DNS working
     absent_pod: str | None = None
+    #: the pods send lookups to a link-local address (NodeLocal DNSCache's 169.254.20.10):
+    #: how the node-local-dns DaemonSet that should answer there runs (None: not read)
+    node_local: str | None = None
 
 
 class GateSnapshot(Snapshot):

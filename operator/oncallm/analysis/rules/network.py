@@ -48,6 +48,7 @@ from oncallm.gathering.sources.dns import (
     coredns_pod_id,
     corefile_id,
     dns_name_id,
+    dns_node_local_id,
     loop_id,
     upstream_id,
 )
@@ -580,11 +581,16 @@ def _own_nameservers(ctx: Context, pod: PodSnapshot | None) -> str:
     cluster = ctx.dns.service.cluster_ip if ctx.dns and ctx.dns.service else None
     servers = [n for n in pod.nameservers if n != cluster]
     if pod.dns_policy == "None" and servers:
+        local = ctx.dns.node_local if ctx.dns else None
         return (
             f"pod {pod.name} resolves through its own dnsConfig (dnsPolicy None, nameserver "
             f"{', '.join(servers)})"
             + (f", not the cluster DNS at {cluster}" if cluster else "")
-            + ", and that server does not answer cluster names"
+            + (
+                f"; that link-local address is NodeLocal DNSCache's, and {local}"
+                if local
+                else ", and that server does not answer cluster names"
+            )
         )
     if pod.dns_policy == "Default":
         return (
@@ -896,6 +902,7 @@ def dns_failure(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding | N
             *cite_hits(hits),
             *[eid for link in because for eid in link.evidence],
             *(pod_cites(ev, pod, c) if pod else []),
+            dns_node_local_id() if own and ctx.dns and ctx.dns.node_local else None,
         ),
         because=because,
         impact=f"{workload_state(ctx)}; every call to {host} fails before it is sent.",
@@ -1315,19 +1322,25 @@ def network_policy_block(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fi
 _CERT_EXPIRED = re.compile(
     r"certificate has expired|certificate expired|certificate_expired|CERT_HAS_EXPIRED"
     r"|CertificateExpiredException|invalid peer certificate: Expired"  # Java, rustls
-    r"|certificate is not yet valid|expired certificate|NotAfter: ",
+    r"|certificate is not yet valid|expired certificate|NotAfter: "
+    # .NET's chain status for a certificate outside its validity period
+    r"|certificate chain: NotTimeValid|\bNotTimeValid\b",
     re.IGNORECASE,
 )
 _CERT_OTHER = re.compile(
     r"x509: certificate signed by unknown authority|x509: certificate is valid for"
     r"|certificate verify failed|unable to get local issuer certificate|self[- ]signed certificate"
-    r"|tls: bad certificate|SSLHandshakeException|PKIX path building failed",
+    r"|tls: bad certificate|SSLHandshakeException|PKIX path building failed"
+    r"|The remote certificate is invalid",  # .NET (UntrustedRoot, a name mismatch)
     re.IGNORECASE,
 )
 _AFTER = re.compile(r"current time (\S+) is after (\S+?)(?:[,;)\s\"']|$)|NotAfter: (\S+)")
 _PEER = re.compile(
     r"(?:Get|Post|Put|Delete|Patch|Head) \"?https://([\w.-]+(?::\d+)?)"
     r"|dial tcp ([\w.-]+:\d+)|https://([\w.-]+(?::\d+)?)|host[=:] ?'?([\w.-]+)"
+    # any client naming the in-cluster server it dials (Sarama's "Failed to connect to broker
+    # events-kafka-bootstrap.events.svc:9094")
+    r"|\b([\w-]+\.[\w-]+\.svc(?:\.cluster\.local)?(?::\d+)?)"
 )
 CERT_ALERTS = (
     "CertManagerCertExpirySoon",

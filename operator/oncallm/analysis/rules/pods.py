@@ -2862,7 +2862,11 @@ def app_crash_exception(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Fin
     hits = [
         h
         for h in hits
-        if h.log.container == c.name and (is_error_line(h.line) or _EXCEPTION_LINE.search(h.line))
+        if h.log.container == c.name
+        and (is_error_line(h.line) or _EXCEPTION_LINE.search(h.line))
+        # an exception the program logs at info level it handled (Celery's "retry: Retry in
+        # 30s: HTTPError(...)"): it went on, so it is not what ended it
+        and not logged_as_info(h.line)
     ]
     if not hits:
         if code in (None, 0) or not (c.restart_count or c.state == "terminated"):

@@ -601,6 +601,14 @@ def partition_held(
         return None
     cause = proven(causes, settings)
     held = [f"{w.name}-{i}" for i in range(min(w.partition, w.desired or w.partition))]
+    pending = next((r for r in w.revisions if r.name == w.update_revision), None)
+    waits = (
+        f" The update they wait for: {'; '.join(pending.changes[:3])}."
+        if pending is not None and pending.changes
+        else f" The update they wait for runs {', '.join(pending.images.values())}."
+        if pending is not None and pending.images
+        else ""
+    )
     return Finding(
         Category.ROLLOUT_STUCK,
         0.9,
@@ -613,7 +621,7 @@ def partition_held(
             f"{w.partition}, so only ordinals >= {w.partition} move to revision "
             f"{w.update_revision}; {', '.join(held[:4])} stay on {w.current_revision} "
             f"({w.updated or 0}/{w.desired} updated). A partition left from a canary holds the "
-            "rollout."
+            "rollout." + waits
         ),
         evidence=ev.cite(workload_id(w.kind, w.name), ALERT_ID),
         impact=f"{workload_state(ctx)}; the StatefulSet runs two revisions side by side.",

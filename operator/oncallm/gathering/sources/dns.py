@@ -99,6 +99,11 @@ def dns_name_id() -> str:
     return "dns/name"
 
 
+def dns_node_local_id() -> str:
+    """``dns/node-local``: the NodeLocal DNSCache DaemonSet behind a link-local nameserver."""
+    return "dns/node-local"
+
+
 def dns_service_id() -> str:
     """``dns/service``: the kube-dns Service and its endpoints."""
     return "dns/service"
@@ -152,6 +157,49 @@ async def read(scope: Scope) -> None:
             dns.service = service_snapshot(svc, endpoints, dns.pods, "dependency")
     examine(dns)
     await _named_service(scope, dns)
+    await _node_local(scope, dns)
+
+
+#: NodeLocal DNSCache: the DaemonSet that answers on a link-local address on every node.
+NODE_LOCAL_LABEL = "k8s-app=node-local-dns"
+
+
+async def _node_local(scope: Scope, dns: DNSSnapshot) -> None:
+    """When a pod's own nameserver is a link-local address (169.254.0.0/16, NodeLocal
+    DNSCache's 169.254.20.10 by default), what answers there is the node-local-dns DaemonSet
+    on its node: whether it runs at all, and where."""
+    nodes = {
+        p.node_name
+        for p in scope.ctx.pods
+        if p.node_name and any(n.startswith("169.254.") for n in p.nameservers)
+    }
+    if not nodes:
+        return
+    async with scope.guard("node-local-dns daemonset"):
+        found = await scope.reader.list("DaemonSet", NAMESPACE, label_selector=NODE_LOCAL_LABEL)
+        if not found:
+            one = await scope.get("DaemonSet", NAMESPACE, "node-local-dns")
+            found = [one] if one is not None else []
+        if not found:
+            dns.node_local = (
+                f"no node-local-dns DaemonSet exists in {NAMESPACE}: nothing answers on the "
+                "link-local address"
+            )
+            return
+        ds = found[0]
+        status = ds.get("status") or {}
+        spec = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
+        selector = ", ".join(f"{k}={v}" for k, v in (spec.get("nodeSelector") or {}).items())
+        desired = int(status.get("desiredNumberScheduled") or 0)
+        ready = int(status.get("numberReady") or 0)
+        pods = await scope.reader.list("Pod", NAMESPACE, label_selector=NODE_LOCAL_LABEL)
+        on = {str((p.get("spec") or {}).get("nodeName") or "") for p in pods}
+        missing = sorted(nodes - on)
+        dns.node_local = (
+            f"DaemonSet {NAMESPACE}/{name_of(ds)} schedules {desired} pods ({ready} ready)"
+            + (f" with nodeSelector {selector}" if selector else "")
+            + (f", none on node {', '.join(missing[:2])}" if missing else "")
+        )
 
 
 #: Services named as near matches of a name that does not resolve, at most.
@@ -317,6 +365,14 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
             f"the name asks for pod {member} under an existing headless Service of {ns}, and "
             f"no pod {member} exists: its record exists only while the pod does",
         )
+    if dns.node_local is not None:
+        out.add(
+            Tier.OBJECT_BAD,
+            dns_node_local_id(),
+            EvidenceSource.WORKLOAD,
+            f"daemonset/{NAMESPACE}/node-local-dns",
+            f"the pods' link-local nameserver is answered by NodeLocal DNSCache: {dns.node_local}",
+        )
     if dns.service is not None:
         svc = dns.service
         out.add(
@@ -350,5 +406,5 @@ SOURCE = Source(
     Stage.LEADS,
     read,
     evidence,
-    resources=("pods", "pods/log", "configmaps", "services", "endpoints"),
+    resources=("pods", "pods/log", "configmaps", "services", "endpoints", "daemonsets.apps"),
 )

@@ -34,7 +34,10 @@ MAX_PEERS = 2
 CERT_ERROR = re.compile(
     r"x509:|certificate has expired|certificate expired|invalid peer certificate"
     r"|CERT_HAS_EXPIRED|CertificateExpiredException|certificate verify failed"
-    r"|PKIX path|SSLHandshakeException|unknown authority",
+    r"|PKIX path|SSLHandshakeException|unknown authority"
+    # .NET's SslStream: "The remote certificate is invalid because of errors in the
+    # certificate chain: NotTimeValid" (or UntrustedRoot, RemoteCertificateNameMismatch)
+    r"|remote certificate is invalid|RemoteCertificate\w*Mismatch",
     re.IGNORECASE,
 )
 
@@ -47,7 +50,10 @@ def tls_peer_id(destination: str) -> str:
 #: A setting that dials a server over TLS: a TLS scheme, or a port TLS servers listen on.
 TLS_SETTING = re.compile(
     r"\b(?:https|amqps|rediss|wss|ldaps|grpcs|mqtts|ssl|tls)://"
-    r"|\.svc(?:\.cluster\.local)?:(?:443|636|5671|6380|8443|8883|9093|9443)\b",
+    r"|\.svc(?:\.cluster\.local)?:(?:443|636|5671|6380|8443|8883|9093|9443)\b"
+    # a connection string that turns TLS on: libpq's sslmode, Npgsql's SSL Mode, JDBC's
+    # ssl/useSSL, Redis/Mongo tls=true
+    r"|\bssl ?mode=(?:require|verify[-_ ]?(?:ca|full)|prefer)|\b(?:use)?ssl=true|\btls=true",
     re.IGNORECASE,
 )
 

@@ -226,6 +226,13 @@ async def _by_name(
         )
         owned = [r for r in all_rs if controller_of(r) == ("Deployment", name_of(obj))]
         revisions = replicaset_revisions(owned)
+    elif kind in ("StatefulSet", "DaemonSet"):
+        async with scope.guard(f"controllerrevisions of {kind} {name_of(obj)}"):
+            all_cr = await reader.list(
+                "ControllerRevision", namespace, label_selector=label_selector(match_labels(obj))
+            )
+            owned = [r for r in all_cr if controller_of(r) == (kind, name_of(obj))]
+            revisions = controller_revisions(owned)
     ctx.workload = workload_snapshot(obj, revisions)
     if kind == "CronJob":
         jobs = [
@@ -340,6 +347,37 @@ def replicaset_revisions(replicasets: list[Obj]) -> list[RevisionSnapshot]:
                 replicas=int(status.get("replicas", 0) or 0),
                 ready_replicas=int(status.get("readyReplicas", 0) or 0),
                 changes=revision_changes(previous, template),
+            )
+        )
+    return list(reversed(out))
+
+
+def controller_revisions(revisions: list[Obj]) -> list[RevisionSnapshot]:
+    """A StatefulSet's or DaemonSet's ControllerRevisions, newest first, each with what it
+    changed: their ``data`` holds the pod template the revision rolls out."""
+
+    def number(cr: Obj) -> int:
+        try:
+            return int(cr.get("revision") or 0)
+        except (TypeError, ValueError):
+            return 0
+
+    def template(cr: Obj) -> Obj:
+        tpl = dict(((cr.get("data") or {}).get("spec") or {}).get("template") or {})
+        tpl.pop("$patch", None)
+        return tpl
+
+    ordered = sorted(revisions, key=number)
+    out = []
+    for i, cr in enumerate(ordered):
+        tpl = template(cr)
+        out.append(
+            RevisionSnapshot(
+                name=name_of(cr),
+                revision=number(cr) or None,
+                images=_images(tpl),
+                created_at=meta(cr).get("creationTimestamp"),
+                changes=revision_changes(template(ordered[i - 1]) if i else None, tpl),
             )
         )
     return list(reversed(out))
