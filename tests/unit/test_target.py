@@ -962,3 +962,52 @@ async def test_refine_target_keeps_the_address_when_nodes_cannot_be_read() -> No
     reader = MemoryReader(NODES, forbidden={"Node"})
     target = TargetRef(kind="Node", name="10.0.1.12")
     assert await refine_target(target, reader) == target
+
+
+# -- refine_target: an application alert's label value names a workload -------------------------
+
+
+def _workload(kind: str, name: str, namespace: str = "billing") -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+    }
+
+
+WORKLOADS = [
+    _workload("Deployment", "invoice-consumer"),
+    _workload("Deployment", "tax-api"),
+    _workload("StatefulSet", "ledger-db"),
+    _workload("Deployment", "invoice-consumer", namespace="other"),
+]
+APP_ALERT = {"namespace": "billing", "severity": "warning", "team": "billing"}
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        ({"consumergroup": "invoice-consumer", "topic": "billing.invoices"}, "deployment/billing/invoice-consumer"),
+        ({"database": "ledger-db"}, "statefulset/billing/ledger-db"),
+        # two workloads named: ambiguous, the namespace stays
+        ({"consumergroup": "invoice-consumer", "upstream": "tax-api"}, "namespace/billing/billing"),
+        # routing and scrape labels never name the workload
+        ({"team": "tax-api", "job": "tax-api"}, "namespace/billing/billing"),
+        ({"queue": "nothing-of-that-name"}, "namespace/billing/billing"),
+    ],
+)  # fmt: skip
+async def test_refine_target_narrows_an_application_alert_to_the_workload_a_label_names(
+    labels: dict[str, str], expected: str
+) -> None:
+    alert = _alert(APP_ALERT | {"alertname": "ConsumerLagHigh"} | labels)
+    target = resolve_target(alert)
+    assert target.kind == "Namespace"
+    refined = await refine_target(target, MemoryReader(WORKLOADS), alert.labels)
+    assert refined.display == expected
+
+
+async def test_refine_target_keeps_the_namespace_when_workloads_cannot_be_listed() -> None:
+    alert = _alert(APP_ALERT | {"alertname": "ConsumerLagHigh", "app": "invoice-consumer"})
+    reader = MemoryReader(WORKLOADS, forbidden={"Deployment"})
+    refined = await refine_target(resolve_target(alert), reader, alert.labels)
+    assert refined.display == "namespace/billing/billing"

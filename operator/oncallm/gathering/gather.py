@@ -48,9 +48,10 @@ async def gather(
     settings = settings or GatherSettings()
     target = resolve_target(alert)
     try:
-        # A node given by IP (a node exporter's instance) becomes the Node that has it.
+        # A node given by IP (a node exporter's instance) becomes the Node that has it; an
+        # application alert's namespace, the workload a label value names.
         async with asyncio.timeout(settings.source_timeout):
-            target = await refine_target(target, reader)
+            target = await refine_target(target, reader, alert.labels)
     except TimeoutError:
         pass  # the address stays the name; the nodes source reports the node as missing
     scope = Scope(

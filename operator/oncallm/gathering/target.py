@@ -36,7 +36,8 @@ Resolution, in order:
 
 Node exporters without kube-prometheus-stack's relabelling, and kubelets, name the node as
 ``IP:port`` in ``instance``; :func:`refine_target` maps such an address to the Node's name with
-a read of the cluster.
+a read of the cluster. It also narrows a Namespace target to the one workload of the namespace
+that a label value of an application alert names (``consumergroup: invoice-consumer``).
 """
 
 from __future__ import annotations
@@ -514,15 +515,68 @@ def _is_ip(name: str) -> bool:
     return True
 
 
-async def refine_target(target: TargetRef, reader: KubeReader) -> TargetRef:
+#: Labels of an application alert that never name the workload it is about: the alert's own
+#: bookkeeping, routing and ownership, the scrape's, and the cluster's place.
+_NOT_WORKLOAD_LABELS = frozenset(
+    {
+        "alertname", "severity", "priority", "namespace", "prometheus", "team", "owner",
+        "squad", "receiver", "cluster", "env", "environment", "region", "zone", "tier",
+        "job", "instance", "endpoint", "service", "pod", "container", "node", "slo",
+        "sloth_id", "sloth_slo", "sloth_window", "le", "quantile", "code", "method", "status",
+    }
+)  # fmt: skip
+
+#: The workload kinds an application alert's label values are matched against.
+_WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+async def _named_workload(namespace: str, labels: Labels, reader: KubeReader) -> TargetRef | None:
+    """The one workload of ``namespace`` whose name an application alert's label value is.
+
+    An application's own alert often names no Kubernetes object, only its own terms
+    (``consumergroup: invoice-consumer``, ``app: checkout``, ``queue: ...``); where such a value
+    is exactly the name of one Deployment, StatefulSet or DaemonSet of the alert's namespace, the
+    alert is about that workload. Several different workloads named: ambiguous, None."""
+    values = {
+        v
+        for key, v in labels.items()
+        if key not in _NOT_WORKLOAD_LABELS
+        and not key.startswith("exported_")
+        and _DNS_NAME.match(v)
+    }
+    if not values:
+        return None
+    found: list[TargetRef] = []
+    for kind in _WORKLOAD_KINDS:
+        for item in await reader.list(kind, namespace):
+            name = str((item.get("metadata") or {}).get("name") or "")
+            if name in values:
+                found.append(TargetRef(kind=kind, namespace=namespace, name=name))
+    return found[0] if len(found) == 1 else None
+
+
+_DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+async def refine_target(
+    target: TargetRef, reader: KubeReader, labels: Labels | None = None
+) -> TargetRef:
     """``target`` with a Node given by IP address (a node exporter's ``instance`` without
-    kube-prometheus-stack's relabelling, a kubelet's) renamed to the Node that has the address.
+    kube-prometheus-stack's relabelling, a kubelet's) renamed to the Node that has the address,
+    and a Namespace target of an application alert narrowed to the one workload a label value
+    of ``labels`` names (:func:`_named_workload`; one LIST per workload kind).
 
     Only a Node whose name is an IP address costs reads: one GET (nodes may be named by their
     IP), then, if there is no such Node, one LIST of Nodes matched on ``status.addresses``. Any
     other target is returned as is. A read that fails (SourceError) or an address no Node has
     leaves the target unchanged; gathering then reports the node as missing.
     """
+    if target.kind == "Namespace" and labels:
+        try:
+            named = await _named_workload(target.name, labels, reader)
+        except SourceError:
+            return target
+        return named or target
     if target.kind != "Node" or not _is_ip(target.name):
         return target
     try:
