@@ -3172,6 +3172,36 @@ def test_a_readiness_probe_whose_command_the_image_lacks_is_a_proven_probe_fault
     assert "cannot run the probe's command" in d.root_cause
 
 
+def test_a_liveness_probe_that_kills_a_container_mid_start_says_where_the_start_was() -> None:
+    refused = (
+        'Liveness probe failed: Get "http://10.31.6.201:8081/health": dial tcp '
+        "10.31.6.201:8081: connect: connection refused"
+    )
+    api = container(
+        last_exit_code=143,
+        liveness_probe="http GET /health port 8081 delay=45s timeout=2s period=10s failureThreshold=3",
+    )
+    starting = [
+        "2025-05-14T09:40:10Z INFO Starting ledger-api 4.19.0",
+        "2025-05-14T09:40:18Z INFO HikariPool-1 - Start completed.",
+        "2025-05-14T09:40:19Z INFO Migrating schema ledger to version 142 - backfill currency",
+    ]
+    probe_events = [
+        event("Unhealthy", refused, count=24),
+        event("Killing", "Container api failed liveness probe, will be restarted", count=8),
+    ]
+    d = check(
+        ctx(pods=[pod(POD, api)], events=probe_events, logs=[log("\n".join(starting))]),
+        Category.FAILING_PROBE,
+    )
+    assert "still starting" in d.root_cause and "version 142" in d.root_cause
+    assert "75 s" in d.root_cause and "startupProbe" in d.immediate_actions[0]
+    # a previous instance that said it serves was not killed mid-start
+    served = [*starting, "2025-05-14T09:40:31Z INFO Started LedgerApi in 21.9 seconds"]
+    d = diagnose(ctx(pods=[pod(POD, api)], events=probe_events, logs=[log("\n".join(served))]))
+    assert d.category is Category.FAILING_PROBE and "still starting" not in d.root_cause
+
+
 def test_a_server_bound_to_loopback_refusing_its_probe_is_bad_config() -> None:
     refused = (
         'Readiness probe failed: Get "http://10.64.2.143:8000/healthz/": dial tcp '

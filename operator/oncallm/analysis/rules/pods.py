@@ -1522,6 +1522,66 @@ def _probes_undeclared_port(
     )
 
 
+#: A server saying it has started and serves: Spring Boot's ``Started X in 21.9 seconds``,
+#: Tomcat's and Jetty's ``started on port``, Quarkus' ``started in 12.3s. Listening on``, Node's,
+#: Go's and Python's ``listening on``/``serving on``/``Uvicorn running on``, Redis' and
+#: Postgres' ``ready to accept connections``, ASGI's ``Application startup complete``.
+_SERVING = re.compile(
+    r"""
+    \bStarted\s+\S+\s+in\s+[\d.]+\s*s | \bstarted\s+in\s+[\d.]+\s*s
+    | \bstarted\s+on\s+port | \blistening\s+(?:on|at)\b | \bserving\s+(?:on|at|http)
+    | \brunning\s+on\s+https?:// | ready\s+to\s+accept\s+connections
+    | application\s+startup\s+complete | \bserver\s+(?:is\s+)?(?:started|running|listening)
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+
+#: A probe's timing as the pods source writes it: ``delay=45s ... period=10s failureThreshold=3``.
+_PROBE_TIMING = re.compile(r"delay=(\d+)s\b.*?period=(\d+)s\b.*?failureThreshold=(\d+)")
+
+
+@dataclass(frozen=True)
+class _StillStarting:
+    """A container the kubelet killed before it served: the line it was on, and the time the
+    probe gave it (``budget`` seconds, None when the probe's timing is unknown)."""
+
+    log: LogSnapshot
+    lineno: int
+    budget: int | None
+
+
+def _killed_while_starting(
+    ctx: Context, pod: PodSnapshot, c: ContainerSnapshot, kind: str, detail: str
+) -> _StillStarting | None:
+    """The liveness or startup probe kills ``c`` before it has started serving.
+
+    Mechanism: the probe is refused (nothing listens on the probed port yet), the container
+    was killed for it (exit 137/143, or no termination read), and its previous instance's log
+    goes on with start-up steps (a schema migration, a cache warm-up, a cluster join) and never
+    says it serves (:data:`_SERVING`), its last line not an error. The program is not failing:
+    the probe's budget (initialDelaySeconds + periodSeconds * failureThreshold) is shorter than
+    its start, so every restart begins the start again."""
+    if kind == "Readiness" or "connection refused" not in detail.lower():
+        return None
+    if c.last_exit_code not in (None, 137, 143):
+        return None
+    log = log_of(ctx, pod.name, c.name, previous=True)
+    if log is None:
+        return None
+    numbered = [(i, ln) for i, ln in enumerate(log.lines, 1) if ln.strip()]
+    if len(numbered) < 2 or any(_SERVING.search(ln) for _, ln in numbered):
+        return None
+    lineno, last = numbered[-1]
+    if is_error_line(last):
+        return None
+    probe = (c.liveness_probe if kind == "Liveness" else c.startup_probe) or ""
+    timing = _PROBE_TIMING.search(probe)
+    budget = (
+        int(timing.group(1)) + int(timing.group(2)) * int(timing.group(3)) if timing else None
+    )
+    return _StillStarting(log, lineno, budget)
+
+
 def _starved_probe(
     ctx: Context,
     ev: EvidenceIndex,
@@ -1685,6 +1745,39 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Fi
     # a path, a start-up step) is why the unchanged probe no longer fits
     changed = _recent_change(ctx)
     newest = changed is not None and pod is not None and pod.owner_name == changed[0]
+    starting = (
+        _killed_while_starting(ctx, pod, c, kind, detail or first.message)
+        if pod is not None and c is not None and not cannot_run
+        else None
+    )
+    why = (
+        "the kubelet cannot run the probe's command: the container's image does not "
+        "have it (the image changed, the probe did not)"
+        if cannot_run
+        else "the application answers the probe too slowly or with an error"
+    )
+    actions = [
+        f"Call the probe endpoint yourself from inside the pod to see how long and what it "
+        f"answers; if the app is healthy but slow, raise timeoutSeconds/failureThreshold of "
+        f"the {kind.lower()} probe.",
+        "If the endpoint fails for real, read the application log around the failures.",
+    ]
+    if starting is not None and c is not None:
+        given = f" within the {starting.budget} s the probe gives it" if starting.budget else ""
+        why = (
+            "it kills the container while it is still starting: nothing listens on the "
+            "probed port yet, and its previous instance's log ends on a start-up step — "
+            f"{quote_line(starting.log.lines[starting.lineno - 1])} — without ever saying it "
+            f"serves; the start does not finish{given}, so every restart begins it again"
+            + ("" if c.startup_probe else " (the container has no startupProbe)")
+        )
+        actions = [
+            f"Give the start its time: add a startupProbe to container {c.name} (or raise the "
+            f"{kind.lower()} probe's initialDelaySeconds/failureThreshold) so that it covers "
+            "the slowest start; a long one-off step (a migration, a backfill) belongs in a Job "
+            "or an init container, not in the serving container's start.",
+            "Read the container's previous log to see how far each start gets before the kill.",
+        ]
     return Finding(
         Category.FAILING_PROBE,
         score,
@@ -1693,12 +1786,7 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Fi
             f"The {kind.lower()} probe"
             + (f" ({probe})" if probe else "")
             + f" of {where} keeps failing — {quote_line(detail or first.message)} — {effect}; "
-            + (
-                "the kubelet cannot run the probe's command: the container's image does not "
-                "have it (the image changed, the probe did not)"
-                if cannot_run
-                else "the application answers the probe too slowly or with an error"
-            )
+            + why
             + (
                 f"; the pod runs the new {changed[1]}: what it changed is the first suspect"
                 if newest and changed
@@ -1711,14 +1799,10 @@ def failing_probe(ctx: Context, ev: EvidenceIndex, settings: RuleSettings) -> Fi
             *[ev.event(e) for e in kills[:1]],
             *(pod_cites(ev, pod, c) if pod else []),
             revision_id(changed[0]) if newest and changed else None,
+            ev.line(starting.log, starting.lineno) if starting else None,
         ),
         impact=f"{workload_state(ctx)}; requests fail while pods restart or sit unready.",
-        immediate_actions=[
-            f"Call the probe endpoint yourself from inside the pod to see how long and what it "
-            f"answers; if the app is healthy but slow, raise timeoutSeconds/failureThreshold of "
-            f"the {kind.lower()} probe.",
-            "If the endpoint fails for real, read the application log around the failures.",
-        ],
+        immediate_actions=actions,
         recommendations=[
             "Keep liveness probes cheap and free of dependency checks; use a startupProbe for "
             "slow starts and readiness for dependencies.",
