@@ -1891,6 +1891,55 @@ TimeoutError: write to s3 timed out
     assert "activeDeadlineSeconds" in d.root_cause
 
 
+def test_job_pods_stopped_at_their_own_deadline_are_why_the_backoff_limit_was_reached() -> None:
+    """The pod template's activeDeadlineSeconds (not the Job's): the kubelet stops each pod
+    (status.reason DeadlineExceeded), so every attempt fails and backoffLimit ends the Job."""
+    attempts = [
+        pod(
+            f"catalog-reindex-29955000-{suffix}",
+            container(
+                name="reindex",
+                state="terminated",
+                reason="Error",
+                exit_code=143,
+                restart_count=0,
+                last_state=None,
+                last_exit_code=None,
+                message="",
+            ),
+            phase="Failed",
+            reason="DeadlineExceeded",
+            message="Pod was active on the node longer than the specified deadline",
+            active_deadline_seconds=1200,
+            owner_kind="Job",
+            owner_name="catalog-reindex-29955000",
+        )
+        for suffix in ("7xk2p", "dq4wz")
+    ]
+    logs = """
+2026-12-15T02:00:10Z INFO reindex: 2,310,412 docs to index
+2026-12-15T02:11:02Z WARNING reindex: bulk chunk 1184: 37 docs rejected with 429, retry 1/5
+2026-12-15T02:20:04Z INFO reindex: 1,462,500/2,310,412 docs (63.3%), eta 11m46s
+"""
+    c = ctx(
+        pods=attempts,
+        workload=WorkloadSnapshot(
+            kind="Job",
+            name="catalog-reindex-29955000",
+            namespace=NS,
+            backoff_limit=1,
+            failed=2,
+            conditions={
+                "Failed": ("True", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+            },
+        ),
+        logs=[log(logs, pod_name=attempts[0].name, container_name="reindex", previous=False)],
+        alert=alert("KubeJobFailed", job_name="catalog-reindex-29955000", container=""),
+    )  # fmt: skip
+    d = check(c, Category.JOB_BACKOFF_LIMIT)
+    assert "activeDeadlineSeconds (1200 s)" in d.root_cause and "63.3%" in d.root_cause
+
+
 def test_a_volume_item_naming_a_key_its_configmap_lacks_is_a_missing_key() -> None:
     """The kubelet's mount error names the volume and the key; the pod's spec names the
     ConfigMap behind the volume."""

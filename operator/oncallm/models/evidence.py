@@ -125,6 +125,9 @@ class PodSnapshot(Snapshot):
     nameservers: list[str] = Field(default_factory=list)
     #: spec.automountServiceAccountToken (None: not set, the ServiceAccount decides)
     automount_token: bool | None = None
+    #: spec.activeDeadlineSeconds: the kubelet stops the pod this long after it started
+    #: (status.reason DeadlineExceeded)
+    active_deadline_seconds: int | None = None
     #: the annotations that say as whom the pod logs in to an outside authority (the Vault
     #: role of its injected agent), by key
     identity: dict[str, str] = Field(default_factory=dict)

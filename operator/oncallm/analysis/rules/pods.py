@@ -1576,9 +1576,7 @@ def _killed_while_starting(
         return None
     probe = (c.liveness_probe if kind == "Liveness" else c.startup_probe) or ""
     timing = _PROBE_TIMING.search(probe)
-    budget = (
-        int(timing.group(1)) + int(timing.group(2)) * int(timing.group(3)) if timing else None
-    )
+    budget = int(timing.group(1)) + int(timing.group(2)) * int(timing.group(3)) if timing else None
     return _StillStarting(log, lineno, budget)
 
 

@@ -45,7 +45,13 @@ from oncallm.analysis.rules.pods import limit_range_default
 from oncallm.gathering.sources.dns import dns_name_id
 from oncallm.gathering.sources.namespace_limits import limit_range_id
 from oncallm.models.analysis import Category
-from oncallm.models.evidence import Context, HPASnapshot, RevisionSnapshot, WorkloadSnapshot
+from oncallm.models.evidence import (
+    Context,
+    HPASnapshot,
+    PodSnapshot,
+    RevisionSnapshot,
+    WorkloadSnapshot,
+)
 from oncallm.models.quantity import parse_quantity
 
 
@@ -105,10 +111,29 @@ def job_backoff_limit(
     cause = proven(causes, settings)
     crashed = crashed_container(ctx)
     pod, c = crashed if crashed else (target_pod(ctx), None)
+    stopped = _past_pod_deadline(ctx, name)
     if cause is not None:
         why = _lower_first(cause.summary.rstrip("."))
         evidence = cause.evidence
         extra = cause.commands
+    elif stopped:
+        first = stopped[0]
+        deadline = f" ({first.active_deadline_seconds} s)" if first.active_deadline_seconds else ""
+        last = _last_line(ctx, first)
+        why = (
+            f"its pod{'s' if len(stopped) > 1 else ''} {', '.join(p.name for p in stopped[:3])} "
+            f"ran past the pod's activeDeadlineSeconds{deadline} and the kubelet stopped "
+            f"{'them' if len(stopped) > 1 else 'it'} (DeadlineExceeded: "
+            f"{quote_line(first.message or _POD_DEADLINE_MESSAGE, 100)})"
+            + (f", still working: last line {quote_line(last)}" if last else "")
+            + "; the run takes longer than the deadline allows (more data, a slower "
+            "dependency), so raise activeDeadlineSeconds or split the work"
+        )
+        evidence = ev.cite(
+            *[pod_id(p.name) for p in stopped[:2]],
+            *[ev.event(e) for e in events(ctx, reasons=("DeadlineExceeded",))[:1]],
+        )
+        extra = pod_commands(ctx, first, first.containers[0] if first.containers else None)
     elif pod is not None and c is not None:
         log = log_of(ctx, pod.name, c.name)
         last = (
@@ -176,6 +201,31 @@ def job_backoff_limit(
         ],
         commands=cmds,
     )
+
+
+#: The kubelet's status message on a pod it stopped at its activeDeadlineSeconds.
+_POD_DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
+
+
+def _past_pod_deadline(ctx: Context, job: str) -> list[PodSnapshot]:
+    """The Job's pods the kubelet stopped at their own ``activeDeadlineSeconds`` (the pod
+    template's, not the Job's): status.reason DeadlineExceeded. Their containers end with the
+    SIGTERM's 143 or the SIGKILL's 137, which says nothing about the program; the deadline is
+    why each attempt failed."""
+    return [
+        p
+        for p in ctx.pods
+        if p.reason == "DeadlineExceeded" and (p.owner_name == job or p.name.startswith(job))
+    ]
+
+
+def _last_line(ctx: Context, pod: PodSnapshot) -> str:
+    """The last line the pod's first container logged before it was stopped."""
+    for c in pod.containers:
+        log = log_of(ctx, pod.name, c.name)
+        if log is not None:
+            return next((ln for ln in reversed(log.lines) if ln.strip()), "")
+    return ""
 
 
 #: A run refused because another holds the work: a lock, a lease, "already running".

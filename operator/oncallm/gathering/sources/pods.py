@@ -392,6 +392,7 @@ def pod_snapshot(pod: Obj) -> PodSnapshot:
         identity={k: annotations[k] for k in IDENTITY_ANNOTATIONS if k in annotations},
         mesh={k: annotations[k] for k in MESH_ANNOTATIONS if k in annotations},
         automount_token=spec.get("automountServiceAccountToken"),
+        active_deadline_seconds=spec.get("activeDeadlineSeconds"),
     )
 
 
