@@ -2289,6 +2289,33 @@ async def test_an_app_alert_naming_a_service_that_does_not_exist_reads_the_workl
     assert [p.name for p in ctx.pods] == ["notify-worker-0"]
 
 
+async def test_target_down_of_a_service_not_read_reads_the_daemonset_of_that_name() -> None:
+    """node-exporter's chart names its Service after its DaemonSet: TargetDown for a Service
+    that is not there still reaches the DaemonSet's pods, and the node one of them is on."""
+    labels = {"app.kubernetes.io/name": "prometheus-node-exporter"}
+    name = "kube-prometheus-stack-prometheus-node-exporter"
+    objects: list[dict[str, Any]] = [
+        {"kind": "DaemonSet", "apiVersion": "apps/v1",
+         "metadata": {"name": name, "namespace": "monitoring", "uid": "ds1"},
+         "spec": {"selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": labels}, "spec": {"containers": [
+                      {"name": "node-exporter", "image": "node-exporter:1.8"}]}}},
+         "status": {"desiredNumberScheduled": 2, "numberReady": 1}},
+        *[{"kind": "Pod", "apiVersion": "v1",
+           "metadata": {"name": f"{name}-{n}", "namespace": "monitoring", "labels": labels,
+                        "ownerReferences": [{"kind": "DaemonSet", "name": name, "uid": "ds1",
+                                             "controller": True}]},
+           "spec": {"nodeName": n, "containers": [{"name": "node-exporter", "image": "ne:1"}]},
+           "status": {"phase": "Running"}} for n in ("w1", "w2")],
+    ]  # fmt: skip
+    ctx = await gathered(
+        alert(alertname="TargetDown", namespace="monitoring", service=name, job="node-exporter"),
+        objects,
+    )  # fmt: skip
+    assert ctx.target.display == f"service/monitoring/{name}"
+    assert sorted(p.name for p in ctx.pods) == [f"{name}-w1", f"{name}-w2"]
+
+
 async def test_a_secret_issued_in_another_namespace_names_the_mirror_that_skips_this_one() -> None:
     cert = {
         "apiVersion": "cert-manager.io/v1", "kind": "Certificate",

@@ -90,8 +90,9 @@ async def read(scope: Scope) -> None:
         elif svc is None:
             # An application's own alert names its job's ``service`` (the metrics Service, or
             # a label the application sets itself); with no Service of that name, the
-            # workload of the same name is what the alert is about.
-            for kind in ("Deployment", "StatefulSet"):
+            # workload of the same name is what the alert is about (charts name the Service
+            # after its workload: node-exporter's DaemonSet and Service share a name).
+            for kind in ("Deployment", "StatefulSet", "DaemonSet"):
                 await _by_name(scope, kind, ns, t.name, guessed=True)
                 if scope.raw_pods:
                     break
