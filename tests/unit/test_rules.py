@@ -2171,6 +2171,27 @@ def test_a_command_naming_what_the_image_does_not_have_is_bad_config(
     assert line.split()[-1].strip("'") in d.root_cause or "etl.load" in d.root_cause
 
 
+def test_a_preload_an_env_var_names_that_the_image_lacks_is_that_setting() -> None:
+    """NODE_OPTIONS (here from a ConfigMap) makes node load a file before the program; the
+    command is right, the setting names a path the new image no longer has."""
+    crashed = container(
+        command=["node", "dist/server.js"],
+        last_exit_code=1,
+        restart_count=10,
+        config_env={"NODE_OPTIONS": "--require /app/tracing.js --max-old-space-size=384"},
+        config_env_source={"NODE_OPTIONS": "bff-env"},
+    )
+    lines = "Error: Cannot find module '/app/tracing.js'\nRequire stack:\n- internal/preload\n"
+    d = check(ctx(pods=[pod(POD, crashed)], logs=[log(lines)]), Category.BAD_CONFIG)
+    assert "NODE_OPTIONS" in d.root_cause and "ConfigMap bff-env" in d.root_cause
+    assert "/app/tracing.js" in d.root_cause
+    # a module no setting and no command names is not the configuration's
+    crashed.config_env = {"NODE_ENV": "production"}
+    assert diagnose(ctx(pods=[pod(POD, crashed)], logs=[log(lines)])).category is not (
+        Category.BAD_CONFIG
+    )
+
+
 def test_an_import_error_inside_the_program_is_not_the_command() -> None:
     """A module the program imports (not the one the command names) is missing from the
     image: a crash of the image's own, not a wrong command."""

@@ -2829,6 +2829,9 @@ def _missing_entrypoint(
         in_command = any(
             w and (named in w or named.endswith("/" + w.removeprefix("./"))) for w in c.command
         )
+        setting = _setting_naming(c, named) if named and not in_command else None
+        if setting is not None:
+            return _preload_missing(ctx, ev, pod, c, h, named, setting)
         if named and not (in_command or (interpreter and not words)):
             continue
         code = exit_code(c)
@@ -2859,6 +2862,65 @@ def _missing_entrypoint(
             commands=pod_commands(ctx, pod, c),
         )
     return None
+
+
+def _setting_naming(c: ContainerSnapshot, named: str) -> str | None:
+    """The env var of ``c`` whose value names the file the runtime cannot find, as a path
+    word of it (``NODE_OPTIONS=--require /app/tracing.js``, ``JAVA_TOOL_OPTIONS=-javaagent:
+    /otel/agent.jar``, ``PYTHONSTARTUP``): the runtime loads it before the program itself."""
+    if "/" not in named and "." not in named:
+        return None
+    values = {**c.config_env, **c.env}
+    for var, value in values.items():
+        words = re.split(r"[\s=:,]+", value)
+        if named in words:
+            return var
+    return None
+
+
+def _preload_missing(
+    ctx: Context,
+    ev: EvidenceIndex,
+    pod: PodSnapshot,
+    c: ContainerSnapshot,
+    hit: Hit,
+    named: str,
+    var: str,
+) -> Finding:
+    """An env var tells the runtime to load a file before the program (a Node ``--require``
+    preload, a Java agent, a Python startup file) that the image does not have: the setting
+    outlived the image layout it was written for, so the program never starts."""
+    source = c.config_env_source.get(var)
+    where = f" (from ConfigMap {source})" if source and var not in c.env else ""
+    code = exit_code(c)
+    value = quote_line(c.env.get(var) or c.config_env.get(var, ""), 120)
+    return Finding(
+        Category.BAD_CONFIG,
+        0.87,
+        summary=(
+            f"{c.name} in {pod.name} cannot start: env var {var}{where} loads {named}, which "
+            f"image {c.image} does not have."
+        ),
+        root_cause=(
+            f"Env var {var}{where} of container {c.name} of pod {pod.name} tells the runtime to "
+            f"load {named} before the program ({var}={value}), "
+            f"but image {c.image} has no such file: {quote_line(hit.line)}"
+            + (f" (exit code {code})" if code is not None else "")
+            + "; the setting was written for an earlier image layout, so the program never "
+            "starts."
+        ),
+        evidence=ev.cite(*pod_cites(ev, pod, c), *cite_hits([hit])),
+        impact=f"{workload_state(ctx)}; the program never starts.",
+        immediate_actions=[
+            f"Point {var}{where} at the path image {c.image} has (or drop the preload), then "
+            "restart the pods; or roll back to the image the setting was written for.",
+        ],
+        recommendations=[
+            "Keep preload settings (NODE_OPTIONS, JAVA_TOOL_OPTIONS) with the image they "
+            "belong to, and start each image with its real env in CI.",
+        ],
+        commands=pod_commands(ctx, pod, c),
+    )
 
 
 def _bad_command(
