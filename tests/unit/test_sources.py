@@ -279,6 +279,30 @@ async def test_a_not_ready_node_shows_its_heartbeat_oom_kills_and_unbounded_pods
     assert "event/Node/worker-1/SystemOOM" not in evidence
 
 
+async def test_a_not_ready_node_names_what_node_problem_detector_saw_on_it() -> None:
+    objects = [
+        node_obj(Ready="Unknown"),
+        pod("api-1"),
+        event("Node", "worker-1", "TaskHung",
+              "kernel: INFO: task jbd2/sda1-8:311 blocked for more than 120 seconds.",
+              ns=None, minutes=-30),
+        event("Node", "worker-1", "TaskHung",
+              "kernel: INFO: task kubelet:1422 blocked for more than 120 seconds.",
+              ns=None, minutes=-25),
+        event("Node", "worker-1", "NodeNotReady", "Node worker-1 status is now: NodeNotReady",
+              ns=None),
+    ]  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", pod="api-1"), objects)
+    [health] = ctx.node_health
+    assert [e.message.split()[3] for e in health.problem_events] == [
+        "kubelet:1422",
+        "jbd2/sda1-8:311",
+    ]
+    assert "node/worker-1/problems" in ids(ctx)
+    d = diagnose(ctx)
+    assert d.category is Category.NODE_NOT_READY and "task kubelet:1422 blocked" in d.root_cause
+
+
 # -- scheduling ------------------------------------------------------------------------------
 
 

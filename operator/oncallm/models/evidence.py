@@ -524,6 +524,9 @@ class NodeHealthSnapshot(Snapshot):
     oom_events: list[EventSnapshot] = Field(default_factory=list)
     #: processes those events name as killed (``java (pid 4121)``)
     oom_victims: list[str] = Field(default_factory=list)
+    #: node-problem-detector's problem events on the node (a hung task, a kernel oops, a
+    #: read-only filesystem, the runtime failing its health check), newest first
+    problem_events: list[EventSnapshot] = Field(default_factory=list)
     pods_without_memory_limit: list[PodWithoutMemoryLimit] = Field(default_factory=list)
     #: under PIDPressure: the pods with the most processes (``pod ns/x (Deployment y): N
     #: processes``), from Prometheus

@@ -45,7 +45,12 @@ from oncallm.gathering.sources.kubelet_certs import (
 )
 from oncallm.gathering.sources.metrics import STORE_FULL
 from oncallm.gathering.sources.metrics_api import metrics_line_id, metrics_pod_id
-from oncallm.gathering.sources.node_health import no_memory_limit_id, oom_id, pids_id
+from oncallm.gathering.sources.node_health import (
+    no_memory_limit_id,
+    oom_id,
+    pids_id,
+    problems_id,
+)
 from oncallm.gathering.sources.node_storage import FILESYSTEM_ALERTS, storage_id, storage_pod_id
 from oncallm.gathering.sources.nodes import NODE_GROUP_LABELS
 from oncallm.gathering.sources.pods import pod_is_unhealthy
@@ -143,6 +148,21 @@ def _node_trouble(ctx: Context, node: str) -> tuple[str, list[Link]]:
             Link(
                 summary=f"Node {node}: {text}.",
                 evidence=[pids_id(node)],
+                category=Category.NODE_NOT_READY,
+            )
+        )
+    if snap.problem_events:
+        # what node-problem-detector saw on the machine before the kubelet stopped reporting:
+        # a task hung on the disk journal or the runtime, a kernel oops, a read-only remount
+        shown = snap.problem_events[:3]
+        text = "node-problem-detector reported " + "; ".join(
+            f"{e.reason} x{e.count} ({quote_line(e.message, 120)})" for e in shown
+        )
+        texts.append(text)
+        links.append(
+            Link(
+                summary=f"Node {node}: {text}.",
+                evidence=[problems_id(node)],
                 category=Category.NODE_NOT_READY,
             )
         )

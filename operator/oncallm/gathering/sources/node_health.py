@@ -4,11 +4,13 @@ under PID pressure with Prometheus configured, the pods on it that hold the most
 
 Reads, for each such node among the pods' nodes, the Node (for heartbeat and transition
 times), its events (``SystemOOM`` from the kubelet, ``OOMKilling`` from the kernel monitor of
-node-problem-detector, whatever their age) and the pods on it.
+node-problem-detector, and node-problem-detector's other problem events, :data:`PROBLEM_REASONS`:
+a hung task, a kernel oops, a read-only filesystem; whatever their age) and the pods on it.
 
 Evidence: ``node/<node>/heartbeat`` (the Ready condition's times), ``node/<node>/oom`` (the
-OOM kills and their victims) and ``node/<node>/no-memory-limit/<pod>`` for each pod whose
-containers have no memory limit, among the broken objects when the node saw OOM kills;
+OOM kills and their victims), ``node/<node>/problems`` (node-problem-detector's reports) and
+``node/<node>/no-memory-limit/<pod>`` for each pod whose containers have no memory limit,
+among the broken objects when the node saw OOM kills;
 ``node/<node>/pids`` the pods with the most processes (cAdvisor's ``container_processes``)
 on a node under PIDPressure.
 """
@@ -32,6 +34,18 @@ from oncallm.models.evidence import (
 from oncallm.models.quantity import format_quantity, parse_quantity
 
 OOM_REASONS = ("SystemOOM", "OOMKilling")
+#: node-problem-detector's problem events (its kernel monitor, its health checkers and the
+#: custom plugins GKE and AKS ship): what went wrong on the machine before the kubelet stopped
+#: reporting. A hung task holding the journal or the runtime, a kernel oops, a read-only
+#: remount, the runtime or the kubelet failing its health check.
+PROBLEM_REASONS = (
+    "TaskHung", "KernelOops", "KernelDeadlock", "AUFSUmountHung", "DockerHung",
+    "UnregisterNetDevice", "Ext4Error", "Ext4Warning", "IOError", "MemoryReadError",
+    "FilesystemIsReadOnly", "CorruptDockerOverlay2", "ContainerdUnhealthy",
+    "KubeletUnhealthy", "DockerUnhealthy", "ContainerRuntimeUnhealthy",
+)  # fmt: skip
+#: Problem events kept per node.
+MAX_PROBLEM_EVENTS = 5
 #: OOM events and pods without a memory limit kept per node.
 MAX_OOM_EVENTS = 10
 MAX_PODS = 10
@@ -55,6 +69,11 @@ def oom_id(node: str) -> str:
 def no_memory_limit_id(node: str, pod: str) -> str:
     """``node/<node>/no-memory-limit/<pod>``: a pod on the node without a memory limit."""
     return f"node/{node}/no-memory-limit/{pod}"
+
+
+def problems_id(node: str) -> str:
+    """``node/<node>/problems``: what node-problem-detector reported on the node."""
+    return f"node/{node}/problems"
 
 
 def pids_id(node: str) -> str:
@@ -150,6 +169,8 @@ def node_health(name: str, node: Obj, events: list[Obj], pods: list[Obj]) -> Nod
             victim = f"{match['name'] or match['name2']} (pid {match['pid'] or match['pid2']})"
             if victim not in victims:
                 victims.append(victim)
+    problems = [e for e in (event_snapshot(e) for e in events) if e.reason in PROBLEM_REASONS]
+    problems.sort(key=lambda e: e.last_seen or "", reverse=True)
     unlimited = [u for u in (without_memory_limit(p) for p in pods) if u is not None]
     unlimited.sort(key=lambda u: (u.memory_request is not None, u.namespace, u.pod))
     return NodeHealthSnapshot(
@@ -157,6 +178,7 @@ def node_health(name: str, node: Obj, events: list[Obj], pods: list[Obj]) -> Nod
         conditions=conditions,
         oom_events=ooms[:MAX_OOM_EVENTS],
         oom_victims=victims[:MAX_OOM_EVENTS],
+        problem_events=problems[:MAX_PROBLEM_EVENTS],
         pods_without_memory_limit=unlimited[:MAX_PODS],
     )
 
@@ -221,6 +243,14 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
                 + (f"; victims: {', '.join(snap.oom_victims)}" if snap.oom_victims else "")
             )
             out.add(Tier.NODE_BAD, oom_id(snap.node), EvidenceSource.NODE, obj, text,
+                    time=newest.last_seen)  # fmt: skip
+        if snap.problem_events:
+            newest = snap.problem_events[0]
+            text = "node-problem-detector on the node: " + "; ".join(
+                f"{e.reason} x{e.count} (last {e.last_seen or '?'}): {e.message}"
+                for e in snap.problem_events
+            )
+            out.add(Tier.NODE_BAD, problems_id(snap.node), EvidenceSource.NODE, obj, text,
                     time=newest.last_seen)  # fmt: skip
         if snap.pid_holders:
             out.add(
