@@ -196,6 +196,35 @@ async def test_a_full_quota_names_its_largest_and_oldest_consumers() -> None:
     )
 
 
+async def test_a_replicaset_whose_deployment_is_gone_is_named_as_an_orphan() -> None:
+    cpu = [{"name": "app", "image": "a", **resources(requests={"cpu": "1"})}]
+    old = {"pod-template-hash": "6d9c7b8f45", "app": "checkout"}
+    new = {"pod-template-hash": "7f8b9c6d5", "app": "checkout-api"}
+
+    def replicaset(name: str, owner: str | None) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": name, "namespace": "shop"}
+        if owner:
+            meta["ownerReferences"] = [{"kind": "Deployment", "name": owner, "controller": True}]
+        return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": meta}
+
+    objects = [
+        quota("4", "4"),
+        replicaset("checkout-6d9c7b8f45", None),
+        replicaset("checkout-api-7f8b9c6d5", "checkout-api"),
+        *(pod(f"checkout-6d9c7b8f45-{i}", labels=old, containers=cpu, created=-9000,
+              owner=("ReplicaSet", "checkout-6d9c7b8f45")) for i in range(3)),
+        pod("checkout-api-7f8b9c6d5-a", labels=new, containers=cpu,
+            owner=("ReplicaSet", "checkout-api-7f8b9c6d5")),
+    ]  # fmt: skip
+    ctx = await gathered(alert(namespace="shop", pod="checkout-api-7f8b9c6d5-a"), objects)
+    [snap] = ctx.quota_consumers
+    found = [(c.kind, c.name, c.orphaned) for c in snap.consumers]
+    assert found == [
+        ("ReplicaSet", "checkout-6d9c7b8f45", True),
+        ("Deployment", "checkout-api", False),
+    ]
+
+
 async def test_a_quota_with_room_reads_no_consumers() -> None:
     reader = MemoryReader([quota("1", "4"), pod("lonely")])
     ctx = await gather(alert(namespace="shop", pod="lonely"), reader, DEFAULT_POLICY, now=NOW)

@@ -436,6 +436,9 @@ class QuotaConsumer(Snapshot):
     oldest: str | None = None
     #: the labels of its first pod
     labels: dict[str, str] = Field(default_factory=dict)
+    #: a ReplicaSet no controller owns (its Deployment deleted with --cascade=orphan):
+    #: nothing scales it down
+    orphaned: bool = False
 
 
 class QuotaConsumersSnapshot(Snapshot):

@@ -1151,7 +1151,16 @@ def _quota_consumers(ctx: Context, quota: str, creating: set[str]) -> tuple[str,
         for c in ranked[:2]:
             pods = f", {len(c.pods)} pod{'s' if len(c.pods) != 1 else ''}" if c.pods else ""
             since = f", the oldest created {c.oldest}" if c.oldest else ""
-            text = f"{c.kind} {c.name} holds {c.amount_text or '?'} of {snap.resource}{pods}{since}"
+            orphan = (
+                " (no owner: its Deployment was deleted with the ReplicaSet left behind, so "
+                "nothing scales it down; delete it or scale it to 0)"
+                if c.orphaned and not any(c.name in t for t in texts)
+                else ""
+            )
+            text = (
+                f"{c.kind} {c.name}{orphan} holds {c.amount_text or '?'} of {snap.resource}"
+                f"{pods}{since}"
+            )
             if text not in texts:
                 texts.append(text)
                 links.append(

@@ -91,6 +91,7 @@ async def read(scope: Scope) -> None:
     if not full:
         return
     pods: dict[str, list[Obj]] = {}
+    orphans: dict[str, set[str]] = {}
     claims: dict[str, list[Obj]] = {}
     for quota, resource in full:
         ns = quota.namespace
@@ -104,7 +105,8 @@ async def read(scope: Scope) -> None:
         else:
             if ns not in pods:
                 pods[ns] = await scope.reader.list("Pod", ns)
-            found = pod_consumers(resource, pods[ns])
+                orphans[ns] = orphaned_replicasets(await scope.reader.list("ReplicaSet", ns))
+            found = pod_consumers(resource, pods[ns], orphans[ns])
         scope.ctx.quota_consumers.append(snapshot(quota, resource, found))
 
 
@@ -116,6 +118,14 @@ class _Tally:
     amount: float = 0.0
     oldest: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    orphaned: bool = False
+
+
+def orphaned_replicasets(replicasets: list[Obj]) -> set[str]:
+    """ReplicaSets no controller owns: their Deployment was deleted with ``--cascade=orphan``
+    (a chart migration, a rename) and nothing scales them down any more, so their pods hold
+    the quota forever. Named as themselves, not as a Deployment that no longer exists."""
+    return {name_of(rs) for rs in replicasets if controller_of(rs) is None}
 
 
 def pod_amount(resource: str, pod: Obj) -> float:
@@ -137,7 +147,9 @@ def pod_amount(resource: str, pod: Obj) -> float:
     return max(containers, inits)
 
 
-def pod_consumers(resource: str, pods: list[Obj]) -> list[_Tally]:
+def pod_consumers(
+    resource: str, pods: list[Obj], orphans: set[str] | frozenset[str] = frozenset()
+) -> list[_Tally]:
     tallies: dict[tuple[str, str], _Tally] = {}
     for pod in pods:
         if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
@@ -145,8 +157,10 @@ def pod_consumers(resource: str, pods: list[Obj]) -> list[_Tally]:
         amount = pod_amount(resource, pod)
         if amount <= 0:
             continue
-        kind, name = workload_of(pod)
-        tally = tallies.setdefault((kind, name), _Tally(kind, name))
+        owner = controller_of(pod)
+        orphaned = owner is not None and owner[0] == "ReplicaSet" and owner[1] in orphans
+        kind, name = owner if orphaned and owner else workload_of(pod)
+        tally = tallies.setdefault((kind, name), _Tally(kind, name, orphaned=orphaned))
         tally.pods.append(name_of(pod))
         tally.amount += amount
         created = meta(pod).get("creationTimestamp")
@@ -241,6 +255,7 @@ def snapshot(quota: QuotaSnapshot, resource: str, tallies: list[_Tally]) -> Quot
                 amount_text=amount_text(resource, t.amount),
                 oldest=t.oldest,
                 labels=t.labels,
+                orphaned=t.orphaned,
             )
             for t in kept
         ],
@@ -253,8 +268,10 @@ def evidence(ctx: Context, out: EvidenceOut) -> None:
         for rank, c in enumerate(snap.consumers):
             share = f" ({100 * c.amount / hard:.0f}% of hard {snap.hard})" if hard else ""
             pods = f"{len(c.pods)} pods" if c.kind != "PersistentVolumeClaim" else "the claim"
+            orphan = " (no owner: orphaned by its deleted Deployment)" if c.orphaned else ""
             text = (
-                f"{c.kind} {c.name}: {pods} use {c.amount_text} of {snap.resource}{share}; "
+                f"{c.kind} {c.name}{orphan}: {pods} use {c.amount_text} of {snap.resource}"
+                f"{share}; "
                 f"quota {snap.quota} used {snap.used or '?'}/{snap.hard or '?'}"
                 + (f"; oldest since {c.oldest}" if c.oldest else "")
                 + (f"; labels {kv(c.labels)}" if c.labels else "")
