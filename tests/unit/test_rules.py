@@ -1073,6 +1073,34 @@ def test_rule_settings_from_env() -> None:
         RuleSettings.from_env({"ONCALLM_RULES_UNKNOWN_CONFIDENCE": "high"})
 
 
+def test_a_throttling_limit_a_vpa_wrote_into_the_pod_names_the_vpa() -> None:
+    running = container(
+        state="running", reason="", message="", ready=True, restart_count=0,
+        last_state=None, last_exit_code=None, limits={"cpu": "300m"},
+    )  # fmt: skip
+    resized = pod(
+        POD,
+        running,
+        resized_by="api-vpa",
+        resized="container 0: cpu request, memory request, cpu limit, memory limit",
+    )
+    throttled = MetricSnapshot(
+        name="cpu_throttled_ratio",
+        query="sum(...)/sum(...)",
+        values={f'{{container="api",pod="{POD}"}}': 0.85},
+    )
+    d = check(
+        ctx(pods=[resized], metrics=[throttled], alert=alert("CPUThrottlingHigh")),
+        Category.CPU_THROTTLING,
+    )
+    assert "VerticalPodAutoscaler api-vpa" in d.root_cause and "300m" in d.root_cause
+    assert "minAllowed" in d.immediate_actions[0]
+    # a VPA that set only the requests did not set the limit that throttles
+    resized.resized = "container 0: cpu request, memory request"
+    d = diagnose(ctx(pods=[resized], metrics=[throttled], alert=alert("CPUThrottlingHigh")))
+    assert "api-vpa" not in d.root_cause
+
+
 def test_throttling_below_threshold_is_ignored() -> None:
     c = ctx(
         pods=[

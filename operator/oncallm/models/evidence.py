@@ -125,6 +125,11 @@ class PodSnapshot(Snapshot):
     nameservers: list[str] = Field(default_factory=list)
     #: spec.automountServiceAccountToken (None: not set, the ServiceAccount decides)
     automount_token: bool | None = None
+    #: the VerticalPodAutoscaler whose admission controller rewrote the pod's resources when
+    #: it was created (the ``vpaUpdates`` annotation), and what it set (``container 0: cpu
+    #: request, cpu limit``)
+    resized_by: str | None = None
+    resized: str = ""
     #: spec.activeDeadlineSeconds: the kubelet stops the pod this long after it started
     #: (status.reason DeadlineExceeded)
     active_deadline_seconds: int | None = None

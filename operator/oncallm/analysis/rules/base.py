@@ -416,7 +416,7 @@ def injected_sizing(
     the pod template, and ``kubectl set resources`` on the container would not last."""
     sized = c.sized_by.get(bound)
     if sized is None:
-        return None
+        return _resized_by_vpa(ctx, pod, bound)
     key, value = sized
     text = f"; {c.name} is an injected sidecar, sized by the pod annotation {key}" + (
         f" = {value}" if value else " (unset, so the injector's default applies)"
@@ -433,6 +433,29 @@ def injected_sizing(
         kc.annotate_template(w.kind, w.namespace, w.name, key, raised) if w and raised else None
     )
     return InjectedSizing(text, action, command)
+
+
+def _resized_by_vpa(ctx: Context, pod: PodSnapshot, bound: str) -> InjectedSizing | None:
+    """A VerticalPodAutoscaler in Auto/Recreate mode evicts pods and its admission controller
+    writes its recommendation into the new ones (``vpaUpdates``); with ``controlledValues:
+    RequestsAndLimits`` it scales the limit with the request. A recommendation learnt in a
+    quiet period then caps the pod below its load, and the template's own values no longer
+    apply: the fix is the VPA, not the container."""
+    if pod.resized_by is None or bound not in pod.resized:
+        return None
+    vpa = pod.resized_by
+    text = (
+        f"; that {bound} was written by VerticalPodAutoscaler {vpa} when it recreated the pod "
+        f"(vpaUpdates: '{pod.resized}'), not by the pod template: its recommendation is below "
+        "what the load needs now"
+    )
+    action = (
+        f"Bound VerticalPodAutoscaler {pod.namespace}/{vpa}: set minAllowed for the container "
+        "(or controlledValues: RequestsOnly so it leaves the limits alone, or updateMode: Off "
+        "while you size it), then restart the pods; a change to the pod template alone is "
+        "rewritten by the VPA's admission controller."
+    )
+    return InjectedSizing(text, action, kc.describe("verticalpodautoscaler", pod.namespace, vpa))
 
 
 def double_quantity(text: str | None) -> str | None:

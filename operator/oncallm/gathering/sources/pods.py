@@ -393,7 +393,22 @@ def pod_snapshot(pod: Obj) -> PodSnapshot:
         mesh={k: annotations[k] for k in MESH_ANNOTATIONS if k in annotations},
         automount_token=spec.get("automountServiceAccountToken"),
         active_deadline_seconds=spec.get("activeDeadlineSeconds"),
+        resized_by=_resized(annotations)[0],
+        resized=_resized(annotations)[1],
     )
+
+
+#: The VPA admission controller's note on a pod whose resources it rewrote:
+#: ``Pod resources updated by quote-engine-vpa: container 0: cpu request, cpu limit``.
+_VPA_UPDATES = re.compile(r"Pod resources updated by (?P<vpa>[\w.-]+):\s*(?P<what>.*)", re.S)
+
+
+def _resized(annotations: dict[str, str]) -> tuple[str | None, str]:
+    """(the VPA that rewrote the pod's resources, what it set), from ``vpaUpdates``."""
+    match = _VPA_UPDATES.match(str(annotations.get("vpaUpdates", "")))
+    if match is None:
+        return None, ""
+    return match["vpa"], " ".join(match["what"].split())
 
 
 def pod_is_unhealthy(pod: PodSnapshot) -> bool:
