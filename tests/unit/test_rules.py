@@ -3091,6 +3091,28 @@ def test_a_claim_filling_with_no_deeper_cause_is_disk_pressure_with_its_pace() -
     assert "full in about 10 hours" in d.root_cause and POD in d.root_cause
 
 
+def test_a_broker_volume_filled_by_a_queue_nobody_consumes_names_the_queue() -> None:
+    gib = 1024**3
+
+    def queue(name: str) -> str:
+        return f'{{queue="{name}",vhost="/"}}'
+
+    metrics = [
+        *_volume_metrics(4 * gib, 50 * gib, -0.1 * gib),
+        MetricSnapshot(name="queue_messages", query="q",
+                       values={queue("invoices.dlq"): 2_415_772, queue("invoices.render"): 40}),
+        MetricSnapshot(name="queue_consumers", query="q",
+                       values={queue("invoices.dlq"): 0, queue("invoices.render"): 8}),
+    ]  # fmt: skip
+    d = check(_filling_ctx(metrics), Category.DISK_PRESSURE)
+    assert "queue invoices.dlq: 2,415,772 messages ready and no consumer" in d.root_cause
+    assert "invoices.dlq" in d.immediate_actions[0]
+    # consumed, the queue explains nothing
+    metrics[-1] = MetricSnapshot(name="queue_consumers", query="q",
+                                 values={queue("invoices.dlq"): 2})  # fmt: skip
+    assert "invoices.dlq" not in diagnose(_filling_ctx(metrics)).root_cause
+
+
 def test_a_claim_that_has_space_again_is_not_filling() -> None:
     gib = 1024**3
     d = diagnose(_filling_ctx(_volume_metrics(235 * gib, 500 * gib, 0.0)))

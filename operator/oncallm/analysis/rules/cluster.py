@@ -601,6 +601,32 @@ def _metric_value(ctx: Context, name: str) -> float | None:
     return next(iter(m.values.values())) if m else None
 
 
+_QUEUE_LABEL = re.compile(r'\bqueue="([^"]+)"')
+
+
+def _unconsumed_queue(ctx: Context) -> tuple[str, float] | None:
+    """The largest queue of the broker writing the volume that has messages and no consumer
+    (``queue_messages`` and ``queue_consumers`` of the metrics source), with its size."""
+    sizes = next((m.values for m in ctx.metrics if m.name == "queue_messages"), {})
+    consumers = next((m.values for m in ctx.metrics if m.name == "queue_consumers"), {})
+    counted = {
+        q.group(1): v for labels, v in consumers.items() if (q := _QUEUE_LABEL.search(labels))
+    }
+    ranked = sorted(
+        ((v, q.group(1)) for labels, v in sizes.items() if (q := _QUEUE_LABEL.search(labels))),
+        reverse=True,
+    )
+    for size, queue in ranked:
+        if size >= MIN_PARKED_MESSAGES and counted.get(queue) == 0:
+            return queue, size
+    return None
+
+
+#: A queue holds at least this many messages with no consumer before it is named as what
+#: fills a broker's volume: fewer would not weigh on a volume (a quiet retry queue).
+MIN_PARKED_MESSAGES = 10_000
+
+
 def _gib(n: float) -> str:
     return f"{n / 1024**3:.1f} GiB"
 
@@ -643,6 +669,7 @@ def volume_filling(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
                 f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.1f} days"
             )
     what = "inodes" if inodes else "space"
+    unconsumed = _unconsumed_queue(ctx)
     metric_ids = [
         metric_id(n)
         for n in (
@@ -654,7 +681,7 @@ def volume_filling(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
     ]
     return Finding(
         Category.DISK_PRESSURE,
-        0.9 if refused else 0.6 if measured else 0.5,
+        0.9 if refused else 0.85 if unconsumed else 0.6 if measured else 0.5,
         summary=(
             f"PersistentVolumeClaim {claim} is running out of {what}"
             + (f": {measured}" if measured else "")
@@ -669,13 +696,21 @@ def volume_filling(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
                 if refused
                 else ""
             )
-            + "; no retention setting or stuck consumer explains the growth, so the data it "
-            "holds grows faster than the volume was sized for."
+            + (
+                f"; what grows is queue {unconsumed[0]}: {unconsumed[1]:,.0f} messages ready and "
+                "no consumer, so the broker keeps every one of them on the volume (nothing reads "
+                "or expires it: a dead-letter or parked queue whose consumer stopped)"
+                if unconsumed
+                else "; no retention setting or stuck consumer explains the growth, so the data "
+                "it holds grows faster than the volume was sized for"
+            )
+            + "."
         ),
         evidence=ev.cite(
             ALERT_ID,
             pvc_id(claim),
             *metric_ids,
+            *((metric_id("queue_messages"), metric_id("queue_consumers")) if unconsumed else ()),
             *cite_hits(refused[-2:]),
             *(pod_id(w) for w in writers[:2]),
         ),
@@ -685,6 +720,15 @@ def volume_filling(ctx: Context, ev: EvidenceIndex, _: RuleSettings) -> Finding 
             + "; databases stop accepting data."
         ),
         immediate_actions=[
+            *(
+                [
+                    f"Bring back the consumer of queue {unconsumed[0]} (a replayer Job or "
+                    "CronJob that was stopped or suspended), or bound the queue with a policy "
+                    "(max-length, message-ttl), then purge what is not needed."
+                ]
+                if unconsumed
+                else []
+            ),
             f"Expand PersistentVolumeClaim {claim} (raise spec.resources.requests.storage) if "
             "its StorageClass allows volume expansion.",
             "Find what grows on the volume (du -sh on the mount) and delete or archive old "

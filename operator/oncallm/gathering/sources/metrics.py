@@ -66,6 +66,9 @@ def standard_queries(alert: Alert, target: TargetRef, ctx: Context) -> list[tupl
         out += volume_queries(
             ns, target.name, inodes=alert.name == "KubePersistentVolumeInodesFillingUp"
         )
+        writers = [p.name for p in ctx.pods if target.name in p.pvcs][:10]
+        if writers:
+            out += queue_queries(ns, writers)
     if ns and any(STORE_FULL.search(line) for lg in ctx.logs for line in lg.lines):
         free = f'kubelet_volume_stats_available_bytes{{namespace="{ns}"}}'
         size = f'kubelet_volume_stats_capacity_bytes{{namespace="{ns}"}}'
@@ -123,6 +126,31 @@ FULLEST_VOLUMES = 3
 #: KubePersistentVolumeFillingUp predicts from 6 hours; one hour follows a change of pace
 #: (a campaign, a stuck clean-up) sooner and still smooths single writes out.
 VOLUME_RATE_WINDOW = "1h"
+
+
+#: Queues listed for a broker whose volume fills: the largest few.
+MAX_QUEUES = 3
+
+
+def queue_queries(namespace: str, pods: list[str]) -> list[tuple[str, str, str]]:
+    """A message broker writing the filling volume (RabbitMQ's per-queue metrics, detailed or
+    per-object): its largest queues and their consumers. A queue nobody consumes (a dead-letter
+    queue whose replayer stopped) keeps every message on disk until the volume is full."""
+    sel = f'namespace="{namespace}",pod=~"{"|".join(promql_regex(p) for p in pods)}"'
+    return [
+        (
+            "queue_messages",
+            f"topk({MAX_QUEUES}, max by (vhost, queue) (rabbitmq_detailed_queue_messages_ready"
+            f"{{{sel}}} or rabbitmq_queue_messages_ready{{{sel}}}))",
+            "the broker's largest queues: messages ready",
+        ),
+        (
+            "queue_consumers",
+            f"max by (vhost, queue) (rabbitmq_detailed_queue_consumers{{{sel}}} "
+            f"or rabbitmq_queue_consumers{{{sel}}})",
+            "consumers per queue",
+        ),
+    ]
 
 
 def volume_queries(
